@@ -1,0 +1,25 @@
+"""tinygpt: chapter 5 of *Build a Large Language Model (From Scratch)* on NumPy.
+
+The book's names are kept so the source reads beside the book.
+"""
+
+from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
+from .backend import get_rng, get_rng_state, manual_seed, set_rng_state
+from .model import GPT_CONFIG_124M, GPTModel, validate_config
+from .nn import (
+    GELU,
+    Dropout,
+    Embedding,
+    FeedForward,
+    LayerNorm,
+    Linear,
+    Module,
+    MultiHeadAttention,
+    Parameter,
+    Sequential,
+    TransformerBlock,
+)
+from .ops import cross_entropy, perplexity, softmax
+from .optim import AdamW
+
+__version__ = "0.1.0"

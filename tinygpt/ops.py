@@ -1,0 +1,545 @@
+"""Every differentiable operation: forward and backward side by side on raw arrays.
+
+Primitives first (arithmetic, matmul, shapes, reductions, exp/log/tanh), then the
+fused layers a GPT spends its time in (linear, embedding, layer norm, GELU,
+dropout, causal attention, softmax, cross-entropy). Tests show each fused op
+equals its chain of primitives and passes a float64 finite-difference check.
+
+Shape letters: B batch, T tokens, C channels (emb_dim), H heads, D head size,
+V vocabulary, N = B*T rows.
+"""
+
+import math
+
+import numpy
+
+from .autograd import Function, Tensor
+from .backend import DEFAULT_DTYPE, get_rng, xp
+
+# ----------------------------------------------------------------------------------
+# Elementwise arithmetic. Broadcasting is undone by the engine (sum_to_shape).
+
+
+class Add(Function):
+    """y = a + b;  da = dy, db = dy"""
+
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, dy):
+        return dy, dy
+
+
+class Sub(Function):
+    """y = a - b;  da = dy, db = -dy"""
+
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, dy):
+        return dy, -dy
+
+
+class Mul(Function):
+    """y = a * b;  da = dy * b, db = dy * a"""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, dy):
+        return dy * self.b, dy * self.a
+
+
+class Div(Function):
+    """y = a / b;  da = dy / b, db = -dy * a / b^2"""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, dy):
+        da = dy / self.b
+        return da, -da * self.a / self.b
+
+
+class Neg(Function):
+    """y = -x;  dx = -dy"""
+
+    def forward(self, x):
+        return -x
+
+    def backward(self, dy):
+        return -dy
+
+
+class Exp(Function):
+    """y = exp(x);  dx = dy * y"""
+
+    def forward(self, x):
+        self.y = xp.exp(x)
+        return self.y
+
+    def backward(self, dy):
+        return dy * self.y
+
+
+class Log(Function):
+    """y = log(x);  dx = dy / x"""
+
+    def forward(self, x):
+        self.x = x
+        return xp.log(x)
+
+    def backward(self, dy):
+        return dy / self.x
+
+
+class Tanh(Function):
+    """y = tanh(x);  dx = dy * (1 - y^2)"""
+
+    def forward(self, x):
+        self.y = xp.tanh(x)
+        return self.y
+
+    def backward(self, dy):
+        return dy * (1.0 - self.y * self.y)
+
+
+class Sqrt(Function):
+    """y = sqrt(x);  dx = dy / (2 y)"""
+
+    def forward(self, x):
+        self.y = xp.sqrt(x)
+        return self.y
+
+    def backward(self, dy):
+        return dy / (2.0 * self.y)
+
+
+class Cast(Function):
+    """y = x converted to ``dtype``;  dx = dy converted back."""
+
+    def forward(self, x, dtype):
+        self.in_dtype = x.dtype
+        return x.astype(dtype)
+
+    def backward(self, dy):
+        return dy.astype(self.in_dtype)
+
+
+# ----------------------------------------------------------------------------------
+# Matrix product, shapes, indexing, reductions.
+
+
+class MatMul(Function):
+    """y = a @ b (batched over leading dims);  da = dy @ b^T, db = a^T @ dy"""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, dy):
+        a, b = self.a, self.b
+        if b.ndim == 1:  # (…, K) @ (K,) -> (…,)
+            return dy[..., None] * b, (a * dy[..., None]).reshape(-1, b.shape[0]).sum(0)
+        if a.ndim == 1:  # (K,) @ (…, K, M) -> (…, M)
+            da = (b @ dy[..., None])[..., 0]
+            return da, a[:, None] * dy[..., None, :]
+        return dy @ xp.swapaxes(b, -1, -2), xp.swapaxes(a, -1, -2) @ dy
+
+
+class Reshape(Function):
+    """y = x viewed as ``shape``;  dx = dy viewed as x's shape"""
+
+    def forward(self, x, shape):
+        self.in_shape = x.shape
+        return x.reshape(shape)
+
+    def backward(self, dy):
+        return dy.reshape(self.in_shape)
+
+
+class Transpose(Function):
+    """y = x with axes permuted;  dx = dy with the inverse permutation"""
+
+    def forward(self, x, axes):
+        self.inverse = tuple(int(i) for i in xp.argsort(xp.asarray(axes)).tolist())
+        return x.transpose(axes)
+
+    def backward(self, dy):
+        return dy.transpose(self.inverse)
+
+
+class GetItem(Function):
+    """y = x[index];  dx = zeros with dy scattered (added) back at index"""
+
+    def forward(self, x, index):
+        if isinstance(index, Tensor):
+            index = index.data
+        elif isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        self.in_shape, self.in_dtype, self.index = x.shape, x.dtype, index
+        return x[index]
+
+    def backward(self, dy):
+        dx = xp.zeros(self.in_shape, dtype=self.in_dtype)
+        parts = self.index if isinstance(self.index, tuple) else (self.index,)
+        if any(isinstance(i, (list, xp.ndarray)) for i in parts):
+            xp.add.at(dx, self.index, dy)  # advanced indexing: repeated indices accumulate
+        else:
+            dx[self.index] = dy  # basic indexing never repeats an element
+        return dx
+
+
+class Sum(Function):
+    """y = sum(x, axis);  dx = dy broadcast back to x's shape"""
+
+    def forward(self, x, axis=None, keepdims=False):
+        self.in_shape, self.axis, self.keepdims = x.shape, axis, keepdims
+        return xp.asarray(x.sum(axis=axis, keepdims=keepdims))
+
+    def backward(self, dy):
+        if not self.keepdims and self.axis is not None:
+            dy = xp.expand_dims(dy, self.axis)
+        return xp.broadcast_to(dy, self.in_shape)
+
+
+class Mean(Function):
+    """y = mean(x, axis);  dx = dy / n broadcast back (n = number of averaged entries)"""
+
+    def forward(self, x, axis=None, keepdims=False):
+        self.in_shape, self.axis, self.keepdims = x.shape, axis, keepdims
+        out = xp.asarray(x.mean(axis=axis, keepdims=keepdims))
+        self.count = x.size // max(out.size, 1)
+        return out
+
+    def backward(self, dy):
+        if not self.keepdims and self.axis is not None:
+            dy = xp.expand_dims(dy, self.axis)
+        return xp.broadcast_to(dy * (1.0 / self.count), self.in_shape)
+
+
+# ----------------------------------------------------------------------------------
+# Fused layers.
+
+
+class Linear(Function):
+    """y = x @ W^T + b           x: (…, in)  W: (out, in)  b: (out,)  y: (…, out)
+    dx = dy @ W,  dW = dy2^T @ x2,  db = sum over rows of dy   (x2, dy2: rows flattened)
+
+    Flattening to rows makes each gradient one large matrix product."""
+
+    def forward(self, x, weight, bias=None):
+        self.x, self.weight = x, weight
+        y = x @ weight.T
+        if bias is not None:
+            y += bias
+        return y
+
+    def backward(self, dy):
+        x, weight = self.x, self.weight
+        dy2 = dy.reshape(-1, dy.shape[-1])  # (N, out)
+        dx = dy @ weight
+        dweight = dy2.T @ x.reshape(-1, x.shape[-1])
+        dbias = dy2.sum(axis=0) if len(self.inputs) == 3 else None
+        return dx, dweight, dbias
+
+
+class Embedding(Function):
+    """y = W[ids]          ids: int (…)  W: (V, C)  y: (…, C)
+    dW = scatter-add of dy rows into the rows named by ids (repeated ids accumulate)"""
+
+    def forward(self, weight, ids):
+        self.ids, self.weight_shape = ids, weight.shape
+        return weight[ids]
+
+    def backward(self, dy):
+        dweight = xp.zeros(self.weight_shape, dtype=dy.dtype)
+        xp.add.at(dweight, self.ids.ravel(), dy.reshape(-1, self.weight_shape[1]))
+        return dweight, None
+
+
+class LayerNorm(Function):
+    """y = xhat * scale + shift,  xhat = (x - mean) * rstd,  rstd = 1/sqrt(var + eps)
+    (biased variance over the last axis)                   x: (…, C)  scale, shift: (C,)
+    dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * scale
+    dscale = sum(dy * xhat),  dshift = sum(dy)   (sums over all rows)"""
+
+    def forward(self, x, scale, shift, eps=1e-5):
+        xc = x - x.mean(axis=-1, keepdims=True)
+        var = (xc * xc).mean(axis=-1, keepdims=True)
+        rstd = 1.0 / xp.sqrt(var + eps)
+        xc *= rstd  # xc now holds xhat
+        self.xhat, self.rstd, self.scale = xc, rstd, scale
+        y = xc * scale
+        y += shift
+        return y
+
+    def backward(self, dy):
+        xhat, C = self.xhat, self.scale.shape[0]
+        g = dy * self.scale
+        g_xhat = g * xhat
+        dx = g - g.mean(axis=-1, keepdims=True)
+        dx -= xhat * g_xhat.mean(axis=-1, keepdims=True)
+        dx *= self.rstd
+        dy2 = dy.reshape(-1, C)
+        dscale = (dy * xhat).reshape(-1, C).sum(axis=0)
+        return dx, dscale, dy2.sum(axis=0)
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+class GELU(Function):
+    """y = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)   (GPT-2's tanh form)
+    dx = dy * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)),  t = tanh(u)
+
+    Powers are written as products: ``x**3`` is ~60x slower in NumPy."""
+
+    def forward(self, x):
+        x2 = x * x
+        u = x2 * 0.044715
+        u += 1.0
+        u *= x
+        u *= _GELU_C
+        t = xp.tanh(u, out=u)
+        self.x, self.x2, self.t = x, x2, t
+        y = t + 1.0
+        y *= x
+        y *= 0.5
+        return y
+
+    def backward(self, dy):
+        x, x2, t = self.x, self.x2, self.t
+        # d/dx tanh(u) part: 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3*0.044715 x^2)
+        inner = x2 * (3.0 * 0.044715 * _GELU_C)
+        inner += _GELU_C
+        inner *= x
+        one_minus_t2 = 1.0 - t * t
+        inner *= one_minus_t2
+        inner += 1.0 + t
+        inner *= 0.5
+        inner *= dy
+        return inner
+
+
+def dropout_mask(shape, p, dtype):
+    """A 0 / (1/(1-p)) mask (inverted dropout), drawn from the package's generator.
+
+    Drawn as float32 uniforms whatever ``dtype`` is, so float32 and float64 models
+    seeded alike drop the same entries."""
+    keep = xp.asarray(get_rng().random(shape, dtype=numpy.float32)) >= p
+    return keep.astype(dtype) * (1.0 / (1.0 - p))
+
+
+class Dropout(Function):
+    """y = x * mask,  mask = 1/(1-p) with probability 1-p else 0;  dx = dy * mask"""
+
+    def forward(self, x, p):
+        self.mask = dropout_mask(x.shape, p, x.dtype)
+        return x * self.mask
+
+    def backward(self, dy):
+        return dy * self.mask
+
+
+def _softmax_inplace(scores):
+    """Softmax over the last axis, overwriting ``scores`` (rows of -inf not allowed)."""
+    scores -= scores.max(axis=-1, keepdims=True)
+    xp.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return scores
+
+
+class Softmax(Function):
+    """y = exp(x - max) / sum(exp(x - max))  over ``axis``;  dx = y * (dy - sum(dy * y))"""
+
+    def forward(self, x, axis=-1):
+        self.axis = axis
+        y = xp.exp(x - x.max(axis=axis, keepdims=True))
+        y /= y.sum(axis=axis, keepdims=True)
+        self.y = y
+        return y
+
+    def backward(self, dy):
+        y = self.y
+        return y * (dy - (dy * y).sum(axis=self.axis, keepdims=True))
+
+
+_causal_masks = {}
+
+
+def causal_mask(T, dtype):
+    """(T, T) additive mask: 0 on and below the diagonal, -inf above (cached)."""
+    key = (T, xp.dtype(dtype).str)
+    mask = _causal_masks.get(key)
+    if mask is None:
+        mask = xp.triu(xp.full((T, T), -xp.inf, dtype=dtype), k=1)
+        _causal_masks[key] = mask
+    return mask
+
+
+class CausalSelfAttention(Function):
+    """Multi-head causal attention on projected queries, keys and values.
+
+        q, k, v: (B, T, C) -> heads (B, H, T, D), C = H * D
+        S = q k^T / sqrt(D) + mask          (mask: -inf above the diagonal)
+        P = softmax(S);  Pd = dropout(P)    (dropout on the attention weights)
+        y = Pd v, heads merged back to (B, T, C)
+
+    backward:  dPd = dy v^T,  dv = Pd^T dy,  dP = dPd * dropmask,
+               dS = P * (dP - sum(dP * P)) / sqrt(D),  dq = dS k,  dk = dS^T q
+    """
+
+    def forward(self, q, k, v, n_heads, dropout_p=0.0):
+        B, T, C = q.shape
+        H, D = n_heads, C // n_heads
+        qh = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
+        kh = k.reshape(B, T, H, D).transpose(0, 2, 1, 3)
+        vh = v.reshape(B, T, H, D).transpose(0, 2, 1, 3)
+        scale = 1.0 / math.sqrt(D)
+        scores = qh @ kh.transpose(0, 1, 3, 2)  # (B, H, T, T)
+        scores *= scale
+        scores += causal_mask(T, scores.dtype)
+        probs = _softmax_inplace(scores)
+        if dropout_p > 0.0:
+            drop = dropout_mask(probs.shape, dropout_p, probs.dtype)
+            probs_dropped = probs * drop
+        else:
+            drop, probs_dropped = None, probs
+        out = probs_dropped @ vh  # (B, H, T, D)
+        if self.needs_grad:
+            self.qh, self.kh, self.vh, self.scale = qh, kh, vh, scale
+            self.probs, self.drop, self.probs_dropped = probs, drop, probs_dropped
+        return out.transpose(0, 2, 1, 3).reshape(B, T, C)
+
+    def backward(self, dy):
+        B, H, T, D = self.qh.shape
+        dout = dy.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
+        dprobs = dout @ self.vh.transpose(0, 1, 3, 2)  # (B, H, T, T)
+        dvh = self.probs_dropped.transpose(0, 1, 3, 2) @ dout
+        if self.drop is not None:
+            dprobs *= self.drop
+        probs = self.probs
+        # softmax backward, in place on dprobs: P * (dP - sum(dP * P))
+        row = (dprobs * probs).sum(axis=-1, keepdims=True)
+        dprobs -= row
+        dprobs *= probs
+        dprobs *= self.scale  # now dS
+        dqh = dprobs @ self.kh
+        dkh = dprobs.transpose(0, 1, 3, 2) @ self.qh
+
+        def merge(t):
+            return t.transpose(0, 2, 1, 3).reshape(B, T, H * D)
+
+        return merge(dqh), merge(dkh), merge(dvh)
+
+
+class CrossEntropy(Function):
+    """loss = mean over counted rows of (logsumexp(z_i) - z_i[t_i])   z: (N, V)  t: (N,)
+    Rows whose target equals ``ignore_index`` are not counted (torch's -100).
+    dz = (softmax(z) - onehot(t)) / n_counted  (ignored rows get 0)
+
+    Never builds a one-hot; keeps one (N, V) buffer, turned into dz in place."""
+
+    def forward(self, logits, targets, ignore_index=-100):
+        N = logits.shape[0]
+        valid = targets != ignore_index
+        n_counted = int(valid.sum())
+        safe_targets = xp.where(valid, targets, 0)
+        rows = xp.arange(N)
+        row_max = logits.max(axis=1, keepdims=True)  # (N, 1)
+        exp = logits - row_max  # the one extra (N, V) buffer
+        xp.exp(exp, out=exp)
+        sum_exp = exp.sum(axis=1, keepdims=True)  # (N, 1)
+        logsumexp = xp.log(sum_exp)[:, 0] + row_max[:, 0]
+        per_row = logsumexp - logits[rows, safe_targets]
+        if n_counted == 0:
+            loss = xp.asarray(xp.nan, dtype=logits.dtype)  # torch gives nan too
+        else:
+            loss = (per_row * valid).sum() / float(n_counted)
+        if self.needs_grad:
+            self.exp, self.sum_exp = exp, sum_exp
+            self.rows, self.targets, self.valid, self.n = rows, safe_targets, valid, n_counted
+        return xp.asarray(loss, dtype=logits.dtype)
+
+    def backward(self, dloss):
+        dz = self.exp  # backward runs once (the graph is freed), so reuse the buffer
+        self.exp = None
+        dz /= self.sum_exp
+        dz[self.rows, self.targets] -= 1.0
+        if self.n == 0:
+            dz[...] = 0.0
+        else:
+            dz *= dloss / self.n
+            if not self.valid.all():
+                dz[~self.valid] = 0.0
+        return dz, None
+
+
+# ----------------------------------------------------------------------------------
+# Functional front doors (take Tensors or arrays).
+
+
+def linear(x, weight, bias=None):
+    return Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)
+
+
+def softmax(x, axis=-1, dim=None):
+    """Softmax over ``axis`` (``dim`` accepted for torch-style calls)."""
+    if dim is not None:
+        axis = dim
+    return Softmax.apply(x, axis=axis)
+
+
+def cross_entropy(logits, targets, ignore_index=-100):
+    """Mean cross-entropy of logits (N, V) or (B, T, V) against int targets (N,) or (B, T).
+
+    The book's ``F.cross_entropy(logits.flatten(0, 1), targets.flatten())`` is
+    ``cross_entropy(logits, targets)`` here (both shapes are accepted)."""
+    if not isinstance(logits, Tensor):
+        logits = Tensor(logits)
+    targets = targets.data if isinstance(targets, Tensor) else xp.asarray(targets)
+    if logits.ndim == 3:
+        logits = logits.reshape(-1, logits.shape[-1])
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be (N, V) or (B, T, V), got shape {logits.shape}")
+    targets = targets.reshape(-1)
+    if targets.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"{logits.shape[0]} rows of logits but {targets.shape[0]} targets; "
+            "targets must have one id per logits row"
+        )
+    if targets.dtype.kind not in "iu":
+        raise ValueError(f"targets must be integer token ids, got dtype {targets.dtype}")
+    V = logits.shape[1]
+    bad = (targets != ignore_index) & ((targets < 0) | (targets >= V))
+    if bool(bad.any()):
+        raise ValueError(
+            f"target ids must lie in [0, {V}) or equal ignore_index={ignore_index}; "
+            f"found {int(targets[bad][0])}"
+        )
+    return CrossEntropy.apply(logits, targets, ignore_index=ignore_index)
+
+
+def perplexity(loss):
+    """exp(loss) as a Python float (loss: a scalar Tensor, array or number)."""
+    value = loss.item() if hasattr(loss, "item") else float(loss)
+    return math.exp(value)
+
+
+def dropout(x, p, training=True):
+    if not training or p == 0.0:
+        return x
+    return Dropout.apply(x, p=p)
+
+
+__all__ = [
+    "DEFAULT_DTYPE",
+    "cross_entropy",
+    "dropout",
+    "linear",
+    "perplexity",
+    "softmax",
+]
