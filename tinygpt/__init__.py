@@ -5,6 +5,7 @@ The book's names are kept so the source reads beside the book.
 
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
 from .backend import get_rng, get_rng_state, manual_seed, set_rng_state
+from .data import DataLoader, GPTDatasetV1, create_dataloader_v1
 from .model import GPT_CONFIG_124M, GPTModel, validate_config
 from .nn import (
     GELU,
@@ -21,5 +22,16 @@ from .nn import (
 )
 from .ops import cross_entropy, perplexity, softmax
 from .optim import AdamW
+from .sampling import (
+    next_token_probabilities,
+    print_sampled_tokens,
+    process_logits,
+    sample_next_token,
+    softmax_with_temperature,
+    topk,
+    validate_sampling_args,
+)
+from .textsource import VerdictChecksumError, VerdictNotFoundError, find_verdict, load_verdict
+from .tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
 
 __version__ = "0.1.0"

@@ -1,0 +1,391 @@
+"""Decoding strategies of section 5.3: temperature scaling, top-k and top-p (nucleus) sampling.
+
+Pure NumPy, no model: these functions turn next-token logits into filtered logits,
+exact probabilities or sampled token ids. The model-driven ``generate`` loop calls
+``sample_next_token(logits[:, -1, :], ...)`` once per step.
+
+Shapes: ``logits`` is ``(B, V)`` (a batch of rows, each processed independently) or
+``(V,)`` (one row). Everything works along the last axis.
+
+The pipeline, in the book's order (listing 5.4), then nucleus filtering on top::
+
+    logits --top-k--> keep exactly k per row, others -inf
+           --/ T----> temperature scaling (T > 0; T == 0 means greedy, no scaling)
+           --top-p--> keep the smallest set of most probable tokens with mass >= p
+           --softmax-> probabilities      --inverse CDF--> token ids
+
+Tie-breaking rule (used everywhere, documented once): among equal logits the
+LOWER token id ranks first. Greedy decoding picks the first maximum, like
+``torch.argmax``; top-k keeps exactly ``k`` tokens even when several logits tie at
+the k-th value (the book's ``logits < min_val`` test would keep them all); top-p
+grows its set in the same order.
+
+Dtypes: float32 and float64 arrays keep their dtype; anything else (lists, ints,
+float16) becomes float32. Returned probabilities are never promoted to float64;
+float64 is used internally only for cumulative sums (top-p mass, sampling CDF),
+where float32 would drift over a 50,257-token vocabulary.
+"""
+
+import numbers
+
+import numpy as np
+
+from tinygpt.backend import DEFAULT_DTYPE, get_rng, to_numpy
+
+# A nucleus whose mass falls short of p by less than this counts as reaching p.
+# Probabilities computed from float32 logits are only good to ~1e-7, so a boundary
+# such as p = 0.75 for probabilities (0.5, 0.25, 0.25) must not flip on rounding.
+TOP_P_TOLERANCE = 1e-6
+
+
+# ----------------------------------------------------------------------------- softmax
+
+
+def softmax(logits, axis=-1):
+    """Numerically stable softmax: exp(x - max) / sum(exp(x - max)) along ``axis``.
+
+    float32 in -> float32 out (float64 stays float64; lists and ints become float32).
+    ``-inf`` entries get probability 0. A slice that is entirely ``-inf`` has no
+    distribution and comes out as NaN.
+    """
+    x = _as_float_array(logits)
+    m = np.max(x, axis=axis, keepdims=True)
+    # An all -inf slice would give (-inf) - (-inf) = NaN plus a warning; shift by 0 instead.
+    m = np.where(np.isfinite(m), m, 0.0).astype(x.dtype, copy=False)
+    e = np.exp(x - m)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_with_temperature(logits, temperature):
+    """The book's ``softmax_with_temperature``: softmax(logits / T) along the last axis.
+
+    T > 1 flattens the distribution, T < 1 sharpens it. T must be > 0 here (dividing by
+    0 is undefined); for greedy decoding use ``next_token_probabilities(logits, 0.0)``.
+    """
+    t = _check_temperature(temperature)
+    if t == 0.0:
+        raise ValueError(
+            "softmax_with_temperature needs temperature > 0 (it divides the logits by T); "
+            "for greedy decoding use next_token_probabilities(logits, 0.0) or "
+            "sample_next_token(logits, temperature=0.0)"
+        )
+    x = _as_float_array(logits)
+    return softmax(x / t, axis=-1)  # Python float: keeps float32
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def validate_sampling_args(temperature, top_k, top_p, vocab_size):
+    """Check the decoding settings; return them normalised as ``(float, int|None, float|None)``.
+
+    - ``temperature``: a finite number >= 0 (0 = greedy decoding).
+    - ``top_k``: None, or an integer with 1 <= top_k <= vocab_size.
+    - ``top_p``: None, or a number in (0, 1].
+    - ``vocab_size``: the number of logits per row (None skips the top_k upper bound).
+
+    Raises ValueError with a message that names the argument, the value and the fix.
+    """
+    t = _check_temperature(temperature)
+
+    k = None
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral):
+            raise ValueError(
+                f"top_k must be None or an integer >= 1, got {top_k!r} "
+                f"({type(top_k).__name__}); pass e.g. top_k=25"
+            )
+        k = int(top_k)
+        if k < 1:
+            raise ValueError(
+                f"top_k must be >= 1 (the number of candidates to keep), got {k}; "
+                "use top_k=None to disable top-k filtering"
+            )
+        if vocab_size is not None and k > int(vocab_size):
+            raise ValueError(
+                f"top_k={k} is larger than the vocabulary size {int(vocab_size)}; "
+                f"use top_k <= {int(vocab_size)} or top_k=None"
+            )
+
+    p = None
+    if top_p is not None:
+        if isinstance(top_p, bool) or not isinstance(top_p, numbers.Real):
+            raise ValueError(
+                f"top_p must be None or a number in (0, 1], got {top_p!r} ({type(top_p).__name__})"
+            )
+        p = float(top_p)
+        if not (0.0 < p <= 1.0):  # also rejects NaN
+            raise ValueError(
+                f"top_p must be in (0, 1] (the probability mass to keep), got {p}; "
+                "use top_p=None or 1.0 to disable nucleus filtering"
+            )
+    return t, k, p
+
+
+def _check_temperature(temperature):
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise ValueError(
+            f"temperature must be a number >= 0 (0 = greedy), got {temperature!r} "
+            f"({type(temperature).__name__})"
+        )
+    t = float(temperature)
+    if not np.isfinite(t):
+        raise ValueError(f"temperature must be finite, got {t}; use e.g. temperature=1.0")
+    if t < 0.0:
+        raise ValueError(
+            f"temperature must be >= 0, got {t}; use 0.0 for greedy decoding "
+            "or a positive value such as 1.0 for sampling"
+        )
+    return t
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _as_float_array(a):
+    """A NumPy array on the CPU; float32/float64 arrays kept, everything else float32."""
+    arr = np.asarray(to_numpy(a))
+    # A Python list of floats would become float64: only real arrays keep their dtype.
+    if not hasattr(a, "dtype") or arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(DEFAULT_DTYPE)
+    return arr
+
+
+def _prepare(logits, temperature, top_k, top_p):
+    """Validate logits and settings. Returns (x (B, V), was_1d, T, k, p)."""
+    x = _as_float_array(logits)
+    if x.ndim not in (1, 2):
+        hint = " (take the last position first: logits[:, -1, :])" if x.ndim == 3 else ""
+        raise ValueError(f"logits must have shape (B, V) or (V,), got shape {x.shape}{hint}")
+    if x.shape[-1] == 0:
+        raise ValueError(f"logits have an empty vocabulary axis: shape {x.shape}")
+    t, k, p = validate_sampling_args(temperature, top_k, top_p, x.shape[-1])
+    if np.isnan(x).any():
+        raise ValueError("logits contain NaN; check the model output (e.g. a diverged run)")
+    if np.isposinf(x).any():
+        raise ValueError("logits contain +inf; check the model output")
+    was_1d = x.ndim == 1
+    x2 = x.reshape(1, -1) if was_1d else x  # (B, V)
+    if np.isneginf(x2).all(axis=-1).any():
+        raise ValueError("a row of logits is entirely -inf: no token can be chosen")
+    return x2, was_1d, t, k, p
+
+
+def _top_k_mask(x, k):
+    """(B, V) -> (B, V) bool with exactly k True per row: the k largest logits.
+
+    O(V) per row: np.partition finds the k-th largest value, everything strictly above
+    it is kept, and the logits tied with it fill the remaining slots in id order (a
+    cumsum over the tie mask ranks them by id).
+    """
+    kth = -np.partition(-x, k - 1, axis=-1)[:, k - 1 : k]  # (B, 1) k-th largest value
+    above = x > kth  # (B, V)
+    tied = x == kth  # (B, V)
+    slots = k - above.sum(axis=-1, keepdims=True)  # (B, 1) places left for tied tokens
+    return above | (tied & (np.cumsum(tied, axis=-1) <= slots))
+
+
+def _nucleus_mask(x, p):
+    """(B, N) temperature-scaled logits -> (B, N) bool: the top-p nucleus of each row.
+
+    Sort each row by descending logit (stable: ties keep column order, i.e. lowest id
+    first) and keep a token while the mass of the tokens ranked before it is still
+    below p: that is the smallest prefix whose mass reaches p. The first token is
+    always kept.
+    """
+    order = np.argsort(-x, axis=-1, kind="stable")  # (B, N) descending
+    sorted_logits = np.take_along_axis(x, order, axis=-1)
+    # float64 for the running sum: 50k float32 additions drift by more than the tolerance.
+    probs = softmax(sorted_logits.astype(np.float64), axis=-1)  # (B, N)
+    cum = np.cumsum(probs, axis=-1)
+    mass_before = np.concatenate([np.zeros_like(cum[:, :1]), cum[:, :-1]], axis=-1)
+    keep_sorted = mass_before < p - TOP_P_TOLERANCE
+    keep_sorted[:, 0] = True  # at least one token survives, however small p is
+    keep = np.empty_like(keep_sorted)
+    np.put_along_axis(keep, order, keep_sorted, axis=-1)  # back to column order
+    return keep
+
+
+def _filter(x, t, k, p):
+    """Top-k, temperature, top-p on validated logits x (B, V); always a new array."""
+    B, V = x.shape
+    keep = None  # (B, V) bool, None = keep everything
+    if k is not None and k < V:
+        keep = _top_k_mask(x, k)
+    out = x / t if t > 0.0 else x  # Python float keeps float32
+    if p is not None and p < 1.0:
+        if keep is None:
+            keep = _nucleus_mask(out, p)
+        else:
+            # Only the k survivors can enter the nucleus: sort k logits per row, not V.
+            cand = np.nonzero(keep)[1].reshape(B, k)  # (B, k) their ids, ascending
+            in_nucleus = _nucleus_mask(np.take_along_axis(out, cand, axis=-1), p)
+            keep = np.zeros_like(keep)
+            np.put_along_axis(keep, cand, in_nucleus, axis=-1)
+    if keep is not None:
+        return np.where(keep, out, -np.inf)  # Python -inf: dtype kept
+    return out.copy() if out is x else out
+
+
+def _resolve_rng(rng):
+    if rng is None:
+        return get_rng()  # looked up per call: manual_seed replaces the generator
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise ValueError(
+        f"rng must be None (use tinygpt.backend.get_rng()), an int seed or a "
+        f"numpy.random.Generator, got {rng!r} ({type(rng).__name__})"
+    )
+
+
+def _inverse_cdf(probs, u):
+    """Token ids (B,) from probabilities (B, V) and one uniform u in [0, 1) per row.
+
+    The id is the first index whose cumulative probability exceeds u * row_total, so
+    token i is chosen with probability probs[i] / row_total and a zero-probability
+    token never is (its CDF step is flat).
+    """
+    cdf = np.cumsum(probs, axis=-1, dtype=np.float64)  # (B, V)
+    target = u * cdf[:, -1]  # scale by the total: a sum of 0.9999999 must not bias the tail
+    ids = np.sum(cdf <= target[:, None], axis=-1)  # (B,) count of steps at or below target
+    # Guard against u * total rounding up to total: clamp to the last nonzero token.
+    last_nonzero = probs.shape[-1] - 1 - np.argmax(probs[:, ::-1] > 0, axis=-1)
+    return np.minimum(ids, last_nonzero)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def topk(logits, k):
+    """``torch.topk`` along the last axis: (values, indices), largest first.
+
+    Ties rank the lower token id first, the same rule ``process_logits`` uses, so
+    ``indices`` are exactly the tokens top-k filtering keeps. Shapes: (..., V) ->
+    (..., k) and (..., k) int64.
+    """
+    x = _as_float_array(logits)
+    if x.ndim < 1:
+        raise ValueError("topk needs at least a 1-D array of logits")
+    _, k, _ = validate_sampling_args(0.0, k, None, x.shape[-1])
+    if k is None:
+        raise ValueError("topk needs an integer k >= 1, got None")
+    idx = np.argsort(-x, axis=-1, kind="stable")[..., :k].astype(np.int64)
+    return np.take_along_axis(x, idx, axis=-1), idx
+
+
+def process_logits(logits, temperature=0.0, top_k=None, top_p=None):
+    """Filtered, temperature-scaled logits; removed tokens are ``-inf``.
+
+    logits: (B, V) or (V,) -> same shape, a new array (the input is not modified).
+
+    1. top_k: keep exactly ``top_k`` tokens per row (ties: lowest id first).
+    2. temperature: divide by T when T > 0. T == 0 means greedy decoding: the logits
+       stay unscaled (the caller takes the argmax, which every filter keeps).
+    3. top_p: keep the smallest set of most probable tokens (probabilities after steps
+       1-2; at T == 0 the unscaled softmax) whose mass reaches ``top_p`` (up to
+       ``TOP_P_TOLERANCE``); always at least one token; ``top_p=1`` keeps everything.
+    """
+    x, was_1d, t, k, p = _prepare(logits, temperature, top_k, top_p)
+    out = _filter(x, t, k, p)
+    return out[0] if was_1d else out
+
+
+def next_token_probabilities(logits, temperature, top_k=None, top_p=None):
+    """Exact next-token probabilities under the decoding settings (float32 stays float32).
+
+    logits: (B, V) or (V,) -> probabilities of the same shape, each row summing to 1.
+    This is exercise 5.1's "faster and more precise way": instead of counting 1,000
+    samples, read P(token) directly. ``temperature == 0`` (greedy) gives a one-hot row
+    at the argmax (first maximum, like torch.argmax), whatever top_k/top_p are.
+    """
+    x, was_1d, t, k, p = _prepare(logits, temperature, top_k, top_p)
+    if t == 0.0:
+        probs = np.zeros_like(x)
+        probs[np.arange(x.shape[0]), np.argmax(x, axis=-1)] = 1.0
+    else:
+        probs = softmax(_filter(x, t, k, p), axis=-1)
+    return probs[0] if was_1d else probs
+
+
+def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, rng=None):
+    """Next token ids, shape (B, 1) int64 for (B, V) logits ((1,) for (V,) logits).
+
+    The trailing axis of length 1 is kept (like ``torch.argmax(..., keepdim=True)`` and
+    ``torch.multinomial(probs, 1)``) so the generate loop can
+    ``np.concatenate([idx, next_ids], axis=1)``.
+
+    - ``temperature == 0``: greedy argmax of the raw logits (ties: lowest id), even
+      when top_k/top_p are set (they never remove the argmax); ``rng`` is not used.
+    - otherwise: draw from ``next_token_probabilities`` by inverse CDF, with exactly
+      one uniform number per row from ``rng``.
+
+    rng: None (the package generator, ``tinygpt.backend.get_rng()``), an int seed (a
+    fresh generator, so the call is reproducible on its own), or a
+    ``numpy.random.Generator`` (to continue a stream across calls).
+    """
+    x, was_1d, t, k, p = _prepare(logits, temperature, top_k, top_p)
+    gen = _resolve_rng(rng)  # resolved (and checked) even when greedy; nothing is drawn
+    if t == 0.0:
+        ids = np.argmax(x, axis=-1)  # (B,) first maximum
+    else:
+        probs = softmax(_filter(x, t, k, p), axis=-1)  # (B, V)
+        u = gen.random(x.shape[0])  # (B,) float64 in [0, 1)
+        ids = _inverse_cdf(probs, u)
+    ids = ids.astype(np.int64).reshape(-1, 1)  # (B, 1)
+    return ids[0] if was_1d else ids
+
+
+def print_sampled_tokens(probas, inverse_vocab, num_samples=1000, seed=123):
+    """The book's helper: draw ``num_samples`` tokens from ``probas`` and print counts.
+
+    probas: (V,) probabilities. inverse_vocab: id -> word (a dict or a list). Prints one
+    line "``count`` x ``word``" for EVERY vocabulary entry, zeros included (the book's
+    ``bincount`` stops at the largest sampled id), and returns the counts, int64 (V,).
+    ``seed``: an int seeds a fresh generator (a Generator or None, the package one, are
+    used as they are). NumPy's stream differs from torch's, so the counts differ from
+    the book's but follow the same distribution (expected count of token i:
+    num_samples * probas[i]).
+    """
+    p = _as_float_array(probas)
+    if p.ndim != 1:
+        raise ValueError(f"probas must be a 1-D array of shape (V,), got shape {p.shape}")
+    if not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+        raise ValueError("probas must be finite, non-negative and have a positive sum")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
+        raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    words = []
+    for i in range(p.shape[0]):
+        try:
+            words.append(inverse_vocab[i])
+        except (KeyError, IndexError):
+            raise ValueError(
+                f"inverse_vocab has no entry for token id {i}; it must map every id "
+                f"0..{p.shape[0] - 1} to a word"
+            ) from None
+    gen = _resolve_rng(seed)
+    u = gen.random(int(num_samples))  # (N,)
+    cdf = np.cumsum(p, dtype=np.float64)  # (V,)
+    # Same rule as _inverse_cdf: the first id whose CDF exceeds u * total.
+    ids = np.searchsorted(cdf, u * cdf[-1], side="right")
+    ids = np.minimum(ids, p.shape[0] - 1 - np.argmax(p[::-1] > 0))
+    counts = np.bincount(ids, minlength=p.shape[0]).astype(np.int64)
+    for count, word in zip(counts, words, strict=True):
+        print(f"{count} x {word}")
+    return counts
+
+
+__all__ = [
+    "TOP_P_TOLERANCE",
+    "next_token_probabilities",
+    "print_sampled_tokens",
+    "process_logits",
+    "sample_next_token",
+    "softmax",
+    "softmax_with_temperature",
+    "topk",
+    "validate_sampling_args",
+]
