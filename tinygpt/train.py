@@ -1,0 +1,324 @@
+"""The chapter's training workflow: losses over loaders, the training loop, samples, plots.
+
+``train_model_simple`` is the book's listing 5.3, same arguments, same printed
+lines, same return value. It is a thin call of ``train_model``, which adds what a
+long CPU run needs: a progress bar, a clear stop on a non-finite loss, Ctrl-C
+handled between steps, resuming from a ``TrainingState``, and the appendix-D
+extras (linear warmup, cosine decay, gradient-norm clipping), all off by default.
+"""
+
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy
+from tqdm.auto import tqdm
+
+from .autograd import no_grad
+from .backend import xp
+from .ops import cross_entropy
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the weights are those of the last good step."""
+
+
+def calc_loss_batch(input_batch, target_batch, model, device=None):
+    """Mean cross-entropy of one batch (``device`` is accepted for the book's signature)."""
+    logits = model(input_batch)
+    return cross_entropy(logits, target_batch)
+
+
+def calc_loss_loader(data_loader, model, device=None, num_batches=None):
+    """Average loss over the first ``num_batches`` batches (all by default); nan if empty."""
+    if len(data_loader) == 0:
+        return float("nan")
+    if num_batches is None:
+        num_batches = len(data_loader)
+    else:
+        num_batches = min(num_batches, len(data_loader))
+    total_loss = 0.0
+    with no_grad():
+        for i, (input_batch, target_batch) in enumerate(data_loader):
+            if i >= num_batches:
+                break
+            total_loss += calc_loss_batch(input_batch, target_batch, model, device).item()
+    return total_loss / num_batches
+
+
+def evaluate_model(model, train_loader, val_loader, device, eval_iter):
+    """Train and validation loss over ``eval_iter`` batches each, in eval mode."""
+    was_training = model.training
+    model.eval()
+    with no_grad():
+        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
+        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
+    model.train(was_training)
+    return train_loss, val_loss
+
+
+def generate_and_print_sample(model, tokenizer, device, start_context, print_fn=print):
+    """Greedy 50-token continuation of ``start_context``, printed on one line."""
+    from .generate import generate_text_simple
+    from .tokenizer import text_to_token_ids, token_ids_to_text
+
+    was_training = model.training
+    model.eval()
+    context_size = model.pos_emb.weight.shape[0]
+    encoded = text_to_token_ids(start_context, tokenizer)
+    with no_grad():
+        token_ids = generate_text_simple(
+            model=model, idx=encoded, max_new_tokens=50, context_size=context_size
+        )
+    decoded_text = token_ids_to_text(token_ids, tokenizer)
+    print_fn(decoded_text.replace("\n", " "))
+    model.train(was_training)
+    return decoded_text
+
+
+# ----------------------------------------------------------------------------------
+# Appendix D: learning-rate schedule and gradient clipping.
+
+
+def learning_rate_at(step, peak_lr, total_steps, warmup_steps=0, initial_lr=None,
+                     cosine_decay=False, min_lr=0.0):
+    """Learning rate for 0-based ``step``: linear warmup from ``initial_lr`` to ``peak_lr``
+    over ``warmup_steps``, then constant, or a cosine decay to ``min_lr`` by ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        start = peak_lr * 0.01 if initial_lr is None else initial_lr
+        return start + step * (peak_lr - start) / warmup_steps
+    if not cosine_decay:
+        return peak_lr
+    span = max(total_steps - warmup_steps, 1)
+    progress = min((step - warmup_steps) / span, 1.0)
+    return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def clip_grad_norm(parameters, max_norm):
+    """Scale all gradients so their global L2 norm is at most ``max_norm``; returns the
+    norm before clipping (like torch.nn.utils.clip_grad_norm_)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    total = math.sqrt(sum(float(xp.vdot(g.ravel(), g.ravel())) for g in grads))
+    scale = max_norm / (total + 1e-6)
+    if scale < 1.0:
+        for g in grads:
+            g *= scale
+    return total
+
+
+# ----------------------------------------------------------------------------------
+# The loop.
+
+
+@dataclass
+class TrainingState:
+    """Where a run stands; everything a checkpoint needs besides weights, optimizer and RNG."""
+
+    epoch: int = 0  # 0-based epoch in progress (== num_epochs when finished)
+    batch_in_epoch: int = 0  # batches of this epoch already trained on
+    epoch_order: list = None  # the order of this epoch's batches (drawn at its start)
+    global_step: int = -1  # the book counts from -1, so the first step is step 0
+    tokens_seen: int = 0
+    train_losses: list = field(default_factory=list)
+    val_losses: list = field(default_factory=list)
+    track_tokens_seen: list = field(default_factory=list)
+    finished: bool = False
+    interrupted: bool = False
+
+    def to_dict(self):
+        return {
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "epoch_order": None if self.epoch_order is None else [int(i) for i in self.epoch_order],
+            "global_step": self.global_step,
+            "tokens_seen": self.tokens_seen,
+            "train_losses": [float(x) for x in self.train_losses],
+            "val_losses": [float(x) for x in self.val_losses],
+            "track_tokens_seen": [int(x) for x in self.track_tokens_seen],
+            "finished": self.finished,
+        }
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "interrupted"}
+        return cls(**known)
+
+
+class _StopOnSigint:
+    """While active, the first Ctrl-C asks the loop to stop at the next step boundary
+    (so weights and optimizer are never half-updated); a second one stops at once."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled and _in_main_thread()
+        self.requested = False
+
+    def __enter__(self):
+        if self.enabled:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nInterrupted: stopping after this step (press Ctrl-C again to abort now)",
+              file=sys.stderr)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _in_main_thread():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_freq, eval_iter,
+                start_context, tokenizer, device=None, state=None, warmup_steps=0,
+                initial_lr=None, cosine_decay=False, min_lr=0.0, grad_clip=None,
+                stop_after_steps=None, on_epoch_end=None, progress=None, print_fn=None,
+                handle_sigint=True):
+    """The book's loop with the extras described in the module docstring.
+
+    ``state``: a TrainingState to resume from (the model, optimizer and random
+    generator must already be restored). ``stop_after_steps``: stop (resumably)
+    once ``global_step + 1`` reaches this. ``on_epoch_end(state)`` runs after each
+    epoch's sample, e.g. to save a checkpoint. ``progress``: show a tqdm bar
+    (default: only on a terminal). Returns the TrainingState; ``state.interrupted``
+    is set when Ctrl-C stopped the run between two steps.
+    """
+    if num_epochs < 0 or eval_freq < 1 or eval_iter < 1:
+        raise ValueError(
+            f"num_epochs must be >= 0 and eval_freq, eval_iter >= 1 "
+            f"(got {num_epochs}, {eval_freq}, {eval_iter})"
+        )
+    if len(train_loader) == 0:
+        raise ValueError(
+            "the training loader has no batches: use a longer text, a shorter context "
+            "length or stride, or a smaller batch size"
+        )
+    state = state or TrainingState()
+    peak_lr = optimizer.lr if not hasattr(optimizer, "peak_lr") else optimizer.peak_lr
+    optimizer.peak_lr = peak_lr
+    total_steps = num_epochs * len(train_loader)
+    use_schedule = warmup_steps > 0 or cosine_decay
+    show = sys.stderr.isatty() if progress is None else progress
+    say = print_fn or (tqdm.write if show else print)
+
+    with _StopOnSigint(handle_sigint) as sigint:
+        while state.epoch < num_epochs:
+            model.train()
+            if state.epoch_order is None:
+                state.epoch_order = [int(i) for i in train_loader.epoch_order()]
+                state.batch_in_epoch = 0
+            bar = tqdm(total=len(train_loader), initial=state.batch_in_epoch, disable=not show,
+                       desc=f"epoch {state.epoch + 1}/{num_epochs}", unit="batch", leave=False)
+            batches = train_loader.iterate(numpy.asarray(state.epoch_order), state.batch_in_epoch)
+            for input_batch, target_batch in batches:
+                if stop_after_steps is not None and state.global_step + 1 >= stop_after_steps:
+                    bar.close()
+                    return state
+                if sigint.requested:
+                    bar.close()
+                    state.interrupted = True
+                    return state
+                started = time.perf_counter()
+                step = state.global_step + 1
+                if use_schedule:
+                    optimizer.lr = learning_rate_at(
+                        step, peak_lr, total_steps, warmup_steps, initial_lr, cosine_decay, min_lr
+                    )
+                optimizer.zero_grad()
+                loss = calc_loss_batch(input_batch, target_batch, model, device)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    bar.close()
+                    raise TrainingDivergedError(
+                        f"the training loss became {loss_value} at epoch {state.epoch + 1}, "
+                        f"step {step}; training stopped before updating the weights. Lower the "
+                        "learning rate, add warmup or gradient clipping (grad_clip=1.0), or "
+                        "resume from the last checkpoint"
+                    )
+                loss.backward()
+                if grad_clip is not None and (not use_schedule or step >= warmup_steps):
+                    clip_grad_norm(model.parameters(), grad_clip)
+                optimizer.step()
+                state.tokens_seen += int(input_batch.size)
+                state.global_step = step
+                state.batch_in_epoch += 1
+                seconds = time.perf_counter() - started
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{input_batch.size / seconds:.0f}")
+                bar.update(1)
+
+                if state.global_step % eval_freq == 0:
+                    train_loss, val_loss = evaluate_model(
+                        model, train_loader, val_loader, device, eval_iter
+                    )
+                    state.train_losses.append(train_loss)
+                    state.val_losses.append(val_loss)
+                    state.track_tokens_seen.append(state.tokens_seen)
+                    say(
+                        f"Ep {state.epoch + 1} (Step {state.global_step:06d}): "
+                        f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
+                    )
+            bar.close()
+            generate_and_print_sample(model, tokenizer, device, start_context, print_fn=say)
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            state.epoch_order = None
+            if state.epoch == num_epochs:
+                state.finished = True
+            if on_epoch_end is not None:
+                on_epoch_end(state)
+    state.finished = True
+    return state
+
+
+def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
+                       eval_freq, eval_iter, start_context, tokenizer):
+    """The book's listing 5.3: returns (train_losses, val_losses, track_tokens_seen)."""
+    state = train_model(
+        model, train_loader, val_loader, optimizer, num_epochs=num_epochs, eval_freq=eval_freq,
+        eval_iter=eval_iter, start_context=start_context, tokenizer=tokenizer, device=device,
+    )
+    return state.train_losses, state.val_losses, state.track_tokens_seen
+
+
+# ----------------------------------------------------------------------------------
+# Plot.
+
+
+def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path="loss-plot.png",
+                show=False):
+    """The book's figure 5.12: losses against epochs, with a twin "Tokens seen" axis.
+    Saved as a PNG at ``path`` (no display needed); returns the path."""
+    import matplotlib
+
+    if not show:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    epochs_seen = numpy.asarray(epochs_seen, dtype=float)
+    fig, ax1 = plt.subplots(figsize=(5, 3))
+    ax1.plot(epochs_seen, train_losses, label="Training loss")
+    ax1.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")
+    ax1.set_xlabel("Epochs")
+    ax1.set_ylabel("Loss")
+    ax1.legend(loc="upper right")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2 = ax1.twiny()  # a second x-axis sharing the y-axis
+    ax2.plot(tokens_seen, train_losses, alpha=0)  # invisible: aligns the ticks
+    ax2.set_xlabel("Tokens seen")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    if show:
+        plt.show()
+    plt.close(fig)
+    return path
