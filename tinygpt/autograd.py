@@ -150,8 +150,17 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"grad has shape {grad.shape}, expected {self.shape}")
 
+        order = _topological_order(self)
+        # A shared intermediate freed by an earlier backward() would otherwise pass for
+        # a leaf, and the tensors before it would silently miss their gradient.
+        if any(node._graph_freed for node in order):
+            raise RuntimeError(
+                "backward() was already called through part of this graph (a tensor it "
+                "depends on had its saved arrays freed); add the losses and call backward() "
+                "once, or run the forward pass again"
+            )
         grads = {id(self): grad}
-        for node in reversed(_topological_order(self)):
+        for node in reversed(order):
             node_grad = grads.pop(id(node), None)
             fn = node.creator
             if fn is None:  # a leaf: accumulate into .grad

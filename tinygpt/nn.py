@@ -306,6 +306,7 @@ class TransformerBlock(Module):
         self.drop_shortcut = Dropout(cfg["drop_rate"])
 
     def forward(self, x):  # (B, T, C) -> (B, T, C)
+        x = _match_dtype(x, self.norm1.scale)  # else a float64 x spreads through the residual
         x = x + self.drop_shortcut(self.att(self.norm1(x)))
         return x + self.drop_shortcut(self.ff(self.norm2(x)))
 

@@ -13,6 +13,8 @@ elementwise passes run on data that sits in the CPU cache instead of streaming
 
 import math
 
+import numpy
+
 from .backend import to_numpy, xp
 
 CHUNK = 1 << 15
@@ -138,11 +140,13 @@ class AdamW:
             for name in ("exp_avg", "exp_avg_sq"):
                 if name not in s:
                     problems.append(f"parameter {i}: missing {name!r}")
-                elif tuple(s[name].shape) != tuple(shape):
+                elif tuple(numpy.shape(s[name])) != tuple(shape):
                     problems.append(
-                        f"parameter {i}: {name} has shape {tuple(s[name].shape)}, "
+                        f"parameter {i}: {name} has shape {tuple(numpy.shape(s[name]))}, "
                         f"parameter has {tuple(shape)}"
                     )
+                elif not bool(numpy.isfinite(to_numpy(s[name])).all()):
+                    problems.append(f"parameter {i}: {name} contains NaN or infinite values")
             if "step" not in s:
                 problems.append(f"parameter {i}: missing 'step'")
             if any(p.startswith(f"parameter {i}:") for p in problems):
@@ -153,14 +157,35 @@ class AdamW:
                 "exp_avg": xp.array(s["exp_avg"], dtype=dtype),
                 "exp_avg_sq": xp.array(s["exp_avg_sq"], dtype=dtype),
             }
+        # hyper-parameters are checked here too: failing after self.state was replaced
+        # would leave the optimizer half loaded
+        hyper = _checked_hyperparameters(group, self.hyperparameters(), problems)
         if problems:
             raise ValueError(
                 "AdamW.load_state_dict failed; the optimizer keeps its state. Problems:\n  "
                 + "\n  ".join(problems)
             )
         self.state = new_state
-        self.lr = float(group.get("lr", self.lr))
-        betas = group.get("betas", self.betas)
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps = float(group.get("eps", self.eps))
-        self.weight_decay = float(group.get("weight_decay", self.weight_decay))
+        self.lr, self.betas, self.eps, self.weight_decay = hyper
+
+
+def _checked_hyperparameters(group, current, problems):
+    """(lr, betas, eps, weight_decay) from ``group`` (``current`` where absent); each
+    invalid value is added to ``problems``."""
+    try:
+        lr = float(group.get("lr", current["lr"]))
+        betas = tuple(float(b) for b in group.get("betas", current["betas"]))
+        eps = float(group.get("eps", current["eps"]))
+        weight_decay = float(group.get("weight_decay", current["weight_decay"]))
+    except (TypeError, ValueError) as exc:
+        problems.append(f"hyper-parameters must be numbers: {exc}")
+        return None
+    if not lr >= 0.0:
+        problems.append(f"lr must be >= 0, got {lr}")
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        problems.append(f"betas must be two numbers in [0, 1), got {betas}")
+    if not eps >= 0.0:
+        problems.append(f"eps must be >= 0, got {eps}")
+    if not weight_decay >= 0.0:
+        problems.append(f"weight_decay must be >= 0, got {weight_decay}")
+    return lr, betas, eps, weight_decay

@@ -1,0 +1,277 @@
+"""The engine: order, accumulation, un-broadcasting, no_grad, graph release, zero_grad."""
+
+import gc
+import sys
+import weakref
+
+import numpy as np
+import pytest
+
+import tinygpt
+from tinygpt import AdamW, GPTModel, Parameter, no_grad
+from tinygpt.autograd import Function, Tensor, enable_grad, is_grad_enabled, sum_to_shape
+from tinygpt.ops import cross_entropy
+
+
+def leaf(values):
+    return Tensor(np.asarray(values, dtype=np.float64), requires_grad=True)
+
+
+# --- depth -------------------------------------------------------------------------------
+
+
+def test_deep_chain_backward_has_no_recursion_limit():
+    depth = 5000
+    assert depth > sys.getrecursionlimit() // 2  # deep enough that recursion would hurt
+    x = leaf(0.5)
+    y = x
+    for _ in range(depth):
+        y = y * 1.0001 + 0.0
+    y.backward()
+    assert np.isclose(x.grad, 1.0001**depth, rtol=1e-12)
+
+
+def test_very_deep_chain_is_freed_without_backward():
+    """Dropping a 50000-op graph that never ran backward must not overflow the C stack."""
+    x = leaf(1.0)
+    y = x
+    for _ in range(50000):
+        y = y + 1.0
+    probe = weakref.ref(y)
+    del y
+    gc.collect()
+    assert probe() is None
+
+
+def test_wide_graph_order_is_correct():
+    """A diamond repeated many times: every path's gradient arrives before it is used."""
+    x = leaf([1.0, 2.0])
+    y = x
+    for _ in range(200):
+        a, b = y * 2.0, y * 3.0
+        y = (a + b) * 0.2  # d/dy = 1
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [1.0, 1.0], rtol=1e-12)
+
+
+# --- accumulation and broadcasting ---------------------------------------------------------
+
+
+def test_tensor_used_twice_accumulates():
+    x = leaf([1.0, -2.0, 3.0])
+    y = (x * x + x * 3.0 - x).sum()  # dy/dx = 2x + 2
+    y.backward()
+    np.testing.assert_allclose(x.grad, 2 * x.data + 2)
+
+
+def test_leaf_grad_accumulates_across_backward_calls_until_zeroed():
+    x = leaf([1.0, 2.0])
+    (x * 2.0).sum().backward()
+    (x * 3.0).sum().backward()
+    np.testing.assert_allclose(x.grad, [5.0, 5.0])
+
+
+@pytest.mark.parametrize(
+    "shape_a,shape_b",
+    [((3, 1), (1, 4)), ((2, 3, 4), (4,)), ((2, 3, 4), (3, 1)), ((2, 1, 4), (1, 3, 1)),
+     ((), (2, 3))],
+)
+def test_broadcasting_is_undone(shape_a, shape_b):
+    rng = np.random.default_rng(0)
+    a, b = leaf(rng.standard_normal(shape_a)), leaf(rng.standard_normal(shape_b))
+    out = a * b
+    w = rng.standard_normal(out.shape)
+    out.backward(w)
+    assert a.grad.shape == a.shape and b.grad.shape == b.shape
+    bb = np.broadcast_to(b.data, out.shape)
+    ba = np.broadcast_to(a.data, out.shape)
+    np.testing.assert_allclose(a.grad, sum_to_shape(w * bb, shape_a))
+    np.testing.assert_allclose(b.grad, sum_to_shape(w * ba, shape_b))
+    # the reference sum, written out for one case the long way
+    if shape_a == (3, 1):
+        np.testing.assert_allclose(a.grad, (w * bb).sum(axis=1, keepdims=True))
+        np.testing.assert_allclose(b.grad, (w * ba).sum(axis=0, keepdims=True))
+
+
+def test_sum_to_shape():
+    g = np.ones((2, 3, 4))
+    assert sum_to_shape(g, (4,)).tolist() == [6.0] * 4
+    assert sum_to_shape(g, (3, 1)).shape == (3, 1)
+    assert float(sum_to_shape(g, ())) == 24.0
+
+
+def test_tensors_that_do_not_require_grad_get_no_grad():
+    x, c = leaf([1.0, 2.0]), Tensor(np.array([3.0, 4.0]))
+    (x * c).sum().backward()
+    assert c.grad is None and not c.requires_grad
+    np.testing.assert_allclose(x.grad, [3.0, 4.0])
+
+
+# --- no_grad ------------------------------------------------------------------------------
+
+
+def test_no_grad_records_nothing(monkeypatch):
+    x = leaf([1.0, 2.0])
+    recorded = []
+    original_apply = Function.apply.__func__
+
+    def spy(cls, *inputs, **options):
+        out = original_apply(cls, *inputs, **options)
+        recorded.append(out)
+        return out
+
+    monkeypatch.setattr(Function, "apply", classmethod(spy))
+    with no_grad():
+        assert not is_grad_enabled()
+        y = (x * 2.0 + 1.0).exp().sum()
+    assert is_grad_enabled()
+    assert len(recorded) == 4, "the spy should have seen mul, add, exp and sum"
+    for out in recorded:
+        assert not out.requires_grad and out.creator is None
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.backward()
+    assert x.grad is None
+
+
+def test_no_grad_does_not_save_arrays_for_backward():
+    """Under no_grad, fused ops skip saving what backward needs (memory at eval time)."""
+    from tinygpt import ops
+
+    q = k = v = Tensor(np.ones((1, 3, 4)), requires_grad=True)
+    seen = []
+
+    class Spy(ops.CausalSelfAttention):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            seen.append(self)
+            return out
+
+    with no_grad():
+        Spy.apply(q, k, v, n_heads=2)
+    assert not hasattr(seen[0], "probs") and seen[0].inputs == ()
+    Spy.apply(q, k, v, n_heads=2)
+    assert hasattr(seen[1], "probs") and len(seen[1].inputs) == 3
+
+
+def test_no_grad_nests_restores_and_decorates():
+    with no_grad():
+        with enable_grad():
+            assert is_grad_enabled()
+            assert (leaf(1.0) * 2.0).requires_grad
+        assert not is_grad_enabled()
+    assert is_grad_enabled()
+    with pytest.raises(ZeroDivisionError):
+        with no_grad():
+            raise ZeroDivisionError
+    assert is_grad_enabled(), "no_grad must restore the mode after an exception"
+
+    @no_grad()
+    def f(t):
+        return t * 2.0
+
+    assert not f(leaf(1.0)).requires_grad
+    assert is_grad_enabled()
+
+
+def test_model_forward_under_no_grad_builds_no_graph():
+    cfg = {"vocab_size": 11, "context_length": 4, "emb_dim": 8, "n_heads": 2,
+           "n_layers": 1, "drop_rate": 0.0, "qkv_bias": False}
+    model = GPTModel(cfg)
+    with no_grad():
+        logits = model(np.array([[1, 2, 3]]))
+    assert not logits.requires_grad and logits.creator is None
+
+
+# --- graph release -------------------------------------------------------------------------
+
+
+def test_graph_is_released_after_backward():
+    x = leaf(np.ones((3, 3)))
+    h = (x @ x).tanh()
+    y = h.sum()
+    fn = weakref.ref(h.creator)
+    y.backward()
+    assert y.creator is None and h.creator is None
+    gc.collect()
+    assert fn() is None, "a Function (and the arrays it saved) outlived backward()"
+
+
+def test_second_backward_raises_clear_error():
+    x = leaf([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward()
+    grad_before = x.grad.copy()
+    with pytest.raises(RuntimeError, match="already called"):
+        y.backward()
+    np.testing.assert_array_equal(x.grad, grad_before)
+
+
+def test_backward_through_a_partly_released_graph_raises():
+    """b and c share a; after b.backward() frees a's creator, c.backward() can't reach x.
+
+    It must say so, not treat a as a leaf and silently give x a wrong gradient."""
+    x = leaf([1.0, 2.0])
+    a = x * 2.0
+    b = (a * 3.0).sum()
+    c = (a * 4.0).sum()
+    b.backward()
+    np.testing.assert_allclose(x.grad, [6.0, 6.0])
+    with pytest.raises(RuntimeError, match="already called"):
+        c.backward()
+    np.testing.assert_allclose(x.grad, [6.0, 6.0])
+    assert a.grad is None
+
+
+def test_backward_with_retained_shared_graph_via_one_root():
+    """The supported way: sum the losses and call backward once."""
+    x = leaf([1.0, 2.0])
+    a = x * 2.0
+    ((a * 3.0).sum() + (a * 4.0).sum()).backward()
+    np.testing.assert_allclose(x.grad, [14.0, 14.0])
+
+
+# --- zero_grad and non-scalar backward -----------------------------------------------------
+
+
+def test_zero_grad_on_module_and_optimizer():
+    cfg = {"vocab_size": 11, "context_length": 4, "emb_dim": 8, "n_heads": 2,
+           "n_layers": 1, "drop_rate": 0.0, "qkv_bias": True}
+    model = GPTModel(cfg, dtype=np.float64)
+    ids = np.array([[1, 2, 3, 4]])
+    cross_entropy(model(ids), ids).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    cross_entropy(model(ids), ids).backward()
+    first = {n: p.grad.copy() for n, p in model.named_parameters()}
+    opt = AdamW(model.parameters())
+    opt.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+    # after zero_grad a fresh backward gives the same gradients (nothing left over)
+    cross_entropy(model(ids), ids).backward()
+    for n, p in model.named_parameters():
+        np.testing.assert_array_equal(p.grad, first[n], err_msg=n)
+
+
+def test_non_scalar_backward_needs_grad():
+    x = leaf([[1.0, 2.0], [3.0, 4.0]])
+    y = x * 2.0
+    with pytest.raises(RuntimeError, match="scalar"):
+        y.backward()
+    assert x.grad is None
+    with pytest.raises(ValueError, match="shape"):
+        y.backward(np.ones(3))
+    y.backward(np.full((2, 2), 0.5))
+    np.testing.assert_allclose(x.grad, np.ones((2, 2)))
+
+
+def test_backward_of_a_size_one_non_scalar_is_allowed():
+    x = leaf([[3.0]])
+    (x * x).backward()
+    np.testing.assert_allclose(x.grad, [[6.0]])
+
+
+def test_parameter_is_a_leaf_that_requires_grad():
+    p = Parameter(np.zeros(3, dtype=np.float32))
+    assert p.requires_grad and p.creator is None and p.dtype == np.float32
+    assert tinygpt.Tensor is Tensor

@@ -1,0 +1,193 @@
+"""Each fused op equals the chain of primitive ops it replaces (values and gradients).
+
+The fused ops in tinygpt.ops hand-write their backward for speed; here the same
+maths is written with the primitives (which test_gradcheck.py checks one by one)
+and both are run in float64 on the same inputs with the same output weight. Forward
+values and every input gradient must agree to ~1e-12 of their scale.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+import tinygpt
+from tinygpt import ops
+from tinygpt.autograd import Tensor
+
+from .checks import assert_close
+
+TOL = 1e-12
+
+
+@pytest.fixture(autouse=True)
+def keep_global_rng():
+    state = tinygpt.get_rng_state()
+    yield
+    tinygpt.set_rng_state(state)
+
+
+def run(fn, arrays, w, seed=None):
+    """Output array and input gradients of ``fn`` on fresh float64 leaves, backward(w)."""
+    if seed is not None:
+        tinygpt.manual_seed(seed)
+    leaves = [Tensor(np.array(a, dtype=np.float64), requires_grad=True) for a in arrays]
+    out = fn(*leaves)
+    out.backward(w)
+    return out.data, [t.grad for t in leaves]
+
+
+def assert_same(name, fused, primitive, arrays, seed=None, out_shape=None):
+    """Run both on ``arrays`` with one random output weight; compare values and gradients."""
+    rng = np.random.default_rng(7)
+    probe = fused(*[Tensor(a) for a in arrays]) if out_shape is None else None
+    w = rng.standard_normal(probe.shape if out_shape is None else out_shape)
+    y_fused, g_fused = run(fused, arrays, w, seed)
+    y_prim, g_prim = run(primitive, arrays, w, seed)
+    assert y_fused.dtype == y_prim.dtype == np.float64
+    assert_close(f"{name} forward", y_fused, y_prim, TOL)
+    for i, (gf, gp) in enumerate(zip(g_fused, g_prim)):
+        assert gf is not None and gp is not None, f"{name}: input {i} has no gradient"
+        assert_close(f"{name} grad of input {i}", gf, gp, TOL)
+
+
+rng = np.random.default_rng(3)
+
+
+def test_layer_norm():
+    def primitive(x, scale, shift):
+        mean = x.mean(axis=-1, keepdims=True)
+        xc = x - mean
+        var = (xc * xc).mean(axis=-1, keepdims=True)  # biased variance, like torch
+        return xc / (var + 1e-5).sqrt() * scale + shift
+
+    def fused(x, scale, shift):
+        return ops.LayerNorm.apply(x, scale, shift, eps=1e-5)
+
+    arrays = [rng.standard_normal((2, 5, 8)) * 3 + 1, rng.standard_normal(8),
+              rng.standard_normal(8)]
+    assert_same("layer norm", fused, primitive, arrays)
+
+
+def test_gelu_tanh_form():
+    c = math.sqrt(2.0 / math.pi)
+
+    def primitive(x):
+        return 0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+
+    assert_same("gelu", lambda x: ops.GELU.apply(x), primitive, [4 * rng.standard_normal((3, 7))])
+
+
+def _softmax_primitive(x, axis=-1):
+    shifted = x - x.data.max(axis=axis, keepdims=True)  # a constant shift: no gradient needed
+    e = shifted.exp()
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_softmax(axis):
+    arrays = [5 * rng.standard_normal((2, 4, 6))]
+    assert_same("softmax", lambda x: ops.softmax(x, axis=axis),
+                lambda x: _softmax_primitive(x, axis), arrays)
+
+
+def _attention_primitive(q, k, v, n_heads, dropout_p=0.0):
+    B, T, C = q.shape
+    D = C // n_heads
+
+    def heads(t):  # (B, T, C) -> (B, H, T, D)
+        return t.reshape(B, T, n_heads, D).transpose((0, 2, 1, 3))
+
+    qh, kh, vh = heads(q), heads(k), heads(v)
+    mask = np.triu(np.full((T, T), -np.inf), k=1)  # -inf above the diagonal
+    scores = qh @ kh.transpose(2, 3) * (1.0 / math.sqrt(D)) + mask  # (B, H, T, T)
+    weights = _softmax_primitive(scores)
+    if dropout_p > 0.0:
+        weights = weights * ops.dropout_mask(weights.shape, dropout_p, weights.dtype)
+    out = weights @ vh  # (B, H, T, D)
+    return out.transpose(1, 2).reshape(B, T, C)
+
+
+@pytest.mark.parametrize("n_heads,dropout_p", [(1, 0.0), (3, 0.0), (2, 0.3)])
+def test_causal_attention(n_heads, dropout_p):
+    arrays = [rng.standard_normal((2, 7, 6)) for _ in range(3)]
+
+    def fused(q, k, v):
+        return ops.CausalSelfAttention.apply(q, k, v, n_heads=n_heads, dropout_p=dropout_p)
+
+    def primitive(q, k, v):
+        return _attention_primitive(q, k, v, n_heads, dropout_p)
+
+    # the same seed before each run: the dropout mask on the weights is the same draw
+    assert_same("attention", fused, primitive, arrays, seed=11)
+
+
+def test_causal_attention_ignores_the_future():
+    """Changing the last token's q, k, v changes only the last output row."""
+    q, k, v = (rng.standard_normal((1, 5, 4)) for _ in range(3))
+    base = ops.CausalSelfAttention.apply(q, k, v, n_heads=2).data
+    q2, k2, v2 = q.copy(), k.copy(), v.copy()
+    for t in (q2, k2, v2):
+        t[:, -1] += 10.0
+    moved = ops.CausalSelfAttention.apply(q2, k2, v2, n_heads=2).data
+    np.testing.assert_array_equal(moved[:, :-1], base[:, :-1])
+    assert not np.allclose(moved[:, -1], base[:, -1])
+
+
+def _cross_entropy_primitive(z, targets, ignore_index=-100):
+    z = z.reshape(-1, z.shape[-1])  # (N, V)
+    targets = targets.reshape(-1)
+    keep = np.flatnonzero(targets != ignore_index)
+    m = z.data.max(axis=1, keepdims=True)
+    log_sum_exp = ((z - m).exp().sum(axis=1, keepdims=True)).log() + m  # (N, 1)
+    log_probs = z - log_sum_exp  # (N, V)
+    picked = log_probs[keep, targets[keep]]  # advanced indexing picks each row's target
+    return -picked.mean()
+
+
+@pytest.mark.parametrize(
+    "shape,targets",
+    [
+        ((6, 9), np.array([0, 8, 3, 3, 5, 1])),
+        ((2, 4, 9), np.array([[1, -100, 4, 4], [-100, 8, 0, 2]])),
+    ],
+    ids=["2d", "3d-ignore-index"],
+)
+def test_cross_entropy(shape, targets):
+    arrays = [3 * rng.standard_normal(shape)]
+    assert_same("cross-entropy", lambda z: ops.cross_entropy(z, targets),
+                lambda z: _cross_entropy_primitive(z, targets), arrays, out_shape=())
+
+
+def test_cross_entropy_large_logits_stay_finite():
+    """Logits of 1e4 overflow a naive exp; both forms subtract the row max."""
+    z = rng.standard_normal((4, 5)) * 1e4
+    targets = np.array([0, 1, 2, 3])
+    loss = ops.cross_entropy(Tensor(z), targets).item()
+    ref = _cross_entropy_primitive(Tensor(z), targets).item()
+    assert np.isfinite(loss) and abs(loss - ref) <= 1e-12 * abs(ref)
+
+
+def test_embedding_is_indexing():
+    ids = np.array([[4, 1, 4, 4], [0, 1, 9, 4]])  # repeated ids must accumulate
+    arrays = [rng.standard_normal((10, 3))]
+    assert_same("embedding", lambda w: ops.Embedding.apply(w, ids), lambda w: w[ids], arrays)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+def test_linear_is_matmul_plus_bias(bias):
+    x, w, b = rng.standard_normal((2, 3, 5)), rng.standard_normal((4, 5)), rng.standard_normal(4)
+    if bias:
+        assert_same("linear", lambda x, w, b: ops.linear(x, w, b),
+                    lambda x, w, b: x @ w.T + b, [x, w, b])
+    else:
+        assert_same("linear", lambda x, w: ops.linear(x, w), lambda x, w: x @ w.T, [x, w])
+
+
+def test_dropout_is_a_mask_multiply():
+    x = rng.standard_normal((5, 6))
+
+    def primitive(t):
+        return t * ops.dropout_mask(t.shape, 0.4, t.dtype)
+
+    assert_same("dropout", lambda t: ops.Dropout.apply(t, p=0.4), primitive, [x], seed=5)

@@ -1,0 +1,278 @@
+"""Every op in tinygpt.ops against float64 central finite differences.
+
+One generic checker (``gradcheck``) does the work: it runs the op once with
+``backward(w)`` for a random output weight ``w``, then compares the analytic
+gradient with the central difference ``(f(x + eps d) - f(x - eps d)) / 2 eps`` of
+``f(x) = sum(op(x) * w)`` along one random direction ``d`` over all inputs and
+along a few single elements of each input (relative error <= 1e-6, eps = 1e-6).
+Before every evaluation the package generator is reseeded, so ops that draw
+random numbers (dropout) use the same mask each time.
+
+Run with ``-s`` to see the worst relative error per op.
+"""
+
+import inspect
+
+import numpy as np
+import pytest
+
+import tinygpt
+from tinygpt import ops
+from tinygpt.autograd import Function, Tensor
+
+EPS = 1e-6
+RTOL = 1e-6
+SEED = 1234  # reseeded before every evaluation (dropout masks repeat)
+
+WORST = {}  # op name -> worst relative error seen (printed at the end of the module)
+
+
+@pytest.fixture(autouse=True)
+def keep_global_rng():
+    """Tests here reseed the package generator; give the next test file its state back."""
+    state = tinygpt.get_rng_state()
+    yield
+    tinygpt.set_rng_state(state)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_table():
+    yield
+    if WORST:
+        print("\n\nworst relative gradient-check error per op (float64, eps 1e-6)")
+        for name in sorted(WORST):
+            print(f"  {name:22s} {WORST[name]:.2e}")
+
+
+def gradcheck(name, fn, *arrays, n_elements=3, seed=0):
+    """Check ``fn``'s gradient with respect to each array in ``arrays`` (made float64).
+
+    ``fn`` takes one Tensor per array and returns a Tensor; anything else it needs
+    (token ids, targets, an index, options) is closed over. Returns the worst
+    relative error and records it under ``name`` in WORST."""
+    rng = np.random.default_rng(seed)
+    arrays = [np.array(a, dtype=np.float64) for a in arrays]
+
+    def evaluate(values, requires_grad=False):
+        tinygpt.manual_seed(SEED)
+        tensors = [Tensor(v, requires_grad=requires_grad) for v in values]
+        return fn(*tensors), tensors
+
+    out, tensors = evaluate(arrays, requires_grad=True)
+    assert out.dtype == np.float64, f"{name}: output dtype {out.dtype}, expected float64"
+    w = rng.standard_normal(out.shape)
+    out.backward(w)
+    grads = [t.grad for t in tensors]
+    for i, (g, a) in enumerate(zip(grads, arrays)):
+        assert g is not None, f"{name}: input {i} got no gradient"
+        assert g.shape == a.shape, f"{name}: input {i} gradient shape {g.shape} != {a.shape}"
+        assert g.dtype == np.float64, f"{name}: input {i} gradient dtype {g.dtype}"
+
+    def numeric(dirs):
+        # Difference the outputs elementwise before weighting: outputs that do not
+        # depend on the perturbed entries cancel exactly instead of adding round-off.
+        plus = evaluate([a + EPS * d for a, d in zip(arrays, dirs)])[0].data
+        minus = evaluate([a - EPS * d for a, d in zip(arrays, dirs)])[0].data
+        return float(((plus - minus) * w).sum() / (2.0 * EPS))
+
+    checks = []  # (label, analytic, numeric)
+    dirs = [rng.standard_normal(a.shape) for a in arrays]
+    analytic = sum(float((g * d).sum()) for g, d in zip(grads, dirs))
+    checks.append(("random direction", analytic, numeric(dirs)))
+    for i, (a, g) in enumerate(zip(arrays, grads)):
+        flat = np.abs(g).ravel()
+        largest = float(flat.max()) if flat.size else 0.0
+        if largest == 0.0:
+            continue
+        # single elements: the largest gradient plus a few random clearly non-zero ones
+        candidates = np.flatnonzero(flat > 1e-3 * largest)
+        picks = {int(np.argmax(flat))}
+        picks.update(int(j) for j in rng.choice(candidates, min(n_elements, candidates.size),
+                                                replace=False))
+        for j in sorted(picks):
+            dirs = [np.zeros_like(b) for b in arrays]
+            dirs[i].flat[j] = 1.0
+            label = f"input {i} element {np.unravel_index(j, a.shape)}"
+            checks.append((label, float(g.flat[j]), numeric(dirs)))
+        # an element whose analytic gradient is exactly zero (masked, unused row) must
+        # not move the output either
+        zeros = np.flatnonzero(flat == 0.0)
+        if zeros.size:
+            j = int(rng.choice(zeros))
+            dirs = [np.zeros_like(b) for b in arrays]
+            dirs[i].flat[j] = 1.0
+            num = numeric(dirs)
+            assert abs(num) <= 1e-8 * largest, (
+                f"{name}: input {i} element {np.unravel_index(j, a.shape)} has analytic "
+                f"gradient 0 but finite differences give {num:.3e}"
+            )
+
+    worst = 0.0
+    for label, ana, num in checks:
+        rel = abs(ana - num) / max(abs(ana), abs(num), 1e-300)
+        worst = max(worst, rel)
+        assert rel <= RTOL, (
+            f"{name}: {label}: analytic {ana:.12g} vs finite difference {num:.12g} "
+            f"(relative error {rel:.2e} > {RTOL:g})"
+        )
+    WORST[name] = max(WORST.get(name, 0.0), worst)
+    return worst
+
+
+# ----------------------------------------------------------------------------------
+# The cases: (op name, fn, input arrays). Inputs are drawn where the op is smooth
+# (positive for Log / Sqrt / a divisor, no ties for max-based ops).
+
+_r = np.random.default_rng(42)
+
+
+def _n(*shape):
+    return _r.standard_normal(shape)
+
+
+def _pos(*shape):
+    return _r.uniform(0.5, 2.0, size=shape)
+
+
+IDS = np.array([[1, 3, 3, 0, 7, 3], [7, 7, 2, 1, 3, 9]])  # repeated ids, rows 4..6 unused
+TARGETS = np.array([2, -100, 0, 6, 6, -100, 1, 3])
+TARGETS_BT = np.array([[2, 5, -100, 0], [6, 6, 1, -100]])
+
+
+def _longdouble_round_trip(x):
+    y = ops.Cast.apply(x, dtype=np.longdouble)
+    y = ops.Exp.apply(y)
+    return ops.Cast.apply(y, dtype=np.float64)
+
+
+CASES = [
+    # elementwise, with broadcasting undone by the engine
+    ("Add", lambda a, b: ops.Add.apply(a, b), [_n(3, 4), _n(3, 4)]),
+    ("Add-broadcast", lambda a, b: ops.Add.apply(a, b), [_n(2, 3, 1), _n(4)]),
+    ("Sub", lambda a, b: ops.Sub.apply(a, b), [_n(3, 1), _n(1, 5)]),
+    ("Mul", lambda a, b: ops.Mul.apply(a, b), [_n(2, 3, 4), _n(3, 1)]),
+    ("Mul-same-tensor", lambda a: ops.Mul.apply(a, a), [_n(5)]),
+    ("Div", lambda a, b: ops.Div.apply(a, b), [_n(3, 4), _pos(4)]),
+    ("Div-scalar-numerator", lambda b: 2.0 / b, [_pos(3, 2)]),
+    ("Neg", lambda a: ops.Neg.apply(a), [_n(4, 3)]),
+    ("Exp", lambda a: ops.Exp.apply(a), [_n(4, 3)]),
+    ("Log", lambda a: ops.Log.apply(a), [_pos(4, 3)]),
+    ("Tanh", lambda a: ops.Tanh.apply(a), [_n(4, 3)]),
+    ("Sqrt", lambda a: ops.Sqrt.apply(a), [_pos(4, 3)]),
+    ("Cast", _longdouble_round_trip, [_n(3, 4)]),
+    # matrix products
+    ("MatMul", lambda a, b: ops.MatMul.apply(a, b), [_n(3, 4), _n(4, 5)]),
+    ("MatMul-batched", lambda a, b: ops.MatMul.apply(a, b), [_n(2, 3, 4), _n(2, 4, 5)]),
+    ("MatMul-broadcast", lambda a, b: ops.MatMul.apply(a, b), [_n(2, 1, 3, 4), _n(3, 4, 2)]),
+    ("MatMul-shared-rhs", lambda a, b: ops.MatMul.apply(a, b), [_n(2, 3, 4), _n(4, 5)]),
+    ("MatMul-vector-rhs", lambda a, b: ops.MatMul.apply(a, b), [_n(2, 3, 4), _n(4)]),
+    ("MatMul-vector-lhs", lambda a, b: ops.MatMul.apply(a, b), [_n(4), _n(2, 4, 3)]),
+    ("MatMul-dot", lambda a, b: ops.MatMul.apply(a, b), [_n(4), _n(4)]),
+    # shapes and indexing
+    ("Reshape", lambda a: ops.Reshape.apply(a, shape=(4, -1)), [_n(2, 3, 2)]),
+    ("Transpose", lambda a: ops.Transpose.apply(a, axes=(2, 0, 1)), [_n(2, 3, 4)]),
+    ("Transpose-swap", lambda a: a.transpose(1, -1), [_n(2, 3, 4)]),
+    ("GetItem-basic", lambda a: a[1:, ::-2], [_n(4, 5)]),
+    ("GetItem-int-ellipsis", lambda a: a[1, ..., None, 2], [_n(3, 4, 5)]),
+    ("GetItem-repeated", lambda a: a[np.array([0, 2, 0, 0, 3])], [_n(4, 3)]),
+    ("GetItem-list-mixed", lambda a: a[:, [1, 1, 3, 1]], [_n(2, 5)]),
+    ("GetItem-pairs-repeated", lambda a: a[np.array([0, 0, 1, 0]), np.array([2, 2, 2, 1])],
+     [_n(3, 4)]),
+    ("GetItem-bool-mask", lambda a: a[np.array([True, False, True, True])], [_n(4, 2)]),
+    # reductions
+    ("Sum", lambda a: ops.Sum.apply(a), [_n(3, 4)]),
+    ("Sum-axis", lambda a: ops.Sum.apply(a, axis=1), [_n(2, 3, 4)]),
+    ("Sum-axes-keepdims", lambda a: ops.Sum.apply(a, axis=(0, -1), keepdims=True),
+     [_n(2, 3, 4)]),
+    ("Sum-negative-axis", lambda a: ops.Sum.apply(a, axis=-2), [_n(2, 3, 4)]),
+    ("Mean", lambda a: ops.Mean.apply(a), [_n(3, 4)]),
+    ("Mean-axis-keepdims", lambda a: ops.Mean.apply(a, axis=-1, keepdims=True), [_n(2, 3, 4)]),
+    ("Mean-axes", lambda a: ops.Mean.apply(a, axis=(0, 2)), [_n(2, 3, 4)]),
+    # fused layers
+    ("Linear", lambda x, w, b: ops.Linear.apply(x, w, b), [_n(2, 3, 4), _n(5, 4), _n(5)]),
+    ("Linear-no-bias", lambda x, w: ops.Linear.apply(x, w), [_n(2, 3, 4), _n(5, 4)]),
+    ("Linear-2d", lambda x, w, b: ops.linear(x, w, b), [_n(3, 4), _n(2, 4), _n(2)]),
+    ("Embedding", lambda w: ops.Embedding.apply(w, IDS), [_n(10, 4)]),
+    ("LayerNorm", lambda x, s, b: ops.LayerNorm.apply(x, s, b, eps=1e-5),
+     [_n(2, 3, 6), _pos(6), _n(6)]),
+    ("LayerNorm-small-var", lambda x, s, b: ops.LayerNorm.apply(x, s, b, eps=1e-5),
+     [0.05 * _n(4, 5), _n(5), _n(5)]),
+    ("GELU", lambda x: ops.GELU.apply(x), [3.0 * _n(4, 5)]),
+    ("Dropout", lambda x: ops.Dropout.apply(x, p=0.3), [_n(6, 7)]),
+    ("CausalSelfAttention",
+     lambda q, k, v: ops.CausalSelfAttention.apply(q, k, v, n_heads=2),
+     [_n(2, 5, 8), _n(2, 5, 8), _n(2, 5, 8)]),
+    ("CausalSelfAttention-dropout",
+     lambda q, k, v: ops.CausalSelfAttention.apply(q, k, v, n_heads=4, dropout_p=0.25),
+     [_n(2, 5, 8), _n(2, 5, 8), _n(2, 5, 8)]),
+    ("Softmax", lambda x: ops.Softmax.apply(x), [_n(3, 6)]),
+    ("Softmax-axis0", lambda x: ops.softmax(x, dim=0), [_n(4, 2, 3)]),
+    ("CrossEntropy", lambda z: ops.cross_entropy(z, np.array([2, 0, 6, 6, 1, 3])),
+     [_n(6, 7)]),
+    ("CrossEntropy-ignore-index", lambda z: ops.cross_entropy(z, TARGETS), [_n(8, 7)]),
+    ("CrossEntropy-3d-ignore-index", lambda z: ops.cross_entropy(z, TARGETS_BT),
+     [_n(2, 4, 7)]),
+    ("CrossEntropy-custom-ignore",
+     lambda z: ops.cross_entropy(z, np.array([6, 2, 6, 0]), ignore_index=6),
+     [_n(4, 7)]),
+]
+
+
+@pytest.mark.parametrize("name,fn,arrays", CASES, ids=[c[0] for c in CASES])
+def test_gradient_matches_finite_differences(name, fn, arrays):
+    gradcheck(name.split("-")[0], fn, *arrays)
+
+
+def test_every_op_in_ops_has_a_gradient_check():
+    """A new Function in ops.py must come with a case above."""
+    functions = {
+        name for name, obj in inspect.getmembers(ops, inspect.isclass)
+        if issubclass(obj, Function) and obj is not Function and obj.__module__ == ops.__name__
+    }
+    checked = {c[0].split("-")[0] for c in CASES}
+    assert functions - checked == set(), f"ops without a gradient check: {functions - checked}"
+
+
+def test_cast_float32_to_float64_gradient_comes_back_float32():
+    """Cast can't be finite-differenced through float32; its gradient is exact: dy cast back."""
+    x = Tensor(np.linspace(-1, 1, 6, dtype=np.float32), requires_grad=True)
+    y = x.astype(np.float64)
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y.data, x.data.astype(np.float64))
+    w = np.random.default_rng(0).standard_normal(6)
+    y.backward(w)
+    assert x.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad, w.astype(np.float32))
+
+
+def test_checker_catches_a_wrong_gradient():
+    """The checker itself: an op whose backward is off by 1% must fail."""
+
+    class BadSquare(Function):
+        def forward(self, x):
+            self.x = x
+            return x * x
+
+        def backward(self, dy):
+            return dy * 2.0 * self.x * 1.01
+
+    with pytest.raises(AssertionError, match="relative error"):
+        gradcheck("BadSquare", lambda x: BadSquare.apply(x), _n(3))
+    WORST.pop("BadSquare", None)
+
+
+def test_checker_catches_a_gradient_leaking_into_a_masked_entry():
+    """Masked entries: a non-zero analytic gradient where the output can't move fails."""
+
+    class LeakyFirst(Function):
+        def forward(self, x):
+            return x[:1] * 1.0
+
+        def backward(self, dy):
+            dx = np.full((3,), 0.5)
+            dx[0] = dy[0]
+            return dx
+
+    with pytest.raises(AssertionError):
+        gradcheck("LeakyFirst", lambda x: LeakyFirst.apply(x), _n(3))
+    WORST.pop("LeakyFirst", None)
