@@ -5,6 +5,14 @@ The book's names are kept so the source reads beside the book.
 
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
 from .backend import get_rng, get_rng_state, manual_seed, set_rng_state
+from .checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+    save_model,
+)
 from .data import DataLoader, GPTDatasetV1, create_dataloader_v1
 from .model import GPT_CONFIG_124M, GPTModel, validate_config
 from .nn import (

@@ -1,0 +1,876 @@
+"""Saving and loading models and training checkpoints: safetensors files, no pickle.
+
+Two kinds of file, both plain safetensors (readable by the ``safetensors``
+package and any tool that speaks the format):
+
+* a **model file** (``save_model`` / ``load_model``): the state dict under the
+  book's keys (``tok_emb.weight``, ``trf_blocks.0.att.W_query.weight``, ...) with
+  the model config in the metadata, so the file alone rebuilds the model;
+* a **training checkpoint** (``save_checkpoint`` / ``load_checkpoint``): the
+  weights as ``model.<key>``, AdamW's moments as ``optimizer.<i>.exp_avg`` and
+  ``optimizer.<i>.exp_avg_sq`` (``i`` indexes ``model.parameters()``), and in the
+  metadata the config, each parameter's step count, the optimizer's class and
+  hyper-parameters (and ``peak_lr``), the ``TrainingState`` (epoch, batch within
+  the epoch and that epoch's batch order, global step, tokens seen, loss
+  histories), the random generator's state, the caller's ``extra`` settings and
+  a creation time. Loading it and calling ``train_model(..., state=ckpt.state)``
+  carries on bit for bit as if the run had never stopped.
+
+The book's section 5.4 maps onto it directly::
+
+    # torch.save({"model_state_dict": model.state_dict(),
+    #             "optimizer_state_dict": optimizer.state_dict()}, "model_and_optimizer.pth")
+    save_checkpoint("model_and_optimizer.safetensors", model, optimizer, state)
+
+    # checkpoint = torch.load("model_and_optimizer.pth")
+    # model.load_state_dict(checkpoint["model_state_dict"])
+    # optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+    ckpt = load_checkpoint("model_and_optimizer.safetensors", model, optimizer)
+    # or build both from the file: ckpt = load_checkpoint(path); ckpt.model, ckpt.optimizer
+
+``ckpt.model_state_dict`` and ``ckpt.optimizer_state_dict`` are those two dicts.
+
+The file layout (the safetensors format): 8 bytes little-endian header length
+``n``, ``n`` bytes of JSON (``{"__metadata__": {str: str}, name: {"dtype",
+"shape", "data_offsets"}}``, space-padded so the data starts 8-byte aligned),
+then the raw little-endian tensor bytes. Metadata values must be strings, so
+structured values are JSON text. Our own keys are ``tinygpt.format``
+(``"model"`` or ``"training-checkpoint"``), ``tinygpt.format_version`` and
+``tinygpt.crc32`` (a CRC-32 per tensor, so a flipped bit in the data is caught,
+not trained on).
+
+Safety: loading never runs code (no pickle, no ``allow_pickle``). Every check
+(format, truncation, checksums, config, shapes, dtypes, finite values, optimizer
+kind, generator state) runs before anything changes; a failure raises
+``CheckpointError`` naming the file and the problem, and the model, optimizer and
+random generator keep their state. Writes are atomic: the bytes go to a hidden
+temporary file beside the target (``.NAME.tmp-XXXXXXXX``), are flushed to disk,
+and the file is renamed over the target, so a crash, a kill or a full disk leaves
+the previous file intact (at worst a stray temporary file, which no loader takes
+for a checkpoint).
+"""
+
+import datetime
+import errno
+import json
+import math
+import os
+import secrets
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy
+
+from .autograd import Tensor
+from .backend import get_rng, get_rng_state, set_rng_state, to_numpy
+from .model import GPTModel, validate_config
+from .optim import AdamW
+from .train import TrainingState
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+    "save_model",
+]
+
+FORMAT_KEY = "tinygpt.format"
+VERSION_KEY = "tinygpt.format_version"
+CRC_KEY = "tinygpt.crc32"
+MODEL_FORMAT = "model"
+CHECKPOINT_FORMAT = "training-checkpoint"
+FORMAT_VERSION = 1
+
+# safetensors dtype codes NumPy can hold (BF16 and the F8 kinds have no NumPy dtype).
+_DTYPES = {
+    "BOOL": numpy.dtype("bool"),
+    "U8": numpy.dtype("u1"),
+    "I8": numpy.dtype("i1"),
+    "U16": numpy.dtype("<u2"),
+    "I16": numpy.dtype("<i2"),
+    "U32": numpy.dtype("<u4"),
+    "I32": numpy.dtype("<i4"),
+    "U64": numpy.dtype("<u8"),
+    "I64": numpy.dtype("<i8"),
+    "F16": numpy.dtype("<f2"),
+    "F32": numpy.dtype("<f4"),
+    "F64": numpy.dtype("<f8"),
+}
+_CODES = {(d.kind, d.itemsize): code for code, d in _DTYPES.items()}
+_MAX_HEADER = 100_000_000  # the safetensors library's own limit
+
+
+class CheckpointError(ValueError):
+    """A model file or checkpoint that cannot be saved or loaded; ``.path`` names the file."""
+
+    def __init__(self, path, problem):
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+@dataclass
+class Checkpoint:
+    """What ``load_checkpoint`` restored. ``state`` goes to ``train_model(state=...)``."""
+
+    model: GPTModel
+    optimizer: AdamW
+    state: TrainingState
+    rng_state: dict
+    extra: object
+    config: dict
+    path: str
+    created: str = None
+
+    @property
+    def model_state_dict(self):
+        """The book's ``checkpoint["model_state_dict"]``."""
+        return self.model.state_dict()
+
+    @property
+    def optimizer_state_dict(self):
+        """The book's ``checkpoint["optimizer_state_dict"]``."""
+        return self.optimizer.state_dict()
+
+
+# ----------------------------------------------------------------------------------
+# Saving.
+
+
+def save_model(model, path):
+    """Write ``model``'s weights and config to ``path`` (a safetensors file), atomically."""
+    path = _target_path(path)
+    config = _model_config(path, model)
+    tensors = {name: _host_array(value) for name, value in model.state_dict().items()}
+    _check_finite_for_save(path, tensors)
+    metadata = {
+        FORMAT_KEY: MODEL_FORMAT,
+        VERSION_KEY: str(FORMAT_VERSION),
+        "config": json.dumps(config),
+        "dtype": str(model.dtype),
+        "created": _now(),
+    }
+    _write_safetensors(path, tensors, metadata)
+    return path
+
+
+def save_checkpoint(path, model, optimizer, state, extra=None):
+    """Write a training checkpoint (weights, AdamW state, ``state``, generator, ``extra``).
+
+    ``state`` is the ``TrainingState`` that ``train_model`` returns or passes to
+    ``on_epoch_end`` (None: a run that has not started). ``extra``: anything
+    JSON can hold (numbers, strings, lists, dicts), e.g. the training settings,
+    returned as ``Checkpoint.extra``. The write is atomic.
+    """
+    path = _target_path(path)
+    config = _model_config(path, model)
+    if not isinstance(optimizer, AdamW):
+        raise CheckpointError(
+            path, f"can only save an AdamW optimizer's state, got {type(optimizer).__name__}"
+        )
+    params = model.parameters()
+    if len(optimizer.params) != len(params) or any(
+        a is not b for a, b in zip(optimizer.params, params)
+    ):
+        raise CheckpointError(
+            path, "the optimizer does not hold this model's parameters in order: build it as "
+            "AdamW(model.parameters(), ...) so a checkpoint can restore it"
+        )
+    if state is None:
+        state = TrainingState()
+    if not isinstance(state, TrainingState):
+        raise CheckpointError(path, f"state must be a TrainingState, got {type(state).__name__}")
+    try:
+        extra_json = json.dumps(extra, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"extra cannot be stored as JSON: {exc}") from None
+
+    tensors = {f"model.{k}": _host_array(v) for k, v in model.state_dict().items()}
+    steps = {}
+    for i in sorted(optimizer.state):
+        s = optimizer.state[i]
+        steps[str(i)] = int(s["step"])
+        tensors[f"optimizer.{i}.exp_avg"] = _host_array(s["exp_avg"])
+        tensors[f"optimizer.{i}.exp_avg_sq"] = _host_array(s["exp_avg_sq"])
+    _check_finite_for_save(path, tensors)
+    peak_lr = getattr(optimizer, "peak_lr", None)
+    optimizer_meta = {
+        "class": type(optimizer).__name__,
+        "hyperparameters": optimizer.hyperparameters(),
+        "peak_lr": None if peak_lr is None else float(peak_lr),
+        "num_parameters": len(optimizer.params),
+        "steps": steps,
+    }
+    metadata = {
+        FORMAT_KEY: CHECKPOINT_FORMAT,
+        VERSION_KEY: str(FORMAT_VERSION),
+        "config": json.dumps(config),
+        "dtype": str(model.dtype),
+        "optimizer": json.dumps(optimizer_meta),
+        "training_state": json.dumps(state.to_dict()),
+        "rng_state": json.dumps(get_rng_state(), default=_json_default),
+        "extra": extra_json,
+        "created": _now(),
+    }
+    _write_safetensors(path, tensors, metadata)
+    return path
+
+
+def _target_path(path):
+    path = os.fspath(path)
+    if not isinstance(path, str):
+        path = os.fsdecode(path)
+    return path
+
+
+def _model_config(path, model):
+    cfg = getattr(model, "cfg", None)
+    if not isinstance(model, GPTModel) or cfg is None:
+        raise CheckpointError(path, f"expected a GPTModel, got {type(model).__name__}")
+    return validate_config(cfg)
+
+
+def _host_array(value):
+    """A C-contiguous little-endian NumPy array (copies only from a GPU or odd layouts)."""
+    if isinstance(value, Tensor):
+        value = value.data  # (a NumPy or CuPy array's own .data is a raw buffer: not that)
+    array = numpy.ascontiguousarray(to_numpy(value))
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return array
+
+
+def _check_finite_for_save(path, tensors):
+    bad = [n for n, a in tensors.items() if a.dtype.kind == "f" and not numpy.isfinite(a).all()]
+    if bad:
+        raise CheckpointError(
+            path, f"not saved: {', '.join(bad[:5])} contain NaN or infinite values (the run has "
+            "diverged; a file with them could not be loaded). Any previous file is unchanged"
+        )
+
+
+def _json_default(value):
+    if isinstance(value, numpy.integer):
+        return int(value)
+    if isinstance(value, numpy.floating):
+        return float(value)
+    if isinstance(value, numpy.bool_):
+        return bool(value)
+    if isinstance(value, numpy.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON serialisable")
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_safetensors(path, tensors, metadata):
+    """Lay out ``tensors`` (name -> host array) in the safetensors format and write atomically."""
+    header = {}
+    crcs = {}
+    offset = 0
+    for name, array in tensors.items():
+        code = _CODES.get((array.dtype.kind, array.dtype.itemsize))
+        if code is None:
+            raise CheckpointError(path, f"tensor {name!r} has dtype {array.dtype}, not storable")
+        header[name] = {
+            "dtype": code,
+            "shape": [int(n) for n in array.shape],
+            "data_offsets": [offset, offset + array.nbytes],
+        }
+        crcs[name] = zlib.crc32(_bytes_of(array))
+        offset += array.nbytes
+    metadata = dict(metadata)
+    metadata[CRC_KEY] = json.dumps(crcs)
+    blob = json.dumps({"__metadata__": metadata, **header}, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)  # so the data starts on an 8-byte boundary
+
+    def write(f):
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        _write_tensor_data(f, tensors)
+
+    _atomic_write(path, write)
+
+
+def _bytes_of(array):
+    return memoryview(array.reshape(-1)).cast("B")
+
+
+def _write_tensor_data(f, tensors):
+    for array in tensors.values():
+        f.write(_bytes_of(array))
+
+
+def _atomic_write(path, write):
+    """Run ``write(file)`` on a temporary file beside ``path``, fsync it, rename it over ``path``.
+
+    On any failure (a full disk, Ctrl-C) the temporary file is removed and ``path``
+    keeps its previous content."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"cannot save {path}: the folder {folder} does not exist (create it first)",
+        )
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"cannot save {path}: it is a folder")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(folder, f".{name}.tmp-{secrets.token_hex(4)}")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for any new file
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise OSError(
+                exc.errno, f"could not write {path} ({exc.strerror or exc}); any previous file "
+                "there is unchanged"
+            ) from exc
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (POSIX; not possible on Windows)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------
+# Reading the container.
+
+
+class _Container:
+    """A parsed safetensors header: ``entries`` name -> (dtype code, shape, begin, end)."""
+
+    def __init__(self, path, metadata, entries, data_start):
+        self.path = path
+        self.metadata = metadata
+        self.entries = entries
+        self.data_start = data_start
+
+    @property
+    def format(self):
+        return self.metadata.get(FORMAT_KEY)
+
+
+def _open_for_reading(path):
+    path = _target_path(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "no model file or checkpoint at", path)
+    if os.path.isdir(path):
+        raise CheckpointError(path, "is a folder, not a model file or checkpoint")
+    return path, open(path, "rb")
+
+
+def _sniff(head):
+    """What a file that is not safetensors seems to be, from its first bytes."""
+    if not head:
+        return "the file is empty (0 bytes); the save that made it was probably interrupted"
+    if head.startswith(b"PK\x03\x04"):
+        return ("it is a zip archive, probably a PyTorch .pt/.pth file (torch.save) or a NumPy "
+                ".npz; those hold pickles, which tinygpt never loads because loading a pickle can "
+                "run arbitrary code. Re-save the weights as safetensors")
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return ("it is a Python pickle (e.g. an old torch.save file); tinygpt never loads "
+                "pickles because loading one can run arbitrary code. Re-save the weights as "
+                "safetensors")
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a NumPy .npy array file, not a safetensors file"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "it is an HDF5 file (e.g. a Keras .h5 checkpoint), not a safetensors file"
+    if head.startswith(b"\x1f\x8b"):
+        return "it is a gzip-compressed file; decompress it first"
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head[:64]):
+        return "it is a text file, not a safetensors file"
+    return "it is not a safetensors file (its header length field makes no sense)"
+
+
+def _read_container(path, f):
+    size = os.fstat(f.fileno()).st_size
+    head = f.read(8)
+    if len(head) < 8:
+        if head and size < 8:
+            raise CheckpointError(path, f"is truncated or not a safetensors file ({size} bytes)")
+        raise CheckpointError(path, _sniff(head))
+    (n,) = struct.unpack("<Q", head)
+    if n < 2 or n > _MAX_HEADER:
+        raise CheckpointError(path, _sniff(head + f.read(56)))
+    if n > size - 8:
+        first = f.read(1)
+        if first == b"{":
+            raise CheckpointError(
+                path, f"is truncated: its header alone should be {n} bytes but the file has "
+                f"{size} (the write was interrupted or the copy is incomplete)"
+            )
+        raise CheckpointError(path, _sniff(head + first + f.read(55)))
+    raw = f.read(n)
+    if raw[:1] != b"{":
+        raise CheckpointError(path, _sniff(head + raw[:56]))
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(path, f"is corrupted: its header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(path, "is corrupted: its header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise CheckpointError(path, "is corrupted: its __metadata__ is not a map of strings")
+
+    entries = {}
+    for name, info in header.items():
+        try:
+            code, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
+            ok = (
+                isinstance(code, str)
+                and isinstance(shape, list)
+                and all(isinstance(d, int) and d >= 0 for d in shape)
+                and isinstance(begin, int)
+                and isinstance(end, int)
+                and 0 <= begin <= end
+            )
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise CheckpointError(path, f"is corrupted: the header entry of {name!r} is malformed")
+        if code not in _DTYPES:
+            raise CheckpointError(
+                path, f"tensor {name!r} has dtype {code}, which NumPy (and tinygpt) cannot hold"
+            )
+        if end - begin != math.prod(shape) * _DTYPES[code].itemsize:
+            raise CheckpointError(
+                path, f"is corrupted: tensor {name!r} of shape {tuple(shape)} and dtype {code} "
+                f"cannot take {end - begin} bytes"
+            )
+        entries[name] = (code, tuple(shape), begin, end)
+
+    # The tensors must tile the data area exactly, as the safetensors library demands.
+    available = size - 8 - n
+    position = 0
+    for _, _, begin, end in sorted(entries.values(), key=lambda e: (e[2], e[3])):
+        if begin != position:
+            raise CheckpointError(path, "is corrupted: its tensors overlap or leave gaps")
+        position = end
+    if position > available:
+        raise CheckpointError(
+            path, f"is truncated: its header describes {position} bytes of tensor data but only "
+            f"{available} follow (the write was interrupted or the copy is incomplete)"
+        )
+    if position < available:
+        raise CheckpointError(
+            path, f"is corrupted: {available - position} unexpected bytes follow the tensor data"
+        )
+    return _Container(path, metadata, entries, 8 + n)
+
+
+def _check_tag(container, what):
+    """Refuse safetensors files tinygpt did not write, saying what they seem to be."""
+    path, fmt = container.path, container.format
+    if fmt is None:
+        names = list(container.entries)
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        if any(n.split(".", 2)[-1].startswith(("wte.", "h.0.")) or n in ("wte.weight",)
+               for n in names):
+            guess = ("its tensors look like Hugging Face GPT-2 weights: load those with "
+                     "tinygpt.hf_gpt2.load_hf_gpt2")
+        elif "tok_emb.weight" in names:
+            guess = ("its tensors look like a bare tinygpt/book state dict without a config: "
+                     "build GPTModel(cfg) yourself and call model.load_state_dict("
+                     "safetensors.numpy.load_file(path))")
+        else:
+            guess = f"it holds {len(names)} tensors ({shown})"
+        raise CheckpointError(
+            path, f"is a safetensors file but not {what} written by tinygpt (no {FORMAT_KEY!r} in "
+            f"its metadata); {guess}"
+        )
+    if fmt not in (MODEL_FORMAT, CHECKPOINT_FORMAT):
+        raise CheckpointError(path, f"has an unknown tinygpt format {fmt!r}")
+    try:
+        version = int(container.metadata.get(VERSION_KEY, ""))
+    except ValueError:
+        raise CheckpointError(path, f"is corrupted: bad {VERSION_KEY!r}") from None
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            path, f"was written by a newer tinygpt (format version {version}; this one reads up "
+            f"to {FORMAT_VERSION}): upgrade tinygpt"
+        )
+
+
+def _metadata_json(container, key, required=True):
+    text = container.metadata.get(key)
+    if text is None:
+        if required:
+            raise CheckpointError(container.path, f"is corrupted: metadata {key!r} is missing")
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            container.path, f"is corrupted: metadata {key!r} is not valid JSON ({exc})"
+        ) from None
+
+
+def _read_tensors(container, f, names):
+    """Read ``names`` into fresh native-endian arrays, checking each one's CRC-32."""
+    crcs = _metadata_json(container, CRC_KEY, required=False) or {}
+    if not isinstance(crcs, dict):
+        raise CheckpointError(container.path, f"is corrupted: metadata {CRC_KEY!r} is not a map")
+    arrays = {}
+    for name in names:
+        code, shape, begin, end = container.entries[name]
+        stored = numpy.empty(shape, dtype=_DTYPES[code])
+        f.seek(container.data_start + begin)
+        got = f.readinto(_bytes_of(stored)) if end > begin else 0
+        if got != end - begin:  # the file shrank while we read it
+            raise CheckpointError(container.path, f"is truncated: tensor {name!r} is incomplete")
+        if name in crcs and zlib.crc32(_bytes_of(stored)) != crcs[name]:
+            raise CheckpointError(
+                container.path, f"is corrupted: the bytes of tensor {name!r} do not match the "
+                "checksum recorded when it was saved"
+            )
+        arrays[name] = stored.astype(stored.dtype.newbyteorder("="), copy=False)
+    return arrays
+
+
+def _check_weights(path, arrays, what):
+    """All floating point, one dtype, finite; returns that dtype."""
+    problems = []
+    dtypes = {}
+    for name, a in arrays.items():
+        if a.dtype.kind != "f":
+            problems.append(f"{what} {name!r} has dtype {a.dtype}, expected floating point")
+        else:
+            dtypes.setdefault(a.dtype, []).append(name)
+    if len(dtypes) > 1:
+        common = max(dtypes, key=lambda d: len(dtypes[d]))
+        for dtype, names in dtypes.items():
+            if dtype != common:
+                problems += [f"{what} {n!r} has dtype {dtype}, the others {common}" for n in names]
+    for name, a in arrays.items():
+        if a.dtype.kind == "f" and not numpy.isfinite(a).all():
+            problems.append(f"{what} {name!r} contains NaN or infinite values")
+    if problems:
+        raise CheckpointError(path, _listing("has bad tensors", problems))
+    return next(iter(dtypes)) if dtypes else numpy.dtype(numpy.float32)
+
+
+def _listing(head, problems):
+    shown = problems[:12] + ([f"... and {len(problems) - 12} more"] if len(problems) > 12 else [])
+    return head + ":\n  " + "\n  ".join(shown)
+
+
+def _config_from(container):
+    cfg = _metadata_json(container, "config")
+    try:
+        return validate_config(cfg)
+    except ValueError as exc:
+        raise CheckpointError(container.path, f"holds an invalid model config: {exc}") from None
+
+
+def _check_against_model(path, model, weights, head="does not fit the model"):
+    """Names and shapes of ``weights`` against ``model``'s parameters."""
+    params = dict(model.named_parameters())
+    problems = [f"tensor {k!r} is missing" for k in params if k not in weights]
+    problems += [f"unexpected tensor {k!r}" for k in weights if k not in params]
+    for k, a in weights.items():
+        if k in params and tuple(a.shape) != tuple(params[k].shape):
+            problems.append(
+                f"tensor {k!r} has shape {tuple(a.shape)}, the model's is {tuple(params[k].shape)}"
+            )
+    if problems:
+        raise CheckpointError(path, _listing(head, problems))
+
+
+_NOT_ITS_CONFIG = "is corrupted: its tensors do not fit the model config stored with them"
+
+
+def _build_model(config, dtype):
+    """A fresh GPTModel whose random init leaves the package generator's state as it was."""
+    rng = get_rng()
+    before = rng.bit_generator.state
+    try:
+        return GPTModel(config, dtype=dtype)
+    finally:
+        rng.bit_generator.state = before
+
+
+# ----------------------------------------------------------------------------------
+# Loading.
+
+
+def load_model(path, dtype=None):
+    """Rebuild a GPTModel from a model file (or from a training checkpoint's weights).
+
+    ``dtype``: convert the weights (e.g. numpy.float64); default: as saved. The
+    model comes back in training mode, like ``GPTModel(cfg)``; call ``.eval()``
+    before generating. The package's random generator is left as it was.
+    """
+    path, f = _open_for_reading(path)
+    with f:
+        container = _read_container(path, f)
+        _check_tag(container, "a model file")
+        config = _config_from(container)
+        prefix = "model." if container.format == CHECKPOINT_FORMAT else ""
+        names = [n for n in container.entries if n.startswith(prefix)]
+        arrays = _read_tensors(container, f, names)
+    weights = {n[len(prefix):]: a for n, a in arrays.items()}
+    saved_dtype = _check_weights(path, weights, "tensor")
+    model = _build_model(config, numpy.dtype(dtype) if dtype is not None else saved_dtype)
+    _check_against_model(path, model, weights, _NOT_ITS_CONFIG)
+    model.load_state_dict(weights)
+    return model
+
+
+def load_checkpoint(path, model=None, optimizer=None, restore_rng=True):
+    """Restore a training checkpoint into ``model`` and ``optimizer`` (built if None).
+
+    Returns a ``Checkpoint``; continue with ``train_model(ckpt.model, ..., ckpt.optimizer,
+    state=ckpt.state)``. With ``restore_rng`` the package's random generator gets
+    the saved state last, so the shuffles and dropout masks go on as they would
+    have. Everything is checked first: on any problem a ``CheckpointError`` names
+    the file and what is wrong, and ``model``, ``optimizer`` and the generator
+    are left exactly as they were.
+    """
+    if optimizer is not None and model is None:
+        raise ValueError(
+            "load_checkpoint: pass the model the optimizer updates (model=...) along with the "
+            "optimizer, or neither"
+        )
+    path, f = _open_for_reading(path)
+    with f:
+        container = _read_container(path, f)
+        if container.format == MODEL_FORMAT:
+            raise CheckpointError(
+                path, "this is a model file, not a training checkpoint: it holds weights and a "
+                "config but no optimizer or training state. Load it with load_model(), or start "
+                "a new run from those weights"
+            )
+        _check_tag(container, "a training checkpoint")
+        config = _config_from(container)
+        opt_meta = _optimizer_meta(container)
+        state = _training_state(container)
+        rng_state = _rng_state(container)
+        extra = _metadata_json(container, "extra", required=False)
+        arrays = _read_tensors(container, f, list(container.entries))
+
+    weights, moments = _split_tensors(path, arrays, opt_meta)
+    moment_arrays = {f"optimizer.{i}.{k}": a for i, m in moments.items() for k, a in m.items()}
+    dtype = _check_weights(path, {**weights, **moment_arrays}, "tensor")
+    _check_hyperparameters(path, opt_meta["hyperparameters"])
+    if model is not None:
+        _check_model_matches(path, model, config, dtype)
+        _check_against_model(path, model, weights)
+    if optimizer is not None:
+        _check_optimizer(path, optimizer, model, len(weights))
+    if model is None:
+        model = _build_model(config, dtype)  # leaves the generator as it was
+        _check_against_model(path, model, weights, _NOT_ITS_CONFIG)
+    if len(weights) != opt_meta["num_parameters"]:
+        raise CheckpointError(
+            path, f"is corrupted: its optimizer covers {opt_meta['num_parameters']} parameters "
+            f"but it holds {len(weights)} weight tensors"
+        )
+    if optimizer is None:
+        optimizer = AdamW(model.parameters(), **opt_meta["hyperparameters"])
+    params = model.parameters()
+    for name, a in moment_arrays.items():
+        shape = params[int(name.split(".")[1])].shape
+        if tuple(a.shape) != tuple(shape):
+            raise CheckpointError(
+                path, f"tensor {name!r} has shape {tuple(a.shape)}, its parameter {tuple(shape)}"
+            )
+
+    # Everything is checked: from here on nothing can fail half-way.
+    optimizer_sd = {
+        "state": {
+            i: {"step": opt_meta["steps"][i], "exp_avg": m["exp_avg"],
+                "exp_avg_sq": m["exp_avg_sq"]}
+            for i, m in moments.items()
+        },
+        "param_groups": [dict(opt_meta["hyperparameters"], params=list(range(len(weights))))],
+    }
+    model.load_state_dict(weights)
+    optimizer.load_state_dict(optimizer_sd)
+    if opt_meta["peak_lr"] is not None:
+        optimizer.peak_lr = float(opt_meta["peak_lr"])
+    elif hasattr(optimizer, "peak_lr"):
+        del optimizer.peak_lr  # the saved run had not started: train_model sets it afresh
+    if restore_rng:
+        set_rng_state(rng_state)
+    return Checkpoint(
+        model=model, optimizer=optimizer, state=state, rng_state=rng_state, extra=extra,
+        config=config, path=path, created=container.metadata.get("created"),
+    )
+
+
+def _optimizer_meta(container):
+    path = container.path
+    meta = _metadata_json(container, "optimizer")
+    if not isinstance(meta, dict):
+        raise CheckpointError(path, "is corrupted: metadata 'optimizer' is not a map")
+    name = meta.get("class")
+    if name != "AdamW":
+        raise CheckpointError(
+            path, f"was saved with a {name} optimizer; tinygpt can only continue AdamW runs"
+        )
+    steps = meta.get("steps")
+    n = meta.get("num_parameters")
+    ok = (
+        isinstance(meta.get("hyperparameters"), dict)
+        and isinstance(n, int) and n >= 0
+        and isinstance(steps, dict)
+        and all(k.isdigit() and isinstance(v, int) and v >= 1 for k, v in steps.items())
+        and isinstance(meta.get("peak_lr"), (int, float, type(None)))
+    )
+    if not ok:
+        raise CheckpointError(path, "is corrupted: metadata 'optimizer' is malformed")
+    meta["steps"] = {int(k): v for k, v in steps.items()}
+    return meta
+
+
+def _check_hyperparameters(path, hyper):
+    try:
+        AdamW([numpy.zeros(1, dtype=numpy.float32)], **hyper)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"holds bad AdamW hyper-parameters {hyper}: {exc}") from None
+
+
+def _split_tensors(path, arrays, opt_meta):
+    """``model.<key>`` -> weights; ``optimizer.<i>.<moment>`` -> moments[i][moment]."""
+    weights, moments, problems = {}, {}, []
+    for name, a in arrays.items():
+        if name.startswith("model."):
+            weights[name[len("model."):]] = a
+            continue
+        parts = name.split(".")
+        if (len(parts) == 3 and parts[0] == "optimizer" and parts[1].isdigit()
+                and parts[2] in ("exp_avg", "exp_avg_sq")):
+            moments.setdefault(int(parts[1]), {})[parts[2]] = a
+        else:
+            problems.append(f"unexpected tensor {name!r}")
+    steps = opt_meta["steps"]
+    for i in sorted(set(moments) | set(steps)):
+        have = moments.get(i, {})
+        for k in ("exp_avg", "exp_avg_sq"):
+            if k not in have:
+                problems.append(f"tensor 'optimizer.{i}.{k}' is missing")
+        if i not in steps:
+            problems.append(f"no step count for optimizer parameter {i}")
+        if i >= opt_meta["num_parameters"]:
+            problems.append(f"optimizer state for parameter {i}, which does not exist")
+    if problems:
+        raise CheckpointError(path, _listing("is corrupted", problems))
+    return weights, dict(sorted(moments.items()))
+
+
+def _check_model_matches(path, model, config, dtype):
+    cfg = getattr(model, "cfg", None)
+    if not isinstance(model, GPTModel) or cfg is None:
+        raise CheckpointError(path, f"expected a GPTModel to load into, got {type(model).__name__}")
+    mine = validate_config(cfg)
+    diff = [f"{k}: checkpoint {config.get(k)!r}, model {mine.get(k)!r}"
+            for k in sorted(set(config) | set(mine)) if config.get(k) != mine.get(k)]
+    if diff:
+        raise CheckpointError(
+            path, _listing("was saved from a model with another config (pass model=None to "
+                           "build the checkpoint's own)", diff)
+        )
+    if numpy.dtype(model.dtype) != dtype:
+        raise CheckpointError(
+            path, f"holds {dtype} weights but the model is {numpy.dtype(model.dtype)}; build the "
+            f"model with dtype={dtype} (or pass model=None) so training resumes exactly"
+        )
+
+
+def _check_optimizer(path, optimizer, model, n_weights):
+    """``optimizer`` is an AdamW over exactly ``model``'s parameters."""
+    if not isinstance(optimizer, AdamW):
+        raise CheckpointError(
+            path, f"holds AdamW state, which cannot go into a {type(optimizer).__name__}"
+        )
+    if len(optimizer.params) != n_weights:
+        raise CheckpointError(
+            path, f"holds AdamW state for {n_weights} parameters but the optimizer has "
+            f"{len(optimizer.params)}; build it as AdamW(model.parameters(), ...)"
+        )
+    if any(a is not b for a, b in zip(optimizer.params, model.parameters())):
+        raise CheckpointError(
+            path, "the optimizer does not hold the model's parameters in order; build it as "
+            "AdamW(model.parameters(), ...)"
+        )
+
+
+_STATE_INTS = {"epoch": 0, "batch_in_epoch": 0, "global_step": -1, "tokens_seen": 0}
+
+
+def _training_state(container):
+    path = container.path
+    d = _metadata_json(container, "training_state")
+    problems = []
+    if not isinstance(d, dict):
+        raise CheckpointError(path, "is corrupted: metadata 'training_state' is not a map")
+    for key, low in _STATE_INTS.items():
+        v = d.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            problems.append(f"{key} must be an integer >= {low}, got {v!r}")
+    order = d.get("epoch_order")
+    if order is not None and not (
+        isinstance(order, list) and all(isinstance(i, int) and not isinstance(i, bool)
+                                        for i in order)
+        and sorted(order) == list(range(len(order)))
+    ):
+        problems.append("epoch_order must be a permutation of 0..n-1")
+    for key in ("train_losses", "val_losses", "track_tokens_seen"):
+        v = d.get(key, [])
+        if not isinstance(v, list) or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in v
+        ):
+            problems.append(f"{key} must be a list of numbers")
+    if "finished" in d and not isinstance(d["finished"], bool):
+        problems.append("finished must be true or false")
+    if problems:
+        raise CheckpointError(path, _listing("holds a bad training state", problems))
+    return TrainingState.from_dict(d)
+
+
+def _rng_state(container):
+    state = _metadata_json(container, "rng_state")
+    try:
+        numpy.random.default_rng().bit_generator.state = state  # a trial on a spare generator
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise CheckpointError(
+            container.path, f"holds a random generator state this NumPy cannot restore ({exc})"
+        ) from None
+    return state
