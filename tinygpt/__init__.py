@@ -14,6 +14,7 @@ from .checkpoint import (
     save_model,
 )
 from .data import DataLoader, GPTDatasetV1, create_dataloader_v1
+from .hf_gpt2 import export_hf_gpt2, load_hf_gpt2, load_hf_gpt2_into_gpt
 from .model import GPT_CONFIG_124M, GPTModel, validate_config
 from .nn import (
     GELU,
@@ -30,6 +31,14 @@ from .nn import (
 )
 from .ops import cross_entropy, perplexity, softmax
 from .optim import AdamW
+from .pretrained import (
+    DownloadError,
+    download_and_load_gpt2,
+    gpt2_config,
+    load_pretrained_gpt2,
+    load_weights_into_gpt,
+    model_configs,
+)
 from .sampling import (
     next_token_probabilities,
     print_sampled_tokens,

@@ -1,0 +1,316 @@
+"""GPT-2 weights in Hugging Face's format: ``model.safetensors`` + ``config.json``.
+
+Hugging Face's GPT-2 keeps OpenAI's layout, so its tensors map one to one onto
+the book's ``params`` dict::
+
+    wte.weight (V, C)                  params["wte"]
+    wpe.weight (T, C)                  params["wpe"]
+    h.{i}.ln_1.weight / .bias          params["blocks"][i]["ln_1"]["g"] / ["b"]
+    h.{i}.attn.c_attn.weight (C, 3C)   params["blocks"][i]["attn"]["c_attn"]["w"]
+    h.{i}.attn.c_attn.bias (3C,)       ...["c_attn"]["b"]
+    h.{i}.attn.c_proj.weight (C, C)    ...["c_proj"]["w"]      (and .bias)
+    h.{i}.ln_2.weight / .bias          params["blocks"][i]["ln_2"]["g"] / ["b"]
+    h.{i}.mlp.c_fc.weight (C, 4C)      params["blocks"][i]["mlp"]["c_fc"]["w"]  (and .bias)
+    h.{i}.mlp.c_proj.weight (4C, C)    params["blocks"][i]["mlp"]["c_proj"]["w"] (and .bias)
+    ln_f.weight / .bias                params["g"] / params["b"]
+    lm_head.weight (V, C)              only when not tied to wte: params["lm_head"]
+
+Weights are Conv1D-style ``(in, out)``, the transpose of our ``Linear``. Keys may
+carry a ``transformer.`` prefix (what ``GPT2LMHeadModel.save_pretrained`` writes);
+the causal-mask buffers ``attn.bias`` / ``attn.masked_bias`` of older files are
+ignored.
+"""
+
+import json
+import os
+import re
+import warnings
+
+import numpy as np
+
+from .backend import to_numpy
+from .pretrained import _size_for_emb_dim, gpt2_param_paths, load_into_gpt, model_configs
+
+__all__ = [
+    "export_hf_gpt2",
+    "hf_config_to_gpt_config",
+    "load_hf_gpt2",
+    "load_hf_gpt2_into_gpt",
+    "load_hf_gpt2_params",
+]
+
+SAFETENSORS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+_PREFIX = "transformer."
+_IGNORED = re.compile(r"(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)$")
+_LEAF = {"g": "weight", "w": "weight", "b": "bias"}
+
+
+def _hf_key(path):
+    """Book params path -> Hugging Face key without prefix."""
+    if path == ("lm_head",):
+        return "lm_head.weight"
+    if path[0] == "blocks":
+        return f"h.{path[1]}." + ".".join(path[2:-1]) + "." + _LEAF[path[-1]]
+    return {"wte": "wte.weight", "wpe": "wpe.weight", "g": "ln_f.weight",
+            "b": "ln_f.bias"}[path[0]]
+
+
+def _locate(path):
+    """(safetensors file, folder holding config.json) from a file or folder path."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        file = os.path.join(path, SAFETENSORS_NAME)
+        if not os.path.isfile(file):
+            sharded = os.path.isfile(os.path.join(path, SAFETENSORS_NAME + ".index.json"))
+            raise FileNotFoundError(
+                f"{path} has no {SAFETENSORS_NAME}"
+                + (" (it is sharded into several files, which this loader does not read)"
+                   if sharded else "")
+                + "; pass the folder of a Hugging Face GPT-2 model or its .safetensors file"
+            )
+        return file, path
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: pass a Hugging Face GPT-2 folder or "
+                                f"its {SAFETENSORS_NAME}")
+    return path, os.path.dirname(path)
+
+
+def read_hf_config(folder):
+    """config.json of a Hugging Face model folder as a dict, or None if absent."""
+    path = os.path.join(folder, CONFIG_NAME)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class _SafetensorsSource:
+    """Shapes and tensors of a GPT-2 safetensors file, addressed by book params paths."""
+
+    def __init__(self, file):
+        from safetensors import safe_open
+
+        self.file = file
+        self._f = safe_open(file, framework="np")
+        keys = list(self._f.keys())
+        self.prefix = _PREFIX if any(k.startswith(_PREFIX) for k in keys) else ""
+        self.keys = {k for k in keys if not _IGNORED.match(k)}
+        blocks = {int(m.group(1)) for k in self.keys
+                  if (m := re.match(rf"{re.escape(self.prefix)}h\.(\d+)\.", k))}
+        self.n_blocks = len(blocks)
+        known = {self._key(p) for p in gpt2_param_paths(self.n_blocks)} | {"lm_head.weight"}
+        unknown = sorted(self.keys - known)
+        if unknown:
+            warnings.warn(f"{file}: ignoring keys that are not GPT-2 weights: {unknown[:6]}"
+                          f"{' ...' if len(unknown) > 6 else ''}", stacklevel=3)
+
+    def _key(self, path):
+        return _hf_key(path) if path == ("lm_head",) else self.prefix + _hf_key(path)
+
+    def shape_of(self, path):
+        key = self._key(path)
+        return tuple(self._f.get_slice(key).get_shape()) if key in self.keys else None
+
+    def get(self, path):
+        key = self._key(path)
+        try:
+            return self._f.get_tensor(key)
+        except (TypeError, ValueError) as exc:  # e.g. bfloat16, which NumPy lacks
+            dtype = self._f.get_slice(key).get_dtype()
+            raise ValueError(f"{self.file}: cannot read {key!r} of dtype {dtype} with NumPy "
+                             f"({exc}); save the model in float32 or float16") from exc
+
+    def untied_head(self):
+        """True when the file has an lm_head.weight that differs from wte."""
+        if "lm_head.weight" not in self.keys:
+            return False
+        if self.shape_of(("lm_head",)) != self.shape_of(("wte",)):
+            return True  # load_into_gpt reports the shape problem
+        return not np.array_equal(self.get(("lm_head",)), self.get(("wte",)))
+
+
+def hf_config_to_gpt_config(config, drop_rate=0.0):
+    """A GPTModel config from a Hugging Face GPT-2 config.json dict."""
+    if config.get("model_type", "gpt2") != "gpt2":
+        raise ValueError(f"config.json has model_type {config.get('model_type')!r}, not 'gpt2'")
+    act = config.get("activation_function", "gelu_new")
+    if act not in ("gelu_new", "gelu_pytorch_tanh"):
+        warnings.warn(f"config.json asks for activation {act!r}; tinygpt's GELU is the tanh "
+                      "form ('gelu_new'), so outputs will differ slightly", stacklevel=2)
+    eps = config.get("layer_norm_epsilon", 1e-5)
+    if abs(eps - 1e-5) > 1e-12:
+        warnings.warn(f"config.json has layer_norm_epsilon {eps}; tinygpt uses 1e-5",
+                      stacklevel=2)
+    n_inner = config.get("n_inner")
+    if n_inner not in (None, 4 * config["n_embd"]):
+        raise ValueError(f"config.json has n_inner={n_inner}; tinygpt's feed-forward is "
+                         f"4 * n_embd = {4 * config['n_embd']}")
+    return {
+        "vocab_size": int(config["vocab_size"]),
+        "context_length": int(config.get("n_positions", config.get("n_ctx", 1024))),
+        "emb_dim": int(config["n_embd"]),
+        "n_heads": int(config["n_head"]),
+        "n_layers": int(config["n_layer"]),
+        "drop_rate": float(drop_rate),
+        "qkv_bias": True,
+    }
+
+
+def _settings(config, source):
+    """OpenAI-style hparams (n_vocab, n_ctx, n_embd, n_head, n_layer)."""
+    if config is not None:
+        cfg = hf_config_to_gpt_config(config)
+        return {"n_vocab": cfg["vocab_size"], "n_ctx": cfg["context_length"],
+                "n_embd": cfg["emb_dim"], "n_head": cfg["n_heads"], "n_layer": cfg["n_layers"]}
+    wte, wpe = source.shape_of(("wte",)), source.shape_of(("wpe",))
+    if wte is None or wpe is None:
+        raise ValueError(f"{source.file} has no wte.weight / wpe.weight: not a GPT-2 file")
+    name = _size_for_emb_dim(wte[1])
+    if name is None:
+        raise ValueError(f"{source.file}: no config.json beside it and emb_dim {wte[1]} is not a "
+                         "GPT-2 size, so the number of heads is unknown; add its config.json")
+    return {"n_vocab": wte[0], "n_ctx": wpe[0], "n_embd": wte[1],
+            "n_head": model_configs[name]["n_heads"], "n_layer": source.n_blocks}
+
+
+def load_hf_gpt2_params(path):
+    """Read a Hugging Face GPT-2 into ``(settings, params)`` like ``download_and_load_gpt2``.
+
+    ``path`` is a model folder (with model.safetensors, and config.json if any)
+    or the .safetensors file. ``params`` gets an ``"lm_head"`` entry only when
+    the output head is not tied to ``wte``.
+    """
+    file, folder = _locate(path)
+    source = _SafetensorsSource(file)
+    settings = _settings(read_hf_config(folder), source)
+    params = {"blocks": [{} for _ in range(source.n_blocks)]}
+    paths = gpt2_param_paths(source.n_blocks)
+    missing = [source._key(p) for p in paths if source.shape_of(p) is None]
+    if missing:
+        raise ValueError(f"{file} lacks GPT-2 tensors {missing[:8]}"
+                         f"{' ...' if len(missing) > 8 else ''}")
+    if source.untied_head():
+        paths = paths + [("lm_head",)]
+    for p in paths:
+        node = params
+        keys = p
+        if p[0] == "blocks":
+            node, keys = params["blocks"][p[1]], p[2:]
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = source.get(p)
+    return settings, params
+
+
+def load_hf_gpt2_into_gpt(gpt, path):
+    """Copy a Hugging Face GPT-2 into an existing GPTModel, one tensor at a time.
+
+    All shapes are checked first (errors name the key and both shapes; the
+    model is left unchanged); an untied ``lm_head.weight`` goes to ``out_head``.
+    """
+    file, _ = _locate(path)
+    source = _SafetensorsSource(file)
+    return load_into_gpt(gpt, file, source.n_blocks, source.shape_of, source.get,
+                         untied_head=source.untied_head())
+
+
+def load_hf_gpt2(path, *, model_cls=None, drop_rate=0.0):
+    """A new GPTModel (eval mode) with the weights and config of a Hugging Face GPT-2."""
+    if model_cls is None:
+        from .model import GPTModel as model_cls
+    file, folder = _locate(path)
+    config = read_hf_config(folder)
+    source = _SafetensorsSource(file)
+    s = _settings(config, source)
+    cfg = {"vocab_size": s["n_vocab"], "context_length": s["n_ctx"], "emb_dim": s["n_embd"],
+           "n_heads": s["n_head"], "n_layers": s["n_layer"], "drop_rate": float(drop_rate),
+           "qkv_bias": True}
+    gpt = model_cls(cfg)
+    load_into_gpt(gpt, file, source.n_blocks, source.shape_of, source.get,
+                  untied_head=source.untied_head())
+    gpt.eval()
+    return gpt
+
+
+def export_hf_gpt2(model, folder):
+    """Write ``model`` as a Hugging Face GPT-2: ``folder/model.safetensors`` + ``config.json``.
+
+    ``GPT2LMHeadModel.from_pretrained(folder)`` reads the result. The head is
+    saved as tied (no ``lm_head.weight``, ``tie_word_embeddings: true``) when
+    ``out_head`` equals ``tok_emb`` exactly, else as its own tensor. A model
+    built with ``qkv_bias=False`` gets zero ``c_attn`` biases (same function).
+    Memory: one extra copy of the weights (the transposed Conv1D layout).
+    Returns the folder.
+    """
+    from safetensors.numpy import save_file
+
+    cfg = model.cfg
+    sd = {name: to_numpy(p.data) for name, p in model.named_parameters()}
+    C, L = cfg["emb_dim"], cfg["n_layers"]
+    P = _PREFIX
+    tensors = {P + "wte.weight": sd["tok_emb.weight"], P + "wpe.weight": sd["pos_emb.weight"]}
+
+    def conv1d(weight):  # Linear (out, in) -> Conv1D (in, out), contiguous for safetensors
+        return np.ascontiguousarray(weight.T)
+
+    for i in range(L):
+        t, h = f"trf_blocks.{i}.", f"{P}h.{i}."
+        qkv = ("W_query", "W_key", "W_value")
+        tensors[h + "ln_1.weight"] = sd[t + "norm1.scale"]
+        tensors[h + "ln_1.bias"] = sd[t + "norm1.shift"]
+        tensors[h + "attn.c_attn.weight"] = np.concatenate(
+            [sd[t + f"att.{m}.weight"].T for m in qkv], axis=1)  # (C, 3C)
+        if t + "att.W_query.bias" in sd:
+            tensors[h + "attn.c_attn.bias"] = np.concatenate([sd[t + f"att.{m}.bias"] for m in qkv])
+        else:  # qkv_bias=False is the same function as zero biases
+            tensors[h + "attn.c_attn.bias"] = np.zeros(3 * C, dtype=sd[t + "norm1.scale"].dtype)
+        tensors[h + "attn.c_proj.weight"] = conv1d(sd[t + "att.out_proj.weight"])
+        tensors[h + "attn.c_proj.bias"] = sd[t + "att.out_proj.bias"]
+        tensors[h + "ln_2.weight"] = sd[t + "norm2.scale"]
+        tensors[h + "ln_2.bias"] = sd[t + "norm2.shift"]
+        tensors[h + "mlp.c_fc.weight"] = conv1d(sd[t + "ff.layers.0.weight"])
+        tensors[h + "mlp.c_fc.bias"] = sd[t + "ff.layers.0.bias"]
+        tensors[h + "mlp.c_proj.weight"] = conv1d(sd[t + "ff.layers.2.weight"])
+        tensors[h + "mlp.c_proj.bias"] = sd[t + "ff.layers.2.bias"]
+    tensors[P + "ln_f.weight"] = sd["final_norm.scale"]
+    tensors[P + "ln_f.bias"] = sd["final_norm.shift"]
+    tied = bool(np.array_equal(sd["out_head.weight"], sd["tok_emb.weight"]))
+    if not tied:
+        tensors["lm_head.weight"] = sd["out_head.weight"]
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+
+    dtype = str(sd["tok_emb.weight"].dtype)
+    config = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg["vocab_size"],
+        "n_positions": cfg["context_length"],
+        "n_ctx": cfg["context_length"],
+        "n_embd": C,
+        "n_layer": L,
+        "n_head": cfg["n_heads"],
+        "n_inner": None,
+        "activation_function": "gelu_new",  # the tanh GELU of the book
+        "layer_norm_epsilon": 1e-5,
+        "resid_pdrop": cfg["drop_rate"],
+        "embd_pdrop": cfg["drop_rate"],
+        "attn_pdrop": cfg["drop_rate"],
+        "initializer_range": 0.02,
+        "scale_attn_weights": True,
+        "tie_word_embeddings": tied,
+        "torch_dtype": dtype,
+        "use_cache": True,
+    }
+    if cfg["vocab_size"] > 50256:
+        config["bos_token_id"] = config["eos_token_id"] = 50256  # <|endoftext|>
+
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, SAFETENSORS_NAME)
+    save_file(tensors, target + ".tmp", metadata={"format": "pt"})  # transformers wants "pt"
+    os.replace(target + ".tmp", target)
+    with open(os.path.join(folder, CONFIG_NAME), "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    return folder
