@@ -1,0 +1,922 @@
+"""The ``tinygpt`` command: train, generate, eval, download, selftest.
+
+Each subcommand is a thin front over the library, so what it does can be read in
+the module that does it:
+
+    tinygpt train     tinygpt.train.train_model (the book's listing 5.3 loop) and
+                      tinygpt.checkpoint (model file each run, checkpoint each epoch)
+    tinygpt generate  tinygpt.generate.generate_stream (listing 5.4, with a KV cache)
+    tinygpt eval      tinygpt.train.calc_loss_loader (exercise 5.5)
+    tinygpt download  tinygpt.pretrained.download_gpt2_files (section 5.5)
+    tinygpt selftest  tinygpt.selftest
+
+Errors reach the user as one line ``tinygpt: error: ...`` (any detail the library
+gives follows, indented) with no traceback unless ``--debug``. Exit codes: 0 success,
+2 a usage or input problem (bad option, missing or corrupted file, unknown model),
+1 a failure while running (download failed, training diverged, disk full),
+130 interrupted with Ctrl-C.
+"""
+
+import argparse
+import codecs
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+PROG = "tinygpt"
+
+GPT2_NAMES = ("gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl")
+BOOK_PROMPT = "Every effort moves you"
+_CACHE = "gpt2/ in the tinygpt cache: $TINYGPT_CACHE, $XDG_CACHE_HOME/tinygpt or ~/.cache/tinygpt"
+
+
+class CLIError(Exception):
+    """A problem to report to the user as one line; ``code`` is the exit status."""
+
+    def __init__(self, message, code=2):
+        super().__init__(message)
+        self.code = code
+
+
+# ----------------------------------------------------------------------------------
+# Model configs for `tinygpt train`.
+
+
+def train_configs():
+    """Name -> GPT config. ``124M`` is the chapter's model; ``small`` trains in seconds."""
+    from .model import GPT_CONFIG_124M
+
+    return {
+        "124M": dict(GPT_CONFIG_124M),
+        "small": dict(GPT_CONFIG_124M, context_length=64, emb_dim=128, n_heads=4, n_layers=2),
+    }
+
+
+# ----------------------------------------------------------------------------------
+# Option types: a bad value becomes "argument --x: ..." from argparse (exit 2).
+
+
+def _number(text, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def non_negative_int(text):
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = _number(text, float)
+    if value <= 0.0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text):
+    value = _number(text, float)
+    if value < 0.0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def probability(text):
+    value = _number(text, float)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"must be in (0, 1] (the probability mass to keep), got {text}"
+        )
+    return value
+
+
+# ----------------------------------------------------------------------------------
+# The parser.
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps one-paragraph descriptions; keeps multi-line text (the examples) as written."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32, width=min(100, _terminal_width()))
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _terminal_width():
+    import shutil
+
+    return max(60, shutil.get_terminal_size((100, 24)).columns - 2)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line: ``tinygpt: error: ...`` (exit 2)."""
+
+    def error(self, message):
+        hint = f"; see '{self.prog} --help'"
+        self.exit(2, f"{PROG}: error: {message}{hint}\n")
+
+
+MAIN_DESCRIPTION = """\
+tinygpt: GPT-2 pretraining (chapter 5 of "Build a Large Language Model (From
+Scratch)") on NumPy, with its own autograd. No PyTorch needed."""
+
+MAIN_EPILOG = """\
+examples:
+  tinygpt train --text the-verdict.txt --config small --epochs 2 --out runs/quick
+  tinygpt generate --model runs/quick/model.safetensors --prompt "Every effort moves you"
+  tinygpt eval --model runs/quick/model.safetensors --text the-verdict.txt
+  tinygpt download gpt2-small
+  tinygpt generate --model gpt2-small --prompt "Every effort moves you" --top-k 50 \\
+      --temperature 1.5
+  tinygpt selftest
+
+Run 'tinygpt COMMAND --help' for the options of a command. Add --debug to see the
+traceback of an error."""
+
+TRAIN_EPILOG = """\
+examples:
+  tinygpt train --text the-verdict.txt                  # the chapter: 124M, 10 epochs
+  tinygpt train --text notes.txt --config small --epochs 3 --out runs/notes
+  tinygpt train --resume runs/notes/checkpoint.safetensors --epochs 6
+
+Writes into --out: model.safetensors (weights + config, for 'tinygpt generate'),
+checkpoint.safetensors (weights, optimizer, training state and random generator;
+written after every epoch and on Ctrl-C: --resume carries on exactly where the run
+stopped), loss-plot.png (the book's figure 5.12) and summary.json.
+The text is split 90/10 into training and validation data, cut into windows of
+--context-length tokens (stride = context length). Without --text, "The Verdict" is
+used (from $TINYGPT_DATA, the user cache or a checksummed download)."""
+
+GENERATE_EPILOG = """\
+examples:
+  tinygpt generate --model runs/quick/model.safetensors --prompt "Every effort moves you"
+  tinygpt generate --model gpt2-small --prompt "The meaning of life is" \\
+      --temperature 1.4 --top-k 25 --seed 123
+  tinygpt generate --model gpt2-medium --models-dir ~/gpt2 --offline --top-p 0.9 \\
+      --temperature 1.0 --prompt "Once upon a time"
+
+--model is one of: a tinygpt model file or training checkpoint (.safetensors); a
+folder holding model.safetensors (a 'tinygpt train' output or a Hugging Face GPT-2);
+a folder with OpenAI's GPT-2 files; or a GPT-2 name (gpt2-small, gpt2-medium,
+gpt2-large, gpt2-xl; downloaded into --models-dir unless present, see
+'tinygpt download'). Text goes to stdout as it is produced; notes go to stderr.
+With the default temperature 0 decoding is greedy (top-k / top-p then do nothing)."""
+
+EVAL_EPILOG = """\
+examples:
+  tinygpt eval --model runs/quick/model.safetensors --text the-verdict.txt
+  tinygpt eval --model gpt2-small --text the-verdict.txt       # exercise 5.5
+
+Splits the text 90/10 like 'tinygpt train' and prints the mean cross-entropy loss and
+the perplexity (exp of the loss) of each part."""
+
+DOWNLOAD_EPILOG = """\
+examples:
+  tinygpt download gpt2-small
+  tinygpt download gpt2-xl --dir ~/gpt2
+  TINYGPT_GPT2_URL=http://mirror.local/gpt2 tinygpt download 124M
+
+Fetches OpenAI's seven GPT-2 files into DIR/SIZE (e.g. DIR/124M), resuming a partial
+download and checking what can be checked; files already there and intact are not
+fetched again. The servers are $TINYGPT_GPT2_URL (default: OpenAI's) and then
+$TINYGPT_GPT2_BACKUP_URL (default: the book's mirror)."""
+
+SELFTEST_EPILOG = """\
+Checks, in well under a minute and without PyTorch: every op's gradient against
+float64 central differences, a tiny model's loss falling under AdamW, the KV cache
+against plain decoding, and the save/load round trip. When PyTorch and the source
+tree's tests/reference/torch_gpt.py are present, also logits, gradients and AdamW
+steps against the book's PyTorch GPTModel. Exit status 1 if any check fails."""
+
+
+def build_parser():
+    """The ``tinygpt`` argument parser (exposed for tests and documentation)."""
+    from . import __version__
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback when an error occurs")
+
+    parser = _Parser(prog=PROG, description=MAIN_DESCRIPTION, epilog=MAIN_EPILOG,
+                     formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"tinygpt {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="show the full traceback when an error occurs")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    def command(name, help_text, description, epilog, handler):
+        sub = commands.add_parser(name, help=help_text, description=description, epilog=epilog,
+                                  formatter_class=_Formatter, parents=[common])
+        sub.set_defaults(handler=handler)
+        return sub
+
+    # --- train -------------------------------------------------------------------
+    p = command("train", "pretrain a GPT on a UTF-8 text (the chapter's loop)",
+                "Pretrain a GPT model on any UTF-8 text with the book's training loop "
+                "(AdamW, evaluation every --eval-freq steps, a sample after each epoch).",
+                TRAIN_EPILOG, cmd_train)
+    p.add_argument("--text", metavar="FILE",
+                   help='UTF-8 text to train on (default: "The Verdict")')
+    p.add_argument("--config", choices=sorted(train_configs()),
+                   help="model size: 124M (the chapter's GPT-2 with context 256, the "
+                        "default) or small (2 layers, 128 wide, context 64: seconds per epoch)")
+    p.add_argument("--epochs", type=positive_int, metavar="N",
+                   help="train until this many epochs are done (default 10; with --resume: "
+                        "the run's own target)")
+    p.add_argument("--resume", metavar="CKPT",
+                   help="continue from a checkpoint.safetensors written by an earlier run")
+    p.add_argument("--out", metavar="DIR",
+                   help="output folder (default: runs/<text name>; with --resume: the "
+                        "checkpoint's folder)")
+    p.add_argument("--context-length", type=positive_int, metavar="T",
+                   help="tokens per training window (default: the config's, 256 or 64)")
+    p.add_argument("--batch-size", type=positive_int, metavar="B", help="default 2")
+    p.add_argument("--lr", type=positive_float, help="peak learning rate (default 0.0004)")
+    p.add_argument("--weight-decay", type=non_negative_float, metavar="WD",
+                   help="AdamW weight decay (default 0.1)")
+    p.add_argument("--seed", type=non_negative_int, help="random seed (default 123)")
+    p.add_argument("--eval-freq", type=positive_int, metavar="STEPS",
+                   help="evaluate every this many steps (default 5)")
+    p.add_argument("--eval-iter", type=positive_int, metavar="BATCHES",
+                   help="batches per evaluation (default 5)")
+    p.add_argument("--start-context", metavar="TEXT",
+                   help=f"prompt of the sample printed after each epoch (default "
+                        f"{BOOK_PROMPT!r})")
+    p.add_argument("--warmup-steps", type=non_negative_int, metavar="N",
+                   help="linear learning-rate warmup steps (appendix D; default 0)")
+    p.add_argument("--cosine-decay", action="store_true", default=None,
+                   help="cosine learning-rate decay after warmup (appendix D)")
+    p.add_argument("--grad-clip", type=positive_float, metavar="NORM",
+                   help="clip the gradient norm to this value (appendix D; default off)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh even if --out already holds a run (replacing its files)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    # --- generate ----------------------------------------------------------------
+    p = command("generate", "continue a prompt, streaming the text as it is produced",
+                "Generate text from a prompt with a trained or pretrained model "
+                "(greedy by default; temperature, top-k and top-p sampling).",
+                GENERATE_EPILOG, cmd_generate)
+    _model_arguments(p)
+    p.add_argument("--prompt", default=BOOK_PROMPT,
+                   help=f"text to continue (default {BOOK_PROMPT!r}; an empty prompt starts "
+                        "from <|endoftext|>)")
+    p.add_argument("--max-new-tokens", type=non_negative_int, default=50, metavar="N",
+                   help="tokens to generate (default 50)")
+    p.add_argument("--temperature", type=non_negative_float, default=0.0, metavar="T",
+                   help="0 = greedy (default); > 0 samples, higher is more random")
+    p.add_argument("--top-k", type=positive_int, metavar="K",
+                   help="sample only from the K most likely tokens")
+    p.add_argument("--top-p", type=probability, metavar="P",
+                   help="sample only from the most likely tokens holding probability P")
+    p.add_argument("--seed", type=non_negative_int, default=123,
+                   help="seed of the sampling generator (default 123)")
+    p.add_argument("--eos", action="store_true",
+                   help="stop when the model produces <|endoftext|>")
+    p.add_argument("--no-cache", action="store_true",
+                   help="rerun the whole window each step like the book (slower, same text)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the text (no notes on stderr)")
+
+    # --- eval --------------------------------------------------------------------
+    p = command("eval", "training and validation loss and perplexity of a model on a text",
+                "Mean cross-entropy loss and perplexity of a model on the training (90%) "
+                "and validation (10%) parts of a text: the book's exercise 5.5.",
+                EVAL_EPILOG, cmd_eval)
+    _model_arguments(p)
+    p.add_argument("--text", metavar="FILE",
+                   help='UTF-8 text to evaluate on (default: "The Verdict")')
+    p.add_argument("--context-length", type=positive_int, metavar="T",
+                   help="tokens per window (default: 256, or the model's context if shorter)")
+    p.add_argument("--batch-size", type=positive_int, default=2, metavar="B",
+                   help="default 2")
+    p.add_argument("--seed", type=non_negative_int, default=123,
+                   help="seed of the training split's shuffle, which decides the batches "
+                        "drop_last leaves out (default 123, as in the book)")
+
+    # --- download ----------------------------------------------------------------
+    p = command("download", "fetch OpenAI's pretrained GPT-2 weights",
+                "Download OpenAI's pretrained GPT-2 weights (book section 5.5).",
+                DOWNLOAD_EPILOG, cmd_download)
+    p.add_argument("model", metavar="MODEL",
+                   help="gpt2-small, gpt2-medium, gpt2-large or gpt2-xl (or 124M, 355M, "
+                        "774M, 1558M)")
+    p.add_argument("--dir", metavar="DIR",
+                   help=f"folder that gets one sub-folder per size (default: {_CACHE})")
+    p.add_argument("--timeout", type=positive_float, default=60.0, metavar="SECONDS",
+                   help="network timeout per request (default 60)")
+
+    # --- selftest ----------------------------------------------------------------
+    p = command("selftest", "check the maths: gradients, training, KV cache, save/load",
+                "Run tinygpt's built-in parity checks and print a table of the results.",
+                SELFTEST_EPILOG, cmd_selftest)
+    p.add_argument("--no-torch", action="store_true",
+                   help="skip the comparison with PyTorch even when it is installed")
+    return parser
+
+
+def _model_arguments(p):
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help="a model file, a training checkpoint, a model folder, or a GPT-2 name "
+                        "(gpt2-small, gpt2-medium, gpt2-large, gpt2-xl)")
+    p.add_argument("--models-dir", metavar="DIR",
+                   help=f"where GPT-2 names are looked up and downloaded to (default: {_CACHE})")
+    p.add_argument("--offline", action="store_true",
+                   help="never download: use the GPT-2 files already in --models-dir")
+
+
+# ----------------------------------------------------------------------------------
+# Shared helpers.
+
+
+def _note(message):
+    """A progress note for the user: stderr, so stdout stays the command's output."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def default_models_dir():
+    """Where GPT-2 names live: ``<tinygpt cache>/gpt2`` (see tinygpt.textsource)."""
+    from .textsource import default_cache_dir
+
+    return default_cache_dir() / "gpt2"
+
+
+def read_text(path):
+    """(path, text) of the UTF-8 text at ``path``, or of "The Verdict" when ``path`` is None."""
+    from .textsource import find_verdict
+
+    found = find_verdict(path)  # a missing path: FileNotFoundError with a clear message
+    try:
+        with open(found, encoding="utf-8") as f:  # text mode, as the book reads it
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise CLIError(
+            f"{found} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}): convert it first, e.g. iconv -f latin1 -t utf-8 FILE > FILE.txt"
+        ) from None
+    if not text.strip():
+        raise CLIError(f"{found} is empty: give a text to work on")
+    return Path(found), text
+
+
+def _safetensors_metadata(path):
+    """(metadata, tensor names) of a safetensors file, or None if its header can't be read.
+
+    Only a peek to pick the loader; the loaders themselves check everything."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            n = int.from_bytes(head, "little")
+            if not 2 <= n <= 100_000_000 or n > os.path.getsize(path) - 8:
+                return None
+            header = json.loads(f.read(n).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    metadata = header.pop("__metadata__", None)
+    return (metadata if isinstance(metadata, dict) else {}), list(header)
+
+
+def _looks_like_hf_gpt2(names):
+    return any(n in ("wte.weight", "transformer.wte.weight") for n in names)
+
+
+def load_any_model(spec, models_dir=None, offline=False):
+    """(model in eval mode, a label) for the --model forms listed in the generate help."""
+    path = Path(spec).expanduser()
+    model = None
+    if path.is_file():
+        model = _load_model_file(path)
+    elif path.is_dir():
+        model = _load_model_folder(path)  # None if it holds nothing we know
+    if model is not None:
+        model.eval()
+        return model, str(path)
+
+    from .pretrained import gpt2_model_size, load_pretrained_gpt2
+
+    try:
+        size = gpt2_model_size(spec)  # a name, even if a folder of that name exists (./gpt2)
+    except ValueError:
+        if path.is_dir():
+            raise CLIError(
+                f"folder {path} holds no model: expected model.safetensors (from 'tinygpt "
+                "train' or Hugging Face), checkpoint.safetensors, or OpenAI's GPT-2 files "
+                "(hparams.json, model.ckpt.*)"
+            ) from None
+        if os.sep in spec or "/" in spec or path.suffix:
+            raise FileNotFoundError(
+                f"model file {spec} does not exist: pass a model file, a training checkpoint "
+                "or a model folder"
+            ) from None
+        raise CLIError(
+            f"unknown model {spec!r}: pass the path of a model file, training checkpoint or "
+            f"model folder, or one of {', '.join(GPT2_NAMES)}"
+        ) from None
+    folder = Path(models_dir).expanduser() if models_dir else default_models_dir()
+    try:
+        model = load_pretrained_gpt2(size, folder, download=not offline,
+                                     progress=sys.stderr.isatty())
+    except FileNotFoundError as exc:
+        if not offline:
+            raise
+        # (the library's last line speaks of download=True: say it in command-line terms)
+        listing = [line for line in str(exc).splitlines() if "download=True" not in line]
+        raise CLIError(
+            "\n".join(listing) + f"\nDrop --offline to download them, or run: tinygpt "
+            f"download {spec} --dir {folder}"
+        ) from None
+    model.eval()
+    return model, f"GPT-2 {size}"
+
+
+def _load_model_folder(folder):
+    for name in ("model.safetensors", "checkpoint.safetensors"):
+        if (folder / name).is_file():
+            return _load_model_file(folder / name)
+    if (folder / "hparams.json").is_file() and (folder / "model.ckpt.index").is_file():
+        from .model import GPTModel
+        from .pretrained import config_from_hparams, load_tf_ckpt_into_gpt
+
+        with open(folder / "hparams.json", encoding="utf-8") as f:
+            model = GPTModel(config_from_hparams(json.load(f)))
+        return load_tf_ckpt_into_gpt(model, str(folder / "model.ckpt"))
+    return None
+
+
+def _load_model_file(path):
+    from .checkpoint import load_model
+
+    peek = _safetensors_metadata(path)
+    if peek is not None:
+        metadata, names = peek
+        if "tinygpt.format" not in metadata and _looks_like_hf_gpt2(names):
+            from .hf_gpt2 import load_hf_gpt2
+
+            return load_hf_gpt2(path)
+    return load_model(path)  # also says clearly what a file it can't read seems to be
+
+
+def _describe(model):
+    cfg = model.cfg
+    return (f"{model.num_parameters() / 1e6:.1f}M parameters, {cfg['n_layers']} layers, "
+            f"emb_dim {cfg['emb_dim']}, context {cfg['context_length']}, {model.dtype}")
+
+
+def _check_writable(folder):
+    """Fail now, not after an epoch of training, if ``folder`` can't take files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".tinygpt-write-test-"):
+        pass
+
+
+def _split_loaders(text, context, batch_size, tokenizer):
+    """The chapter's loaders: 90/10 split by characters, windows of ``context`` tokens."""
+    from .data import create_dataloader_v1
+
+    split_idx = int(0.90 * len(text))
+    train_loader = create_dataloader_v1(
+        text[:split_idx], batch_size=batch_size, max_length=context, stride=context,
+        drop_last=True, shuffle=True, num_workers=0, name="training", tokenizer=tokenizer)
+    val_loader = create_dataloader_v1(
+        text[split_idx:], batch_size=batch_size, max_length=context, stride=context,
+        drop_last=False, shuffle=False, num_workers=0, name="validation", tokenizer=tokenizer)
+    return train_loader, val_loader
+
+
+# ----------------------------------------------------------------------------------
+# tinygpt train
+
+
+# Settings a run keeps for its whole life: saved in the checkpoint, taken from it on
+# --resume. (option name, default)
+_RUN_SETTINGS = {
+    "config": "124M",
+    "context_length": None,  # None: the config's own
+    "batch_size": 2,
+    "lr": 0.0004,
+    "weight_decay": 0.1,
+    "seed": 123,
+    "eval_freq": 5,
+    "eval_iter": 5,
+    "start_context": BOOK_PROMPT,
+    "warmup_steps": 0,
+    "cosine_decay": False,
+    "grad_clip": None,
+}
+
+
+def cmd_train(args):
+    from .backend import manual_seed
+    from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_model
+    from .model import GPTModel
+    from .optim import AdamW
+    from .tokenizer import get_tokenizer
+    from .train import TrainingDivergedError, plot_losses, train_model
+
+    given = {k: getattr(args, k) for k in _RUN_SETTINGS if getattr(args, k) is not None}
+    if args.resume is not None:
+        resume_path = Path(args.resume).expanduser()
+        try:
+            ckpt = load_checkpoint(resume_path)  # restores the random generator too
+        except CheckpointError as exc:
+            if "is a model file" not in exc.problem:
+                raise
+            raise CLIError(
+                f"{resume_path} is a model file: it has no optimizer or training state to "
+                "resume; pass the run's checkpoint.safetensors"
+            ) from None
+        model, optimizer, state, cfg = ckpt.model, ckpt.optimizer, ckpt.state, ckpt.config
+        saved = ckpt.extra if isinstance(ckpt.extra, dict) else {}
+        settings = {k: saved.get(k, v) for k, v in _RUN_SETTINGS.items()}
+        settings["context_length"] = cfg["context_length"]
+        if given.get("context_length", cfg["context_length"]) != cfg["context_length"]:
+            raise CLIError(f"--context-length {given['context_length']} differs from the run "
+                           f"being resumed ({cfg['context_length']}); leave it out when resuming")
+        for key, value in given.items():
+            if key not in ("config", "context_length") and value != settings[key]:
+                flag = "--" + key.replace("_", "-")
+                raise CLIError(
+                    f"{flag} {value} differs from the run being resumed ({settings[key]}); "
+                    f"leave {flag} out when resuming (the checkpoint keeps the run's settings)"
+                )
+        if "config" in given:
+            wanted = train_configs()[given["config"]]
+            if any(wanted[k] != cfg[k] for k in wanted if k != "context_length"):
+                raise CLIError(f"--config {given['config']} is not the model of the run being "
+                               "resumed; leave --config out when resuming")
+        text_arg = args.text if args.text is not None else saved.get("text")
+        if text_arg is not None and args.text is None and not Path(text_arg).is_file():
+            raise CLIError(f"the run being resumed trained on {text_arg}, which no longer "
+                           "exists; pass the same text with --text")
+        text_path, text = read_text(text_arg)
+        text_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if saved.get("text_sha256") not in (None, text_sha256):
+            raise CLIError(f"{text_path} is not the text the checkpoint was trained on "
+                           f"({saved.get('text')}, sha256 {saved['text_sha256'][:12]}...); "
+                           "pass that text with --text")
+        num_epochs = args.epochs if args.epochs is not None else saved.get("epochs", 10)
+        if state.epoch >= num_epochs:
+            raise CLIError(f"{resume_path} has already trained {state.epoch} epoch(s); pass "
+                           f"--epochs N with N > {state.epoch} to train further")
+        out = Path(args.out).expanduser() if args.out else resume_path.parent
+        print(f"Resuming {resume_path}: epoch {state.epoch + 1}, step {state.global_step}, "
+              f"{state.tokens_seen:,} tokens seen; training to epoch {num_epochs}")
+    else:
+        settings = {k: given.get(k, v) for k, v in _RUN_SETTINGS.items()}
+        text_path, text = read_text(args.text)
+        text_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        cfg = train_configs()[settings["config"]]
+        if settings["context_length"] is not None:
+            cfg["context_length"] = settings["context_length"]
+        settings["context_length"] = cfg["context_length"]
+        num_epochs = args.epochs if args.epochs is not None else 10
+        out = Path(args.out).expanduser() if args.out else Path("runs") / text_path.stem
+        manual_seed(settings["seed"])
+        model = GPTModel(cfg)
+        optimizer = AdamW(model.parameters(), lr=settings["lr"],
+                          weight_decay=settings["weight_decay"])
+        state = None
+
+    tokenizer = get_tokenizer()
+    train_loader, val_loader = _split_loaders(text, cfg["context_length"],
+                                              settings["batch_size"], tokenizer)
+    checkpoint_path = out / "checkpoint.safetensors"
+    model_path = out / "model.safetensors"
+    if args.resume is None and not args.overwrite and (
+            checkpoint_path.exists() or model_path.exists()):
+        raise CLIError(
+            f"{out} already holds a run; continue it with --resume {checkpoint_path}, "
+            "choose another --out, or pass --overwrite to replace it"
+        )
+    _check_writable(out)
+    extra = dict(settings, epochs=num_epochs, text=str(text_path.resolve()),
+                 text_sha256=text_sha256)
+
+    def save(state):
+        save_checkpoint(checkpoint_path, model, optimizer, state, extra=dict(extra))
+
+    resume_hint = f"  tinygpt train --resume {checkpoint_path}"
+    print(f"Model: {_describe(model)}\nText: {text_path} ({len(text):,} characters), "
+          f"{len(train_loader)} training and {len(val_loader)} validation batches of "
+          f"{settings['batch_size']} x {cfg['context_length']} tokens")
+    started = time.perf_counter()
+    tokens_before = state.tokens_seen if state is not None else 0
+    try:
+        state = train_model(
+            model, train_loader, val_loader, optimizer, num_epochs=num_epochs,
+            eval_freq=settings["eval_freq"], eval_iter=settings["eval_iter"],
+            start_context=settings["start_context"], tokenizer=tokenizer, state=state,
+            warmup_steps=settings["warmup_steps"], cosine_decay=bool(settings["cosine_decay"]),
+            grad_clip=settings["grad_clip"], on_epoch_end=save,
+            progress=False if args.no_progress else None,
+        )
+    except TrainingDivergedError as exc:
+        hint = (f"\nThe last good epoch's checkpoint is {checkpoint_path}; resume with:\n"
+                + resume_hint) if checkpoint_path.is_file() else ""
+        raise CLIError(f"{exc}{hint}", code=1) from None
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped mid-step, nothing saved now
+        if checkpoint_path.is_file():
+            _note(f"\nAborted. The checkpoint of the last finished epoch is {checkpoint_path}; "
+                  f"continue with:\n{resume_hint}")
+        raise
+    seconds = time.perf_counter() - started
+
+    if state.interrupted:
+        save(state)
+        print(f"\nStopped at epoch {state.epoch + 1}, step {state.global_step}. Checkpoint saved "
+              f"to {checkpoint_path}; continue with:\n{resume_hint}")
+        return 130
+
+    save_model(model, model_path)
+    plot_path = out / "loss-plot.png"
+    wrote = [str(model_path), str(checkpoint_path)]
+    if state.train_losses:
+        import numpy
+
+        epochs_seen = numpy.linspace(0, num_epochs, len(state.train_losses))
+        plot_losses(epochs_seen, state.track_tokens_seen, state.train_losses, state.val_losses,
+                    path=plot_path)
+        wrote.append(str(plot_path))
+    tokens = state.tokens_seen - tokens_before
+    summary = {
+        "epochs": num_epochs,
+        "final_train_loss": state.train_losses[-1] if state.train_losses else None,
+        "final_val_loss": state.val_losses[-1] if state.val_losses else None,
+        "wall_seconds": round(seconds, 2),
+        "tokens_trained": tokens,
+        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "parameters": model.num_parameters(),
+        "config": cfg,
+        "settings": extra,
+    }
+    summary_path = out / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    wrote.append(str(summary_path))
+    losses = ""
+    if state.train_losses:
+        losses = (f" Final train loss {state.train_losses[-1]:.3f}, "
+                  f"val loss {state.val_losses[-1]:.3f}.")
+    print(f"\nDone in {seconds:.1f} s ({summary['tokens_per_second']} tokens/s).{losses}")
+    print("Wrote " + ", ".join(wrote))
+    print(f"Next: tinygpt generate --model {model_path} --prompt "
+          f"{json.dumps(settings['start_context'])}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------
+# tinygpt generate
+
+
+def cmd_generate(args):
+    from .backend import to_numpy
+    from .generate import generate_stream
+    from .tokenizer import ENDOFTEXT_ID, get_tokenizer, text_to_token_ids
+
+    started = time.perf_counter()
+    model, label = load_any_model(args.model, args.models_dir, args.offline)
+    tokenizer = get_tokenizer()
+    vocab = int(model.cfg["vocab_size"])
+    ids = text_to_token_ids(args.prompt, tokenizer)  # (1, n)
+    if ids.shape[1] == 0:
+        ids = [[ENDOFTEXT_ID]]  # nothing to continue: start from <|endoftext|>, as GPT-2 does
+    if args.eos and ENDOFTEXT_ID >= vocab:
+        raise CLIError(f"--eos: this model's vocabulary ({vocab}) has no <|endoftext|>")
+    stream = generate_stream(
+        model, ids, args.max_new_tokens, context_size=model.cfg["context_length"],
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        eos_id=ENDOFTEXT_ID if args.eos else None, rng=args.seed, use_cache=not args.no_cache,
+    )
+    if not args.quiet:
+        n_prompt, context = len(ids[0]), int(model.cfg["context_length"])
+        if n_prompt > context:
+            _note(f"[the prompt has {n_prompt} tokens; the model sees only the last {context}]")
+        how = ("greedy" if args.temperature == 0.0 else
+               f"temperature {args.temperature:g}"
+               + (f", top-k {args.top_k}" if args.top_k else "")
+               + (f", top-p {args.top_p:g}" if args.top_p else "")
+               + f", seed {args.seed}")
+        _note(f"[{label}: {_describe(model)}; loaded in {time.perf_counter() - started:.1f} s; "
+              f"{args.max_new_tokens} tokens, {how}]")
+
+    out = sys.stdout
+    if hasattr(out, "reconfigure"):
+        out.reconfigure(errors="replace")  # a terminal that can't show a character: '?'
+    out.write(args.prompt)
+    out.flush()
+    counted = []
+    decode_started = time.perf_counter()
+
+    def tokens():
+        for column in stream:  # (1,) per step
+            counted.append(1)
+            yield int(to_numpy(column)[0])
+
+    for piece in decode_stream(tokens(), tokenizer):
+        out.write(piece)
+        out.flush()
+    out.write("\n")
+    out.flush()
+    seconds = time.perf_counter() - decode_started
+    n = len(counted)
+    if not args.quiet:
+        rate = f", {n / seconds:.1f} tokens/s" if seconds > 0 and n else ""
+        _note(f"[{n} tokens in {seconds:.1f} s{rate}]")
+    return 0
+
+
+def decode_stream(token_ids, tokenizer):
+    """Yield the text of ``token_ids`` (an iterable of ints) piece by piece as they come.
+
+    A token is a byte sequence, and one character may be split over two or more
+    tokens. An incremental UTF-8 decoder holds an incomplete character back until
+    its last byte arrives, so the pieces never contain half a character and join to
+    exactly ``tokenizer.decode(all ids)``. Bytes that never complete a character
+    become U+FFFD at the end, as ``decode`` does."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for token in token_ids:
+        piece = decoder.decode(tokenizer.decode_single_token_bytes(int(token)))
+        if piece:
+            yield piece
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail
+
+
+# ----------------------------------------------------------------------------------
+# tinygpt eval
+
+
+def cmd_eval(args):
+    from .backend import manual_seed
+    from .tokenizer import get_tokenizer
+    from .train import calc_loss_loader
+
+    model, label = load_any_model(args.model, args.models_dir, args.offline)
+    text_path, text = read_text(args.text)
+    model_context = int(model.cfg["context_length"])
+    context = args.context_length if args.context_length else min(256, model_context)
+    if context > model_context:
+        raise CLIError(f"--context-length {context} is longer than the model's context "
+                       f"({model_context}); use --context-length {model_context} or less")
+    manual_seed(args.seed)
+    train_loader, val_loader = _split_loaders(text, context, args.batch_size, get_tokenizer())
+    print(f"Model: {label} ({_describe(model)})\nText: {text_path} ({len(text):,} characters), "
+          f"split 90/10; windows of {context} tokens, batch size {args.batch_size}")
+    rows = []
+    for name, loader in (("training", train_loader), ("validation", val_loader)):
+        loss = calc_loss_loader(loader, model)
+        windows = len(loader) * args.batch_size if loader.drop_last else len(loader.dataset)
+        rows.append((name, windows * context, len(loader), loss, _perplexity(loss)))
+    print()
+    print(f"{'split':<12}{'tokens':>9}{'batches':>9}{'loss':>9}{'perplexity':>13}")
+    for name, tokens, batches, loss, ppl in rows:
+        print(f"{name:<12}{tokens:>9,}{batches:>9}{loss:>9.3f}{ppl:>13.2f}")
+    return 0
+
+
+def _perplexity(loss):
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
+# ----------------------------------------------------------------------------------
+# tinygpt download
+
+
+def cmd_download(args):
+    from .pretrained import GPT2_FILES, download_gpt2_files, gpt2_model_size
+
+    try:
+        size = gpt2_model_size(args.model)
+    except ValueError:
+        raise CLIError(f"unknown model {args.model!r}: use one of {', '.join(GPT2_NAMES)} "
+                       "(or 124M, 355M, 774M, 1558M)") from None
+    models_dir = Path(args.dir).expanduser() if args.dir else default_models_dir()
+    _note(f"Fetching GPT-2 {size} into {models_dir / size} ...")
+    folder = download_gpt2_files(size, models_dir, progress=sys.stderr.isatty(),
+                                 timeout=args.timeout)
+    total = sum(os.path.getsize(os.path.join(folder, name)) for name in GPT2_FILES)
+    print(f"GPT-2 {size}: {len(GPT2_FILES)} files, {total / 1e6:,.1f} MB in {folder}")
+    name = args.model if not args.dir else f"{args.model} --models-dir {args.dir}"
+    print(f"Use it: tinygpt generate --model {name} --prompt {json.dumps(BOOK_PROMPT)}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------
+# tinygpt selftest
+
+
+def cmd_selftest(args):
+    from .selftest import selftest
+
+    return 0 if selftest(torch=not args.no_torch) else 1
+
+
+# ----------------------------------------------------------------------------------
+# Entry point.
+
+
+def _exit_code(exc):
+    """2 for what the user can fix in the command line or input files, else 1."""
+    from .pretrained import DownloadError
+
+    if isinstance(exc, DownloadError):
+        return 1
+    if isinstance(exc, (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+        return 2
+    return 1
+
+
+def _message(exc):
+    """The text of an exception, without Python's '[Errno 2]' decoration."""
+    if isinstance(exc, OSError) and exc.strerror and not isinstance(exc.args[0], str):
+        message = exc.strerror
+        if exc.filename is not None and str(exc.filename) not in message:
+            message += f": {exc.filename}"
+        return message
+    if isinstance(exc, MemoryError):
+        return ("out of memory; try a smaller model or --config small, a smaller --batch-size "
+                "or --context-length")
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def _report(message):
+    first, *rest = message.splitlines() or [""]
+    lines = [f"{PROG}: error: {first}", *rest]  # library details stay on their own lines
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def main(argv=None):
+    """Run the command line; returns the exit status (the console script exits with it)."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    debug = getattr(args, "debug", False)
+    try:
+        return args.handler(args) or 0
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except BrokenPipeError:  # e.g. `tinygpt generate ... | head -1`: the reader left
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
+    except CLIError as exc:
+        if debug:
+            traceback.print_exc()
+        _report(str(exc))
+        return exc.code
+    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into a line
+        if debug:
+            traceback.print_exc()
+        code = _exit_code(exc)
+        message = _message(exc)
+        if code == 1 and not isinstance(exc, (OSError, RuntimeError, MemoryError)):
+            message = (f"unexpected {type(exc).__name__}: {message} (this may be a bug in "
+                       "tinygpt; rerun with --debug for the traceback)")
+        _report(message)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,542 @@
+"""``tinygpt selftest``: the parity checks anyone can run, in seconds, without PyTorch.
+
+What is checked (each a row of the printed table, with the worst error seen):
+
+* every op in ``tinygpt.ops``: its backward against float64 central finite
+  differences of its forward, ``(f(x + eps d) - f(x - eps d)) / 2 eps`` with
+  ``f = sum(op(x) * w)`` for a random output weight ``w``, along one random
+  direction ``d`` over all inputs and along single elements (the largest gradient
+  entry and a random one of each input); relative error <= 1e-6 at eps = 1e-6;
+* training: a tiny GPT's loss on one fixed batch falls to under half its start
+  in 30 AdamW steps, with every loss finite;
+* the KV cache: its next-token logits equal the uncached forward's at every step,
+  also once the window slides, and ``generate`` gives the same tokens with and
+  without it (greedy and sampled);
+* save/load: a model file and a training checkpoint give back bit-identical
+  weights, logits, optimizer state and continued losses, and a flipped byte in a
+  file is caught;
+* when PyTorch is importable and the source tree's ``tests/reference/torch_gpt.py``
+  lies next to the package: logits, loss and every gradient of the book's PyTorch
+  GPTModel, and 10 AdamW steps against ``torch.optim.AdamW``, all in float64.
+
+``selftest()`` prints the table and returns True when nothing failed;
+``run_checks()`` returns the rows. PyTorch is imported only inside the check that
+uses it.
+"""
+
+import importlib.util
+import inspect
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy
+
+from .autograd import Function, Tensor
+from .backend import get_rng_state, manual_seed, set_rng_state, to_numpy
+
+GRAD_EPS = 1e-6
+GRAD_RTOL = 1e-6
+DROPOUT_SEED = 1234  # reseeded before every evaluation, so dropout draws the same mask
+TORCH_TOL = 1e-9  # float64 outputs and gradients: rtol with atol = tol * max|ref|
+TORCH_PARAM_TOL = 1e-10  # float64 parameters after the AdamW steps
+
+
+@dataclass
+class CheckResult:
+    """One row of the table. ``error``: the worst error seen (None where not a number)."""
+
+    group: str
+    name: str
+    status: str  # "PASS", "FAIL" or "SKIP"
+    error: float = None
+    note: str = ""
+    seconds: float = 0.0
+
+    @property
+    def label(self):
+        return f"{self.group:<10}{self.name}"
+
+
+class _CheckFailed(AssertionError):
+    """A check ran and its numbers are out of tolerance; ``error`` is the worst seen."""
+
+    def __init__(self, message, error=None):
+        super().__init__(message)
+        self.error = error
+
+
+# ----------------------------------------------------------------------------------
+# The gradient checker.
+
+
+def gradient_error(fn, arrays, seed=0, n_elements=1):
+    """Worst relative error between ``fn``'s analytic gradient and central differences.
+
+    ``fn`` takes one Tensor per array of ``arrays`` (made float64) and returns a
+    Tensor; everything else it needs is closed over."""
+    rng = numpy.random.default_rng(seed)
+    arrays = [numpy.array(a, dtype=numpy.float64) for a in arrays]
+
+    def evaluate(values, requires_grad=False):
+        manual_seed(DROPOUT_SEED)
+        tensors = [Tensor(v, requires_grad=requires_grad) for v in values]
+        return fn(*tensors), tensors
+
+    out, tensors = evaluate(arrays, requires_grad=True)
+    if out.dtype != numpy.float64:
+        raise _CheckFailed(f"output dtype {out.dtype}, expected float64")
+    w = rng.standard_normal(out.shape)
+    out.backward(w)
+    grads = []
+    for i, t in enumerate(tensors):
+        if t.grad is None:
+            raise _CheckFailed(f"input {i} got no gradient")
+        grads.append(to_numpy(t.grad))
+
+    def numeric(dirs):
+        # Difference the outputs before weighting, so untouched outputs cancel exactly.
+        plus = to_numpy(evaluate([a + GRAD_EPS * d for a, d in zip(arrays, dirs)])[0].data)
+        minus = to_numpy(evaluate([a - GRAD_EPS * d for a, d in zip(arrays, dirs)])[0].data)
+        return float(((plus - minus) * w).sum() / (2.0 * GRAD_EPS))
+
+    dirs = [rng.standard_normal(a.shape) for a in arrays]
+    pairs = [(sum(float((g * d).sum()) for g, d in zip(grads, dirs)), numeric(dirs))]
+    for i, g in enumerate(grads):
+        flat = numpy.abs(g).ravel()
+        if flat.size == 0 or flat.max() == 0.0:
+            continue
+        picks = {int(numpy.argmax(flat))}
+        nonzero = numpy.flatnonzero(flat > 1e-3 * flat.max())
+        picks.update(int(j) for j in rng.choice(nonzero, min(n_elements, nonzero.size),
+                                                replace=False))
+        for j in picks:
+            single = [numpy.zeros_like(a) for a in arrays]
+            single[i].flat[j] = 1.0
+            pairs.append((float(g.flat[j]), numeric(single)))
+    return max(abs(a - n) / max(abs(a), abs(n), 1e-300) for a, n in pairs)
+
+
+def _gradient_cases():
+    """Op class name -> (fn, input arrays): small shapes where each op is smooth."""
+    from . import ops
+
+    r = numpy.random.default_rng(42)
+
+    def n(*shape):
+        return r.standard_normal(shape)
+
+    def pos(*shape):
+        return r.uniform(0.5, 2.0, size=shape)
+
+    ids = numpy.array([[1, 3, 3, 0], [7, 7, 2, 1]])  # repeated ids accumulate
+    targets = numpy.array([2, -100, 0, 6, 6, 1])  # one ignored row
+
+    def cast_round_trip(x):
+        return ops.Cast.apply(ops.Exp.apply(ops.Cast.apply(x, dtype=numpy.longdouble)),
+                              dtype=numpy.float64)
+
+    return {
+        "Add": (lambda a, b: a + b, [n(2, 3, 1), n(4)]),  # with broadcasting
+        "Sub": (lambda a, b: a - b, [n(3, 1), n(1, 4)]),
+        "Mul": (lambda a, b: a * b, [n(2, 3), n(3)]),
+        "Div": (lambda a, b: a / b, [n(3, 4), pos(4)]),
+        "Neg": (lambda a: -a, [n(3, 2)]),
+        "Exp": (lambda a: a.exp(), [n(3, 2)]),
+        "Log": (lambda a: a.log(), [pos(3, 2)]),
+        "Tanh": (lambda a: a.tanh(), [n(3, 2)]),
+        "Sqrt": (lambda a: a.sqrt(), [pos(3, 2)]),
+        "Cast": (cast_round_trip, [n(3, 2)]),
+        "MatMul": (lambda a, b: a @ b, [n(2, 3, 4), n(4, 5)]),
+        "Reshape": (lambda a: a.reshape(4, -1), [n(2, 3, 2)]),
+        "Transpose": (lambda a: a.transpose((2, 0, 1)), [n(2, 3, 4)]),
+        "GetItem": (lambda a: a[numpy.array([0, 2, 0]), 1:], [n(3, 4)]),
+        "Sum": (lambda a: a.sum(axis=1), [n(2, 3, 4)]),
+        "Mean": (lambda a: a.mean(axis=-1, keepdims=True), [n(2, 3, 4)]),
+        "Linear": (lambda x, w, b: ops.linear(x, w, b), [n(2, 3, 4), n(5, 4), n(5)]),
+        "Embedding": (lambda w: ops.Embedding.apply(w, ids), [n(8, 3)]),
+        "LayerNorm": (lambda x, s, b: ops.LayerNorm.apply(x, s, b, eps=1e-5),
+                      [n(2, 3, 6), pos(6), n(6)]),
+        "GELU": (lambda x: ops.GELU.apply(x), [3.0 * n(4, 5)]),
+        "Dropout": (lambda x: ops.Dropout.apply(x, p=0.3), [n(5, 6)]),
+        "Softmax": (lambda x: ops.softmax(x, axis=-1), [n(3, 5)]),
+        "CausalSelfAttention": (
+            lambda q, k, v: ops.CausalSelfAttention.apply(q, k, v, n_heads=2, dropout_p=0.2),
+            [n(2, 4, 6), n(2, 4, 6), n(2, 4, 6)]),
+        "CrossEntropy": (lambda z: ops.cross_entropy(z, targets), [n(6, 7)]),
+    }
+
+
+def check_gradients():
+    """One row per Function in tinygpt.ops (an op without a case here fails)."""
+    from . import ops
+
+    cases = _gradient_cases()
+    op_names = sorted(
+        name for name, obj in inspect.getmembers(ops, inspect.isclass)
+        if issubclass(obj, Function) and obj is not Function and obj.__module__ == ops.__name__
+    )
+    rows = []
+    for name in op_names:
+        started = time.perf_counter()
+        if name not in cases:
+            rows.append(CheckResult("gradient", name, "FAIL", None,
+                                    "no gradient case for this op in tinygpt/selftest.py"))
+            continue
+        fn, arrays = cases[name]
+        try:
+            error = gradient_error(fn, arrays)
+        except Exception as exc:  # noqa: BLE001 - a crash is a failed check, reported
+            rows.append(CheckResult("gradient", name, "FAIL", getattr(exc, "error", None),
+                                    _short(exc), time.perf_counter() - started))
+            continue
+        status = "PASS" if error <= GRAD_RTOL else "FAIL"
+        note = "" if status == "PASS" else f"relative error above {GRAD_RTOL:g}"
+        rows.append(CheckResult("gradient", name, status, error, note,
+                                time.perf_counter() - started))
+    return rows
+
+
+# ----------------------------------------------------------------------------------
+# Training, KV cache, save/load.
+
+TINY = {"vocab_size": 61, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
+        "drop_rate": 0.0, "qkv_bias": True}
+
+
+def _tiny_model(dtype=numpy.float32, seed=0, **overrides):
+    from .model import GPTModel
+
+    manual_seed(seed)
+    return GPTModel(dict(TINY, **overrides), dtype=dtype)
+
+
+def _batch(seed=1, batch=4, vocab=TINY["vocab_size"], length=TINY["context_length"]):
+    ids = numpy.random.default_rng(seed).integers(0, vocab, size=(batch, length + 1))
+    return ids[:, :-1], ids[:, 1:]  # inputs and next-token targets, (B, T) each
+
+
+def _train_steps(model, optimizer, x, y, steps):
+    from .ops import cross_entropy
+
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = cross_entropy(model(x), y)
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+    return losses
+
+
+def check_training():
+    from .optim import AdamW
+
+    model = _tiny_model()
+    model.train()
+    optimizer = AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    x, y = _batch()
+    losses = _train_steps(model, optimizer, x, y, 30)
+    note = f"loss {losses[0]:.3f} -> {losses[-1]:.3f} in 30 AdamW steps"
+    if not all(math.isfinite(v) for v in losses):
+        raise _CheckFailed(f"a loss was not finite: {note}")
+    if not losses[-1] < 0.5 * losses[0]:
+        raise _CheckFailed(f"the loss did not fall to half: {note}")
+    return None, note
+
+
+def check_kv_cache_logits():
+    from .autograd import no_grad
+    from .kv_cache import CachedDecoder
+
+    model = _tiny_model(numpy.float64, drop_rate=0.1)  # eval mode must switch dropout off
+    model.eval()
+    window = TINY["context_length"]
+    seq = numpy.random.default_rng(3).integers(0, TINY["vocab_size"], size=(2, 5))
+    decoder = CachedDecoder(model, 2, window)
+    logits = to_numpy(decoder.prime(seq))
+    worst = 0.0
+    rng = numpy.random.default_rng(4)
+    for step in range(8):  # 5 + 8 tokens: the window slides past context_length
+        with no_grad():
+            ref = to_numpy(model(seq[:, -window:]).data[:, -1, :])
+        worst = max(worst, float(numpy.abs(logits - ref).max() / numpy.abs(ref).max()))
+        if step == 7:
+            break
+        nxt = rng.integers(0, TINY["vocab_size"], size=2)
+        seq = numpy.concatenate([seq, nxt[:, None]], axis=1)
+        logits = to_numpy(decoder.feed(nxt))
+    if worst > 1e-9:
+        raise _CheckFailed(f"cached logits differ from the uncached forward by {worst:.1e}",
+                           worst)
+    return worst, "float64, 8 steps incl. a sliding window (relative to max |logit|)"
+
+
+def check_kv_cache_tokens():
+    from .generate import generate
+
+    model = _tiny_model(numpy.float32)
+    prompt = numpy.random.default_rng(5).integers(0, TINY["vocab_size"], size=(2, 3))
+    differing = 0
+    for settings in ({"temperature": 0.0}, {"temperature": 1.0, "top_k": 20, "top_p": 0.9}):
+        a = generate(model, prompt, 12, TINY["context_length"], rng=7, use_cache=True,
+                     **settings)
+        b = generate(model, prompt, 12, TINY["context_length"], rng=7, use_cache=False,
+                     **settings)
+        differing += int((a != b).sum()) if a.shape == b.shape else a.size
+    if differing:
+        raise _CheckFailed(f"{differing} generated tokens differ with and without the cache",
+                           float(differing))
+    return 0.0, "greedy and sampled, 12 tokens past the window: identical"
+
+
+def check_save_load():
+    from .checkpoint import (
+        CheckpointError,
+        load_checkpoint,
+        load_model,
+        save_checkpoint,
+        save_model,
+    )
+    from .optim import AdamW
+
+    model = _tiny_model()
+    x, y = _batch()
+    optimizer = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    _train_steps(model, optimizer, x, y, 2)
+    worst = 0.0
+    with tempfile.TemporaryDirectory(prefix="tinygpt-selftest-") as tmp:
+        model_path = os.path.join(tmp, "model.safetensors")
+        save_model(model, model_path)
+        loaded = load_model(model_path)
+        for name, a in model.state_dict().items():
+            b = loaded.state_dict()[name]
+            if a.dtype != b.dtype or a.shape != b.shape:
+                raise _CheckFailed(f"{name}: {a.dtype}{a.shape} came back as {b.dtype}{b.shape}")
+            worst = max(worst, float(numpy.abs(to_numpy(a) - to_numpy(b)).max()))
+        model.eval()
+        loaded.eval()
+        worst = max(worst, float(numpy.abs(to_numpy(model(x).data - loaded(x).data)).max()))
+        model.train()
+
+        # A checkpoint mid-run: continuing from it must repeat the same losses exactly.
+        ckpt_path = os.path.join(tmp, "checkpoint.safetensors")
+        save_checkpoint(ckpt_path, model, optimizer, None)
+        expected = _train_steps(model, optimizer, x, y, 2)
+        ckpt = load_checkpoint(ckpt_path)
+        again = _train_steps(ckpt.model, ckpt.optimizer, x, y, 2)
+        worst = max(worst, max(abs(a - b) for a, b in zip(expected, again)))
+
+        # A flipped byte in the tensor data must be caught, not loaded.
+        with open(model_path, "r+b") as f:
+            f.seek(-3, os.SEEK_END)
+            byte = f.read(1)
+            f.seek(-3, os.SEEK_END)
+            f.write(bytes([byte[0] ^ 0x10]))
+        try:
+            load_model(model_path)
+        except CheckpointError:
+            pass
+        else:
+            raise _CheckFailed("a model file with a flipped byte loaded without an error", worst)
+    if worst != 0.0:
+        raise _CheckFailed(f"round trip changed values by up to {worst:.1e}", worst)
+    return worst, "model file + checkpoint: bit-identical; a flipped byte is caught"
+
+
+# ----------------------------------------------------------------------------------
+# Against the book's PyTorch model.
+
+
+def _torch_reference():
+    """(torch, reference module) or a string saying why the check is skipped."""
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch is not installed (pip install torch to add this check)"
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "tests", "reference", "torch_gpt.py")
+    if not os.path.isfile(path):
+        return ("tests/reference/torch_gpt.py is not next to the package (an installed copy "
+                "without the source tree)")
+    spec = importlib.util.spec_from_file_location("_tinygpt_selftest_torch_gpt", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return torch, module
+
+
+def _relative(ours, ref, floor=0.0):
+    """max |ours - ref| / max(max |ref|, floor): the floor keeps gradients that are zero in
+    exact arithmetic (the key bias's: softmax ignores a shift) from dividing round-off by
+    round-off."""
+    ours, ref = numpy.asarray(to_numpy(ours), dtype=numpy.float64), numpy.asarray(ref)
+    scale = max(float(numpy.abs(ref).max()), floor, 1e-300)
+    return float(numpy.abs(ours - ref).max()) / scale
+
+
+def check_torch(torch, ref_module):
+    """Rows: logits/loss/gradients, then 10 AdamW steps, both float64."""
+    from .model import GPTModel
+    from .ops import cross_entropy
+    from .optim import AdamW
+
+    cfg = dict(TINY, vocab_size=97, context_length=12, emb_dim=24, n_heads=3)
+    torch.manual_seed(0)
+    ref = ref_module.GPTModel(cfg).double()
+    ours = GPTModel(cfg, dtype=numpy.float64)
+    ours.load_state_dict(ref_module.numpy_state_dict(ref))
+    x, y = _batch(seed=2, batch=3, vocab=cfg["vocab_size"], length=cfg["context_length"])
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    logits_ref = ref(tx)
+    loss_ref = torch.nn.functional.cross_entropy(logits_ref.flatten(0, 1), ty.flatten())
+    loss_ref.backward()
+    logits = ours(x)
+    loss = cross_entropy(logits, y)
+    loss.backward()
+    errors = {"logits": _relative(logits.data, logits_ref.detach().numpy()),
+              "loss": abs(loss.item() - loss_ref.item()) / abs(loss_ref.item())}
+    ref_params = dict(ref.named_parameters())
+    floor = 1e-3 * max(float(p.grad.abs().max()) for p in ref.parameters())
+    for name, p in ours.named_parameters():
+        errors[f"grad {name}"] = _relative(p.grad, ref_params[name].grad.numpy(), floor)
+    name, worst = max(errors.items(), key=lambda kv: kv[1])
+    rows = [("logits, loss, gradients", worst,
+             f"{len(errors) - 2} gradients; worst: {name}", worst <= TORCH_TOL)]
+
+    opt_ref = torch.optim.AdamW(ref.parameters(), lr=1e-3, weight_decay=0.1)
+    opt = AdamW(ours.parameters(), lr=1e-3, weight_decay=0.1)
+    worst_loss = 0.0
+    for _ in range(10):
+        opt_ref.zero_grad()
+        l_ref = torch.nn.functional.cross_entropy(ref(tx).flatten(0, 1), ty.flatten())
+        l_ref.backward()
+        opt_ref.step()
+        opt.zero_grad()
+        l_ours = cross_entropy(ours(x), y)
+        l_ours.backward()
+        opt.step()
+        worst_loss = max(worst_loss, abs(l_ours.item() - l_ref.item()) / abs(l_ref.item()))
+    worst_param = max(_relative(p.data, ref_params[name].detach().numpy())
+                      for name, p in ours.named_parameters())
+    ok = worst_loss <= TORCH_TOL and worst_param <= TORCH_PARAM_TOL
+    rows.append(("10 AdamW steps", max(worst_loss, worst_param),
+                 f"losses {worst_loss:.1e}, parameters {worst_param:.1e}", ok))
+    return rows
+
+
+# ----------------------------------------------------------------------------------
+# Running and reporting.
+
+
+def _short(exc):
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:160]
+
+
+def _run(group, name, fn, needs=()):
+    """One check as a row: PASS, FAIL (with the reason), or SKIP when a module is missing."""
+    for module in needs:
+        if importlib.util.find_spec(module) is None:
+            return CheckResult(group, name, "SKIP", None, f"{module} is not available")
+    started = time.perf_counter()
+    try:
+        error, note = fn()
+        status = "PASS"
+    except _CheckFailed as exc:
+        error, note, status = exc.error, str(exc), "FAIL"
+    except Exception as exc:  # noqa: BLE001 - a crash is a failed check, reported
+        error, note, status = None, _short(exc), "FAIL"
+    return CheckResult(group, name, status, error, note, time.perf_counter() - started)
+
+
+def run_checks(torch=True, progress=None):
+    """Run every check; returns the list of ``CheckResult``.
+
+    ``torch``: also compare with PyTorch when it can be (False skips it).
+    ``progress(result)`` is called after each row (e.g. to print it at once). The
+    package's random generator is left as it was."""
+    report = progress or (lambda result: None)
+    rng_state = get_rng_state()
+    results = []
+
+    def add(result):
+        results.append(result)
+        report(result)
+
+    try:
+        for row in check_gradients():
+            add(row)
+        add(_run("training", "loss falls (tiny GPT, AdamW)", check_training))
+        add(_run("kv-cache", "logits = no-cache forward", check_kv_cache_logits,
+                 needs=("tinygpt.kv_cache",)))
+        add(_run("kv-cache", "tokens = no-cache tokens", check_kv_cache_tokens,
+                 needs=("tinygpt.generate", "tinygpt.kv_cache")))
+        add(_run("save/load", "round trip", check_save_load, needs=("tinygpt.checkpoint",)))
+        if not torch:
+            add(CheckResult("torch", "parity with the book's model", "SKIP", None,
+                            "turned off (--no-torch)"))
+        else:
+            started = time.perf_counter()
+            found = _torch_reference()
+            if isinstance(found, str):
+                add(CheckResult("torch", "parity with the book's model", "SKIP", None, found))
+            else:
+                try:
+                    rows = check_torch(*found)
+                except Exception as exc:  # noqa: BLE001
+                    add(CheckResult("torch", "parity with the book's model", "FAIL", None,
+                                    _short(exc), time.perf_counter() - started))
+                else:
+                    seconds = (time.perf_counter() - started) / len(rows)
+                    for name, error, note, ok in rows:
+                        add(CheckResult("torch", name, "PASS" if ok else "FAIL", error, note,
+                                        seconds))
+    finally:
+        set_rng_state(rng_state)
+    return results
+
+
+def _format_error(error):
+    if error is None:
+        return "-"
+    return "0" if error == 0.0 else f"{error:.1e}"
+
+
+def format_row(result):
+    return (f"{result.label:<42}{result.status:<7}{_format_error(result.error):>10}  "
+            f"{result.note}").rstrip()
+
+
+def selftest(torch=True, file=None):
+    """Run the checks, printing the table to ``file`` (stdout) as they go.
+
+    Returns True when no check failed (skipped ones are fine)."""
+    out = file or sys.stdout
+    started = time.perf_counter()
+    print(f"{'check':<42}{'result':<7}{'worst err':>10}  note", file=out)
+    print("-" * 78, file=out, flush=True)
+    results = run_checks(torch=torch,
+                         progress=lambda r: print(format_row(r), file=out, flush=True))
+    counts = {s: sum(r.status == s for r in results) for s in ("PASS", "FAIL", "SKIP")}
+    print("-" * 78, file=out)
+    print(f"{len(results)} checks: {counts['PASS']} passed, {counts['FAIL']} failed, "
+          f"{counts['SKIP']} skipped in {time.perf_counter() - started:.1f} s.", file=out)
+    print("worst err: relative error (gradients: vs float64 central differences, eps 1e-6); "
+          "for kv-cache tokens the number of differing tokens, for save/load max |change|.",
+          file=out)
+    if counts["FAIL"]:
+        print("FAILED: " + ", ".join(r.label.replace("  ", " ").strip()
+                                     for r in results if r.status == "FAIL"), file=out)
+    out.flush()
+    return counts["FAIL"] == 0
+
+
+__all__ = ["CheckResult", "gradient_error", "run_checks", "selftest"]
+
+
+if __name__ == "__main__":
+    sys.exit(0 if selftest(torch="--no-torch" not in sys.argv[1:]) else 1)
