@@ -127,7 +127,7 @@ def test_learning_rate_schedule_warmup_and_cosine():
 
 
 def test_clip_grad_norm_scales_to_max_norm():
-    params = [tinygpt.Parameter(np.zeros(3, np.float32)), tinygpt.Parameter(np.zeros(4, np.float32))]
+    params = [tinygpt.Parameter(np.zeros(n, np.float32)) for n in (3, 4)]
     params[0].grad = np.full(3, 3.0, np.float32)
     params[1].grad = np.full(4, 4.0, np.float32)
     norm = clip_grad_norm(params, 1.0)
