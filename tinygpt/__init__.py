@@ -14,7 +14,9 @@ from .checkpoint import (
     save_model,
 )
 from .data import DataLoader, GPTDatasetV1, create_dataloader_v1
+from .generate import UncachedDecoder, generate, generate_stream, generate_text_simple
 from .hf_gpt2 import export_hf_gpt2, load_hf_gpt2, load_hf_gpt2_into_gpt
+from .kv_cache import CachedDecoder, KVCache, cached_next_logits
 from .model import GPT_CONFIG_124M, GPTModel, validate_config
 from .nn import (
     GELU,
@@ -50,5 +52,16 @@ from .sampling import (
 )
 from .textsource import VerdictChecksumError, VerdictNotFoundError, find_verdict, load_verdict
 from .tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
+from .train import (
+    TrainingDivergedError,
+    TrainingState,
+    calc_loss_batch,
+    calc_loss_loader,
+    evaluate_model,
+    generate_and_print_sample,
+    plot_losses,
+    train_model,
+    train_model_simple,
+)
 
 __version__ = "0.1.0"

@@ -1,0 +1,269 @@
+"""A key/value cache for fast greedy or sampled decoding (inference only).
+
+The uncached loop of section 5.3 runs the whole window through the model for
+every new token, although only the last position's logits are used and the keys
+and values of all earlier positions come out the same each time. Here each
+layer's keys and values are kept in preallocated buffers, so after one pass over
+the prompt ("priming") every new token costs one position's worth of work:
+
+    prime(ids)   ids (B, T)  -> forward over T positions, fill K/V[:, :, :T]
+    feed(next)   next (B,)   -> forward over 1 position at index T, attend to K/V[:, :, :T+1]
+
+Both return the next-token logits of the last position only, (B, V): the output
+head (the largest matrix of GPT-2) runs on one row per sequence, never on all T.
+
+The forward below is a separate, inference-only implementation over the model's
+own parameter arrays (``blk.att.W_query.weight.data`` …): no autograd graph, no
+dropout (eval-mode semantics), and the training code in nn.py / ops.py / model.py
+is not involved. It reads the arrays when called, so it always uses the model's
+current weights.
+
+Sliding window. GPT-2 has learned *absolute* position embeddings: once the
+sequence is longer than the window, every kept token moves one position to the
+left, so all cached keys and values change. A ring buffer that only overwrites
+the oldest slot would be wrong. ``feed`` therefore re-primes the cache on the
+last ``window`` tokens whenever the window slides; that is exactly what the
+uncached loop computes (``model(ids[:, -window:])[:, -1]``), only without the
+output head on every position.
+
+Shapes: B batch, T tokens, C emb_dim, H heads, D head size (C = H * D), V vocab,
+L the number of cached positions.
+"""
+
+import math
+
+import numpy
+
+from .backend import to_numpy, xp
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+class KVCache:
+    """Preallocated key and value buffers, one pair per transformer layer.
+
+    ``keys[i]`` and ``values[i]`` are (B, H, max_len, D) arrays of the model's dtype;
+    the first ``length`` positions along axis 2 are valid.
+    """
+
+    def __init__(self, n_layers, batch_size, n_heads, max_len, head_dim, dtype):
+        shape = (batch_size, n_heads, max_len, head_dim)
+        self.keys = [xp.zeros(shape, dtype=dtype) for _ in range(n_layers)]
+        self.values = [xp.zeros(shape, dtype=dtype) for _ in range(n_layers)]
+        self.batch_size, self.max_len = batch_size, max_len
+        self.length = 0
+
+    def reset(self):
+        """Forget the cached positions (the buffers are reused, not reallocated)."""
+        self.length = 0
+
+    @property
+    def nbytes(self):
+        return sum(int(k.nbytes) + int(v.nbytes) for k, v in zip(self.keys, self.values))
+
+
+class CachedDecoder:
+    """Next-token logits for a growing batch of sequences, with a KV cache.
+
+    ``prime(ids)`` then ``feed(next_ids)`` once per generated token give, at every step,
+    the same logits as the uncached ``model(seq[:, -window:]).data[:, -1, :]`` where
+    ``seq`` is the prompt plus every token fed so far (to float32 rounding).
+
+    model: a ``tinygpt.model.GPTModel``.  batch_size: rows per call.
+    window: how many tokens the model sees (the book's ``context_size``), at most the
+    model's ``context_length``; default: the context length.
+    """
+
+    def __init__(self, model, batch_size, window=None):
+        cfg = model.cfg
+        context_length = int(cfg["context_length"])
+        window = context_length if window is None else int(window)
+        if not 1 <= window <= context_length:
+            raise ValueError(
+                f"window must be in [1, context_length={context_length}], got {window}"
+            )
+        self.model, self.window = model, window
+        self.n_heads = int(cfg["n_heads"])
+        self.head_dim = int(cfg["emb_dim"]) // self.n_heads
+        self.dtype = model.tok_emb.weight.data.dtype
+        self.cache = KVCache(
+            int(cfg["n_layers"]), int(batch_size), self.n_heads, window, self.head_dim,
+            self.dtype,
+        )
+        # The token ids now in the cache (B, window); the first cache.length are valid.
+        # Kept so the window can be re-primed when it slides.
+        self.ids = xp.zeros((int(batch_size), window), dtype=xp.int64)
+
+    # --- the public steps ---------------------------------------------------------------
+    def prime(self, ids):
+        """Reset the cache and run the last ``window`` tokens of ``ids`` (B, T).
+
+        Returns the logits of the last position, (B, V)."""
+        ids = xp.asarray(ids)
+        if ids.ndim != 2 or ids.shape[0] != self.cache.batch_size or ids.shape[1] == 0:
+            raise ValueError(
+                f"prime expects ids of shape ({self.cache.batch_size}, T) with T >= 1, "
+                f"got {tuple(ids.shape)}"
+            )
+        ids = self._check_ids(ids[:, -self.window:])
+        T = ids.shape[1]
+        self.cache.reset()
+        self.ids[:, :T] = ids
+        return self._forward(ids)
+
+    def feed(self, next_ids):
+        """Append one token per row, next_ids (B,) or (B, 1); return the new logits (B, V).
+
+        While the window has room this is a one-position forward; once it is full, the
+        window slides by one and the cache is re-primed on its ``window`` tokens."""
+        if self.cache.length == 0:
+            raise RuntimeError("call prime(prompt_ids) before feed()")
+        next_ids = xp.asarray(next_ids).reshape(-1)
+        if next_ids.shape[0] != self.cache.batch_size:
+            raise ValueError(
+                f"feed expects {self.cache.batch_size} token ids (one per row), "
+                f"got {next_ids.shape[0]}"
+            )
+        self._check_ids(next_ids)
+        L = self.cache.length
+        if L < self.window:
+            self.ids[:, L] = next_ids
+            return self._forward(next_ids[:, None])
+        # Window full: drop the oldest token and recompute every position (the position
+        # embeddings of all kept tokens have changed).
+        self.ids[:, :-1] = self.ids[:, 1:].copy()
+        self.ids[:, -1] = next_ids
+        self.cache.reset()
+        return self._forward(self.ids)
+
+    def _check_ids(self, ids):
+        # Fancy indexing would wrap a negative id around instead of failing.
+        if ids.dtype.kind not in "iu":
+            raise ValueError(f"token ids must be integers, got dtype {ids.dtype}")
+        vocab = self.model.tok_emb.weight.data.shape[0]
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+            raise ValueError(f"token ids must lie in [0, {vocab}), got {ids.min()}..{ids.max()}")
+        return ids
+
+    # --- the inference forward --------------------------------------------------------
+    def _forward(self, ids):
+        """Run ids (B, Tn) at positions [L, L + Tn), L = cache.length; fill the cache.
+
+        Returns the last position's logits (B, V)."""
+        model, cache = self.model, self.cache
+        start = cache.length
+        B, Tn = ids.shape
+        x = model.tok_emb.weight.data[ids]  # (B, Tn, C), a fresh array (fancy indexing)
+        x += model.pos_emb.weight.data[start:start + Tn]
+        last_layer = len(model.trf_blocks) - 1
+        for layer, blk in enumerate(model.trf_blocks):
+            h = _layer_norm(x, blk.norm1)
+            # The last layer's keys and values are cached for every position, but only
+            # the last position's output is used: the rest of that layer runs on 1 row.
+            last_only = layer == last_layer and Tn > 1
+            h = self._attention(h, blk.att, layer, start, last_only)
+            if last_only:
+                x = x[:, -1:, :]  # (B, 1, C)
+            x += h
+            h = _layer_norm(x, blk.norm2)
+            h = _linear(h, blk.ff.layers[0])
+            h = _gelu(h)
+            h = _linear(h, blk.ff.layers[2])
+            x += h
+        cache.length = start + Tn
+        last = _layer_norm(x[:, -1, :], model.final_norm)  # (B, C): only the last position
+        return last @ model.out_head.weight.data.T  # (B, V)
+
+    def _attention(self, x, att, layer, start, last_only=False):
+        """Causal attention of x (B, Tn, C) over cached positions [0, start + Tn).
+
+        Keys and values of all Tn rows go into the cache; the output is (B, Tn, C), or
+        (B, 1, C) for the last row only when ``last_only``."""
+        B, Tn, C = x.shape
+        H, D = self.n_heads, self.head_dim
+        end = start + Tn
+
+        def heads(t):  # (B, n, C) -> (B, H, n, D)
+            return t.reshape(B, t.shape[1], H, D).transpose(0, 2, 1, 3)
+
+        k_all, v_all = self.cache.keys[layer], self.cache.values[layer]
+        k_all[:, :, start:end] = heads(_linear(x, att.W_key))
+        v_all[:, :, start:end] = heads(_linear(x, att.W_value))
+        k, v = k_all[:, :, :end], v_all[:, :, :end]  # (B, H, end, D), views
+        if last_only:
+            x = x[:, -1:, :]
+        Tq = x.shape[1]  # query rows: Tn, or 1
+        q = heads(_linear(x, att.W_query))  # (B, H, Tq, D)
+        scores = q @ k.transpose(0, 1, 3, 2)  # (B, H, Tq, end)
+        scores *= 1.0 / math.sqrt(D)  # Python float: no promotion to float64
+        if Tq > 1:  # query i (position start + i) sees keys 0 .. start + i
+            scores += _causal_mask(Tq, end, scores.dtype)
+        scores -= scores.max(axis=-1, keepdims=True)
+        xp.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        ctx = scores @ v  # (B, H, Tq, D)
+        ctx = ctx.transpose(0, 2, 1, 3).reshape(B, Tq, C)
+        return _linear(ctx, att.out_proj)
+
+
+# ----------------------------------------------------------------------------------
+# Layers on raw arrays (same maths as ops.py, without the autograd bookkeeping).
+
+
+def _linear(x, lin):
+    """x (…, in) @ W^T + b, W (out, in)."""
+    y = x @ lin.weight.data.T
+    if lin.bias is not None:
+        y += lin.bias.data
+    return y
+
+
+def _layer_norm(x, ln):
+    """(x - mean) / sqrt(var + eps) * scale + shift over the last axis (biased variance)."""
+    xc = x - x.mean(axis=-1, keepdims=True)
+    var = (xc * xc).mean(axis=-1, keepdims=True)
+    xc *= 1.0 / xp.sqrt(var + ln.eps)
+    xc *= ln.scale.data
+    xc += ln.shift.data
+    return xc
+
+
+def _gelu(x):
+    """GPT-2's tanh GELU, in place on x (a temporary the caller does not keep)."""
+    u = x * x
+    u *= 0.044715
+    u += 1.0
+    u *= x
+    u *= _GELU_C
+    xp.tanh(u, out=u)
+    u += 1.0
+    u *= x
+    u *= 0.5
+    return u
+
+
+_masks = {}
+
+
+def _causal_mask(Tn, end, dtype):
+    """(Tn, end) additive mask for queries at positions end-Tn .. end-1: -inf above the
+    shifted diagonal (key j is hidden from query i when j > end - Tn + i)."""
+    key = (Tn, end, numpy.dtype(dtype).str)
+    mask = _masks.get(key)
+    if mask is None:
+        mask = xp.triu(xp.full((Tn, end), -xp.inf, dtype=dtype), k=end - Tn + 1)
+        if len(_masks) > 64:  # prompts of many lengths: keep the dict small
+            _masks.clear()
+        _masks[key] = mask
+    return mask
+
+
+def cached_next_logits(model, ids, window=None):
+    """One-shot helper: the last position's logits (B, V) of ``ids`` (B, T) as a NumPy
+    array, computed by the cache's forward (for checks against ``model(ids)``)."""
+    ids = xp.asarray(ids)
+    decoder = CachedDecoder(model, ids.shape[0], window)
+    return to_numpy(decoder.prime(ids))
+
+
+__all__ = ["CachedDecoder", "KVCache", "cached_next_logits"]
