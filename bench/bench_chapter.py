@@ -163,10 +163,12 @@ def main():
     results = {}
     for engine in args.engines.split(","):
         print(f"--- {engine} ---", flush=True)
+        # the torch side borrows tinygpt's tokenizer only: leave its malloc untuned
+        worker_env = dict(env, TINYGPT_MALLOC_TUNING="0") if engine == "torch" else env
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", engine, "--text", str(args.text),
              "--epochs", str(args.epochs), "--threads", str(args.threads)],
-            env=env, capture_output=True, text=True)
+            env=worker_env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"{engine} failed:\n{proc.stderr[-3000:]}")
         lines = proc.stdout.strip().splitlines()

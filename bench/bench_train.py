@@ -6,9 +6,10 @@ The chapter's setting: GPT_CONFIG_124M (context 256, dropout 0.1), batch 2,
 cross-entropy, backward, AdamW(lr 4e-4, weight_decay 0.1). Each engine runs in
 its own fresh process (so each one's peak resident memory is its own), and the
 engines alternate for ``--rounds`` rounds so that machine noise hits both alike.
-Prints the median step time of each, their ratio, tokens/s, achieved GFLOP/s
-next to a NumPy float32 matrix-product peak measured in the same run, and the
-peak RSS of each process. torch is needed only for its own side.
+Modes: train (forward, loss, backward, AdamW step), eval (no_grad forward), fwdbwd
+(forward and backward only). Prints the median step time of each, their ratio,
+tokens/s, achieved GFLOP/s next to a NumPy float32 matrix-product peak measured in
+the same run, and the peak RSS of each process. torch is needed only for its own side.
 """
 
 import argparse
@@ -63,7 +64,11 @@ def worker(engine, mode, steps, threads):
         def eval_step():
             with tinygpt.no_grad():
                 model(ids)
-        model.train() if mode == "train" else model.eval()
+
+        def fwdbwd_step():
+            model.zero_grad()
+            tinygpt.cross_entropy(model(ids), targets).backward()
+        model.eval() if mode == "eval" else model.train()
     else:
         import torch
 
@@ -85,8 +90,12 @@ def worker(engine, mode, steps, threads):
         def eval_step():
             with torch.no_grad():
                 model(x)
-        model.train() if mode == "train" else model.eval()
-    step = train_step if mode == "train" else eval_step
+
+        def fwdbwd_step():
+            model.zero_grad()
+            torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten()).backward()
+        model.eval() if mode == "eval" else model.train()
+    step = {"train": train_step, "eval": eval_step, "fwdbwd": fwdbwd_step}[mode]
     step()  # warm-up: allocations, first-touch page faults, thread pools
     times = []
     for _ in range(steps):
@@ -133,7 +142,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per engine")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per round")
-    parser.add_argument("--modes", default="train,eval")
+    parser.add_argument("--modes", default="train,eval",
+                        help="comma list of train (fwd+bwd+AdamW), eval (no_grad forward), "
+                             "fwdbwd (forward+backward, no optimizer)")
     parser.add_argument("--worker", choices=["tinygpt", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="train", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -155,8 +166,8 @@ def main():
                 results[engine] += r["times"]
                 rss[engine] = max(rss[engine], r["peak_rss_mib"])
         med = {k: statistics.median(v) for k, v in results.items()}
-        flops = model_flops(cfg, train=(mode == "train"))
-        label = "train step" if mode == "train" else "eval forward"
+        flops = model_flops(cfg, train=(mode != "eval"))
+        label = {"train": "train step", "eval": "eval forward", "fwdbwd": "forward+backward"}[mode]
         ratio = med["tinygpt"] / med["torch"]
         print(f"{label + ' median s':24}{med['tinygpt']:12.3f}{med['torch']:12.3f}{ratio:8.2f}")
         print(f"{'  tokens/s':24}{B * T / med['tinygpt']:12.0f}{B * T / med['torch']:12.0f}")

@@ -9,7 +9,9 @@ shuffling and sampling all draw from it on the CPU, so a seeded run gives the
 same numbers on either backend.
 """
 
+import ctypes
 import os
+import sys
 
 import numpy
 
@@ -29,6 +31,28 @@ else:
     raise ValueError(f"TINYGPT_BACKEND must be 'numpy' or 'cupy', not {BACKEND!r}")
 
 DEFAULT_DTYPE = numpy.float32
+
+
+def _keep_freed_memory_for_reuse():
+    """Ask glibc to keep large freed blocks instead of handing them back to the OS.
+
+    A training step frees and reallocates the same large arrays (logits, the
+    dense embedding gradient, activations); returned to the OS, each comes back
+    as fresh pages that fault in one by one on first touch. Keeping them cuts
+    that cost. Set TINYGPT_MALLOC_TUNING=0 to leave malloc alone.
+    """
+    if os.environ.get("TINYGPT_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl): nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameter numbers (malloc.h)
+    libc.mallopt(m_mmap_threshold, 1 << 30)
+    libc.mallopt(m_trim_threshold, (1 << 31) - 1)
+
+
+_keep_freed_memory_for_reuse()
 
 _rng = numpy.random.default_rng(0)
 

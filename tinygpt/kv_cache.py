@@ -34,9 +34,8 @@ import math
 
 import numpy
 
+from . import ops
 from .backend import to_numpy, xp
-
-_GELU_C = math.sqrt(2.0 / math.pi)
 
 
 class KVCache:
@@ -207,39 +206,25 @@ class CachedDecoder:
 
 
 # ----------------------------------------------------------------------------------
-# Layers on raw arrays (same maths as ops.py, without the autograd bookkeeping).
+# Layers on raw arrays: the forward halves of the ops in ops.py, called directly, so
+# the maths lives in one place (a Function's forward is plain array code; called
+# outside Function.apply it records no graph).
 
 
 def _linear(x, lin):
     """x (…, in) @ W^T + b, W (out, in)."""
-    y = x @ lin.weight.data.T
-    if lin.bias is not None:
-        y += lin.bias.data
-    return y
+    bias = None if lin.bias is None else lin.bias.data
+    return ops.Linear().forward(x, lin.weight.data, bias)
 
 
 def _layer_norm(x, ln):
-    """(x - mean) / sqrt(var + eps) * scale + shift over the last axis (biased variance)."""
-    xc = x - x.mean(axis=-1, keepdims=True)
-    var = (xc * xc).mean(axis=-1, keepdims=True)
-    xc *= 1.0 / xp.sqrt(var + ln.eps)
-    xc *= ln.scale.data
-    xc += ln.shift.data
-    return xc
+    """Layer norm over the last axis with the module's scale, shift and eps."""
+    return ops.LayerNorm().forward(x, ln.scale.data, ln.shift.data, eps=ln.eps)
 
 
 def _gelu(x):
-    """GPT-2's tanh GELU, in place on x (a temporary the caller does not keep)."""
-    u = x * x
-    u *= 0.044715
-    u += 1.0
-    u *= x
-    u *= _GELU_C
-    xp.tanh(u, out=u)
-    u += 1.0
-    u *= x
-    u *= 0.5
-    return u
+    """GPT-2's tanh GELU."""
+    return ops.GELU().forward(x)
 
 
 _masks = {}
