@@ -6,8 +6,9 @@ Same weights in both engines (the torch model's state dict loaded into tinygpt),
 dropout off, one batch: logits, loss and every parameter's gradient, in float64 and
 float32, for a small config and GPT_CONFIG_124M (context 256, 64 tokens). Relative
 error = max |ours - torch| / max |torch| per tensor; the gradient column is the
-worst over all parameters. tests/test_parity_torch.py asserts the tolerances; this
-prints what is actually seen.
+worst over all parameters (the key bias is left out: softmax makes its gradient
+exactly zero, so only roundoff is left to compare). tests/test_parity_torch.py
+asserts the tolerances; this prints what is actually seen.
 """
 
 import sys
@@ -47,11 +48,12 @@ def compare(cfg, dtype, T):
     loss = tinygpt.cross_entropy(logits, targets)
     loss.backward()
     ref_grads = dict(ref.named_parameters())
+    largest = max(float(p.grad.abs().max()) for p in ref.parameters())
     worst_name, worst = None, 0.0
     for name, p in ours.named_parameters():
         g = ref_grads[name].grad.numpy()
-        if np.abs(g).max() == 0:
-            continue
+        if np.abs(g).max() < 1e-6 * largest:
+            continue  # exactly zero in exact arithmetic (the key bias): roundoff only
         r = rel(p.grad, g)
         if r > worst:
             worst_name, worst = name, r
