@@ -39,9 +39,9 @@ import numbers
 import numpy
 
 from .autograd import Tensor, no_grad
-from .backend import get_rng, to_numpy, xp
+from .backend import to_numpy, xp
 from .kv_cache import CachedDecoder
-from .sampling import sample_next_token, validate_sampling_args
+from .sampling import resolve_rng, sample_next_token, validate_sampling_args
 
 # ----------------------------------------------------------------------------------
 # The book's greedy loop.
@@ -128,7 +128,7 @@ def generate_stream(
     vocab = int(model.cfg["vocab_size"])
     temperature, top_k, top_p = validate_sampling_args(temperature, top_k, top_p, vocab)
     eos_id = _check_eos(eos_id, vocab)
-    gen = _resolve_rng(rng)
+    gen = resolve_rng(rng)  # once: the steps draw successive numbers
     if not isinstance(use_cache, (bool, numpy.bool_)):
         raise ValueError(f"use_cache must be True or False, got {use_cache!r}")
     return _stream(
@@ -276,21 +276,6 @@ def _check_eos(eos_id, vocab):
     if not 0 <= eos_id < vocab:
         raise ValueError(f"eos_id {eos_id} is outside the vocabulary [0, {vocab})")
     return int(eos_id)
-
-
-def _resolve_rng(rng):
-    """One generator for the whole generation (an int seed is turned into one here, so
-    the steps draw successive numbers instead of reseeding every step)."""
-    if rng is None:
-        return get_rng()  # looked up per call: manual_seed replaces the generator
-    if isinstance(rng, numpy.random.Generator):
-        return rng
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        return numpy.random.default_rng(int(rng))
-    raise ValueError(
-        f"rng must be None (the package generator), an int seed or a "
-        f"numpy.random.Generator, got {rng!r} ({type(rng).__name__})"
-    )
 
 
 __all__ = ["UncachedDecoder", "generate", "generate_stream", "generate_text_simple"]

@@ -227,7 +227,10 @@ def _filter(x, t, k, p):
     return out.copy() if out is x else out
 
 
-def _resolve_rng(rng):
+def resolve_rng(rng):
+    """A Generator from ``rng``: None -> the package generator, an int -> a new generator
+    seeded with it (resolve once per generation, so steps draw successive numbers), a
+    Generator -> itself."""
     if rng is None:
         return get_rng()  # looked up per call: manual_seed replaces the generator
     if isinstance(rng, np.random.Generator):
@@ -326,7 +329,7 @@ def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, rng=None)
     ``numpy.random.Generator`` (to continue a stream across calls).
     """
     x, was_1d, t, k, p = _prepare(logits, temperature, top_k, top_p)
-    gen = _resolve_rng(rng)  # resolved (and checked) even when greedy; nothing is drawn
+    gen = resolve_rng(rng)  # resolved (and checked) even when greedy; nothing is drawn
     if t == 0.0:
         ids = np.argmax(x, axis=-1)  # (B,) first maximum
     else:
@@ -366,7 +369,7 @@ def print_sampled_tokens(probas, inverse_vocab, num_samples=1000, seed=123):
                 f"inverse_vocab has no entry for token id {i}; it must map every id "
                 f"0..{p.shape[0] - 1} to a word"
             ) from None
-    gen = _resolve_rng(seed)
+    gen = resolve_rng(seed)
     u = gen.random(int(num_samples))  # (N,)
     cdf = np.cumsum(p, dtype=np.float64)  # (V,)
     # Same rule as _inverse_cdf: the first id whose CDF exceeds u * total.
@@ -379,6 +382,7 @@ def print_sampled_tokens(probas, inverse_vocab, num_samples=1000, seed=123):
 
 
 __all__ = [
+    "resolve_rng",
     "TOP_P_TOLERANCE",
     "next_token_probabilities",
     "print_sampled_tokens",
