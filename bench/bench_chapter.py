@@ -25,7 +25,7 @@ CFG = {"vocab_size": 50257, "context_length": 256, "emb_dim": 768, "n_heads": 12
        "n_layers": 12, "drop_rate": 0.1, "qkv_bias": False}
 
 
-def run_tinygpt(text, epochs):
+def run_tinygpt(text, epochs, seed=123):
     import tinygpt
     from tinygpt.data import create_dataloader_v1
     from tinygpt.tokenizer import get_tokenizer
@@ -34,7 +34,7 @@ def run_tinygpt(text, epochs):
     started = time.perf_counter()
     tokenizer = get_tokenizer()
     split_idx = int(0.90 * len(text))
-    tinygpt.manual_seed(123)
+    tinygpt.manual_seed(seed)
     train_loader = create_dataloader_v1(text[:split_idx], batch_size=2, max_length=256,
                                         stride=256, drop_last=True, shuffle=True)
     val_loader = create_dataloader_v1(text[split_idx:], batch_size=2, max_length=256,
@@ -47,7 +47,7 @@ def run_tinygpt(text, epochs):
     return time.perf_counter() - started, train_losses[-1], val_losses[-1]
 
 
-def run_torch(text, epochs, threads):
+def run_torch(text, epochs, threads, seed=123):
     import torch
     from torch.utils.data import DataLoader, Dataset
 
@@ -110,10 +110,10 @@ def run_torch(text, epochs, threads):
     started = time.perf_counter()
     tokenizer = get_tokenizer()
     split_idx = int(0.90 * len(text))
-    torch.manual_seed(123)
+    torch.manual_seed(seed)
     train_loader = create_dataloader_v1(text[:split_idx], 2, 256, 256, True, True)
     val_loader = create_dataloader_v1(text[split_idx:], 2, 256, 256, False, False)
-    torch.manual_seed(123)
+    torch.manual_seed(seed)
     model = GPTModel(CFG)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
     train_losses, val_losses = [], []
@@ -142,6 +142,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--engines", default="tinygpt,torch")
+    parser.add_argument("--seed", type=int, default=123, help="both sides' seed (the book's: 123)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.text is None:
@@ -151,9 +152,9 @@ def main():
     text = Path(args.text).read_text(encoding="utf-8")
     if args.worker:
         if args.worker == "tinygpt":
-            seconds, tr, va = run_tinygpt(text, args.epochs)
+            seconds, tr, va = run_tinygpt(text, args.epochs, args.seed)
         else:
-            seconds, tr, va = run_torch(text, args.epochs, args.threads)
+            seconds, tr, va = run_torch(text, args.epochs, args.threads, args.seed)
         print(json.dumps({"seconds": seconds, "train": tr, "val": va}))
         return
 
@@ -167,7 +168,8 @@ def main():
         worker_env = dict(env, TINYGPT_MALLOC_TUNING="0") if engine == "torch" else env
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", engine, "--text", str(args.text),
-             "--epochs", str(args.epochs), "--threads", str(args.threads)],
+             "--epochs", str(args.epochs), "--threads", str(args.threads),
+             "--seed", str(args.seed)],
             env=worker_env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"{engine} failed:\n{proc.stderr[-3000:]}")

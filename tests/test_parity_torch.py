@@ -153,3 +153,54 @@ def test_torch_state_dict_loads_unchanged_and_keys_match():
     assert list(ours.state_dict()) == [k for k in ref_keys]
     for k, v in ours.state_dict().items():
         assert v.shape == tuple(ref.state_dict()[k].shape), k
+
+
+class _SharedMaskDropout(torch.nn.Module):
+    """torch dropout that draws its keep-mask the way tinygpt does (float32 uniforms >= p
+    from a NumPy generator), so both engines drop exactly the same entries."""
+
+    generator = None
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = _SharedMaskDropout.generator.random(tuple(x.shape), dtype=np.float32) >= self.p
+        return x * torch.from_numpy(keep.astype(np.float32)) * (1.0 / (1.0 - self.p))
+
+
+def test_training_with_dropout_matches_torch_given_the_same_masks():
+    """With dropout on, tinygpt's training is torch's computation: fed the same masks
+    (both models draw them in the same order: embeddings, then per block attention
+    weights and the two shortcuts), 30 AdamW steps give the same losses."""
+    cfg = dict(SMALL, drop_rate=0.1, n_layers=2)
+    torch.manual_seed(8)
+    ref = TorchGPT(cfg)
+    for module in list(ref.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.Dropout):
+                setattr(module, name, _SharedMaskDropout(child.p))
+    ours = GPTModel(cfg)
+    ours.load_state_dict(numpy_state_dict(ref))
+    ours.train()
+    ref.train()
+    opt = AdamW(ours.parameters(), lr=1e-3, weight_decay=0.1)
+    opt_ref = torch.optim.AdamW(ref.parameters(), lr=1e-3, weight_decay=0.1)
+    rng = np.random.default_rng(9)
+    for step in range(30):
+        ids = rng.integers(0, cfg["vocab_size"], size=(2, cfg["context_length"]))
+        tinygpt.manual_seed(1000 + step)
+        _SharedMaskDropout.generator = np.random.default_rng(1000 + step)
+        opt.zero_grad()
+        opt_ref.zero_grad()
+        _, loss, _, loss_ref = run_both(ours, ref, ids, np.roll(ids, -1, axis=1))
+        assert abs(loss.item() - loss_ref.item()) < 1e-5, f"step {step}"
+        opt.step()
+        opt_ref.step()
+    ref_params = dict(ref.named_parameters())
+    for name, p in ours.named_parameters():
+        diff = np.abs(p.data - ref_params[name].detach().numpy()).max()
+        assert diff <= 0.1 * 1e-3, f"param {name}: max |diff| {diff:.3e} > 0.1*lr"
