@@ -108,3 +108,16 @@ def tiktoken_gpt2(tiktoken_cache_dir, monkeypatch):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tiktoken_cache_dir))
     monkeypatch.setattr(tiktoken.load, "read_file", no_download)
     return tiktoken.get_encoding("gpt2")
+
+
+# --- the package's random generator ---------------------------------------------------------
+
+
+@pytest.fixture
+def keep_global_rng():
+    """Tests that reseed the package generator give the next test its state back."""
+    import tinygpt
+
+    state = tinygpt.get_rng_state()
+    yield
+    tinygpt.set_rng_state(state)

@@ -7,7 +7,6 @@ OpenAI-layout checkpoints quickly and without importing TensorFlow. It streams,
 so the benchmark can write a 6 GB gpt2-xl checkpoint holding one tensor at a time.
 """
 
-import hashlib
 import json
 import os
 import struct
@@ -226,9 +225,4 @@ def write_gpt2_folder(folder, n_layer, n_embd, n_head, n_ctx=1024, n_vocab=50257
     return {name: sha256_file(os.path.join(folder, name)) for name in GPT2_FILES}
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from tinygpt.tokenizer import sha256_file  # noqa: E402,F401  (re-exported for the tests)

@@ -14,11 +14,7 @@ CFG = {"vocab_size": 53, "context_length": 12, "emb_dim": 16, "n_heads": 4,
        "n_layers": 2, "drop_rate": 0.2, "qkv_bias": False}
 
 
-@pytest.fixture(autouse=True)
-def keep_global_rng():
-    state = tinygpt.get_rng_state()
-    yield
-    tinygpt.set_rng_state(state)
+pytestmark = pytest.mark.usefixtures("keep_global_rng")
 
 
 def x_like(shape, dtype=np.float32):

@@ -25,11 +25,7 @@ CFG = {"vocab_size": 61, "context_length": 10, "emb_dim": 16, "n_heads": 4,
        "n_layers": 2, "drop_rate": 0.1, "qkv_bias": True}
 
 
-@pytest.fixture(autouse=True)
-def keep_global_rng():
-    state = tinygpt.get_rng_state()
-    yield
-    tinygpt.set_rng_state(state)
+pytestmark = pytest.mark.usefixtures("keep_global_rng")
 
 
 @pytest.fixture

@@ -20,11 +20,7 @@ from .checks import assert_close
 TOL = 1e-12
 
 
-@pytest.fixture(autouse=True)
-def keep_global_rng():
-    state = tinygpt.get_rng_state()
-    yield
-    tinygpt.set_rng_state(state)
+pytestmark = pytest.mark.usefixtures("keep_global_rng")
 
 
 def run(fn, arrays, w, seed=None):

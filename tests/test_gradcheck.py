@@ -27,12 +27,7 @@ SEED = 1234  # reseeded before every evaluation (dropout masks repeat)
 WORST = {}  # op name -> worst relative error seen (printed at the end of the module)
 
 
-@pytest.fixture(autouse=True)
-def keep_global_rng():
-    """Tests here reseed the package generator; give the next test file its state back."""
-    state = tinygpt.get_rng_state()
-    yield
-    tinygpt.set_rng_state(state)
+pytestmark = pytest.mark.usefixtures("keep_global_rng")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -17,7 +17,6 @@ model plus one tensor.
 """
 
 import functools
-import hashlib
 import http.client
 import json
 import os
@@ -30,6 +29,7 @@ import numpy as np
 
 from .backend import asarray
 from .tf_checkpoint import CheckpointReader, ChecksumError
+from .tokenizer import sha256_file
 
 __all__ = [
     "DEFAULT_BACKUP_URL",
@@ -175,14 +175,6 @@ class _Retryable(Exception):
     """A transfer that stopped early; trying again resumes it."""
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _local_problem(folder, name, known_sha256):
     """Why ``folder/name`` is not usable as it is, or None if it looks right.
 
@@ -199,7 +191,7 @@ def _local_problem(folder, name, known_sha256):
     if size == 0:
         return "empty"
     if name in known_sha256:
-        actual = _sha256(path)
+        actual = sha256_file(path)
         if actual != known_sha256[name]:
             return f"sha256 {actual} is not the expected {known_sha256[name]}"
     elif name == "hparams.json":

