@@ -1,6 +1,24 @@
-"""Assertion helpers that report like llm.c's check_tensor: name, max |diff|, worst element."""
+"""Assertion helpers that report like llm.c's check_tensor: name, max |diff|, worst element.
+
+Every comparison in the tests goes through ``host``, so the same suite runs on NumPy and
+on CuPy (``TINYGPT_BACKEND=cupy``, or the fake CuPy in ``tests/fake_cupy`` on a CPU)."""
 
 import numpy as np
+
+from tinygpt.autograd import Tensor
+from tinygpt.backend import to_numpy
+
+
+def host(x):
+    """``x`` on the host: a NumPy array from a Tensor (its ``.data``), a CuPy or NumPy
+    array, or a list/tuple of those; Python numbers and other objects are returned as is."""
+    if isinstance(x, Tensor):
+        x = x.data
+    if isinstance(x, (list, tuple)):
+        return np.asarray([host(v) for v in x])
+    if isinstance(x, (int, float, complex, str, bytes)) or x is None:
+        return x
+    return to_numpy(x)
 
 
 def assert_close(name, ours, ref, tol, scale_by_max=True, floor=0.0):
@@ -8,8 +26,8 @@ def assert_close(name, ours, ref, tol, scale_by_max=True, floor=0.0):
 
     ``floor`` gives a scale to tensors whose true value is zero (e.g. the key bias's
     gradient, which softmax makes exactly 0): pass a fraction of the model's largest."""
-    ours = np.asarray(ours, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
+    ours = np.asarray(host(ours), dtype=np.float64)
+    ref = np.asarray(host(ref), dtype=np.float64)
     assert ours.shape == ref.shape, f"{name}: shape {ours.shape} != reference {ref.shape}"
     diff = np.abs(ours - ref)
     atol = tol * max(float(np.abs(ref).max()), floor) if (scale_by_max and ref.size) else tol

@@ -80,7 +80,9 @@ class Tensor:
     """An array plus the bookkeeping reverse-mode differentiation needs."""
 
     __slots__ = ("data", "grad", "requires_grad", "creator", "_graph_freed", "__weakref__")
-    __array_priority__ = 100  # so that ``ndarray * Tensor`` defers to Tensor.__rmul__
+    # above NumPy's and CuPy's arrays (CuPy: 100), so ``array * Tensor`` defers to
+    # Tensor.__rmul__ on either backend
+    __array_priority__ = 1000
 
     def __init__(self, data, requires_grad=False, dtype=None):
         self.data = _as_array(data, dtype)

@@ -1,35 +1,96 @@
-"""The one place that knows which array library runs the maths.
+"""The one place that knows which array library runs the maths, and where random numbers
+come from.
 
-NumPy by default; set ``TINYGPT_BACKEND=cupy`` (before importing tinygpt) to run
-the same code on an NVIDIA GPU through CuPy. Everything else imports ``xp`` from
-here and never names an array library itself.
+NumPy by default; set ``TINYGPT_BACKEND=cupy`` (before importing tinygpt) to run the
+same code on an NVIDIA GPU through CuPy. Everything else imports ``xp`` from here and
+never names an array library itself. If the chosen backend cannot run (CuPy missing, no
+GPU), importing still works and the first use of ``xp`` raises ``BackendError`` with a
+one-line message saying what to do.
 
-Randomness comes from one NumPy ``Generator`` (``manual_seed``): init, dropout,
-shuffling and sampling all draw from it on the CPU, so a seeded run gives the
-same numbers on either backend.
+On CuPy the fused ops run as CUDA kernels (``tinygpt/cuda_kernels.py``); each one has a
+twin in plain array code (the lines in ``ops.py`` that the CPU runs), and
+``kernels_disabled()`` switches to the twins, for tests and parity runs.
+
+Randomness. Init, shuffling and sampling draw from one NumPy ``Generator`` on the CPU
+(``get_rng``), so a seeded model starts the same on either backend. Dropout masks come
+from one of two sources (``set_dropout_rng`` or ``TINYGPT_DROPOUT_RNG``):
+
+* ``"numpy"`` (the default on NumPy): float64 uniforms from that same Generator;
+  on CuPy they are drawn on the CPU and copied over, which reproduces the CPU's masks
+  exactly (slow: use it for parity runs);
+* ``"philox"`` (the default on CuPy): the counter-based Philox4x32-10 generator
+  (``tinygpt/philox.py``), computed where the data is, so masks are drawn on the GPU.
+  Its whole state is a seed and a count of masks drawn; the NumPy twin gives the same
+  masks on the CPU.
+
+``manual_seed`` reseeds both; ``get_rng_state`` / ``set_rng_state`` carry both, so a
+checkpoint resumes exactly on either backend.
 """
 
+import contextlib
 import ctypes
 import os
 import sys
 
 import numpy
 
-BACKEND = os.environ.get("TINYGPT_BACKEND", "numpy").strip().lower()
+
+class BackendError(RuntimeError):
+    """The array backend or device asked for cannot be used; the message says what to do."""
+
+
+BACKEND = os.environ.get("TINYGPT_BACKEND", "numpy").strip().lower() or "numpy"
+
+
+class _Unavailable:
+    """Stands in for the array module when the chosen backend cannot run: importing
+    tinygpt works (so ``tinygpt --help`` does), any use raises ``BackendError``."""
+
+    def __init__(self, message):
+        object.__setattr__(self, "_message", message)
+
+    def __getattr__(self, name):
+        raise BackendError(self._message)
+
+
+def _load_cupy():
+    """(cupy module, None), or (None, the reason it cannot be used)."""
+    advice = "unset TINYGPT_BACKEND to run on the CPU with NumPy"
+    try:
+        import cupy  # the only place tinygpt names CuPy
+    except ImportError as exc:
+        return None, (
+            f"TINYGPT_BACKEND=cupy, but CuPy cannot be imported ({exc}); install it with "
+            f"pip install 'tinygpt[gpu]' (cupy-cuda12x) or the CuPy build for your CUDA, "
+            f"or {advice}"
+        )
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - CUDARuntimeError and friends: no driver or GPU
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, (
+            f"TINYGPT_BACKEND=cupy, but CuPy finds no usable NVIDIA GPU ({reason}); {advice}"
+        )
+    if count < 1:
+        return None, f"TINYGPT_BACKEND=cupy, but CuPy sees no NVIDIA GPU; {advice}"
+    return cupy, None
+
 
 if BACKEND == "numpy":
     xp = numpy
 elif BACKEND == "cupy":
-    try:
-        import cupy as xp  # noqa: F401  (only this file may name CuPy)
-    except ImportError as exc:  # pragma: no cover - needs a GPU machine
-        raise ImportError(
-            "TINYGPT_BACKEND=cupy but CuPy is not installed: "
-            "pip install cupy-cuda12x, or unset TINYGPT_BACKEND to use NumPy"
-        ) from exc
+    _cupy, _problem = _load_cupy()
+    xp = _cupy if _problem is None else _Unavailable(_problem)
 else:
-    raise ValueError(f"TINYGPT_BACKEND must be 'numpy' or 'cupy', not {BACKEND!r}")
+    xp = _Unavailable(f"TINYGPT_BACKEND must be 'numpy' or 'cupy', not {BACKEND!r}")
 
+ON_GPU = BACKEND == "cupy" and not isinstance(xp, _Unavailable)
+
+
+def check_available():
+    """Raise BackendError (saying what to do) if the chosen backend cannot run."""
+    if isinstance(xp, _Unavailable):
+        raise BackendError(xp._message)
 DEFAULT_DTYPE = numpy.float32
 
 
@@ -54,13 +115,115 @@ def _keep_freed_memory_for_reuse():
 
 _keep_freed_memory_for_reuse()
 
+
+# ----------------------------------------------------------------------------------
+# Devices: the book's ``device`` argument, and moving arrays between host and device.
+
+
+def device_name():
+    """'cuda' on the CuPy backend, 'cpu' on NumPy."""
+    return "cuda" if BACKEND == "cupy" else "cpu"
+
+
+def check_device(device):
+    """Accept the book's ``device`` argument when it names where tinygpt computes.
+
+    None, "cpu" on NumPy, and "cuda" / "cuda:0" on CuPy are accepted (so is anything
+    whose ``str()`` is one of those, e.g. a torch.device). Anything else raises
+    BackendError: tinygpt never silently runs somewhere other than where it was asked."""
+    if device is None:
+        return
+    name = str(device).strip().lower()
+    kind = name.split(":")[0]
+    if kind == device_name() and (kind == "cpu" or name in ("cuda", "cuda:0")):
+        if kind == "cuda":
+            xp.ndarray  # noqa: B018 - raises BackendError if CuPy cannot run
+        return
+    if kind == "cuda" and BACKEND != "cupy":
+        raise BackendError(
+            f"device {str(device)!r} asks for a GPU, but tinygpt is running on NumPy (the "
+            f"CPU); set TINYGPT_BACKEND=cupy before importing tinygpt to use an NVIDIA GPU, "
+            f"or pass device='cpu'"
+        )
+    if kind == "cpu" and BACKEND == "cupy":
+        raise BackendError(
+            "device 'cpu' asked for, but tinygpt is computing on the GPU "
+            "(TINYGPT_BACKEND=cupy); unset TINYGPT_BACKEND to run on the CPU, or pass "
+            "device='cuda'"
+        )
+    raise BackendError(
+        f"unknown device {str(device)!r}: tinygpt runs on {device_name()!r} "
+        f"(TINYGPT_BACKEND={BACKEND})"
+    )
+
+
+def widest_float():
+    """The widest float dtype the backend computes in: NumPy's long double where it is
+    wider than float64 (x86 Linux), else float64 (CuPy has no long double)."""
+    if not ON_GPU and numpy.finfo(numpy.longdouble).bits > 64:
+        return numpy.longdouble
+    return numpy.float64
+
+
+def to_numpy(array):
+    """A NumPy array from either backend (a no-op on NumPy)."""
+    if isinstance(array, numpy.ndarray):
+        return array
+    if hasattr(array, "get") and not isinstance(array, dict):  # a CuPy array
+        return array.get()
+    return numpy.asarray(array)
+
+
+def asarray(array, dtype=None):
+    """An array on the active backend (copies to the GPU under CuPy)."""
+    return xp.asarray(array, dtype=dtype)
+
+
+def synchronize():
+    """Wait until the device has finished all queued work (a no-op on NumPy); for timing."""
+    if ON_GPU:
+        xp.cuda.Device().synchronize()
+
+
+# ----------------------------------------------------------------------------------
+# Fused CUDA kernels: on by default on CuPy; TINYGPT_KERNELS=0 or kernels_disabled()
+# runs the plain array code (the kernels' twins) instead.
+
+_kernels_on = ON_GPU and hasattr(xp, "RawModule") and os.environ.get("TINYGPT_KERNELS", "1") != "0"
+
+
+def kernels_enabled():
+    """True when the fused ops run as CUDA kernels."""
+    return _kernels_on
+
+
+@contextlib.contextmanager
+def kernels_disabled():
+    """Run the twins (plain array code) of the fused kernels inside the block."""
+    global _kernels_on
+    previous, _kernels_on = _kernels_on, False
+    try:
+        yield
+    finally:
+        _kernels_on = previous
+
+
+# ----------------------------------------------------------------------------------
+# Random numbers.
+
 _rng = numpy.random.default_rng(0)
+_DROPOUT_RNGS = ("numpy", "philox")
+_dropout_rng = os.environ.get("TINYGPT_DROPOUT_RNG", "").strip().lower() or (
+    "philox" if BACKEND == "cupy" else "numpy"
+)
+_philox = {"seed": 0, "draws": 0}
 
 
 def manual_seed(seed):
-    """Reseed the generator that init, dropout, shuffling and sampling draw from."""
+    """Reseed the generators that init, dropout, shuffling and sampling draw from."""
     global _rng
     _rng = numpy.random.default_rng(int(seed))
+    _philox.update(seed=int(seed) % (1 << 64), draws=0)
     return _rng
 
 
@@ -69,28 +232,63 @@ def get_rng():
     return _rng
 
 
+def dropout_rng():
+    """Where dropout masks come from: "numpy" or "philox" (see the module docstring)."""
+    if _dropout_rng not in _DROPOUT_RNGS:
+        raise BackendError(
+            f"TINYGPT_DROPOUT_RNG must be 'numpy' or 'philox', not {_dropout_rng!r}"
+        )
+    return _dropout_rng
+
+
+def set_dropout_rng(kind):
+    """Choose the source of dropout masks: "numpy" (the CPU's masks, drawn on the host)
+    or "philox" (counter-based, drawn where the data is)."""
+    global _dropout_rng
+    if kind not in _DROPOUT_RNGS:
+        raise ValueError(f"dropout rng must be 'numpy' or 'philox', got {kind!r}")
+    _dropout_rng = kind
+
+
+def next_philox_draw():
+    """(seed, draw index) for the next Philox dropout mask; each mask takes one index."""
+    draw = (_philox["seed"], _philox["draws"])
+    _philox["draws"] += 1
+    return draw
+
+
 def get_rng_state():
-    """A JSON-serialisable snapshot of the generator, for checkpoints."""
-    return _rng.bit_generator.state
+    """A JSON-serialisable snapshot of the generators, for checkpoints: the NumPy
+    Generator's state plus the Philox seed and draw count under "philox"."""
+    return dict(_rng.bit_generator.state, philox=dict(_philox))
+
+
+def _restored(state):
+    """(a Generator in ``state``, the Philox state or None); ValueError if ``state`` is not
+    a snapshot from ``get_rng_state``. Touches nothing of the package's."""
+    try:
+        state = dict(state)
+        philox = state.pop("philox", None)
+        rng = numpy.random.default_rng()
+        rng.bit_generator.state = state
+        if philox is not None:
+            philox = {"seed": int(philox["seed"]), "draws": int(philox["draws"])}
+            if not all(0 <= v < 1 << 64 for v in philox.values()):
+                raise ValueError("philox seed and draws must lie in [0, 2**64)")
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ValueError(f"not a tinygpt random generator state ({exc})") from None
+    return rng, philox
+
+
+def check_rng_state(state):
+    """Raise ValueError unless ``set_rng_state(state)`` would succeed."""
+    _restored(state)
 
 
 def set_rng_state(state):
-    """Restore a snapshot taken by ``get_rng_state``."""
-    rng = numpy.random.default_rng()
-    rng.bit_generator.state = state
+    """Restore a snapshot taken by ``get_rng_state`` (snapshots without "philox", from
+    older checkpoints, leave the Philox state as it is)."""
     global _rng
-    _rng = rng
-
-
-def to_numpy(array):
-    """A NumPy array from either backend (a no-op on NumPy)."""
-    if isinstance(array, numpy.ndarray):
-        return array
-    if hasattr(array, "get"):  # a CuPy array
-        return array.get()
-    return numpy.asarray(array)
-
-
-def asarray(array, dtype=None):
-    """An array on the active backend (copies to the GPU under CuPy)."""
-    return xp.asarray(array, dtype=dtype)
+    _rng, philox = _restored(state)
+    if philox is not None:
+        _philox.update(philox)

@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import numpy
 
 from .autograd import Tensor
-from .backend import get_rng, get_rng_state, set_rng_state, to_numpy
+from .backend import check_rng_state, get_rng, get_rng_state, set_rng_state, to_numpy
 from .model import GPTModel, validate_config
 from .optim import AdamW
 from .train import TrainingState
@@ -868,8 +868,8 @@ def _training_state(container):
 def _rng_state(container):
     state = _metadata_json(container, "rng_state")
     try:
-        numpy.random.default_rng().bit_generator.state = state  # a trial on a spare generator
-    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        check_rng_state(state)  # a trial on spare generators
+    except ValueError as exc:
         raise CheckpointError(
             container.path, f"holds a random generator state this NumPy cannot restore ({exc})"
         ) from None

@@ -847,12 +847,14 @@ def cmd_selftest(args):
 
 
 def _exit_code(exc):
-    """2 for what the user can fix in the command line or input files, else 1."""
+    """2 for what the user can fix in the command line, input files or environment, else 1."""
+    from .backend import BackendError
     from .pretrained import DownloadError
 
     if isinstance(exc, DownloadError):
         return 1
-    if isinstance(exc, (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+    if isinstance(exc, (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                        BackendError)):
         return 2
     return 1
 

@@ -61,7 +61,7 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     with _eval_mode(model), no_grad():
         for _ in range(max_new_tokens):
             idx_cond = ids[:, -window:]  # (B, <= window)
-            logits = model(xp.asarray(idx_cond)).data[:, -1, :]  # (B, V) last position
+            logits = model(idx_cond).data[:, -1, :]  # (B, V) last position
             idx_next = to_numpy(xp.argmax(logits, axis=-1)).astype(numpy.int64)  # (B,)
             ids = numpy.concatenate([ids, idx_next[:, None]], axis=1)
     return ids
@@ -145,7 +145,7 @@ def _stream(model, ids, max_new_tokens, window, temperature, top_k, top_p, eos_i
     B = ids.shape[0]
     decoder = CachedDecoder(model, B, window) if use_cache else UncachedDecoder(model, window)
     finished = numpy.zeros(B, dtype=bool)  # rows that have produced eos_id
-    logits = decoder.prime(xp.asarray(ids))  # (B, V)
+    logits = decoder.prime(ids)  # (B, V); host ids, copied to the device once
     for step in range(max_new_tokens):
         next_ids = sample_next_token(
             to_numpy(logits), temperature=temperature, top_k=top_k, top_p=top_p, rng=gen,
@@ -158,7 +158,7 @@ def _stream(model, ids, max_new_tokens, window, temperature, top_k, top_p, eos_i
             finished = done
         yield next_ids
         if step + 1 < max_new_tokens:  # no forward for logits nobody will use
-            logits = decoder.feed(xp.asarray(next_ids))
+            logits = decoder.feed(next_ids)
 
 
 class UncachedDecoder:

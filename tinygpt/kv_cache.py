@@ -26,16 +26,22 @@ last ``window`` tokens whenever the window slides; that is exactly what the
 uncached loop computes (``model(ids[:, -window:])[:, -1]``), only without the
 output head on every position.
 
+On a GPU, ``feed`` while the window has room runs ``KernelDecodeStep``: the same
+one-position forward as a fixed sequence of fused kernels over preallocated buffers,
+recorded once as a CUDA graph and replayed for every token (``_forward`` is its twin).
+
 Shapes: B batch, T tokens, C emb_dim, H heads, D head size (C = H * D), V vocab,
 L the number of cached positions.
 """
 
 import math
+import os
 
 import numpy
 
+from . import cuda_kernels as fused
 from . import ops
-from .backend import to_numpy, xp
+from .backend import kernels_enabled, to_numpy, xp
 
 
 class KVCache:
@@ -89,16 +95,17 @@ class CachedDecoder:
             int(cfg["n_layers"]), int(batch_size), self.n_heads, window, self.head_dim,
             self.dtype,
         )
-        # The token ids now in the cache (B, window); the first cache.length are valid.
-        # Kept so the window can be re-primed when it slides.
-        self.ids = xp.zeros((int(batch_size), window), dtype=xp.int64)
+        # The token ids now in the cache (B, window), on the host; the first cache.length
+        # are valid. Kept so the window can be re-primed when it slides.
+        self.ids = numpy.zeros((int(batch_size), window), dtype=numpy.int64)
+        self._step = KernelDecodeStep(self) if KernelDecodeStep.applies(self) else None
 
     # --- the public steps ---------------------------------------------------------------
     def prime(self, ids):
         """Reset the cache and run the last ``window`` tokens of ``ids`` (B, T).
 
         Returns the logits of the last position, (B, V)."""
-        ids = xp.asarray(ids)
+        ids = to_numpy(ids)  # ids are checked on the host (a no-op for host ids)
         if ids.ndim != 2 or ids.shape[0] != self.cache.batch_size or ids.shape[1] == 0:
             raise ValueError(
                 f"prime expects ids of shape ({self.cache.batch_size}, T) with T >= 1, "
@@ -108,7 +115,7 @@ class CachedDecoder:
         T = ids.shape[1]
         self.cache.reset()
         self.ids[:, :T] = ids
-        return self._forward(ids)
+        return self._forward(xp.asarray(ids))
 
     def feed(self, next_ids):
         """Append one token per row, next_ids (B,) or (B, 1); return the new logits (B, V).
@@ -117,32 +124,37 @@ class CachedDecoder:
         window slides by one and the cache is re-primed on its ``window`` tokens."""
         if self.cache.length == 0:
             raise RuntimeError("call prime(prompt_ids) before feed()")
-        next_ids = xp.asarray(next_ids).reshape(-1)
+        next_ids = to_numpy(next_ids).reshape(-1)
         if next_ids.shape[0] != self.cache.batch_size:
             raise ValueError(
                 f"feed expects {self.cache.batch_size} token ids (one per row), "
                 f"got {next_ids.shape[0]}"
             )
-        self._check_ids(next_ids)
+        next_ids = self._check_ids(next_ids)
         L = self.cache.length
         if L < self.window:
             self.ids[:, L] = next_ids
-            return self._forward(next_ids[:, None])
+            if self._step is not None:
+                logits = self._step(next_ids, L)
+                self.cache.length = L + 1
+                return logits
+            return self._forward(xp.asarray(next_ids[:, None]))
         # Window full: drop the oldest token and recompute every position (the position
         # embeddings of all kept tokens have changed).
         self.ids[:, :-1] = self.ids[:, 1:].copy()
         self.ids[:, -1] = next_ids
         self.cache.reset()
-        return self._forward(self.ids)
+        return self._forward(xp.asarray(self.ids))
 
     def _check_ids(self, ids):
-        # Fancy indexing would wrap a negative id around instead of failing.
+        """Host ids as int64, or ValueError. (Fancy indexing would wrap a negative id
+        around instead of failing.)"""
         if ids.dtype.kind not in "iu":
             raise ValueError(f"token ids must be integers, got dtype {ids.dtype}")
         vocab = self.model.tok_emb.weight.data.shape[0]
         if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
             raise ValueError(f"token ids must lie in [0, {vocab}), got {ids.min()}..{ids.max()}")
-        return ids
+        return ids.astype(numpy.int64, copy=False)
 
     # --- the inference forward --------------------------------------------------------
     def _forward(self, ids):
@@ -243,12 +255,116 @@ def _causal_mask(Tn, end, dtype):
     return mask
 
 
+class KernelDecodeStep:
+    """``CachedDecoder.feed`` for one new position, on a GPU (its twin: ``_forward``).
+
+    The layers run as a fixed sequence of fused kernels (``cuda_kernels.decode_*``) over
+    buffers allocated once, with the position and the new ids read from a small device
+    array. Nothing in the sequence allocates, calls a library or waits for the host, so
+    after a first eager step it is recorded as a CUDA graph and every later token is one
+    graph launch instead of ~110 kernel launches from Python. TINYGPT_CUDA_GRAPHS=0
+    keeps the eager launches. The graph holds the weights' addresses: if the model's
+    arrays are replaced (not updated in place), the step records a new graph.
+    """
+
+    @staticmethod
+    def applies(decoder):
+        return (kernels_enabled() and decoder.dtype == numpy.float32
+                and fused.decode_attention_fits(decoder.window, decoder.head_dim))
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+        model, B = decoder.model, decoder.cache.batch_size
+        C = int(model.cfg["emb_dim"])
+        hidden = model.trf_blocks[0].ff.layers[0].weight.shape[0]
+        V = model.out_head.weight.shape[0]
+        f32 = numpy.float32
+        self.step_host = numpy.zeros(1 + B, dtype=numpy.int64)  # position, then the ids
+        self.step_in = xp.zeros(1 + B, dtype=numpy.int64)
+        self.x, self.h = xp.empty((B, C), f32), xp.empty((B, C), f32)
+        self.q, self.k, self.v = (xp.empty((B, C), f32) for _ in range(3))
+        self.context, self.hidden = xp.empty((B, C), f32), xp.empty((B, hidden), f32)
+        self.mean, self.rstd = xp.empty(B, f32), xp.empty(B, f32)
+        self.logits = xp.empty((B, V), f32)
+        self.use_graph = os.environ.get("TINYGPT_CUDA_GRAPHS", "1") != "0"
+        self.graph, self.graph_arrays, self.graph_error = None, None, None
+        self.calls = 0
+
+    def __call__(self, next_ids, position):
+        """Logits (B, V) after next_ids (host int64 (B,)) at ``position`` (host int)."""
+        self.step_host[0] = position
+        self.step_host[1:] = next_ids
+        self.step_in.set(self.step_host)  # one small copy to the device per token
+        if self.use_graph and self.calls > 0:  # the first step runs eagerly: a warm-up
+            arrays = self._arrays()
+            if self.graph is None or arrays != self.graph_arrays:
+                self._record(arrays)
+        if self.graph is not None:
+            self.graph.launch()
+        else:
+            self._launch()
+        self.calls += 1
+        return self.logits.copy()  # the buffer is overwritten by the next token
+
+    def _arrays(self):
+        """The weight arrays the kernels read, by identity (replaced arrays: new graph)."""
+        return [id(p.data) for p in self.decoder.model.parameters()]
+
+    def _record(self, arrays):
+        """Record ``_launch`` as a CUDA graph on a side stream (the launch replays it on
+        the default stream, after the work already queued there). If recording fails,
+        the step stays eager and ``graph_error`` says why."""
+        self.graph = None
+        stream = xp.cuda.Stream(non_blocking=True)
+        xp.cuda.Device().synchronize()
+        try:
+            with stream:
+                stream.begin_capture()
+                try:
+                    self._launch()
+                finally:
+                    graph = stream.end_capture()
+        except Exception as exc:  # noqa: BLE001 - any failure: keep the eager launches
+            self.use_graph, self.graph_error = False, f"{type(exc).__name__}: {exc}"
+            return
+        self.graph, self.graph_arrays = graph, arrays
+
+    def _launch(self):
+        """The one-position forward, kernel by kernel, on the current stream."""
+        model, cache, step = self.decoder.model, self.decoder.cache, self.step_in
+        x, h = self.x, self.h
+        fused.decode_embed(step, model.tok_emb.weight.data, model.pos_emb.weight.data, x)
+        for layer, blk in enumerate(model.trf_blocks):
+            att, ff = blk.att, blk.ff
+            self._norm(x, blk.norm1, h)
+            self._linear(h, att.W_query, self.q)
+            self._linear(h, att.W_key, self.k)
+            self._linear(h, att.W_value, self.v)
+            fused.decode_attention(step, self.q, self.k, self.v, cache.keys[layer],
+                                   cache.values[layer], self.context, self.decoder.n_heads)
+            self._linear(self.context, att.out_proj, x, residual=x)
+            self._norm(x, blk.norm2, h)
+            self._linear(h, ff.layers[0], self.hidden, gelu=True)
+            self._linear(self.hidden, ff.layers[2], x, residual=x)
+        self._norm(x, model.final_norm, h)
+        fused.decode_linear(h, model.out_head.weight.data, None, self.logits)
+
+    def _norm(self, x, ln, out):
+        fused.layer_norm_forward(x, ln.scale.data, ln.shift.data, ln.eps, out=out,
+                                 mean=self.mean, rstd=self.rstd)
+
+    @staticmethod
+    def _linear(x, lin, out, gelu=False, residual=None):
+        bias = None if lin.bias is None else lin.bias.data
+        fused.decode_linear(x, lin.weight.data, bias, out, gelu=gelu, residual=residual)
+
+
 def cached_next_logits(model, ids, window=None):
     """One-shot helper: the last position's logits (B, V) of ``ids`` (B, T) as a NumPy
     array, computed by the cache's forward (for checks against ``model(ids)``)."""
-    ids = xp.asarray(ids)
+    ids = to_numpy(ids)
     decoder = CachedDecoder(model, ids.shape[0], window)
     return to_numpy(decoder.prime(ids))
 
 
-__all__ = ["CachedDecoder", "KVCache", "cached_next_logits"]
+__all__ = ["CachedDecoder", "KVCache", "KernelDecodeStep", "cached_next_logits"]

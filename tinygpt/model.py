@@ -3,7 +3,7 @@
 import numpy
 
 from .autograd import Tensor
-from .backend import xp
+from .backend import to_numpy, xp
 from .nn import Dropout, Embedding, LayerNorm, Linear, Module, Sequential, TransformerBlock
 
 GPT_CONFIG_124M = {
@@ -72,8 +72,12 @@ class GPTModel(Module):
             self.to(dtype)
 
     def check_input(self, in_idx):
-        """The ids as an int array (B, T), or a ValueError that says what is wrong."""
-        ids = in_idx.data if isinstance(in_idx, Tensor) else xp.asarray(in_idx)
+        """The ids as an int array (B, T) of the backend, or a ValueError that says what is
+        wrong. Ids from the host are checked there and then copied once; ids already on
+        the device cost one synchronisation (per batch) for the range check."""
+        ids = in_idx.data if isinstance(in_idx, Tensor) else in_idx
+        if not isinstance(ids, xp.ndarray):
+            ids = numpy.asarray(ids)
         if ids.ndim == 1:
             raise ValueError(
                 f"input ids must be 2-D (batch, tokens); got shape {ids.shape}. "
@@ -91,10 +95,17 @@ class GPTModel(Module):
                 f"sequence of {T} tokens is longer than context_length={context}; "
                 f"crop it to the last {context} tokens (ids[:, -{context}:])"
             )
-        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
-            bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
-            raise ValueError(f"token id {bad} is outside the vocabulary [0, {vocab})")
-        return ids
+        if ids.size == 0:
+            return xp.asarray(ids)
+        if isinstance(ids, numpy.ndarray):
+            lo, hi = int(ids.min()), int(ids.max())
+        else:
+            lo, hi = (int(v) for v in to_numpy(xp.stack([ids.min(), ids.max()])))
+        if lo < 0 or hi >= vocab:
+            raise ValueError(
+                f"token id {lo if lo < 0 else hi} is outside the vocabulary [0, {vocab})"
+            )
+        return xp.asarray(ids)
 
     def forward(self, in_idx):
         ids = self.check_input(in_idx)  # (B, T)

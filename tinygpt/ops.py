@@ -5,14 +5,22 @@ fused layers a GPT spends its time in (linear, embedding, layer norm, GELU,
 dropout, causal attention, softmax, cross-entropy). Tests show each fused op
 equals its chain of primitives and passes a float64 finite-difference check.
 
+On a GPU (CuPy backend) the fused layers run as CUDA kernels (``cuda_kernels.py``):
+each op below says so in one line and calls it; the array code that follows is the
+kernel's twin, the code the CPU runs and the tests compare the kernel with.
+
 Shape letters: B batch, T tokens, C channels (emb_dim), H heads, D head size,
 V vocabulary, N = B*T rows.
 """
 
 import math
 
+import numpy
+
+from . import cuda_kernels as fused
+from . import philox
 from .autograd import Function, Tensor
-from .backend import DEFAULT_DTYPE, get_rng, xp
+from .backend import DEFAULT_DTYPE, dropout_rng, get_rng, next_philox_draw, xp
 
 # ----------------------------------------------------------------------------------
 # Elementwise arithmetic. Broadcasting is undone by the engine (sum_to_shape).
@@ -162,7 +170,7 @@ class Transpose(Function):
     """y = x with axes permuted;  dx = dy with the inverse permutation"""
 
     def forward(self, x, axes):
-        self.inverse = tuple(int(i) for i in xp.argsort(xp.asarray(axes)).tolist())
+        self.inverse = tuple(int(i) for i in numpy.argsort(axes))  # on the host: no sync
         return x.transpose(axes)
 
     def backward(self, dy):
@@ -173,21 +181,30 @@ class GetItem(Function):
     """y = x[index];  dx = zeros with dy scattered (added) back at index"""
 
     def forward(self, x, index):
-        if isinstance(index, Tensor):
-            index = index.data
-        elif isinstance(index, tuple):
-            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        parts = index if isinstance(index, tuple) else (index,)
+        # Index arrays (host or device, bare or in a Tensor) become arrays of x's backend.
+        parts = tuple(_index_array(i) for i in parts)
+        self.advanced = any(hasattr(i, "dtype") and i.ndim > 0 for i in parts)
+        index = parts if isinstance(index, tuple) else parts[0]
         self.in_shape, self.in_dtype, self.index = x.shape, x.dtype, index
         return x[index]
 
     def backward(self, dy):
         dx = xp.zeros(self.in_shape, dtype=self.in_dtype)
-        parts = self.index if isinstance(self.index, tuple) else (self.index,)
-        if any(isinstance(i, (list, xp.ndarray)) for i in parts):
+        if self.advanced:
             xp.add.at(dx, self.index, dy)  # advanced indexing: repeated indices accumulate
         else:
             dx[self.index] = dy  # basic indexing never repeats an element
         return dx
+
+
+def _index_array(i):
+    """An index part as ``x[...]`` takes it: arrays, lists and Tensors become backend arrays."""
+    if isinstance(i, Tensor):
+        i = i.data
+    if isinstance(i, (list, numpy.ndarray)) or (hasattr(i, "dtype") and getattr(i, "ndim", 0)):
+        return xp.asarray(i)
+    return i
 
 
 class Sum(Function):
@@ -230,15 +247,15 @@ class Linear(Function):
 
     def forward(self, x, weight, bias=None):
         self.x, self.weight = x, weight
-        y = x @ weight.T
+        y = x.reshape(-1, x.shape[-1]) @ weight.T  # (N, out): one product, W^T not copied
         if bias is not None:
             y += bias
-        return y
+        return y.reshape(*x.shape[:-1], weight.shape[0])
 
     def backward(self, dy):
         x, weight = self.x, self.weight
         dy2 = dy.reshape(-1, dy.shape[-1])  # (N, out)
-        dx = dy @ weight
+        dx = (dy2 @ weight).reshape(x.shape)
         dweight = dy2.T @ x.reshape(-1, x.shape[-1])
         dbias = dy2.sum(axis=0) if len(self.inputs) == 3 else None
         return dx, dweight, dbias
@@ -253,6 +270,8 @@ class Embedding(Function):
         return weight[ids]
 
     def backward(self, dy):
+        if fused.usable(dy):  # sorted ids, no atomics: the same bits every run
+            return fused.embedding_backward(self.ids, dy, self.weight_shape[0]), None
         dweight = xp.zeros(self.weight_shape, dtype=dy.dtype)
         xp.add.at(dweight, self.ids.ravel(), dy.reshape(-1, self.weight_shape[1]))
         return dweight, None
@@ -265,6 +284,10 @@ class LayerNorm(Function):
     dscale = sum(dy * xhat),  dshift = sum(dy)   (sums over all rows)"""
 
     def forward(self, x, scale, shift, eps=1e-5):
+        if fused.usable(x, scale, shift):  # one kernel; keeps x, mean and rstd
+            y, self.mean, self.rstd = fused.layer_norm_forward(x, scale, shift, eps)
+            self.x, self.xhat, self.scale = x, None, scale
+            return y
         xc = x - x.mean(axis=-1, keepdims=True)
         var = (xc * xc).mean(axis=-1, keepdims=True)
         rstd = 1.0 / xp.sqrt(var + eps)
@@ -275,6 +298,8 @@ class LayerNorm(Function):
         return y
 
     def backward(self, dy):
+        if self.xhat is None:
+            return fused.layer_norm_backward(dy, self.x, self.scale, self.mean, self.rstd)
         xhat, C = self.xhat, self.scale.shape[0]
         g = dy * self.scale
         g_xhat = g * xhat
@@ -296,6 +321,9 @@ class GELU(Function):
     Powers are written as products: ``x**3`` is ~60x slower in NumPy."""
 
     def forward(self, x):
+        if fused.usable(x):  # one kernel; the backward recomputes t from x
+            self.x, self.x2 = x, None
+            return fused.gelu_forward(x)
         x2 = x * x
         u = x2 * 0.044715
         u += 1.0
@@ -309,6 +337,8 @@ class GELU(Function):
         return y
 
     def backward(self, dy):
+        if self.x2 is None:
+            return fused.gelu_backward(self.x, dy)
         x, x2, t = self.x, self.x2, self.t
         # d/dx tanh(u) part: 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3*0.044715 x^2)
         inner = x2 * (3.0 * 0.044715 * _GELU_C)
@@ -323,24 +353,44 @@ class GELU(Function):
 
 
 def dropout_mask(shape, p, dtype):
-    """A 0 / (1/(1-p)) mask (inverted dropout), drawn from the package's generator.
+    """A 0 / (1/(1-p)) mask (inverted dropout): the next draw of the dropout generator
+    (``backend.dropout_rng()``).
 
-    Drawn from float64 uniforms whatever ``dtype`` is, so float32 and float64 models
-    seeded alike drop the same entries. Not float32 uniforms: masks drawn that way
-    trained the chapter's model measurably slower than torch's (final train loss
-    ~1.0 against ~0.5 over several seeds; float64 draws match torch's curve)."""
-    keep = xp.asarray(get_rng().random(shape)) >= p
+    "numpy": float64 uniforms from the package's generator, whatever ``dtype`` is, so
+    float32 and float64 models seeded alike drop the same entries (on CuPy they are
+    drawn on the host and copied). Not float32 uniforms: masks drawn that way trained
+    the chapter's model measurably slower than torch's (final train loss ~1.0 against
+    ~0.5 over several seeds; float64 draws match torch's curve).
+    "philox": Philox uniforms (``philox.py``) computed where the data is; the kernels'
+    own masks are these."""
+    if dropout_rng() == "philox":
+        keep = philox.uniforms(shape, *next_philox_draw(), xp) >= numpy.float32(p)
+    else:
+        keep = xp.asarray(get_rng().random(shape)) >= p
     return keep.astype(dtype) * (1.0 / (1.0 - p))
+
+
+def _philox_kernel_draw(dropout_p, *arrays):
+    """The Philox draw for a fused kernel's dropout, or None when the kernel doesn't apply
+    (no dropout, NumPy masks, or arrays the kernels don't take)."""
+    if dropout_p > 0.0 and dropout_rng() == "philox" and fused.usable(*arrays):
+        return next_philox_draw()
+    return None
 
 
 class Dropout(Function):
     """y = x * mask,  mask = 1/(1-p) with probability 1-p else 0;  dx = dy * mask"""
 
     def forward(self, x, p):
+        self.p, self.draw = p, _philox_kernel_draw(p, x)
+        if self.draw is not None:  # one kernel; the backward redraws the same mask
+            return fused.dropout(x, p, self.draw)
         self.mask = dropout_mask(x.shape, p, x.dtype)
         return x * self.mask
 
     def backward(self, dy):
+        if self.draw is not None:
+            return fused.dropout(dy, self.p, self.draw)
         return dy * self.mask
 
 
@@ -400,35 +450,50 @@ class CausalSelfAttention(Function):
         vh = v.reshape(B, T, H, D).transpose(0, 2, 1, 3)
         scale = 1.0 / math.sqrt(D)
         scores = qh @ kh.transpose(0, 1, 3, 2)  # (B, H, T, T)
-        scores *= scale
-        scores += causal_mask(T, scores.dtype)
-        probs = _softmax_inplace(scores)
-        if dropout_p > 0.0:
-            drop = dropout_mask(probs.shape, dropout_p, probs.dtype)
-            probs_dropped = probs * drop
+        draw = _philox_kernel_draw(dropout_p, scores)
+        self.fused = fused.usable(scores) and (dropout_p == 0.0 or draw is not None)
+        if self.fused:  # one kernel: scale, mask, softmax and dropout, row by row
+            probs, probs_dropped = fused.attention_softmax_forward(scores, scale, dropout_p, draw)
+            drop = None
         else:
-            drop, probs_dropped = None, probs
+            scores *= scale
+            scores += causal_mask(T, scores.dtype)
+            probs = _softmax_inplace(scores)
+            if dropout_p > 0.0:
+                drop = dropout_mask(probs.shape, dropout_p, probs.dtype)
+                probs_dropped = probs * drop
+            else:
+                drop, probs_dropped = None, probs
         out = probs_dropped @ vh  # (B, H, T, D)
         if self.needs_grad:
             self.qh, self.kh, self.vh, self.scale = qh, kh, vh, scale
             self.probs, self.drop, self.probs_dropped = probs, drop, probs_dropped
+            self.dropout_p, self.draw = dropout_p, draw
         return out.transpose(0, 2, 1, 3).reshape(B, T, C)
 
     def backward(self, dy):
         B, H, T, D = self.qh.shape
         dout = dy.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
         dprobs = dout @ self.vh.transpose(0, 1, 3, 2)  # (B, H, T, T)
-        dvh = self.probs_dropped.transpose(0, 1, 3, 2) @ dout
-        if self.drop is not None:
-            dprobs *= self.drop
-        probs = self.probs
-        # softmax backward, in place on dprobs: P * (dP - sum(dP * P))
-        row = (dprobs * probs).sum(axis=-1, keepdims=True)
-        dprobs -= row
-        dprobs *= probs
-        dprobs *= self.scale  # now dS
+        if self.fused:  # one kernel: the mask redrawn, then the softmax lines below
+            dprobs = fused.attention_softmax_backward(
+                dprobs, self.probs, self.scale, self.dropout_p, self.draw)
+            # products with a (T, T) operand transposed are taken transposed
+            # (dv^T = dout^T Pd): CuPy would copy a transposed (B, H, T, T) operand
+            dvh = (dout.transpose(0, 1, 3, 2) @ self.probs_dropped).transpose(0, 1, 3, 2)
+            dkh = (self.qh.transpose(0, 1, 3, 2) @ dprobs).transpose(0, 1, 3, 2)
+        else:
+            dvh = self.probs_dropped.transpose(0, 1, 3, 2) @ dout
+            if self.drop is not None:
+                dprobs *= self.drop
+            probs = self.probs
+            # softmax backward, in place on dprobs: P * (dP - sum(dP * P))
+            row = (dprobs * probs).sum(axis=-1, keepdims=True)
+            dprobs -= row
+            dprobs *= probs
+            dprobs *= self.scale  # now dS
+            dkh = dprobs.transpose(0, 1, 3, 2) @ self.qh
         dqh = dprobs @ self.kh
-        dkh = dprobs.transpose(0, 1, 3, 2) @ self.qh
 
         def merge(t):
             return t.transpose(0, 2, 1, 3).reshape(B, T, H * D)
@@ -444,6 +509,13 @@ class CrossEntropy(Function):
     Never builds a one-hot; keeps one (N, V) buffer, turned into dz in place."""
 
     def forward(self, logits, targets, ignore_index=-100):
+        self.fused = fused.usable(logits)
+        if self.fused:  # one kernel per direction; no host sync, no (N, V) buffer kept
+            loss, lse, n_counted = fused.cross_entropy_forward(logits, targets, ignore_index)
+            if self.needs_grad:
+                self.logits, self.targets, self.lse = logits, targets, lse
+                self.n, self.ignore_index = n_counted, ignore_index
+            return loss
         N = logits.shape[0]
         valid = targets != ignore_index
         n_counted = int(valid.sum())
@@ -465,6 +537,10 @@ class CrossEntropy(Function):
         return xp.asarray(loss, dtype=logits.dtype)
 
     def backward(self, dloss):
+        if self.fused:
+            dz = fused.cross_entropy_backward(
+                self.logits, self.targets, self.lse, dloss / self.n, self.ignore_index)
+            return dz, None
         dz = self.exp  # backward runs once (the graph is freed), so reuse the buffer
         self.exp = None
         dz /= self.sum_exp
@@ -500,7 +576,9 @@ def cross_entropy(logits, targets, ignore_index=-100):
     ``cross_entropy(logits, targets)`` here (both shapes are accepted)."""
     if not isinstance(logits, Tensor):
         logits = Tensor(logits)
-    targets = targets.data if isinstance(targets, Tensor) else xp.asarray(targets)
+    targets = targets.data if isinstance(targets, Tensor) else targets
+    if not isinstance(targets, xp.ndarray):
+        targets = numpy.asarray(targets)  # host ids are checked on the host, then copied
     if logits.ndim == 3:
         logits = logits.reshape(-1, logits.shape[-1])
     if logits.ndim != 2:
@@ -515,12 +593,12 @@ def cross_entropy(logits, targets, ignore_index=-100):
         raise ValueError(f"targets must be integer token ids, got dtype {targets.dtype}")
     V = logits.shape[1]
     bad = (targets != ignore_index) & ((targets < 0) | (targets >= V))
-    if bool(bad.any()):
+    if bool(bad.any()):  # device targets: one sync per batch, not per op
         raise ValueError(
             f"target ids must lie in [0, {V}) or equal ignore_index={ignore_index}; "
             f"found {int(targets[bad][0])}"
         )
-    return CrossEntropy.apply(logits, targets, ignore_index=ignore_index)
+    return CrossEntropy.apply(logits, xp.asarray(targets), ignore_index=ignore_index)
 
 
 def perplexity(loss):

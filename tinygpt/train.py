@@ -17,7 +17,7 @@ import numpy
 from tqdm.auto import tqdm
 
 from .autograd import no_grad
-from .backend import xp
+from .backend import check_device, xp
 from .ops import cross_entropy
 
 
@@ -26,7 +26,10 @@ class TrainingDivergedError(RuntimeError):
 
 
 def calc_loss_batch(input_batch, target_batch, model, device=None):
-    """Mean cross-entropy of one batch (``device`` is accepted for the book's signature)."""
+    """Mean cross-entropy of one batch. ``device`` (the book's argument) must name where
+    tinygpt computes ("cpu" on NumPy, "cuda" on CuPy) or be None; the batches may be
+    host arrays: the model copies them to the device."""
+    check_device(device)
     logits = model(input_batch)
     return cross_entropy(logits, target_batch)
 
@@ -67,6 +70,7 @@ def generate_and_print_sample(model, tokenizer, device, start_context, print_fn=
     from .generate import generate
     from .tokenizer import text_to_token_ids, token_ids_to_text
 
+    check_device(device)
     was_training = model.training
     model.eval()
     context_size = model.pos_emb.weight.shape[0]
@@ -104,7 +108,10 @@ def clip_grad_norm(parameters, max_norm):
     """Scale all gradients so their global L2 norm is at most ``max_norm``; returns the
     norm before clipping (like torch.nn.utils.clip_grad_norm_)."""
     grads = [p.grad for p in parameters if p.grad is not None]
-    total = math.sqrt(sum(float(xp.vdot(g.ravel(), g.ravel())) for g in grads))
+    if not grads:
+        return 0.0
+    squares = xp.stack([xp.vdot(g.ravel(), g.ravel()) for g in grads])
+    total = math.sqrt(float(squares.astype(xp.float64).sum()))  # one host sync for all
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:
         for g in grads:
@@ -206,6 +213,7 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
             "the training loader has no batches: use a longer text, a shorter context "
             "length or stride, or a smaller batch size"
         )
+    check_device(device)
     state = state or TrainingState()
     peak_lr = optimizer.lr if not hasattr(optimizer, "peak_lr") else optimizer.peak_lr
     optimizer.peak_lr = peak_lr
