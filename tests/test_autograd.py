@@ -12,6 +12,8 @@ from tinygpt import AdamW, GPTModel, Parameter, no_grad
 from tinygpt.autograd import Function, Tensor, enable_grad, is_grad_enabled, sum_to_shape
 from tinygpt.ops import cross_entropy
 
+from .checks import host
+
 
 def leaf(values):
     return Tensor(np.asarray(values, dtype=np.float64), requires_grad=True)
@@ -28,7 +30,7 @@ def test_deep_chain_backward_has_no_recursion_limit():
     for _ in range(depth):
         y = y * 1.0001 + 0.0
     y.backward()
-    assert np.isclose(x.grad, 1.0001**depth, rtol=1e-12)
+    assert np.isclose(host(x.grad), 1.0001**depth, rtol=1e-12)
 
 
 def test_very_deep_chain_is_freed_without_backward():
@@ -51,7 +53,7 @@ def test_wide_graph_order_is_correct():
         a, b = y * 2.0, y * 3.0
         y = (a + b) * 0.2  # d/dy = 1
     y.sum().backward()
-    np.testing.assert_allclose(x.grad, [1.0, 1.0], rtol=1e-12)
+    np.testing.assert_allclose(host(x.grad), [1.0, 1.0], rtol=1e-12)
 
 
 # --- accumulation and broadcasting ---------------------------------------------------------
@@ -61,14 +63,14 @@ def test_tensor_used_twice_accumulates():
     x = leaf([1.0, -2.0, 3.0])
     y = (x * x + x * 3.0 - x).sum()  # dy/dx = 2x + 2
     y.backward()
-    np.testing.assert_allclose(x.grad, 2 * x.data + 2)
+    np.testing.assert_allclose(host(x.grad), host(2 * x.data + 2))
 
 
 def test_leaf_grad_accumulates_across_backward_calls_until_zeroed():
     x = leaf([1.0, 2.0])
     (x * 2.0).sum().backward()
     (x * 3.0).sum().backward()
-    np.testing.assert_allclose(x.grad, [5.0, 5.0])
+    np.testing.assert_allclose(host(x.grad), [5.0, 5.0])
 
 
 @pytest.mark.parametrize(
@@ -83,14 +85,24 @@ def test_broadcasting_is_undone(shape_a, shape_b):
     w = rng.standard_normal(out.shape)
     out.backward(w)
     assert a.grad.shape == a.shape and b.grad.shape == b.shape
-    bb = np.broadcast_to(b.data, out.shape)
-    ba = np.broadcast_to(a.data, out.shape)
-    np.testing.assert_allclose(a.grad, sum_to_shape(w * bb, shape_a))
-    np.testing.assert_allclose(b.grad, sum_to_shape(w * ba, shape_b))
+    bb = np.broadcast_to(host(b), out.shape)
+    ba = np.broadcast_to(host(a), out.shape)
+    np.testing.assert_allclose(host(a.grad), sum_to_shape(w * bb, shape_a))
+    np.testing.assert_allclose(host(b.grad), sum_to_shape(w * ba, shape_b))
     # the reference sum, written out for one case the long way
     if shape_a == (3, 1):
-        np.testing.assert_allclose(a.grad, (w * bb).sum(axis=1, keepdims=True))
-        np.testing.assert_allclose(b.grad, (w * ba).sum(axis=0, keepdims=True))
+        np.testing.assert_allclose(host(a.grad), (w * bb).sum(axis=1, keepdims=True))
+        np.testing.assert_allclose(host(b.grad), (w * ba).sum(axis=0, keepdims=True))
+
+
+def test_backend_array_on_the_left_defers_to_the_tensor():
+    """``array * Tensor`` reaches Tensor.__rmul__ on NumPy and on CuPy (whose arrays defer
+    only to a strictly higher __array_priority__)."""
+    x = Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
+    y = tinygpt.backend.asarray(np.array([3.0, 4.0], dtype=np.float32)) * x
+    assert isinstance(y, Tensor)
+    y.sum().backward()
+    np.testing.assert_array_equal(host(x.grad), [3.0, 4.0])
 
 
 def test_sum_to_shape():
@@ -104,7 +116,7 @@ def test_tensors_that_do_not_require_grad_get_no_grad():
     x, c = leaf([1.0, 2.0]), Tensor(np.array([3.0, 4.0]))
     (x * c).sum().backward()
     assert c.grad is None and not c.requires_grad
-    np.testing.assert_allclose(x.grad, [3.0, 4.0])
+    np.testing.assert_allclose(host(x.grad), [3.0, 4.0])
 
 
 # --- no_grad ------------------------------------------------------------------------------
@@ -203,7 +215,7 @@ def test_second_backward_raises_clear_error():
     grad_before = x.grad.copy()
     with pytest.raises(RuntimeError, match="already called"):
         y.backward()
-    np.testing.assert_array_equal(x.grad, grad_before)
+    np.testing.assert_array_equal(host(x.grad), host(grad_before))
 
 
 def test_backward_through_a_partly_released_graph_raises():
@@ -215,10 +227,10 @@ def test_backward_through_a_partly_released_graph_raises():
     b = (a * 3.0).sum()
     c = (a * 4.0).sum()
     b.backward()
-    np.testing.assert_allclose(x.grad, [6.0, 6.0])
+    np.testing.assert_allclose(host(x.grad), [6.0, 6.0])
     with pytest.raises(RuntimeError, match="already called"):
         c.backward()
-    np.testing.assert_allclose(x.grad, [6.0, 6.0])
+    np.testing.assert_allclose(host(x.grad), [6.0, 6.0])
     assert a.grad is None
 
 
@@ -227,7 +239,7 @@ def test_backward_with_retained_shared_graph_via_one_root():
     x = leaf([1.0, 2.0])
     a = x * 2.0
     ((a * 3.0).sum() + (a * 4.0).sum()).backward()
-    np.testing.assert_allclose(x.grad, [14.0, 14.0])
+    np.testing.assert_allclose(host(x.grad), [14.0, 14.0])
 
 
 # --- zero_grad and non-scalar backward -----------------------------------------------------
@@ -250,7 +262,7 @@ def test_zero_grad_on_module_and_optimizer():
     # after zero_grad a fresh backward gives the same gradients (nothing left over)
     cross_entropy(model(ids), ids).backward()
     for n, p in model.named_parameters():
-        np.testing.assert_array_equal(p.grad, first[n], err_msg=n)
+        np.testing.assert_array_equal(host(p.grad), host(first[n]), err_msg=n)
 
 
 def test_non_scalar_backward_needs_grad():
@@ -262,13 +274,13 @@ def test_non_scalar_backward_needs_grad():
     with pytest.raises(ValueError, match="shape"):
         y.backward(np.ones(3))
     y.backward(np.full((2, 2), 0.5))
-    np.testing.assert_allclose(x.grad, np.ones((2, 2)))
+    np.testing.assert_allclose(host(x.grad), np.ones((2, 2)))
 
 
 def test_backward_of_a_size_one_non_scalar_is_allowed():
     x = leaf([[3.0]])
     (x * x).backward()
-    np.testing.assert_allclose(x.grad, [[6.0]])
+    np.testing.assert_allclose(host(x.grad), [[6.0]])
 
 
 def test_parameter_is_a_leaf_that_requires_grad():

@@ -7,7 +7,10 @@ import pytest
 
 import tinygpt
 from tinygpt import AdamW, GPTModel, validate_config
+from tinygpt.backend import asarray
 from tinygpt.ops import cross_entropy
+
+from .checks import host
 
 CFG = {"vocab_size": 29, "context_length": 6, "emb_dim": 12, "n_heads": 3,
        "n_layers": 2, "drop_rate": 0.1, "qkv_bias": True}
@@ -30,7 +33,7 @@ def assert_unchanged(model, before):
     after = dict(model.named_parameters())
     assert list(after) == list(before)
     for name, array in before.items():
-        np.testing.assert_array_equal(after[name].data, array, err_msg=f"{name} changed")
+        np.testing.assert_array_equal(host(after[name]), host(array), err_msg=f"{name} changed")
 
 
 # --- forward pass ---------------------------------------------------------------------------
@@ -149,7 +152,7 @@ def test_load_state_dict_good_input_copies(model):
     model.load_state_dict(sd)
     assert_unchanged(model, sd)
     sd["tok_emb.weight"][...] = 0.0
-    assert not np.all(model.tok_emb.weight.data == 0.0), "load_state_dict must copy, not alias"
+    assert not np.all(host(model.tok_emb.weight) == 0.0), "load_state_dict must copy, not alias"
 
 
 def test_load_state_dict_lists_every_offending_key_and_keeps_weights(model):
@@ -204,7 +207,7 @@ def _trained_optimizer(model, steps, seed, lr=1e-3):
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         for p in model.parameters():
-            p.grad = rng.standard_normal(p.shape).astype(p.dtype)
+            p.grad = asarray(rng.standard_normal(p.shape), dtype=p.dtype)
         opt.step()
     opt.zero_grad()
     return opt
@@ -223,8 +226,12 @@ def _assert_opt_unchanged(opt, snap):
     assert sorted(opt.state) == sorted(state)
     for i, (step, m, v) in state.items():
         assert opt.state[i]["step"] == step, f"parameter {i}: step changed"
-        np.testing.assert_array_equal(opt.state[i]["exp_avg"], m, err_msg=f"param {i} exp_avg")
-        np.testing.assert_array_equal(opt.state[i]["exp_avg_sq"], v, err_msg=f"param {i} sq")
+        np.testing.assert_array_equal(
+            host(opt.state[i]["exp_avg"]), host(m), err_msg=f"param {i} exp_avg"
+        )
+        np.testing.assert_array_equal(
+            host(opt.state[i]["exp_avg_sq"]), host(v), err_msg=f"param {i} sq"
+        )
 
 
 def _donor_state(model):
@@ -273,5 +280,5 @@ def test_adamw_load_state_dict_good_state_round_trips(model):
     assert opt.lr == 5e-4
     for i, s in sd["state"].items():
         assert opt.state[i]["step"] == s["step"] == 3
-        np.testing.assert_array_equal(opt.state[i]["exp_avg"], s["exp_avg"])
+        np.testing.assert_array_equal(host(opt.state[i]["exp_avg"]), host(s["exp_avg"]))
         assert opt.state[i]["exp_avg"] is not s["exp_avg"], "moments must be copied"

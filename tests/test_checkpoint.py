@@ -33,6 +33,8 @@ from tinygpt.checkpoint import (
 )
 from tinygpt.train import TrainingState, calc_loss_batch
 
+from .checks import host
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(vocab_size=64, context_length=16, emb_dim=8, n_heads=2, n_layers=2, drop_rate=0.1,
             qkv_bias=True)
@@ -92,13 +94,13 @@ def assert_unchanged(snap, model=None, optimizer=None):
         now = model.state_dict()
         assert now.keys() == snap["weights"].keys()
         for k, v in snap["weights"].items():
-            assert np.array_equal(now[k], v), f"model weight {k} changed"
+            assert np.array_equal(host(now[k]), host(v)), f"model weight {k} changed"
     if optimizer is not None:
         assert optimizer.state.keys() == snap["moments"].keys()
         for i, (step, m, v) in snap["moments"].items():
             s = optimizer.state[i]
-            assert s["step"] == step and np.array_equal(s["exp_avg"], m)
-            assert np.array_equal(s["exp_avg_sq"], v)
+            assert s["step"] == step and np.array_equal(host(s["exp_avg"]), host(m))
+            assert np.array_equal(host(s["exp_avg_sq"]), host(v))
         assert optimizer.hyperparameters() == snap["hyper"]
         assert getattr(optimizer, "peak_lr", None) == snap["peak_lr"]
 
@@ -143,8 +145,8 @@ def test_model_file_round_trip_is_bitwise_and_gives_the_same_logits(saved):
     assert get_rng_state() == before, "building the model must not move the generator"
     assert loaded.cfg == model.cfg
     for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
-        assert k == k2 and a.dtype == b.dtype and np.array_equal(a, b), k
-    assert np.array_equal(logits_of(loaded), logits_of(model))
+        assert k == k2 and a.dtype == b.dtype and np.array_equal(host(a), host(b)), k
+    assert np.array_equal(host(logits_of(loaded)), host(logits_of(model)))
 
 
 def test_model_file_is_plain_safetensors_with_book_keys_and_config(saved):
@@ -163,12 +165,12 @@ def test_load_model_converts_dtype_and_keeps_float64(tmp_path, saved):
     assert again.dtype == np.float64
     ref = saved["model"].state_dict()
     for k, v in again.state_dict().items():
-        assert np.array_equal(v, ref[k].astype(np.float64))
+        assert np.array_equal(host(v), host(ref[k].astype(np.float64)))
 
 
 def test_load_model_takes_the_weights_of_a_training_checkpoint(saved):
     loaded = load_model(saved["ckpt"])
-    assert np.array_equal(logits_of(loaded), logits_of(saved["model"]))
+    assert np.array_equal(host(logits_of(loaded)), host(logits_of(saved["model"])))
 
 
 def test_checkpoint_round_trip_restores_everything(saved):
@@ -179,21 +181,21 @@ def test_checkpoint_round_trip_restores_everything(saved):
     assert ckpt.config == model.cfg and ckpt.created
     assert ckpt.extra == {"batch_size": 2, "text_sha256": "ab" * 32}
     for (k, a), (k2, b) in zip(model.state_dict().items(), ckpt.model.state_dict().items()):
-        assert k == k2 and a.dtype == b.dtype and np.array_equal(a, b), k
+        assert k == k2 and a.dtype == b.dtype and np.array_equal(host(a), host(b)), k
     assert optimizer.state.keys() == ckpt.optimizer.state.keys()
     for i, s in optimizer.state.items():
         t = ckpt.optimizer.state[i]
         assert t["step"] == s["step"] == 3
         assert t["exp_avg"].dtype == s["exp_avg"].dtype
-        assert np.array_equal(t["exp_avg"], s["exp_avg"])
-        assert np.array_equal(t["exp_avg_sq"], s["exp_avg_sq"])
+        assert np.array_equal(host(t["exp_avg"]), host(s["exp_avg"]))
+        assert np.array_equal(host(t["exp_avg_sq"]), host(s["exp_avg_sq"]))
     assert ckpt.optimizer.hyperparameters() == optimizer.hyperparameters()
     assert ckpt.optimizer.peak_lr == 2e-3
     got, want = ckpt.state.to_dict(), state.to_dict()
     assert same_floats(got.pop("val_losses"), want.pop("val_losses"))  # a NaN survives too
     assert got == want
     assert ckpt.rng_state == saved["rng"] == get_rng_state()
-    assert np.array_equal(logits_of(ckpt.model), logits_of(model))
+    assert np.array_equal(host(logits_of(ckpt.model)), host(logits_of(model)))
     # the book's pair of state dicts
     assert ckpt.model_state_dict.keys() == model.state_dict().keys()
     assert ckpt.optimizer_state_dict["param_groups"] == optimizer.state_dict()["param_groups"]
@@ -221,8 +223,8 @@ def test_load_into_given_model_and_optimizer_then_training_matches(saved):
     tinygpt.set_rng_state(saved["rng"])  # where the original run's generator was at the save
     train_steps(model, optimizer, 2, seed=11)
     for k, v in model.state_dict().items():
-        assert np.array_equal(other.state_dict()[k], v), k
-        assert np.array_equal(built.model.state_dict()[k], v), k
+        assert np.array_equal(host(other.state_dict()[k]), host(v)), k
+        assert np.array_equal(host(built.model.state_dict()[k]), host(v)), k
 
 
 def test_restore_rng_false_leaves_the_generator_alone(saved):
@@ -249,10 +251,10 @@ def test_checkpoint_layout_is_readable_by_the_safetensors_package(saved):
     model, optimizer = saved["model"], saved["optimizer"]
     assert meta["tinygpt.format"] == "training-checkpoint"
     for k, v in model.state_dict().items():
-        assert np.array_equal(tensors[f"model.{k}"], v)
+        assert np.array_equal(tensors[f"model.{k}"], host(v))
     for i, s in optimizer.state.items():
-        assert np.array_equal(tensors[f"optimizer.{i}.exp_avg"], s["exp_avg"])
-        assert np.array_equal(tensors[f"optimizer.{i}.exp_avg_sq"], s["exp_avg_sq"])
+        assert np.array_equal(tensors[f"optimizer.{i}.exp_avg"], host(s["exp_avg"]))
+        assert np.array_equal(tensors[f"optimizer.{i}.exp_avg_sq"], host(s["exp_avg_sq"]))
     opt = json.loads(meta["optimizer"])
     assert opt["class"] == "AdamW" and opt["peak_lr"] == 2e-3
     assert opt["hyperparameters"] == optimizer.hyperparameters()
@@ -317,7 +319,7 @@ def _npy(good, out):
 
 def _plain_state_dict(good, out):
     manual_seed(0)
-    state = {k: v.copy() for k, v in GPTModel(TINY).state_dict().items()}
+    state = {k: host(v) for k, v in GPTModel(TINY).state_dict().items()}
     safetensors.numpy.save_file(state, str(out))
     return out
 

@@ -48,7 +48,8 @@ def cli_env(tmp_path_factory):
     """The environment of every command: no way out to the internet, a private cache."""
     env = dict(os.environ)
     env.pop("TINYGPT_DATA", None)
-    env.pop("TINYGPT_BACKEND", None)
+    # TINYGPT_BACKEND (and PYTHONPATH, for tests/fake_cupy) are inherited on purpose: under
+    # TINYGPT_BACKEND=cupy the commands themselves run on CuPy, not only the test process.
     dead = _closed_port_url()
     env.update(
         OPENBLAS_NUM_THREADS="1",

@@ -9,6 +9,8 @@ from tinygpt.backend import get_rng_state, manual_seed
 from tinygpt.data import DataLoader, GPTDatasetV1, create_dataloader_v1
 from tinygpt.tokenizer import get_tokenizer
 
+from .checks import host
+
 EOT = "<|endoftext|>"  # one token each: a text of exactly n tokens is EOT * n
 
 
@@ -125,8 +127,8 @@ def test_loader_batches_in_order_without_shuffle(tok, verdict_text):
     xs = np.concatenate([x for x, _ in loader])
     ys = np.concatenate([y for _, y in loader])
     assert xs.dtype == np.int64 and ys.dtype == np.int64
-    np.testing.assert_array_equal(xs, ds.inputs)
-    np.testing.assert_array_equal(ys, ds.targets)
+    np.testing.assert_array_equal(host(xs), host(ds.inputs))
+    np.testing.assert_array_equal(host(ys), host(ds.targets))
 
 
 def test_loader_accepts_any_pair_dataset():
@@ -146,7 +148,7 @@ def test_epoch_order_without_shuffle_uses_no_randomness(tok):
     loader = DataLoader(_small_dataset(tok, 5), batch_size=2)
     manual_seed(1)
     before = get_rng_state()
-    np.testing.assert_array_equal(loader.epoch_order(), np.arange(5))
+    np.testing.assert_array_equal(host(loader.epoch_order()), np.arange(5))
     assert get_rng_state() == before
 
 
@@ -163,10 +165,10 @@ def test_seeded_shuffle_repeats_and_epochs_differ(tok):
     second = two_epochs()
     for e in range(2):
         for a, b in zip(first[e], second[e], strict=True):
-            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(host(a), host(b))
     epoch0 = np.concatenate(first[0])
     epoch1 = np.concatenate(first[1])
-    assert not np.array_equal(epoch0, epoch1)
+    assert not np.array_equal(host(epoch0), host(epoch1))
     # Every window appears exactly once per pass (no drop_last here).
     assert sorted(map(tuple, epoch0.tolist())) == sorted(map(tuple, ds.inputs.tolist()))
 
@@ -187,7 +189,7 @@ def test_shuffle_follows_manual_seed_after_loader_creation(tok):
     a = loader.epoch_order()
     manual_seed(7)
     b = loader.epoch_order()
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(host(a), host(b))
     assert sorted(a.tolist()) == list(range(len(loader.dataset)))
 
 
@@ -202,8 +204,8 @@ def test_iterate_resumes_from_start_batch(tok, drop_last):
         resumed = list(loader.iterate(order, start_batch=k))
         assert len(resumed) == len(loader) - k
         for (xa, ya), (xb, yb) in zip(resumed, full[k:], strict=True):
-            np.testing.assert_array_equal(xa, xb)
-            np.testing.assert_array_equal(ya, yb)
+            np.testing.assert_array_equal(host(xa), host(xb))
+            np.testing.assert_array_equal(host(ya), host(yb))
 
 
 def test_iter_is_iterate_of_epoch_order(tok):
@@ -213,7 +215,7 @@ def test_iter_is_iterate_of_epoch_order(tok):
     manual_seed(11)
     via_order = [x for x, _ in loader.iterate(loader.epoch_order())]
     for a, b in zip(via_iter, via_order, strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(host(a), host(b))
 
 
 def test_iterate_validates(tok):
@@ -271,7 +273,8 @@ def test_book_loaders(book_split):
     for x, y in train_batches + val_batches:
         assert x.shape == (2, 256) and y.shape == (2, 256)
         assert x.dtype == np.int64 and y.dtype == np.int64
-        np.testing.assert_array_equal(x[:, 1:], y[:, :-1])  # targets: inputs shifted by one
+        # targets: inputs shifted by one
+        np.testing.assert_array_equal(host(x[:, 1:]), host(y[:, :-1]))
     # Total tokens seen by training: 9 * 2 * 256.
     assert sum(x.size for x, _ in train_batches) == 4608
 

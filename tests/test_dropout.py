@@ -10,6 +10,8 @@ import tinygpt
 from tinygpt import Dropout, GPTModel, ops
 from tinygpt.autograd import Tensor
 
+from .checks import host
+
 CFG = {"vocab_size": 53, "context_length": 12, "emb_dim": 16, "n_heads": 4,
        "n_layers": 2, "drop_rate": 0.2, "qkv_bias": False}
 
@@ -30,8 +32,8 @@ def test_seeded_dropout_repeats_and_different_draws_differ():
     second = drop(x).data  # the generator moved on: a different mask
     tinygpt.manual_seed(123)
     again = drop(x).data
-    np.testing.assert_array_equal(first, again)
-    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(host(first), host(again))
+    assert not np.array_equal(host(first), host(second))
 
 
 def test_rng_state_round_trip_repeats_the_mask():
@@ -40,7 +42,7 @@ def test_rng_state_round_trip_repeats_the_mask():
     state = tinygpt.get_rng_state()
     first = ops.dropout(x, 0.3).data
     tinygpt.set_rng_state(state)
-    np.testing.assert_array_equal(ops.dropout(x, 0.3).data, first)
+    np.testing.assert_array_equal(host(ops.dropout(x, 0.3).data), host(first))
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
@@ -49,7 +51,7 @@ def test_fraction_dropped_is_p_and_kept_values_scale_exactly(p, dtype):
     n = 500_000
     x = x_like((n,), dtype)
     tinygpt.manual_seed(7)
-    y = ops.dropout(Tensor(x), p).data
+    y = host(ops.dropout(Tensor(x), p))
     assert y.dtype == dtype
     dropped = y == 0.0
     # the count of dropped entries is Binomial(n, p): allow 6 standard deviations
@@ -66,8 +68,8 @@ def test_gradient_uses_the_same_mask():
     y = ops.dropout(x, 0.4)
     w = np.random.default_rng(1).standard_normal(y.shape)
     y.backward(w)
-    mask = y.data / x.data  # 0 or 1/(1-p)
-    np.testing.assert_allclose(x.grad, w * mask, rtol=1e-15)
+    mask = host(y) / host(x)  # 0 or 1/(1-p)
+    np.testing.assert_allclose(host(x.grad), w * mask, rtol=1e-15)
     assert set(np.unique(np.round(mask, 12))) == {0.0, round(1 / 0.6, 12)}
 
 
@@ -94,7 +96,7 @@ def test_attention_dropout_drops_weights_and_keeps_rows_scaled():
     q = np.zeros((B, T, T))  # equal scores: row t has weight 1/(t+1) on keys 0..t
     v = np.eye(T)[None]  # (1, T, T): out[t] = row t of the weights
     tinygpt.manual_seed(3)
-    out = ops.CausalSelfAttention.apply(q, q, v, n_heads=1, dropout_p=p).data[0]
+    out = host(ops.CausalSelfAttention.apply(q, q, v, n_heads=1, dropout_p=p))[0]
     weights = np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None]
     causal = weights > 0
     assert np.all(out[~causal] == 0.0), "dropout must not leak weight onto future tokens"
@@ -104,7 +106,7 @@ def test_attention_dropout_drops_weights_and_keeps_rows_scaled():
     assert abs((~kept).mean() - p) <= 6.0 * math.sqrt(p * (1 - p) / n)
     # eval (p=0): plain softmax weights, no draws
     np.testing.assert_allclose(
-        ops.CausalSelfAttention.apply(q, q, v, n_heads=1).data[0], weights, rtol=1e-12
+        host(ops.CausalSelfAttention.apply(q, q, v, n_heads=1))[0], weights, rtol=1e-12
     )
 
 
@@ -126,7 +128,7 @@ def test_model_in_eval_mode_is_deterministic(model_and_ids):
     a = model(ids).data
     tinygpt.manual_seed(99)
     b = model(ids).data
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(host(a), host(b))
     assert all(not m.training for m in model.modules())
 
 
@@ -138,15 +140,15 @@ def test_model_in_train_mode_differs_across_calls_but_repeats_under_a_seed(model
     b = model(ids).data
     tinygpt.manual_seed(1)
     c = model(ids).data
-    assert not np.allclose(a, b), "train-mode dropout should give different outputs per call"
-    np.testing.assert_array_equal(a, c)
+    assert not np.allclose(host(a), host(b)), "train-mode dropout should differ between calls"
+    np.testing.assert_array_equal(host(a), host(c))
     model.eval()
     eval_out = model(ids).data
-    assert not np.allclose(a, eval_out)
+    assert not np.allclose(host(a), host(eval_out))
 
 
 def test_model_with_drop_rate_zero_is_deterministic_in_train_mode():
     tinygpt.manual_seed(0)
     model = GPTModel(dict(CFG, drop_rate=0.0)).train()
     ids = np.array([[1, 2, 3, 4]])
-    np.testing.assert_array_equal(model(ids).data, model(ids).data)
+    np.testing.assert_array_equal(host(model(ids).data), host(model(ids).data))

@@ -10,6 +10,8 @@ from tinygpt.autograd import is_grad_enabled
 from tinygpt.generate import generate, generate_stream, generate_text_simple
 from tinygpt.model import GPT_CONFIG_124M, GPTModel
 
+from .checks import host
+
 torch = pytest.importorskip("torch")
 from .reference.torch_gpt import GPTModel as TorchGPT  # noqa: E402
 from .reference.torch_gpt import generate_text_simple as torch_generate_text_simple  # noqa: E402
@@ -75,23 +77,25 @@ def test_greedy_matches_torch_past_the_context_length(request, which, context_si
     uncached = generate(ours, prompt, n, context_size, use_cache=False)
     for name, got in [("simple", simple), ("cached", cached), ("uncached", uncached)]:
         assert got.dtype == np.int64, name
-        np.testing.assert_array_equal(got, expected, err_msg=name)
+        np.testing.assert_array_equal(host(got), expected, err_msg=name)
 
 
 def test_prompt_longer_than_the_context_is_cropped_like_the_book(small):
     ours, ref = small
     prompt = np.random.default_rng(7).integers(0, 97, size=(2, 40))  # 40 > 16
     expected = torch_greedy(ref, prompt, 6, 16)
-    np.testing.assert_array_equal(generate(ours, prompt, 6, 16), expected)
-    np.testing.assert_array_equal(generate_text_simple(ours, prompt, 6, 16), expected)
+    np.testing.assert_array_equal(host(generate(ours, prompt, 6, 16)), expected)
+    np.testing.assert_array_equal(host(generate_text_simple(ours, prompt, 6, 16)), expected)
 
 
 def test_context_size_above_context_length_is_clamped(small):
     ours, ref = small
     prompt = [[1, 2, 3]]
     expected = torch_greedy(ref, prompt, 20, 16)  # the model cannot see more than 16
-    np.testing.assert_array_equal(generate(ours, prompt, 20, 1000), expected)
-    np.testing.assert_array_equal(generate_text_simple(ours, prompt, 20, 1000), expected)
+    np.testing.assert_array_equal(host(generate(ours, prompt, 20, 1000)), expected)
+    np.testing.assert_array_equal(
+        host(generate_text_simple(ours, prompt, 20, 1000)), expected
+    )
 
 
 def test_book_seed_123_model_continues_every_effort_moves_you(book_124m):
@@ -100,9 +104,9 @@ def test_book_seed_123_model_continues_every_effort_moves_you(book_124m):
     np.testing.assert_array_equal(expected[0], EVERY_EFFORT + BOOK_IDS)  # the reference itself
     for use_cache in (True, False):
         out = generate(ours, [EVERY_EFFORT], 10, 256, use_cache=use_cache)
-        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(host(out), expected)
     out = generate_text_simple(ours, np.array([EVERY_EFFORT]), 10, 256)
-    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(host(out), expected)
     tokenizer_module = pytest.importorskip("tinygpt.tokenizer")
     tokenizer = tokenizer_module.get_tokenizer()
     assert tokenizer.decode(out[0, 4:].tolist()) == BOOK_TEXT
@@ -115,7 +119,7 @@ def test_124m_greedy_past_the_context_length_matches_torch(book_124m):
     # 254 + 5 tokens: the 4th and 5th new tokens come from windows that have slid past
     # context_length 256 (the cache is re-primed twice).
     expected = torch_greedy(ref, prompt, 5, 256)
-    np.testing.assert_array_equal(generate(ours, prompt, 5, 256), expected)
+    np.testing.assert_array_equal(host(generate(ours, prompt, 5, 256)), expected)
 
 
 # ----------------------------------------------------------------------------- sampling options
@@ -125,7 +129,9 @@ def test_temperature_zero_is_greedy_even_with_top_k_and_top_p(small):
     ours, _ = small
     greedy = generate(ours, [[5, 6, 7]], 12, 16)
     for kwargs in [{"top_k": 3}, {"top_p": 0.5}, {"top_k": 5, "top_p": 0.9}]:
-        np.testing.assert_array_equal(generate(ours, [[5, 6, 7]], 12, 16, **kwargs), greedy)
+        np.testing.assert_array_equal(
+            host(generate(ours, [[5, 6, 7]], 12, 16, **kwargs)), host(greedy)
+        )
 
 
 def test_top_k_1_equals_greedy_at_any_temperature(small):
@@ -134,7 +140,7 @@ def test_top_k_1_equals_greedy_at_any_temperature(small):
     greedy = generate(ours, prompt, 20, 16)
     for t in (0.5, 1.0, 3.0):
         sampled = generate(ours, prompt, 20, 16, temperature=t, top_k=1)
-        np.testing.assert_array_equal(sampled, greedy)
+        np.testing.assert_array_equal(host(sampled), host(greedy))
 
 
 def test_seeded_sampling_is_reproducible(small):
@@ -143,8 +149,8 @@ def test_seeded_sampling_is_reproducible(small):
     kwargs = dict(temperature=1.5, top_k=20, top_p=0.95)
     a = generate(ours, prompt, 20, 16, rng=42, **kwargs)
     b = generate(ours, prompt, 20, 16, rng=np.random.default_rng(42), **kwargs)
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, generate(ours, prompt, 20, 16, rng=43, **kwargs))
+    np.testing.assert_array_equal(host(a), host(b))
+    assert not np.array_equal(host(a), host(generate(ours, prompt, 20, 16, rng=43, **kwargs)))
     # The int seed makes one generator for the whole run: the steps do not all reuse
     # the same random number (with 97 tokens at T=1.5 a sample of 20 is not constant).
     assert len(set(a[0, 3:].tolist())) > 1
@@ -152,10 +158,10 @@ def test_seeded_sampling_is_reproducible(small):
     backend.manual_seed(7)
     c = generate(ours, prompt, 20, 16, **kwargs)
     backend.manual_seed(7)
-    np.testing.assert_array_equal(generate(ours, prompt, 20, 16, **kwargs), c)
+    np.testing.assert_array_equal(host(generate(ours, prompt, 20, 16, **kwargs)), host(c))
     # The cache does not change what is sampled.
-    np.testing.assert_array_equal(generate(ours, prompt, 20, 16, rng=42, use_cache=False,
-                                           **kwargs), a)
+    np.testing.assert_array_equal(host(generate(ours, prompt, 20, 16, rng=42, use_cache=False,
+                                           **kwargs)), host(a))
 
 
 # ----------------------------------------------------------------------------- EOS
@@ -168,10 +174,10 @@ def test_eos_single_prompt_stops_without_appending_it(small):
     eos = int(free[2])
     first = int(np.flatnonzero(free == eos)[0])
     out = generate(ours, prompt, 10, 16, eos_id=eos)
-    np.testing.assert_array_equal(out[0], [10, 11, 12] + free[:first].tolist())
+    np.testing.assert_array_equal(host(out[0]), host([10, 11, 12] + free[:first].tolist()))
     # EOS on the very first step: only the prompt comes back.
     out = generate(ours, prompt, 10, 16, eos_id=int(free[0]))
-    np.testing.assert_array_equal(out, prompt)
+    np.testing.assert_array_equal(host(out), host(prompt))
 
 
 def _find_eos_case(model, n, all_finish):
@@ -198,7 +204,7 @@ def test_eos_is_tracked_per_row_and_finished_rows_are_padded(small, all_finish):
     for row, prompt in zip(out, prompts, strict=True):
         # Each row is its own single-prompt result, then eos_id padding.
         single = generate(ours, prompt[None, :], n, 16, eos_id=eos)[0]
-        np.testing.assert_array_equal(row[: single.size], single)
+        np.testing.assert_array_equal(host(row[: single.size]), host(single))
         assert (row[single.size:] == eos).all()
     if all_finish:
         # Stops when the last row ends; that all-EOS step is not appended.
@@ -209,7 +215,7 @@ def test_eos_is_tracked_per_row_and_finished_rows_are_padded(small, all_finish):
                                                         for s in steps)
     # The stream yields the same columns.
     columns = list(generate_stream(ours, prompts, n, 16, eos_id=eos))
-    np.testing.assert_array_equal(np.stack(columns, axis=1), out[:, 4:])
+    np.testing.assert_array_equal(host(np.stack(columns, axis=1)), host(out[:, 4:]))
 
 
 def test_batch_rows_equal_single_prompt_greedy(small_bias):
@@ -217,7 +223,7 @@ def test_batch_rows_equal_single_prompt_greedy(small_bias):
     prompts = np.random.default_rng(2).integers(0, 97, size=(4, 5))
     batch = generate(ours, prompts, 15, 16)
     for p, row in zip(prompts, batch, strict=True):
-        np.testing.assert_array_equal(generate(ours, p[None, :], 15, 16)[0], row)
+        np.testing.assert_array_equal(host(generate(ours, p[None, :], 15, 16)[0]), host(row))
 
 
 # ----------------------------------------------------------------------------- streaming
@@ -233,7 +239,7 @@ def test_stream_yields_the_same_columns_as_generate(small, use_cache):
     for c in columns:
         assert c.shape == (2,) and c.dtype == np.int64
     full = generate(ours, prompts, 20, 16, **kwargs)
-    np.testing.assert_array_equal(np.stack(columns, axis=1), full[:, 3:])
+    np.testing.assert_array_equal(host(np.stack(columns, axis=1)), host(full[:, 3:]))
 
 
 def test_stream_checks_arguments_before_the_first_token(small):
@@ -255,8 +261,10 @@ def test_generation_uses_eval_mode_and_restores_the_mode(small_bias, use_cache):
     modes = [m.training for m in ours.modules()]
     for _ in range(2):
         got = generate(ours, [[1, 2, 3]], 20, 16, use_cache=use_cache)
-        np.testing.assert_array_equal(got, expected)
-        np.testing.assert_array_equal(generate_text_simple(ours, [[1, 2, 3]], 20, 16), expected)
+        np.testing.assert_array_equal(host(got), expected)
+        np.testing.assert_array_equal(
+            host(generate_text_simple(ours, [[1, 2, 3]], 20, 16)), expected
+        )
     assert [m.training for m in ours.modules()] == modes
     assert is_grad_enabled()
     ours.eval()
@@ -268,7 +276,7 @@ def test_generation_leaves_weights_and_gradients_alone(small):
     generate(ours, [[3, 4]], 20, 16)
     generate(ours, [[3, 4]], 5, 16, use_cache=False)
     for name, p in ours.named_parameters():
-        np.testing.assert_array_equal(p.data, before[name], err_msg=name)
+        np.testing.assert_array_equal(host(p), host(before[name]), err_msg=name)
         assert p.grad is None, name
 
 
@@ -279,10 +287,15 @@ def test_prompt_forms(small):
     ours, _ = small
     expected = generate(ours, np.array([[8, 9, 10]]), 4, 16)
     assert expected.shape == (1, 7)
-    np.testing.assert_array_equal(generate(ours, [[8, 9, 10]], 4, 16), expected)
-    np.testing.assert_array_equal(generate(ours, [8, 9, 10], 4, 16), expected)  # one prompt
-    np.testing.assert_array_equal(generate(ours, np.array([8, 9, 10], np.int32), 4, 16), expected)
-    np.testing.assert_array_equal(generate_text_simple(ours, [8, 9, 10], 4, 16), expected)
+    np.testing.assert_array_equal(host(generate(ours, [[8, 9, 10]], 4, 16)), expected)
+    one_prompt = generate(ours, [8, 9, 10], 4, 16)
+    np.testing.assert_array_equal(host(one_prompt), expected)
+    np.testing.assert_array_equal(
+        host(generate(ours, np.array([8, 9, 10], np.int32), 4, 16)), expected
+    )
+    np.testing.assert_array_equal(
+        host(generate_text_simple(ours, [8, 9, 10], 4, 16)), expected
+    )
 
 
 def test_zero_new_tokens_returns_the_prompt(small):
@@ -290,7 +303,7 @@ def test_zero_new_tokens_returns_the_prompt(small):
     for fn in (generate, generate_text_simple):
         out = fn(ours, [[1, 2, 3]], 0, 16)
         assert out.dtype == np.int64
-        np.testing.assert_array_equal(out, [[1, 2, 3]])
+        np.testing.assert_array_equal(host(out), [[1, 2, 3]])
     assert list(generate_stream(ours, [[1, 2, 3]], 0, 16)) == []
 
 
@@ -299,7 +312,9 @@ def test_float64_model_generates_the_same_tokens(small):
     wide = GPTModel(SMALL, dtype=np.float64)
     wide.load_state_dict(ours.state_dict())
     prompt = [[1, 50, 3]]
-    np.testing.assert_array_equal(generate(wide, prompt, 20, 16), generate(ours, prompt, 20, 16))
+    np.testing.assert_array_equal(
+        host(generate(wide, prompt, 20, 16)), host(generate(ours, prompt, 20, 16))
+    )
 
 
 BAD_GENERATE_ARGS = [

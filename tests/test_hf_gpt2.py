@@ -16,6 +16,7 @@ from tinygpt.hf_gpt2 import (
 from tinygpt.model import GPTModel
 from tinygpt.pretrained import gpt2_config, load_gpt2_params_from_tf_ckpt, load_weights_into_gpt
 
+from .checks import host
 from .gpt2_fixtures import write_gpt2_folder
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
@@ -35,14 +36,14 @@ def _params_equal(a, b, path="params"):
             _params_equal(x, y, f"{path}[{i}]")
     else:
         assert a.shape == b.shape and a.dtype == b.dtype, path
-        assert np.array_equal(a, b), path
+        assert np.array_equal(host(a), host(b)), path
 
 
 def _same_weights(m1, m2):
     p1, p2 = dict(m1.named_parameters()), dict(m2.named_parameters())
     assert p1.keys() == p2.keys()
     for k in p1:
-        assert np.array_equal(p1[k].data, p2[k].data), k
+        assert np.array_equal(host(p1[k]), host(p2[k])), k
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +111,10 @@ def test_round_trip_untied_head(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["tie_word_embeddings"] is False
     tensors = safetensors_numpy.load_file(str(tmp_path / "model.safetensors"))
-    assert np.array_equal(tensors["lm_head.weight"], model.state_dict()["out_head.weight"])
+    assert np.array_equal(tensors["lm_head.weight"], host(model.state_dict()["out_head.weight"]))
     _same_weights(model, load_hf_gpt2(tmp_path))
     _, params = load_hf_gpt2_params(tmp_path / "model.safetensors")
-    assert np.array_equal(params["lm_head"], model.state_dict()["out_head.weight"])
+    assert np.array_equal(host(params["lm_head"]), host(model.state_dict()["out_head.weight"]))
     fresh = GPTModel(CFG)
     load_weights_into_gpt(fresh, params)  # the book loader honours an untied head too
     _same_weights(model, fresh)
@@ -129,7 +130,7 @@ def test_qkv_bias_false_exports_zero_biases(tmp_path):
     assert back.cfg["qkv_bias"] is True
     ids = np.arange(10).reshape(1, 10)
     with no_grad():
-        assert np.array_equal(model(ids).data, back(ids).data)
+        assert np.array_equal(host(model(ids).data), host(back(ids).data))
     with pytest.raises(ValueError, match="qkv_bias=False"):
         load_hf_gpt2_into_gpt(GPTModel(cfg), tmp_path)
 
@@ -194,7 +195,7 @@ def test_transformers_reads_our_export(openai, tmp_path, tied):
     hf.eval()
     ids = np.random.default_rng(0).integers(0, CFG["vocab_size"], (2, CFG["context_length"]))
     with no_grad():
-        ours = model(ids).data
+        ours = host(model(ids))
     with torch.no_grad():
         theirs = hf(torch.from_numpy(ids)).logits.numpy()
     assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()

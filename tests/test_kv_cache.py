@@ -11,7 +11,7 @@ from tinygpt.generate import generate
 from tinygpt.kv_cache import CachedDecoder, KVCache, cached_next_logits
 from tinygpt.model import GPT_CONFIG_124M, GPTModel
 
-from .checks import assert_close
+from .checks import assert_close, host
 
 SMALL = {
     "vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4,
@@ -55,8 +55,8 @@ def run_both(model, prompt, n_steps, window):
         worst = max(worst, assert_close(f"logits at step {step} (sequence length "
                                         f"{seq.shape[1]}, window {window})",
                                         cached, expected, TOL))
-        np.testing.assert_array_equal(cached.argmax(-1), expected.argmax(-1))
-        next_ids = expected.argmax(-1)  # (B,)
+        np.testing.assert_array_equal(host(cached.argmax(-1)), host(expected.argmax(-1)))
+        next_ids = host(expected).argmax(-1)  # (B,)
         seq = np.concatenate([seq, next_ids[:, None]], axis=1)
         cached = decoder.feed(next_ids)
     return worst
@@ -100,7 +100,7 @@ def test_float64_model_matches_to_float64_precision():
     for _ in range(20):
         assert logits.dtype == np.float64
         assert_close("logits f64", logits, uncached_last_logits(model, seq, 16), 1e-12)
-        next_ids = logits.argmax(-1)
+        next_ids = host(logits).argmax(-1)
         seq = np.concatenate([seq, next_ids[:, None]], axis=1)
         logits = decoder.feed(next_ids)
 
@@ -114,7 +114,7 @@ def test_cached_and_uncached_generate_give_identical_greedy_tokens(name, batch):
     for context_size in (16, 7):
         a = generate(model, prompt, 30, context_size, use_cache=True)
         b = generate(model, prompt, 30, context_size, use_cache=False)
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(host(a), host(b))
 
 
 def test_one_shot_helper_equals_the_model():
@@ -154,7 +154,7 @@ def test_cache_uses_the_models_current_weights():
     before = decoder.prime(ids).copy()
     model.trf_blocks[0].ff.layers[0].weight.data *= 0.5  # e.g. a training step in between
     after = decoder.prime(ids)
-    assert not np.allclose(before, after)
+    assert not np.allclose(host(before), host(after))
     assert_close("after weight change", after, uncached_last_logits(model, ids, 16), TOL)
 
 
@@ -168,7 +168,7 @@ def test_decoding_leaves_the_training_model_untouched():
         logits = decoder.feed(logits.argmax(-1))
     assert model.training  # the cache never switches modes: it has no dropout at all
     for name, p in model.named_parameters():
-        np.testing.assert_array_equal(p.data, before[name], err_msg=name)
+        np.testing.assert_array_equal(host(p), host(before[name]), err_msg=name)
         assert p.grad is None
 
 

@@ -23,6 +23,8 @@ from tinygpt.sampling import (
     validate_sampling_args,
 )
 
+from .checks import host
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Section 5.3's example: vocabulary and next-token logits after "every effort moves you".
@@ -106,7 +108,7 @@ def test_wilson_hilferty_close_to_table():
 def test_softmax_book_example():
     probs = softmax(LOGITS)
     assert probs.dtype == np.float32
-    np.testing.assert_allclose(probs, BOOK_PROBS[1], atol=2e-6)
+    np.testing.assert_allclose(host(probs), BOOK_PROBS[1], atol=2e-6)
     assert abs(float(probs.sum()) - 1.0) < 1e-6
     assert int(np.argmax(probs)) == WORDS.index("forward")
 
@@ -115,27 +117,29 @@ def test_softmax_stable_and_dtypes():
     big = np.array([1000.0, 1001.0, -np.inf], dtype=np.float32)
     p = softmax(big)
     assert p.dtype == np.float32 and np.isfinite(p).all()
-    np.testing.assert_allclose(p, [1 / (1 + math.e), math.e / (1 + math.e), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        host(p), [1 / (1 + math.e), math.e / (1 + math.e), 0.0], rtol=1e-6
+    )
     assert softmax(big.astype(np.float64)).dtype == np.float64
     assert softmax([1.0, 2.0]).dtype == np.float32  # a list becomes float32, not float64
     assert softmax(np.array([1, 2, 3])).dtype == np.float32
     x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
-    np.testing.assert_allclose(softmax(x, axis=0).sum(axis=0), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(host(softmax(x, axis=0).sum(axis=0)), 1.0, rtol=1e-6)
 
 
 @pytest.mark.parametrize("T", [1, 0.1, 5])
 def test_softmax_with_temperature_book_tables(T):
     probs = softmax_with_temperature(LOGITS, T)
     assert probs.dtype == np.float32
-    np.testing.assert_allclose(probs, BOOK_PROBS[T], atol=1e-5)
-    np.testing.assert_allclose(next_token_probabilities(LOGITS, T), probs, rtol=1e-6)
+    np.testing.assert_allclose(host(probs), BOOK_PROBS[T], atol=1e-5)
+    np.testing.assert_allclose(host(next_token_probabilities(LOGITS, T)), host(probs), rtol=1e-6)
 
 
 def test_softmax_with_temperature_matches_torch():
     torch = pytest.importorskip("torch")
     for T in [1, 0.1, 5, 1.4]:
         ref = torch.softmax(torch.tensor(LOGITS) / T, dim=0).numpy()
-        np.testing.assert_allclose(softmax_with_temperature(LOGITS, T), ref, atol=1e-7)
+        np.testing.assert_allclose(host(softmax_with_temperature(LOGITS, T)), ref, atol=1e-7)
 
 
 def test_pizza_probability_exercise_5_1():
@@ -150,14 +154,14 @@ def test_pizza_probability_exercise_5_1():
 
 def test_top3_book_example():
     values, positions = topk(LOGITS, 3)
-    np.testing.assert_allclose(values, [6.75, 6.28, 4.51])
+    np.testing.assert_allclose(host(values), [6.75, 6.28, 4.51])
     assert positions.tolist() == [3, 7, 0]
     masked = process_logits(LOGITS, top_k=3)
     expected = np.full(9, -np.inf, dtype=np.float32)
     expected[[0, 3, 7]] = LOGITS[[0, 3, 7]]
-    np.testing.assert_array_equal(masked, expected)
+    np.testing.assert_array_equal(host(masked), expected)
     probs = next_token_probabilities(LOGITS, 1.0, top_k=3)
-    np.testing.assert_allclose(np.round(probs, 4), BOOK_TOP3_PROBS, atol=1e-12)
+    np.testing.assert_allclose(host(np.round(probs, 4)), BOOK_TOP3_PROBS, atol=1e-12)
     assert probs.dtype == np.float32
 
 
@@ -183,14 +187,14 @@ def test_top_k_random_ties_match_stable_sort_reference():
         ref = np.zeros_like(kept)
         order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
         np.put_along_axis(ref, order, True, axis=1)
-        np.testing.assert_array_equal(kept, ref)
+        np.testing.assert_array_equal(host(kept), ref)
 
 
 def test_top_k_keeps_values_and_vocab_size_k_is_noop():
     x = np.random.default_rng(2).standard_normal((3, 10)).astype(np.float32)
     out = process_logits(x, top_k=4)
-    np.testing.assert_array_equal(out[np.isfinite(out)], x[np.isfinite(out)])
-    np.testing.assert_array_equal(process_logits(x, top_k=10), x)
+    np.testing.assert_array_equal(host(out[np.isfinite(out)]), host(x[np.isfinite(out)]))
+    np.testing.assert_array_equal(host(process_logits(x, top_k=10)), x)
 
 
 # ----------------------------------------------------------------------------- top-p
@@ -201,9 +205,11 @@ def kept_ids(logits, **kw):
 
 
 def test_top_p_one_keeps_all_nonzero():
-    np.testing.assert_array_equal(process_logits(LOGITS, temperature=1.0, top_p=1.0), LOGITS)
+    np.testing.assert_array_equal(
+        host(process_logits(LOGITS, temperature=1.0, top_p=1.0)), LOGITS
+    )
     np.testing.assert_allclose(
-        next_token_probabilities(LOGITS, 1.0, top_p=1.0), softmax(LOGITS), rtol=1e-7
+        host(next_token_probabilities(LOGITS, 1.0, top_p=1.0)), host(softmax(LOGITS)), rtol=1e-7
     )
     # after top-k, p = 1 keeps exactly the top-k survivors
     assert kept_ids(LOGITS, temperature=1.0, top_k=3, top_p=1.0) == [0, 3, 7]
@@ -213,7 +219,7 @@ def test_top_p_tiny_keeps_one():
     assert kept_ids(LOGITS, temperature=1.0, top_p=1e-12) == [3]
     assert kept_ids(np.zeros(5, dtype=np.float32), temperature=1.0, top_p=1e-12) == [0]
     probs = next_token_probabilities(LOGITS, 1.0, top_p=1e-12)
-    np.testing.assert_array_equal(probs, np.eye(9, dtype=np.float32)[3])
+    np.testing.assert_array_equal(host(probs), np.eye(9, dtype=np.float32)[3])
 
 
 def test_top_p_exact_boundaries():
@@ -255,7 +261,7 @@ def test_top_p_after_temperature_and_top_k():
     assert kept_ids(LOGITS, temperature=1.0, top_k=3, top_p=0.9) == [3, 7]
     assert kept_ids(LOGITS, temperature=1.0, top_k=3, top_p=0.95) == [0, 3, 7]
     probs = next_token_probabilities(LOGITS, 1.0, top_k=3, top_p=0.9)
-    np.testing.assert_allclose(probs[[3, 7]], [0.6154, 0.3846], atol=1e-4)
+    np.testing.assert_allclose(host(probs[[3, 7]]), [0.6154, 0.3846], atol=1e-4)
 
 
 def test_top_k_then_top_p_same_as_two_passes():
@@ -267,7 +273,7 @@ def test_top_k_then_top_p_same_as_two_passes():
     for T, k, p in [(1.0, 5, 0.5), (0.5, 10, 0.9), (2.0, 24, 0.3), (1.0, 7, 0.999)]:
         fast = process_logits(x, temperature=T, top_k=k, top_p=p)
         two_pass = process_logits(process_logits(x, top_k=k), temperature=T, top_p=p)
-        np.testing.assert_array_equal(fast, two_pass)
+        np.testing.assert_array_equal(host(fast), host(two_pass))
 
 
 # ----------------------------------------------------------------------------- batches
@@ -290,7 +296,7 @@ def test_batch_rows_independent(kw):
     x[2] = np.round(x[2])  # a row with ties
     batch = process_logits(x, **kw)
     rows = np.stack([process_logits(r, **kw) for r in x])
-    np.testing.assert_array_equal(batch, rows)
+    np.testing.assert_array_equal(host(batch), host(rows))
     probs = next_token_probabilities(x, kw["temperature"], kw.get("top_k"), kw.get("top_p"))
     rows = np.stack(
         [
@@ -298,8 +304,8 @@ def test_batch_rows_independent(kw):
             for r in x
         ]
     )
-    np.testing.assert_allclose(probs, rows, rtol=1e-6, atol=0)
-    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(host(probs), host(rows), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(host(probs.sum(axis=-1)), 1.0, rtol=1e-5)
 
 
 def test_input_not_modified():
@@ -325,7 +331,7 @@ def test_greedy_ignores_top_k_top_p_and_rng():
         assert ids.shape == (2, 1) and ids.dtype == np.int64
         assert ids[:, 0].tolist() == [1, 3]  # tie 3.0 at ids 1, 2 -> lowest id
         probs = next_token_probabilities(x, 0.0, **kw)
-        np.testing.assert_array_equal(probs, np.eye(4, dtype=np.float32)[[1, 3]])
+        np.testing.assert_array_equal(host(probs), host(np.eye(4, dtype=np.float32)[[1, 3]]))
     assert gen.bit_generator.state == state  # greedy draws nothing
     one = sample_next_token(LOGITS)
     assert one.shape == (1,) and one.dtype == np.int64 and WORDS[int(one[0])] == "forward"
@@ -335,7 +341,7 @@ def test_greedy_matches_torch_argmax_on_ties():
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(8).integers(0, 3, size=(16, 7)).astype(np.float32)
     ref = torch.argmax(torch.tensor(x), dim=-1, keepdim=True).numpy()
-    np.testing.assert_array_equal(sample_next_token(x), ref)
+    np.testing.assert_array_equal(host(sample_next_token(x)), ref)
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -380,10 +386,10 @@ def test_sampling_one_uniform_per_row_and_rng_kinds():
     u = gen.random(6)
     cdf = np.cumsum(softmax(LOGITS).astype(np.float64))
     expected = np.searchsorted(cdf, u * cdf[-1], side="right")
-    np.testing.assert_array_equal(a[:, 0], expected)
+    np.testing.assert_array_equal(host(a[:, 0]), expected)
     # an int seed is a fresh generator each call
     np.testing.assert_array_equal(
-        sample_next_token(x, 1.0, rng=5), sample_next_token(x, 1.0, rng=5)
+        host(sample_next_token(x, 1.0, rng=5)), host(sample_next_token(x, 1.0, rng=5))
     )
     # None uses the package generator, reseeded by manual_seed
     saved = backend.get_rng_state()
@@ -391,7 +397,7 @@ def test_sampling_one_uniform_per_row_and_rng_kinds():
         backend.manual_seed(42)
         first = sample_next_token(x, 3.0)
         backend.manual_seed(42)
-        np.testing.assert_array_equal(sample_next_token(x, 3.0), first)
+        np.testing.assert_array_equal(host(sample_next_token(x, 3.0)), host(first))
     finally:
         backend.set_rng_state(saved)
 
@@ -409,7 +415,7 @@ def test_large_vocab():
     x = (3.0 * rng.standard_normal((2, 50257))).astype(np.float32)
     probs = next_token_probabilities(x, 0.8, top_k=200, top_p=0.9)
     assert probs.dtype == np.float32
-    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(host(probs.sum(axis=-1)), 1.0, rtol=1e-5)
     assert ((probs > 0).sum(axis=-1) <= 200).all()
     ids = sample_next_token(x, 0.8, top_k=200, top_p=0.9, rng=3)
     assert ids.shape == (2, 1) and (probs[[0, 1], ids[:, 0]] > 0).all()
@@ -507,7 +513,7 @@ def test_print_sampled_tokens(capsys):
     assert counts.dtype == np.int64 and counts.sum() == 1000
     assert counts[[2, 5, 6]].sum() <= 3  # effort, moves, pizza: p ~ 1e-4 each
     again = print_sampled_tokens(probas, WORDS, seed=123)  # a list works too
-    np.testing.assert_array_equal(again, counts)
+    np.testing.assert_array_equal(host(again), host(counts))
     big = print_sampled_tokens(probas, WORDS, num_samples=10_000, seed=7)
     assert_counts_match(big, probas, "print_sampled_tokens")
 
