@@ -10,6 +10,10 @@ chapter-4 model from tests/reference). Each side runs in its own process, one
 after the other; the wall time of each (model construction included, imports
 excluded) and its final losses are printed. The two sides draw different random
 numbers (init, dropout, shuffling), so their losses agree only roughly.
+
+``run_tinygpt`` and ``run_torch`` also serve bench/bench_gpu.py, which passes a
+smaller ``cfg`` for its CPU smoke run and ``device="cuda"`` for torch on a GPU
+(tinygpt's device is chosen by ``TINYGPT_BACKEND``).
 """
 
 import argparse
@@ -25,7 +29,8 @@ CFG = {"vocab_size": 50257, "context_length": 256, "emb_dim": 768, "n_heads": 12
        "n_layers": 12, "drop_rate": 0.1, "qkv_bias": False}
 
 
-def run_tinygpt(text, epochs, seed=123):
+def run_tinygpt(text, epochs, seed=123, cfg=CFG):
+    """The chapter run in tinygpt: (wall seconds, final train loss, final val loss)."""
     import tinygpt
     from tinygpt.data import create_dataloader_v1
     from tinygpt.tokenizer import get_tokenizer
@@ -35,19 +40,24 @@ def run_tinygpt(text, epochs, seed=123):
     tokenizer = get_tokenizer()
     split_idx = int(0.90 * len(text))
     tinygpt.manual_seed(seed)
-    train_loader = create_dataloader_v1(text[:split_idx], batch_size=2, max_length=256,
-                                        stride=256, drop_last=True, shuffle=True)
-    val_loader = create_dataloader_v1(text[split_idx:], batch_size=2, max_length=256,
-                                      stride=256, drop_last=False, shuffle=False)
-    model = tinygpt.GPTModel(CFG)
+    T = cfg["context_length"]
+    train_loader = create_dataloader_v1(text[:split_idx], batch_size=2, max_length=T,
+                                        stride=T, drop_last=True, shuffle=True)
+    val_loader = create_dataloader_v1(text[split_idx:], batch_size=2, max_length=T,
+                                      stride=T, drop_last=False, shuffle=False)
+    model = tinygpt.GPTModel(cfg)
     optimizer = tinygpt.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
     train_losses, val_losses, _ = train_model_simple(
         model, train_loader, val_loader, optimizer, None, num_epochs=epochs, eval_freq=5,
         eval_iter=5, start_context="Every effort moves you", tokenizer=tokenizer)
+    tinygpt.backend.synchronize()  # a no-op on NumPy
     return time.perf_counter() - started, train_losses[-1], val_losses[-1]
 
 
-def run_torch(text, epochs, threads, seed=123):
+def run_torch(text, epochs, threads, seed=123, device="cpu", cfg=CFG):
+    """The book's chapter run in PyTorch on ``device`` ("cpu" or "cuda"): the model and
+    each batch are moved there with ``.to(device)``, as in the book's listings.
+    Returns (wall seconds, final train loss, final val loss)."""
     import torch
     from torch.utils.data import DataLoader, Dataset
 
@@ -77,6 +87,7 @@ def run_torch(text, epochs, threads, seed=123):
                           num_workers=0)
 
     def calc_loss_batch(input_batch, target_batch, model):
+        input_batch, target_batch = input_batch.to(device), target_batch.to(device)
         logits = model(input_batch)
         return torch.nn.functional.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
 
@@ -101,9 +112,9 @@ def run_torch(text, epochs, threads, seed=123):
 
     def generate_and_print_sample(model, start_context):
         model.eval()
-        encoded = torch.tensor(tokenizer.encode(start_context)).unsqueeze(0)
+        encoded = torch.tensor(tokenizer.encode(start_context)).unsqueeze(0).to(device)
         with torch.no_grad():
-            token_ids = generate_text_simple(model, encoded, 50, CFG["context_length"])
+            token_ids = generate_text_simple(model, encoded, 50, cfg["context_length"])
         print(tokenizer.decode(token_ids.squeeze(0).tolist()).replace("\n", " "))
         model.train()
 
@@ -111,10 +122,11 @@ def run_torch(text, epochs, threads, seed=123):
     tokenizer = get_tokenizer()
     split_idx = int(0.90 * len(text))
     torch.manual_seed(seed)
-    train_loader = create_dataloader_v1(text[:split_idx], 2, 256, 256, True, True)
-    val_loader = create_dataloader_v1(text[split_idx:], 2, 256, 256, False, False)
+    T = cfg["context_length"]
+    train_loader = create_dataloader_v1(text[:split_idx], 2, T, T, True, True)
+    val_loader = create_dataloader_v1(text[split_idx:], 2, T, T, False, False)
     torch.manual_seed(seed)
-    model = GPTModel(CFG)
+    model = GPTModel(cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
     train_losses, val_losses = [], []
     global_step = -1
@@ -133,6 +145,8 @@ def run_torch(text, epochs, threads, seed=123):
                 print(f"Ep {epoch + 1} (Step {global_step:06d}): "
                       f"Train loss {tr:.3f}, Val loss {va:.3f}")
         generate_and_print_sample(model, "Every effort moves you")
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
     return time.perf_counter() - started, train_losses[-1], val_losses[-1]
 
 

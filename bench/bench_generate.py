@@ -34,6 +34,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from machine import cpu_busy_fraction  # noqa: E402  (bench/machine.py)
+
 from tests.reference.torch_gpt import GPTModel as TorchGPT  # noqa: E402
 from tests.reference.torch_gpt import generate_text_simple as torch_generate  # noqa: E402
 from tests.reference.torch_gpt import numpy_state_dict  # noqa: E402
@@ -41,24 +43,6 @@ from tinygpt.generate import generate  # noqa: E402
 from tinygpt.model import GPT_CONFIG_124M, GPTModel  # noqa: E402
 
 CFG = dict(GPT_CONFIG_124M, context_length=1024, qkv_bias=True)
-
-
-def _cpu_busy_fraction(seconds=1.0):
-    """Share of all cores busy over ``seconds`` while this process sleeps (Linux /proc/stat),
-    or None where that file does not exist."""
-
-    def sample():
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except OSError:
-        return None
-    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
 def timed(fn):
@@ -69,7 +53,7 @@ def timed(fn):
 
 def main():
     torch.set_num_threads(ARGS.threads)
-    busy_before = _cpu_busy_fraction()
+    busy_before = cpu_busy_fraction()
     n_cached = ARGS.tokens
     n_uncached = ARGS.nocache_tokens or ARGS.tokens
     print(f"GPT-2 124M shape (context 1024, qkv_bias), greedy, batch 1, "
