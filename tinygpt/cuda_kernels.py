@@ -37,14 +37,14 @@ def usable(*arrays):
 
 
 @functools.cache
-def _function(name):
+def _module():
     source = resources.files("tinygpt").joinpath("cuda_kernels.cu").read_text(encoding="utf-8")
-    return _module(source).get_function(name)
+    return xp.RawModule(code=source, options=("--std=c++17",))
 
 
 @functools.cache
-def _module(source):
-    return xp.RawModule(code=source, options=("--std=c++17",))
+def _function(name):
+    return _module().get_function(name)
 
 
 def _launch(name, grid, args, shared_mem=0):
