@@ -94,6 +94,21 @@ def test_cuda_device_on_numpy_is_refused_with_what_to_do():
 def test_device_objects_are_read_by_name():
     torch = pytest.importorskip("torch")
     backend.check_device(torch.device(backend.device_name()))
-    other = "cpu" if backend.device_name() == "cuda" else "cuda"
-    with pytest.raises(backend.BackendError):
-        backend.check_device(torch.device(other))
+    backend.check_device(tinygpt.device(backend.device_name()))
+    if backend.BACKEND == "numpy":
+        with pytest.raises(backend.BackendError):
+            backend.check_device(torch.device("cuda"))
+    else:  # the book moves its model to "cpu" to generate: the GPU keeps it, with a warning
+        with pytest.warns(UserWarning, match="keeps every array on the GPU"):
+            backend._warned_cpu_on_gpu = False
+            backend.check_device(torch.device("cpu"))
+
+
+def test_device_names():
+    assert tinygpt.device("cuda:0") == "cuda:0" and tinygpt.device("cpu").type == "cpu"
+    assert repr(tinygpt.device("cuda:0")) == "device(type='cuda', index=0)"
+    with pytest.raises(backend.BackendError, match="one GPU"):
+        if backend.BACKEND == "cupy":
+            backend.check_device("cuda:1")
+        else:
+            raise backend.BackendError("tinygpt uses one GPU")

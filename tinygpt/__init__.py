@@ -1,6 +1,8 @@
 """tinygpt: chapter 5 of *Build a Large Language Model (From Scratch)* on NumPy.
 
-The book's names are kept so the source reads beside the book.
+The book's names are kept so the source reads beside the book, and the package answers
+to PyTorch's names where the book calls PyTorch: ``import tinygpt as torch`` and
+``import tinygpt.nn as nn`` run the book's code (``tensors.py`` has the functions).
 """
 
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
@@ -31,7 +33,7 @@ from .nn import (
     Sequential,
     TransformerBlock,
 )
-from .ops import cross_entropy, perplexity, softmax
+from .ops import cross_entropy, perplexity
 from .optim import AdamW
 from .pretrained import (
     DownloadError,
@@ -47,9 +49,11 @@ from .sampling import (
     process_logits,
     sample_next_token,
     softmax_with_temperature,
-    topk,
     validate_sampling_args,
 )
+from .serialization import load, save
+from .tensors import *  # noqa: E402,F403  torch's names: tensor, zeros, cat, where, ...
+from .tensors import DTYPES as _DTYPES
 from .textsource import VerdictChecksumError, VerdictNotFoundError, find_verdict, load_verdict
 from .tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
 from .train import (
@@ -65,3 +69,4 @@ from .train import (
 )
 
 __version__ = "0.1.0"
+globals().update(_DTYPES)  # last: torch.float, torch.int, torch.bool shadow builtins here

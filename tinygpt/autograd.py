@@ -15,7 +15,9 @@ graph as it goes: a second ``backward()`` through the same graph is an error.
 import contextlib
 import threading
 
-from .backend import DEFAULT_DTYPE, to_numpy, xp
+import numpy
+
+from .backend import DEFAULT_DTYPE, Device, check_device, device_name, to_numpy, xp
 
 _state = threading.local()
 
@@ -91,7 +93,7 @@ class Tensor:
         self.creator = None  # the Function that produced this tensor (None for leaves)
         self._graph_freed = False
 
-    # --- array-like conveniences -------------------------------------------------
+    # --- what it is ---------------------------------------------------------------
     @property
     def shape(self):
         return self.data.shape
@@ -104,28 +106,101 @@ class Tensor:
     def ndim(self):
         return self.data.ndim
 
-    @property
-    def size(self):
-        return self.data.size
+    def dim(self):
+        return self.data.ndim
+
+    def size(self, dim=None):
+        """The shape (torch's meaning; ``numel()`` counts the elements), or one dim's length."""
+        return tuple(self.data.shape) if dim is None else int(self.data.shape[dim])
 
     def numel(self):
         return int(self.data.size)
 
+    nelement = numel
+
+    @property
+    def device(self):
+        return Device(device_name())
+
+    @property
+    def is_leaf(self):
+        return self.creator is None
+
+    @property
+    def grad_fn(self):
+        return self.creator
+
     def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return len(self.data)
 
+    # --- values on the host -----------------------------------------------------------
     def item(self):
+        if self.data.size != 1:
+            raise ValueError(
+                f"item() needs a tensor with one element, this one has {self.data.size}; "
+                "use .tolist() for all of them"
+            )
         return self.data.item()
 
+    def tolist(self):
+        return to_numpy(self.data).tolist()
+
     def numpy(self):
+        """The values as a NumPy array (a copy from the GPU under CuPy)."""
         return to_numpy(self.data)
+
+    def __array__(self, dtype=None, copy=None):
+        array = to_numpy(self.data)
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.data.dtype.kind not in "iub":
+            raise TypeError(f"only integer tensors can be used as an index, not {self.dtype}")
+        return int(self.item())
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"the truth value of a tensor with {self.data.size} elements is ambiguous; "
+                "use .any() or .all()"
+            )
+        return bool(self.data.item())
+
+    def __format__(self, spec):
+        if self.data.ndim == 0:  # like torch: a 0-d tensor formats as its number
+            return format(self.data.item(), spec)
+        return format(repr(self), spec)
+
+    def __repr__(self):
+        return _tensor_repr(self)
+
+    def __iter__(self):
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self.data)))
+
+    def __hash__(self):  # by identity, like torch (== compares values)
+        return id(self)
 
     def detach(self):
         return Tensor(self.data)
 
-    def __repr__(self):
-        grad = ", requires_grad=True" if self.requires_grad else ""
-        return f"Tensor({self.data!r}{grad})"
+    def clone(self):
+        return ops.Cast.apply(self, dtype=self.dtype)  # astype copies; the gradient passes
+
+    def requires_grad_(self, requires_grad=True):
+        if self.creator is not None:
+            raise RuntimeError("requires_grad_() works on leaf tensors only; use .detach() first")
+        self.requires_grad = bool(requires_grad)
+        return self
 
     # --- graph --------------------------------------------------------------------
     def backward(self, grad=None):
@@ -185,57 +260,121 @@ class Tensor:
             fn.inputs = ()  # release what forward saved
 
     # --- operators (implemented in ops.py) ------------------------------------------
+    # Mixed dtypes follow torch: a Python float with an integer tensor gives float32, a
+    # float tensor keeps its dtype against Python numbers and integer tensors.
     def __add__(self, other):
-        return ops.Add.apply(self, _wrap(other, self))
+        return ops.Add.apply(*_operands(self, other))
 
     def __radd__(self, other):
-        return ops.Add.apply(_wrap(other, self), self)
+        return ops.Add.apply(*reversed(_operands(self, other)))
 
     def __sub__(self, other):
-        return ops.Sub.apply(self, _wrap(other, self))
+        return ops.Sub.apply(*_operands(self, other))
 
     def __rsub__(self, other):
-        return ops.Sub.apply(_wrap(other, self), self)
+        return ops.Sub.apply(*reversed(_operands(self, other)))
 
     def __mul__(self, other):
-        return ops.Mul.apply(self, _wrap(other, self))
+        return ops.Mul.apply(*_operands(self, other))
 
     def __rmul__(self, other):
-        return ops.Mul.apply(_wrap(other, self), self)
+        return ops.Mul.apply(*reversed(_operands(self, other)))
 
     def __truediv__(self, other):
-        return ops.Div.apply(self, _wrap(other, self))
+        return ops.Div.apply(*_operands(self, other, true_division=True))
 
     def __rtruediv__(self, other):
-        return ops.Div.apply(_wrap(other, self), self)
+        return ops.Div.apply(*reversed(_operands(self, other, true_division=True)))
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Tensor):
+            raise NotImplementedError(
+                "tensor ** tensor is not supported; write torch.exp(b * torch.log(a))"
+            )
+        if self.dtype.kind != "f" and isinstance(exponent, float):
+            return self.float() ** exponent
+        return ops.Pow.apply(self, exponent=exponent)
+
+    def __rpow__(self, base):  # base ** self = exp(self * log(base))
+        return (self * float(numpy.log(base))).exp()
 
     def __neg__(self):
         return ops.Neg.apply(self)
 
     def __matmul__(self, other):
-        return ops.MatMul.apply(self, _wrap(other, self))
+        return ops.MatMul.apply(*_operands(self, other))
 
     def __rmatmul__(self, other):
-        return ops.MatMul.apply(_wrap(other, self), self)
+        return ops.MatMul.apply(*reversed(_operands(self, other)))
+
+    # comparisons give bool tensors (no gradient); ``t == None`` is False, as in torch
+    def __eq__(self, other):
+        return False if other is None else _compare(xp.equal, self, other)
+
+    def __ne__(self, other):
+        return True if other is None else _compare(xp.not_equal, self, other)
+
+    def __lt__(self, other):
+        return _compare(xp.less, self, other)
+
+    def __le__(self, other):
+        return _compare(xp.less_equal, self, other)
+
+    def __gt__(self, other):
+        return _compare(xp.greater, self, other)
+
+    def __ge__(self, other):
+        return _compare(xp.greater_equal, self, other)
 
     def __getitem__(self, index):
         return ops.GetItem.apply(self, index=index)
 
+    def __setitem__(self, index, value):
+        """In-place assignment, for tensors outside any graph (data, not parameters)."""
+        if self.requires_grad:
+            raise NotImplementedError(
+                "assigning into a tensor that requires grad is not supported (its graph "
+                "would lose track); build the new values with torch.where or torch.cat, or "
+                "assign under no_grad() to .data of a detached copy"
+            )
+        parts = index if isinstance(index, tuple) else (index,)
+        parts = tuple(ops._index_array(i) for i in parts)
+        value = value.data if isinstance(value, Tensor) else xp.asarray(value)
+        self.data[parts if isinstance(index, tuple) else parts[0]] = value
+
+    # --- shape ------------------------------------------------------------------------
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        return ops.Reshape.apply(self, shape=shape)
+        return ops.Reshape.apply(self, shape=tuple(int(n) for n in shape))
 
     view = reshape
+
+    def contiguous(self):
+        return self  # every op takes strided arrays; nothing to copy
 
     def flatten(self, start_dim=0, end_dim=-1):
         """Like torch: merge dims start_dim..end_dim (inclusive) into one."""
         n = self.ndim
+        if n == 0:
+            return self.reshape(1)
         start, end = start_dim % n, end_dim % n
         merged = 1
         for size in self.shape[start:end + 1]:
             merged *= size
         return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1:])
+
+    def unsqueeze(self, dim):
+        dim = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def squeeze(self, dim=None):
+        """Drop dims of length 1 (all, or ``dim`` only when its length is 1, as torch)."""
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        dims = {d % max(self.ndim, 1) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
+        keep = tuple(n for i, n in enumerate(self.shape) if not (i in dims and n == 1))
+        return self if keep == self.shape else self.reshape(keep)
 
     def transpose(self, *axes):
         """``transpose(a, b)`` swaps two axes (torch style); ``transpose()`` reverses all;
@@ -251,16 +390,64 @@ class Tensor:
             axes = tuple(reversed(range(self.ndim)))
         return ops.Transpose.apply(self, axes=axes)
 
+    def permute(self, *dims):
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        return ops.Transpose.apply(self, axes=tuple(d % self.ndim for d in dims))
+
     @property
     def T(self):
         return self.transpose()
 
-    def sum(self, axis=None, keepdims=False):
+    # --- reductions: torch's dim= / keepdim= (NumPy's axis= / keepdims= work too) -----
+    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        axis, keepdims = _reduction_args(dim, keepdim, axis, keepdims)
         return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
 
-    def mean(self, axis=None, keepdims=False):
+    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        axis, keepdims = _reduction_args(dim, keepdim, axis, keepdims)
+        if self.dtype.kind != "f":
+            raise RuntimeError(
+                f"mean() needs a floating-point tensor, got {self.dtype}; use .float().mean()"
+            )
         return ops.Mean.apply(self, axis=axis, keepdims=keepdims)
 
+    def var(self, dim=None, keepdim=False, unbiased=True, *, correction=None):
+        """Variance over ``dim``: sum((x - mean)^2) / (n - correction); ``unbiased=False``
+        (the book's layer norm) divides by n. Built from ops, so it has a gradient."""
+        axis, _ = _reduction_args(dim, keepdim, None, None)
+        correction = (1 if unbiased else 0) if correction is None else correction
+        n = self.numel() if axis is None else int(numpy.prod(
+            [self.shape[a] for a in (axis if isinstance(axis, tuple) else (axis,))]))
+        centered = self - self.mean(axis, keepdim=True)
+        return (centered * centered).sum(axis, keepdim=keepdim) * (1.0 / max(n - correction, 0))
+
+    def std(self, dim=None, keepdim=False, unbiased=True, *, correction=None):
+        return self.var(dim, keepdim, unbiased, correction=correction).sqrt()
+
+    def max(self, dim=None, keepdim=False):
+        """max() -> the largest value; max(dim) -> (values, indices); max(other) ->
+        the elementwise maximum."""
+        return _extreme(self, dim, keepdim, largest=True)
+
+    def min(self, dim=None, keepdim=False):
+        return _extreme(self, dim, keepdim, largest=False)
+
+    def argmax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        """Index of the largest entry (the first one; flat when ``dim`` is None)."""
+        axis, keepdims = _reduction_args(dim, keepdim, axis, keepdims)
+        return Tensor(_argext(xp.argmax, self.data, axis, keepdims))
+
+    def argmin(self, dim=None, keepdim=False):
+        return Tensor(_argext(xp.argmin, self.data, dim, keepdim))
+
+    def any(self):
+        return Tensor(xp.any(self.data))
+
+    def all(self):
+        return Tensor(xp.all(self.data))
+
+    # --- elementwise ------------------------------------------------------------------
     def exp(self):
         return ops.Exp.apply(self)
 
@@ -273,21 +460,228 @@ class Tensor:
     def sqrt(self):
         return ops.Sqrt.apply(self)
 
+    def pow(self, exponent):
+        return self ** exponent
+
+    def softmax(self, dim):
+        return ops.Softmax.apply(self, axis=dim)
+
+    def log_softmax(self, dim):
+        return ops.LogSoftmax.apply(self, axis=dim)
+
+    def masked_fill(self, mask, value):
+        """A copy with ``value`` where ``mask`` (broadcast to this shape) is true."""
+        return ops.MaskedFill.apply(self, _as_tensor(mask), value=value)
+
+    def masked_fill_(self, mask, value):
+        """``masked_fill`` in place, as the book's attention does: this tensor object now
+        holds the filled values, and gradients flow through the fill to what it was."""
+        return self._in_place(ops.MaskedFill, _as_tensor(mask), value=value)
+
+    def gather(self, dim, index):
+        return ops.Gather.apply(self, _as_tensor(index), axis=dim)
+
+    # --- dtypes and devices -----------------------------------------------------------
     def astype(self, dtype):
         return ops.Cast.apply(self, dtype=dtype)
 
-    def argmax(self, axis=None, keepdims=False):
-        """Index of the largest entry (no gradient)."""
-        return xp.argmax(self.data, axis=axis, keepdims=keepdims)
+    def float(self):
+        return self.to(xp.float32)
+
+    def double(self):
+        return self.to(xp.float64)
+
+    def long(self):
+        return self.to(xp.int64)
+
+    def int(self):
+        return self.to(xp.int32)
+
+    def bool(self):
+        return self.to(xp.bool_)
+
+    def half(self):
+        raise NotImplementedError(_NO_HALF)
+
+    def bfloat16(self):
+        raise NotImplementedError(_NO_HALF)
+
+    def to(self, *args, **kwargs):
+        """to(device), to(dtype), to(device, dtype), to(other_tensor): like torch. The
+        device must be where tinygpt computes ("cpu" on NumPy, "cuda" on CuPy)."""
+        device, dtype = _device_and_dtype(args, kwargs)
+        check_device(device)
+        if dtype is None:
+            return self
+        try:
+            dtype = xp.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"{dtype!r} is not a dtype tinygpt can compute in") from None
+        return self if dtype == self.dtype else ops.Cast.apply(self, dtype=dtype)
+
+    def cpu(self):
+        check_device("cpu")
+        return self
+
+    def cuda(self, device=None):
+        check_device("cuda" if device is None else device)
+        return self
+
+    def _in_place(self, function, *args, **options):
+        """Apply ``function`` to this tensor and make this object its result (torch's
+        in-place ops on our rebinding autograd: the old value lives on as the input)."""
+        if self.requires_grad and self.creator is None and is_grad_enabled():
+            raise RuntimeError(
+                "a leaf tensor that requires grad cannot be changed in place; use the "
+                "out-of-place form (e.g. masked_fill) or work under no_grad()"
+            )
+        if getattr(self.data, "base", None) is not None:
+            raise NotImplementedError(
+                "in-place ops on a view (a tensor made by view/reshape/transpose/indexing "
+                "of another) are not supported: torch would also change the original; use "
+                "the out-of-place form, e.g. x = x.masked_fill(mask, value)"
+            )
+        before = Tensor.__new__(Tensor)
+        before.data, before.grad, before.requires_grad = self.data, None, self.requires_grad
+        before.creator, before._graph_freed = self.creator, self._graph_freed
+        out = function.apply(before, *args, **options)
+        self.data = out.data
+        if out.creator is not None:
+            self.creator, self.requires_grad = out.creator, True
+        return self
+
+    def __getattr__(self, name):
+        hint = _UNSUPPORTED.get(name)
+        if hint is None:
+            raise AttributeError(f"'Tensor' object has no attribute {name!r}")
+        raise NotImplementedError(f"Tensor.{name} is not supported by tinygpt; {hint}")
 
 
-def _wrap(value, like):
-    """Python numbers become 0-d arrays of ``like``'s dtype, so float32 stays float32."""
-    if isinstance(value, Tensor):
-        return value
-    if isinstance(value, (int, float)):
-        return Tensor(xp.asarray(value, dtype=like.dtype))
-    return Tensor(value)
+_NO_HALF = ("float16 and bfloat16 are not supported: tinygpt computes in float32 (or "
+            "float64 for checks)")
+_UNSUPPORTED = {
+    "expand": "use broadcasting (a (1, n) tensor combines with an (m, n) one)",
+    "repeat": "use torch.cat([x] * n, dim)",
+    "scatter": "use torch.where or index assignment outside the graph",
+    "index_select": "use indexing, x[:, idx]",
+    "register_hook": "read .grad after backward() instead",
+    "retain_grad": "keep the tensor and read what backward() gives its leaves",
+    "pin_memory": "tinygpt has no pinned memory; arrays move with .to()",
+    "share_memory_": "tinygpt has no multiprocessing sharing",
+    "to_sparse": "tinygpt has dense arrays only",
+}
+
+
+def _tensor_repr(t):
+    """torch-style: tensor([...]) with 4 decimals, plus dtype / requires_grad / grad_fn."""
+    values = to_numpy(t.data)
+    options = {"precision": 4, "separator": ", ", "prefix": "tensor("}
+    if values.dtype.kind == "f":
+        options["floatmode"] = "fixed"
+    body = numpy.array2string(values, **options)
+    extras = []
+    if values.dtype not in (numpy.float32, numpy.int64, numpy.bool_):
+        extras.append(f"dtype={values.dtype}")
+    if t.creator is not None:
+        extras.append(f"grad_fn=<{type(t.creator).__name__}>")
+    elif t.requires_grad:
+        extras.append("requires_grad=True")
+    return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+
+def _as_tensor(value):
+    return value if isinstance(value, Tensor) else Tensor(value)
+
+
+def result_dtype(a, b):
+    """The dtype of ``a op b`` by torch's rules (a: a Tensor; b: a Tensor or a number):
+    a Python float with an integer tensor gives float32; a float tensor keeps its dtype
+    against numbers and integer tensors; otherwise the wider of the two."""
+    da = a.dtype
+    if isinstance(b, Tensor):
+        db = b.dtype
+        if da == db:
+            return da
+        if (da.kind == "f") != (db.kind == "f"):
+            return da if da.kind == "f" else db  # the float side wins, whatever its width
+        return xp.dtype(numpy.promote_types(da, db))
+    if isinstance(b, (bool, numpy.bool_)):
+        return da
+    if isinstance(b, (float, numpy.floating)) and da.kind != "f":
+        return xp.dtype(DEFAULT_DTYPE)
+    if da.kind == "b":
+        return xp.dtype(numpy.int64)
+    return da
+
+
+def _operands(a, b, true_division=False):
+    """(a, b) as Tensors of their common dtype (a is a Tensor; b a Tensor, a number or
+    an array)."""
+    if not isinstance(b, (Tensor, bool, int, float, numpy.number, numpy.bool_)):
+        b = Tensor(b)
+    dtype = result_dtype(a, b)
+    if true_division and dtype.kind != "f":
+        dtype = xp.dtype(DEFAULT_DTYPE)  # int / int is a float, as in torch
+    if not isinstance(b, Tensor):
+        b = Tensor(xp.asarray(b, dtype=dtype))
+    a = a if a.dtype == dtype else ops.Cast.apply(a, dtype=dtype)
+    b = b if b.dtype == dtype else ops.Cast.apply(b, dtype=dtype)
+    return a, b
+
+
+def _compare(fn, a, b):
+    b = b.data if isinstance(b, Tensor) else (
+        b if isinstance(b, (int, float, numpy.number, bool)) else xp.asarray(b))
+    return Tensor(fn(a.data, b))
+
+
+def _reduction_args(dim, keepdim, axis, keepdims):
+    axis = dim if axis is None else axis
+    if isinstance(axis, list):
+        axis = tuple(axis)
+    return axis, bool(keepdim if keepdims is None else keepdims)
+
+
+def _argext(fn, data, axis, keepdims):
+    if axis is None:
+        index = fn(data.reshape(-1))
+        return index.reshape((1,) * data.ndim) if keepdims else index
+    return fn(data, axis=axis, keepdims=keepdims)
+
+
+class _ValuesIndices(tuple):
+    """(values, indices), as torch's max(dim) / topk return them."""
+
+    values = property(lambda self: self[0])
+    indices = property(lambda self: self[1])
+
+    def __new__(cls, values, indices):
+        return super().__new__(cls, (values, indices))
+
+
+def _extreme(t, dim, keepdim, largest):
+    if isinstance(dim, Tensor):  # max(other): elementwise
+        a, b = _operands(t, dim)
+        take_a = (a.data >= b.data) if largest else (a.data <= b.data)
+        return ops.Where.apply(Tensor(take_a), a, b)
+    if dim is None:
+        return ops.Max.apply(t, axis=None, keepdims=False, largest=largest)
+    values = ops.Max.apply(t, axis=dim, keepdims=keepdim, largest=largest)
+    indices = _argext(xp.argmax if largest else xp.argmin, t.data, dim, keepdim)
+    return _ValuesIndices(values, Tensor(indices))
+
+
+def _device_and_dtype(args, kwargs):
+    """Split ``to()``'s arguments into (device or None, dtype or None)."""
+    device, dtype = kwargs.get("device"), kwargs.get("dtype")
+    for arg in args:
+        if isinstance(arg, Tensor):
+            device, dtype = arg.device, arg.dtype
+        elif isinstance(arg, (str, Device)) or type(arg).__name__ == "device":
+            device = arg
+        else:
+            dtype = arg
+    return device, dtype
 
 
 def _topological_order(root):

@@ -31,6 +31,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import warnings
 
 import numpy
 
@@ -125,35 +126,73 @@ def device_name():
     return "cuda" if BACKEND == "cupy" else "cpu"
 
 
-def check_device(device):
-    """Accept the book's ``device`` argument when it names where tinygpt computes.
+class Device:
+    """torch.device's counterpart (``tinygpt.device``): a name, "cpu" or "cuda", with an
+    optional index ("cuda:0"). It compares equal to a string of the same name."""
 
-    None, "cpu" on NumPy, and "cuda" / "cuda:0" on CuPy are accepted (so is anything
-    whose ``str()`` is one of those, e.g. a torch.device). Anything else raises
-    BackendError: tinygpt never silently runs somewhere other than where it was asked."""
+    def __init__(self, type, index=None):  # noqa: A002 - torch's argument name
+        if isinstance(type, Device):
+            type, index = type.type, type.index if index is None else index
+        name = str(type).strip().lower()
+        if ":" in name:
+            name, number = name.split(":", 1)
+            index = int(number)
+        self.type, self.index = name, index
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self):
+        index = "" if self.index is None else f", index={self.index}"
+        return f"device(type={self.type!r}{index})"
+
+    def __eq__(self, other):
+        if isinstance(other, (str, Device)):
+            return str(self) == str(Device(other))
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(str(self))
+
+
+_warned_cpu_on_gpu = False
+
+
+def check_device(device):
+    """Accept a ``device`` argument (a string, a ``Device`` or a torch.device) when it
+    names where tinygpt computes: None or "cpu" on NumPy, "cuda" / "cuda:0" on CuPy.
+
+    "cuda" on NumPy raises BackendError saying how to use the GPU; "cpu" on CuPy keeps
+    the data on the GPU (the backend is chosen once, per process) and warns once, since
+    the book moves the model to "cpu" only to generate. Anything else raises."""
+    global _warned_cpu_on_gpu
     if device is None:
         return
     name = str(device).strip().lower()
     kind = name.split(":")[0]
-    if kind == device_name() and (kind == "cpu" or name in ("cuda", "cuda:0")):
-        if kind == "cuda":
-            xp.ndarray  # noqa: B018 - raises BackendError if CuPy cannot run
+    if kind == "cuda":
+        if BACKEND != "cupy":
+            raise BackendError(
+                f"device {str(device)!r} asks for a GPU, but tinygpt is running on NumPy (the "
+                f"CPU); set TINYGPT_BACKEND=cupy before importing tinygpt to use an NVIDIA "
+                f"GPU, or pass device='cpu'"
+            )
+        if name not in ("cuda", "cuda:0"):
+            raise BackendError(f"device {name!r}: tinygpt uses one GPU, 'cuda' (or 'cuda:0')")
+        check_available()
         return
-    if kind == "cuda" and BACKEND != "cupy":
-        raise BackendError(
-            f"device {str(device)!r} asks for a GPU, but tinygpt is running on NumPy (the "
-            f"CPU); set TINYGPT_BACKEND=cupy before importing tinygpt to use an NVIDIA GPU, "
-            f"or pass device='cpu'"
-        )
-    if kind == "cpu" and BACKEND == "cupy":
-        raise BackendError(
-            "device 'cpu' asked for, but tinygpt is computing on the GPU "
-            "(TINYGPT_BACKEND=cupy); unset TINYGPT_BACKEND to run on the CPU, or pass "
-            "device='cuda'"
-        )
+    if kind == "cpu" and name == "cpu":
+        if BACKEND == "cupy" and not _warned_cpu_on_gpu:
+            _warned_cpu_on_gpu = True
+            warnings.warn(
+                "device 'cpu' asked for, but TINYGPT_BACKEND=cupy keeps every array on the "
+                "GPU; the data stays there (use .numpy() or .tolist() for values on the host)",
+                stacklevel=3,
+            )
+        return
     raise BackendError(
-        f"unknown device {str(device)!r}: tinygpt runs on {device_name()!r} "
-        f"(TINYGPT_BACKEND={BACKEND})"
+        f"unknown device {str(device)!r}: tinygpt runs on 'cpu' (NumPy) or 'cuda' "
+        f"(TINYGPT_BACKEND=cupy); it is now on {device_name()!r}"
     )
 
 

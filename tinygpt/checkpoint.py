@@ -237,7 +237,8 @@ def _host_array(value):
     """A C-contiguous little-endian NumPy array (copies only from a GPU or odd layouts)."""
     if isinstance(value, Tensor):
         value = value.data  # (a NumPy or CuPy array's own .data is a raw buffer: not that)
-    array = numpy.ascontiguousarray(to_numpy(value))
+    host = to_numpy(value)
+    array = numpy.ascontiguousarray(host).reshape(numpy.shape(host))  # keeps 0-d arrays 0-d
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
     return array

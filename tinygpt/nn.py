@@ -70,7 +70,7 @@ class Module:
         return [p for _, p in self.named_parameters()]
 
     def num_parameters(self):
-        return sum(p.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     # --- modes ----------------------------------------------------------------------
     def train(self, mode=True):

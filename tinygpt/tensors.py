@@ -1,0 +1,375 @@
+"""torch's functions under their torch names, on tinygpt tensors.
+
+With ``import tinygpt as torch`` the book's calls run as written: ``torch.tensor``,
+``torch.arange(n, device=...)``, ``torch.softmax(x, dim=-1)``, ``torch.multinomial``,
+``torch.cat``, ``torch.where(condition=..., input=..., other=...)``, ``torch.topk`` and
+the rest below. Each one builds on the autograd ops (``ops.py``), so gradients flow
+through them as through the Tensor methods.
+
+Differences from torch, all deliberate:
+- random numbers (``rand``, ``randn``, ``multinomial``, dropout, init) come from
+  tinygpt's generator (``manual_seed``), so the same seed draws other numbers than
+  torch's;
+- one device per process: "cpu" with NumPy, or "cuda" with ``TINYGPT_BACKEND=cupy``
+  (``device=`` arguments are checked, never ignored);
+- dtypes are NumPy's (``torch.float32 == numpy.float32``); float16/bfloat16 are not
+  supported.
+"""
+
+import math
+import numbers
+import types
+
+import numpy
+
+from . import backend, ops
+from .autograd import Tensor, _operands, _ValuesIndices, result_dtype
+from .backend import DEFAULT_DTYPE, Device, check_device, get_rng, xp
+
+pi, e, inf, nan = math.pi, math.e, math.inf, math.nan
+device = Device
+
+# torch's dtype names. The package exports them all (torch.float, torch.long, ...);
+# "float", "int" and "bool" would shadow builtins here, so only the package has them.
+DTYPES = {name: numpy.dtype(t) for name, t in {
+    "float32": numpy.float32, "float": numpy.float32, "float64": numpy.float64,
+    "double": numpy.float64, "int64": numpy.int64, "long": numpy.int64,
+    "int32": numpy.int32, "int": numpy.int32, "int16": numpy.int16, "int8": numpy.int8,
+    "uint8": numpy.uint8, "bool": numpy.bool_,
+}.items()}
+float32, float64, double = DTYPES["float32"], DTYPES["float64"], DTYPES["double"]
+int64, long, int32 = DTYPES["int64"], DTYPES["long"], DTYPES["int32"]
+int16, int8, uint8 = DTYPES["int16"], DTYPES["int8"], DTYPES["uint8"]
+
+
+class _UnsupportedDtype:
+    """torch.float16 and friends: a placeholder that fails clearly when used."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"tinygpt.{self.name} (not supported)"
+
+
+float16, half, bfloat16 = (_UnsupportedDtype(n) for n in ("float16", "half", "bfloat16"))
+
+
+def _dtype(dtype, default=None):
+    if isinstance(dtype, _UnsupportedDtype):
+        raise NotImplementedError(
+            f"{dtype.name} is not supported: tinygpt computes in float32 (float64 for checks)"
+        )
+    return default if dtype is None else numpy.dtype(dtype)
+
+
+def _size(size):
+    """``zeros(2, 3)`` and ``zeros((2, 3))`` both mean shape (2, 3)."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    return tuple(int(n) for n in size)
+
+
+def _new(array, requires_grad=False, device=None):
+    check_device(device)
+    return Tensor(array, requires_grad=requires_grad)
+
+
+# ----------------------------------------------------------------------------------
+# Creating tensors.
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new tensor from a number, a (nested) list, a NumPy array or a tensor (copied).
+    Like torch: Python floats give float32, ints int64, bools bool; arrays keep their
+    dtype."""
+    if isinstance(data, Tensor):
+        data = data.data.copy()
+    elif isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
+        data = [v.tolist() if isinstance(v, Tensor) else v for v in data]
+    array = xp.asarray(backend.to_numpy(data) if not isinstance(data, xp.ndarray) else data)
+    if dtype is not None:
+        array = array.astype(_dtype(dtype))
+    elif not isinstance(data, (numpy.ndarray, xp.ndarray)):
+        if array.dtype.kind == "f":
+            array = array.astype(DEFAULT_DTYPE)  # Python floats: torch's default dtype
+        elif array.dtype.kind in "iu":
+            array = array.astype(numpy.int64)
+    else:
+        array = array.copy()
+    return _new(array, requires_grad, device)
+
+
+def as_tensor(data, dtype=None, device=None):
+    return data if isinstance(data, Tensor) and dtype is None else tensor(data, dtype, device)
+
+
+def from_numpy(array):
+    """A tensor over the NumPy array (shared memory on the NumPy backend)."""
+    return Tensor(array)
+
+
+def is_tensor(obj):
+    return isinstance(obj, Tensor)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _new(xp.zeros(_size(size), dtype=_dtype(dtype, DEFAULT_DTYPE)), requires_grad, device)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    return _new(xp.ones(_size(size), dtype=_dtype(dtype, DEFAULT_DTYPE)), requires_grad, device)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    default = numpy.int64 if isinstance(fill_value, numbers.Integral) and not isinstance(
+        fill_value, bool) else DEFAULT_DTYPE
+    array = xp.full(_size((size,)), fill_value, dtype=_dtype(dtype, default))
+    return _new(array, requires_grad, device)
+
+
+def zeros_like(t, dtype=None):
+    return zeros(t.shape, dtype=dtype or t.dtype)
+
+
+def ones_like(t, dtype=None):
+    return ones(t.shape, dtype=dtype or t.dtype)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    """Integers (int64) when start, end and step are ints, else float32, as torch."""
+    if end is None:
+        start, end = 0, start
+    ints = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+    default = numpy.int64 if ints else DEFAULT_DTYPE
+    return _new(xp.arange(start, end, step, dtype=_dtype(dtype, default)), requires_grad,
+                device)
+
+
+def linspace(start, end, steps, dtype=None, device=None):
+    return _new(xp.linspace(start, end, int(steps), dtype=_dtype(dtype, DEFAULT_DTYPE)),
+                False, device)
+
+
+def rand(*size, dtype=None, device=None, requires_grad=False):
+    """Uniform [0, 1) numbers from tinygpt's generator (seeded by ``manual_seed``)."""
+    values = get_rng().random(_size(size)).astype(_dtype(dtype, DEFAULT_DTYPE))
+    return _new(values, requires_grad, device)
+
+
+def randn(*size, dtype=None, device=None, requires_grad=False):
+    """Standard normal numbers from tinygpt's generator."""
+    values = get_rng().standard_normal(_size(size)).astype(_dtype(dtype, DEFAULT_DTYPE))
+    return _new(values, requires_grad, device)
+
+
+def randint(low, high=None, size=(), dtype=None, device=None):
+    if high is None:
+        low, high = 0, low
+    values = get_rng().integers(low, high, size=_size((size,)), dtype=numpy.int64)
+    return _new(values.astype(_dtype(dtype, numpy.int64)), False, device)
+
+
+def manual_seed(seed):
+    """Seed tinygpt's generators (init, dropout, shuffling, sampling); returns the NumPy
+    Generator (torch returns its own Generator)."""
+    return backend.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------------
+# Maths on tensors (gradients flow through all but the integer results).
+
+
+def _t(x):
+    return x if isinstance(x, Tensor) else tensor(x)
+
+
+def exp(x):
+    return _t(x).exp()
+
+
+def log(x):
+    return _t(x).log()
+
+
+def sqrt(x):
+    return _t(x).sqrt()
+
+
+def tanh(x):
+    return _t(x).tanh()
+
+
+def pow(x, exponent):  # noqa: A001 - torch's name
+    if not isinstance(x, Tensor):
+        return _t(exponent).__rpow__(x)
+    return x ** exponent
+
+
+def sum(x, dim=None, keepdim=False):  # noqa: A001
+    return _t(x).sum(dim, keepdim)
+
+
+def mean(x, dim=None, keepdim=False):
+    return _t(x).mean(dim, keepdim)
+
+
+def var(x, dim=None, keepdim=False, unbiased=True):
+    return _t(x).var(dim, keepdim, unbiased)
+
+
+def max(x, dim=None, keepdim=False):  # noqa: A001
+    return _t(x).max(dim, keepdim)
+
+
+def min(x, dim=None, keepdim=False):  # noqa: A001
+    return _t(x).min(dim, keepdim)
+
+
+def argmax(x, dim=None, keepdim=False):
+    return _t(x).argmax(dim, keepdim)
+
+
+def argmin(x, dim=None, keepdim=False):
+    return _t(x).argmin(dim, keepdim)
+
+
+def softmax(x, dim, dtype=None):
+    x = _t(x) if dtype is None else _t(x).to(dtype)
+    return ops.Softmax.apply(x, axis=dim)
+
+
+def log_softmax(x, dim, dtype=None):
+    x = _t(x) if dtype is None else _t(x).to(dtype)
+    return ops.LogSoftmax.apply(x, axis=dim)
+
+
+def triu(x, diagonal=0):
+    """The upper triangle of the last two dims (the rest zero), as a product with a
+    constant 0/1 mask, so the gradient passes where the mask is 1."""
+    x = _t(x)
+    keep = xp.triu(xp.ones(x.shape[-2:], dtype=x.dtype), k=diagonal)
+    return x * Tensor(keep)
+
+
+def tril(x, diagonal=0):
+    x = _t(x)
+    keep = xp.tril(xp.ones(x.shape[-2:], dtype=x.dtype), k=diagonal)
+    return x * Tensor(keep)
+
+
+def cat(tensors, dim=0):
+    tensors = [_t(t) for t in tensors]
+    common = tensors[0]
+    for t in tensors[1:]:
+        common = t if result_dtype(common, t) == t.dtype else common
+    tensors = [t.to(common.dtype) for t in tensors]
+    return ops.Cat.apply(*tensors, axis=dim)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim=0):
+    tensors = [_t(t) for t in tensors]
+    return ops.Stack.apply(*tensors, axis=dim)
+
+
+def where(condition, input=None, other=None):  # noqa: A002 - torch's argument names
+    """``input`` where ``condition`` else ``other`` (numbers or tensors, broadcast);
+    ``where(condition)`` alone gives the indices where it holds, one tensor per dim."""
+    condition = _t(condition)
+    if input is None and other is None:
+        return tuple(Tensor(i) for i in xp.nonzero(condition.data))
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        input = tensor(input)
+    if not isinstance(input, Tensor):
+        other, input = _operands(other, input)
+    else:
+        input, other = _operands(input, other)
+    return ops.Where.apply(condition, input, other)
+
+
+def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
+    """(values, indices) of the ``k`` largest (or smallest) entries along ``dim``,
+    largest first; among equal values the lower index comes first."""
+    x = _t(x)
+    n = x.shape[dim]
+    if not 1 <= int(k) <= n:
+        raise ValueError(f"topk: k must be in [1, {n}] for a dim of length {n}, got {k}")
+    keys = -x.data if largest else x.data
+    indices = xp.argsort(keys, axis=dim, kind="stable")
+    indices = xp.take(indices, xp.arange(int(k)), axis=dim)
+    values = ops.Gather.apply(x, Tensor(indices), axis=dim)
+    return _ValuesIndices(values, Tensor(indices.astype(numpy.int64)))
+
+
+def multinomial(input, num_samples, replacement=False, generator=None):  # noqa: A002
+    """Draw ``num_samples`` indices per row with probabilities proportional to ``input``
+    (V,) or (B, V), from tinygpt's generator (or ``generator``, a NumPy Generator).
+    Without replacement a drawn index is not drawn again in the row, as in torch."""
+    probs = numpy.asarray(backend.to_numpy(_t(input).data), dtype=numpy.float64)
+    rows = probs.reshape(-1, probs.shape[-1]) if probs.ndim > 1 else probs[None]
+    if probs.ndim not in (1, 2):
+        raise ValueError(f"multinomial expects a (V,) or (B, V) tensor, got shape {probs.shape}")
+    if not numpy.isfinite(rows).all() or (rows < 0).any():
+        raise ValueError("multinomial: probabilities must be finite and non-negative")
+    totals = rows.sum(axis=1)
+    if (totals <= 0).any():
+        raise ValueError("multinomial: every row needs a positive sum of probabilities")
+    n = int(num_samples)
+    if not replacement and n > int((rows > 0).sum(axis=1).min()):
+        raise ValueError(
+            f"multinomial: cannot draw {n} samples without replacement from a row with "
+            f"fewer non-zero probabilities; pass replacement=True"
+        )
+    rng = generator if generator is not None else get_rng()
+    out = numpy.empty((rows.shape[0], n), dtype=numpy.int64)
+    for r, p in enumerate(rows / totals[:, None]):
+        if replacement or n == 1:
+            cdf = numpy.cumsum(p)
+            out[r] = numpy.minimum(numpy.searchsorted(cdf, rng.random(n) * cdf[-1],
+                                                      side="right"), len(p) - 1)
+        else:
+            out[r] = rng.choice(len(p), size=n, replace=False, p=p)
+    return Tensor(out if probs.ndim > 1 else out[0])
+
+
+def bincount(x, weights=None, minlength=0):
+    values = backend.to_numpy(_t(x).data)
+    w = None if weights is None else backend.to_numpy(_t(weights).data)
+    return Tensor(numpy.bincount(values, weights=w, minlength=minlength))
+
+
+def numel(x):
+    return _t(x).numel()
+
+
+# ----------------------------------------------------------------------------------
+# Devices: one per process (see backend.py).
+
+cuda = types.SimpleNamespace(
+    is_available=lambda: backend.ON_GPU,
+    device_count=lambda: 1 if backend.ON_GPU else 0,
+    synchronize=lambda device=None: backend.synchronize(),
+    manual_seed=lambda seed: None,  # manual_seed seeds the GPU's dropout too
+)
+backends = types.SimpleNamespace(
+    mps=types.SimpleNamespace(is_available=lambda: False, is_built=lambda: False),
+    cuda=types.SimpleNamespace(is_built=lambda: backend.BACKEND == "cupy"),
+)
+
+__all__ = [
+    "Device", "arange", "argmax", "argmin", "as_tensor", "backends", "bfloat16", "bincount",
+    "cat", "concat", "concatenate", "cuda", "device", "e", "empty", "exp", "float16",
+    "from_numpy", "full", "half", "inf", "is_tensor", "linspace", "log", "log_softmax",
+    "manual_seed", "max", "mean", "min", "multinomial", "nan", "numel", "ones",
+    "ones_like", "pi", "pow", "rand", "randint", "randn", "softmax", "sqrt", "stack",
+    "sum", "tanh", "tensor", "topk", "tril", "triu", "var", "where", "zeros",
+    "zeros_like", "float32", "float64", "double", "int64", "long", "int32", "int16", "int8",
+    "uint8",
+]
