@@ -76,7 +76,7 @@ def run(folder, repeat):
     save_model_s, _ = best_of(repeat, lambda: save_model(model, model_path))
     load_model_s, _ = best_of(repeat, lambda: load_model(model_path))
     for k, v in model.state_dict().items():  # the round trip is exact
-        assert numpy.array_equal(v, ckpt.model.state_dict()[k]), k
+        assert numpy.array_equal(v.numpy(), ckpt.model.state_dict()[k].numpy()), k
 
     ckpt_bytes = os.path.getsize(ckpt_path)
     model_bytes = os.path.getsize(model_path)

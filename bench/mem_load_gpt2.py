@@ -56,8 +56,6 @@ def _reset_peak():
 
 def child(mode, models_dir, size):
     """Run one measurement in this (fresh) process and print it as JSON."""
-    import numpy as np
-
     from tinygpt.model import GPTModel
     from tinygpt.pretrained import (
         config_from_hparams,
@@ -82,7 +80,7 @@ def child(mode, models_dir, size):
         del params
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    check = float(np.asarray(model.state_dict()["trf_blocks.0.att.W_query.weight"]).sum())
+    check = float(model.state_dict()["trf_blocks.0.att.W_query.weight"].numpy().sum())
     print(json.dumps({
         "mode": mode, "start_rss_mb": start_rss / 1024, "model_rss_mb": model_rss / 1024,
         "construct_peak_mb": construct_peak / 1024, "load_peak_mb": peak / 1024,

@@ -20,6 +20,9 @@ except ModuleNotFoundError:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tinygpt.sampling import (  # noqa: E402
+    TOY_INVERSE_VOCAB,
+    TOY_NEXT_TOKEN_LOGITS,
+    TOY_VOCAB,
     next_token_probabilities,
     print_sampled_tokens,
     process_logits,
@@ -29,22 +32,9 @@ from tinygpt.sampling import (  # noqa: E402
     topk,
 )
 
-VOCAB = {
-    "closer": 0,
-    "every": 1,
-    "effort": 2,
-    "forward": 3,
-    "inches": 4,
-    "moves": 5,
-    "pizza": 6,
-    "toward": 7,
-    "you": 8,
-}
-INVERSE_VOCAB = {v: k for k, v in VOCAB.items()}
+VOCAB, INVERSE_VOCAB = TOY_VOCAB, TOY_INVERSE_VOCAB
 # What an LLM might output after "every effort moves you" (section 5.3.1).
-NEXT_TOKEN_LOGITS = np.array(
-    [4.51, 0.89, -1.90, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79], dtype=np.float32
-)
+NEXT_TOKEN_LOGITS = TOY_NEXT_TOKEN_LOGITS
 TEMPERATURES = [1, 0.1, 5]  # original, sharper, flatter
 BOOK_COUNTS = {"closer": 73, "forward": 582, "inches": 2, "toward": 343}  # torch seed 123
 

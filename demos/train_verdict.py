@@ -154,7 +154,7 @@ def main(argv=None):
     if state.train_losses:
         epochs_seen = numpy.linspace(0, args.epochs, len(state.train_losses))
         plot_losses(epochs_seen, state.track_tokens_seen, state.train_losses, state.val_losses,
-                    path=plot_path)
+                    path=plot_path, show=False)
     summary = {
         "epochs": args.epochs,
         "final_train_loss": state.train_losses[-1] if state.train_losses else None,

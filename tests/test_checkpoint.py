@@ -79,7 +79,7 @@ def snapshot(model=None, optimizer=None):
     """Everything load_checkpoint might touch, copied."""
     snap = {"rng": get_rng_state()}
     if model is not None:
-        snap["weights"] = {k: v.copy() for k, v in model.state_dict().items()}
+        snap["weights"] = {k: host(v).copy() for k, v in model.state_dict().items()}
     if optimizer is not None:
         snap["moments"] = {i: (s["step"], s["exp_avg"].copy(), s["exp_avg_sq"].copy())
                            for i, s in optimizer.state.items()}
@@ -512,7 +512,7 @@ class NotAdam:
 
 @pytest.mark.parametrize("make_optimizer, words", [
     (lambda model: NotAdam(model.parameters()), "NotAdam"),
-    (lambda model: AdamW(model.parameters()[:-1]), "parameters"),
+    (lambda model: AdamW(list(model.parameters())[:-1]), "parameters"),
     (lambda model: AdamW(trained(seed=9, steps=0)[0].parameters()), "in order"),
 ])
 def test_an_optimizer_that_does_not_match_is_refused(saved, make_optimizer, words):

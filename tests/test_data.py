@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+from tinygpt.autograd import Tensor
 from tinygpt.backend import get_rng_state, manual_seed
 from tinygpt.data import DataLoader, GPTDatasetV1, create_dataloader_v1
 from tinygpt.tokenizer import get_tokenizer
@@ -132,9 +133,12 @@ def test_loader_batches_in_order_without_shuffle(tok, verdict_text):
 
 
 def test_loader_accepts_any_pair_dataset():
-    pairs = [([1, 2], [2, 3]), ([4, 5], [5, 6]), ([7, 8], [8, 9])]
+    # A plain list of (input, target) array pairs; fields that are lists of numbers
+    # collate the way torch's do (tests/test_torch_data_optim.py).
+    pairs = [(np.array([1, 2]), np.array([2, 3])), (np.array([4, 5]), np.array([5, 6])),
+             (np.array([7, 8]), np.array([8, 9]))]
     x, y = next(iter(DataLoader(pairs, batch_size=2)))
-    assert x.dtype == np.int64 and x.tolist() == [[1, 2], [4, 5]]
+    assert isinstance(x, Tensor) and x.dtype == np.int64 and x.tolist() == [[1, 2], [4, 5]]
     assert y.tolist() == [[2, 3], [5, 6]]
 
 
@@ -157,7 +161,7 @@ def test_seeded_shuffle_repeats_and_epochs_differ(tok):
     loader = DataLoader(ds, batch_size=3, shuffle=True)
 
     def two_epochs():
-        return [[x.copy() for x, _ in loader] for _ in range(2)]
+        return [[host(x) for x, _ in loader] for _ in range(2)]
 
     manual_seed(123)
     first = two_epochs()
@@ -276,7 +280,7 @@ def test_book_loaders(book_split):
         # targets: inputs shifted by one
         np.testing.assert_array_equal(host(x[:, 1:]), host(y[:, :-1]))
     # Total tokens seen by training: 9 * 2 * 256.
-    assert sum(x.size for x, _ in train_batches) == 4608
+    assert sum(x.numel() for x, _ in train_batches) == 4608
 
 
 def test_book_loader_tokens_line_up_with_text(tok, book_split):

@@ -272,7 +272,7 @@ def test_generation_uses_eval_mode_and_restores_the_mode(small_bias, use_cache):
 
 def test_generation_leaves_weights_and_gradients_alone(small):
     ours, _ = small
-    before = {k: v.copy() for k, v in ours.state_dict().items()}
+    before = {k: host(v).copy() for k, v in ours.state_dict().items()}
     generate(ours, [[3, 4]], 20, 16)
     generate(ours, [[3, 4]], 5, 16, use_cache=False)
     for name, p in ours.named_parameters():

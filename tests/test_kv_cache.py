@@ -161,7 +161,7 @@ def test_cache_uses_the_models_current_weights():
 def test_decoding_leaves_the_training_model_untouched():
     model = make_model(SMALL_BIAS)
     model.train()
-    before = {k: v.copy() for k, v in model.state_dict().items()}
+    before = {k: host(v).copy() for k, v in model.state_dict().items()}
     decoder = CachedDecoder(model, 1)
     logits = decoder.prime(np.array([[1, 2]]))
     for _ in range(20):

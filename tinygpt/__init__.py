@@ -5,6 +5,7 @@ to PyTorch's names where the book calls PyTorch: ``import tinygpt as torch`` and
 ``import tinygpt.nn as nn`` run the book's code (``tensors.py`` has the functions).
 """
 
+from . import nn, optim, utils
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
 from .backend import get_rng, get_rng_state, manual_seed, set_rng_state
 from .checkpoint import (
@@ -15,7 +16,7 @@ from .checkpoint import (
     save_checkpoint,
     save_model,
 )
-from .data import DataLoader, GPTDatasetV1, create_dataloader_v1
+from .data import DataLoader, Dataset, GPTDatasetV1, create_dataloader_v1
 from .generate import UncachedDecoder, generate, generate_stream, generate_text_simple
 from .hf_gpt2 import export_hf_gpt2, load_hf_gpt2, load_hf_gpt2_into_gpt
 from .kv_cache import CachedDecoder, KVCache, cached_next_logits
@@ -37,6 +38,7 @@ from .ops import cross_entropy, perplexity
 from .optim import AdamW
 from .pretrained import (
     DownloadError,
+    assign,
     download_and_load_gpt2,
     gpt2_config,
     load_pretrained_gpt2,
@@ -44,6 +46,9 @@ from .pretrained import (
     model_configs,
 )
 from .sampling import (
+    TOY_INVERSE_VOCAB,
+    TOY_NEXT_TOKEN_LOGITS,
+    TOY_VOCAB,
     next_token_probabilities,
     print_sampled_tokens,
     process_logits,

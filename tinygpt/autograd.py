@@ -203,8 +203,19 @@ class Tensor:
         return self
 
     # --- graph --------------------------------------------------------------------
-    def backward(self, grad=None):
-        """Fill ``.grad`` of every leaf this tensor depends on, then free the graph."""
+    def backward(self, grad=None, retain_graph=None, create_graph=False, *, gradient=None):
+        """Fill ``.grad`` of every leaf this tensor depends on, then free the graph.
+
+        ``gradient`` is torch's name for ``grad``. The graph is always freed, so
+        ``retain_graph=True`` and ``create_graph=True`` (higher derivatives) are not
+        supported."""
+        if retain_graph or create_graph:
+            raise NotImplementedError(
+                "backward(retain_graph=True / create_graph=True) is not supported: tinygpt "
+                "frees the graph as it goes; add the losses and call backward() once, or run "
+                "the forward pass again"
+            )
+        grad = gradient if grad is None else grad
         if self._graph_freed:
             raise RuntimeError(
                 "backward() was already called through this graph and its saved arrays "
@@ -240,9 +251,11 @@ class Tensor:
         for node in reversed(order):
             node_grad = grads.pop(id(node), None)
             fn = node.creator
-            if fn is None:  # a leaf: accumulate into .grad
+            if fn is None:  # a leaf: accumulate into .grad (a Tensor, as in torch)
                 if node_grad is not None:
-                    node.grad = node_grad if node.grad is None else node.grad + node_grad
+                    if node.grad is not None:
+                        node_grad = grad_array(node) + node_grad
+                    node.grad = Tensor(node_grad)
                 continue
             node.creator = None
             node._graph_freed = True
@@ -509,15 +522,10 @@ class Tensor:
     def to(self, *args, **kwargs):
         """to(device), to(dtype), to(device, dtype), to(other_tensor): like torch. The
         device must be where tinygpt computes ("cpu" on NumPy, "cuda" on CuPy)."""
-        device, dtype = _device_and_dtype(args, kwargs)
-        check_device(device)
-        if dtype is None:
+        dtype = to_arguments(args, kwargs)
+        if dtype is None or dtype == self.dtype:  # (a dtype == None is True for float64)
             return self
-        try:
-            dtype = xp.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"{dtype!r} is not a dtype tinygpt can compute in") from None
-        return self if dtype == self.dtype else ops.Cast.apply(self, dtype=dtype)
+        return ops.Cast.apply(self, dtype=dtype)
 
     def cpu(self):
         check_device("cpu")
@@ -570,6 +578,12 @@ _UNSUPPORTED = {
     "share_memory_": "tinygpt has no multiprocessing sharing",
     "to_sparse": "tinygpt has dense arrays only",
 }
+
+
+def grad_array(t):
+    """The array of ``t.grad``: a Tensor after backward(), or an array set by hand."""
+    grad = t.grad
+    return grad.data if isinstance(grad, Tensor) else grad
 
 
 def _tensor_repr(t):
@@ -671,8 +685,9 @@ def _extreme(t, dim, keepdim, largest):
     return _ValuesIndices(values, Tensor(indices))
 
 
-def _device_and_dtype(args, kwargs):
-    """Split ``to()``'s arguments into (device or None, dtype or None)."""
+def to_arguments(args, kwargs):
+    """The dtype that torch's ``to(...)`` arguments ask for (None if none), after checking
+    the device they name: to(device), to(dtype), to(device, dtype), to(other_tensor)."""
     device, dtype = kwargs.get("device"), kwargs.get("dtype")
     for arg in args:
         if isinstance(arg, Tensor):
@@ -681,7 +696,13 @@ def _device_and_dtype(args, kwargs):
             device = arg
         else:
             dtype = arg
-    return device, dtype
+    check_device(device)
+    if dtype is None:
+        return None
+    try:
+        return xp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{dtype!r} is not a dtype tinygpt can compute in") from None
 
 
 def _topological_order(root):

@@ -171,7 +171,7 @@ def save_checkpoint(path, model, optimizer, state, extra=None):
         raise CheckpointError(
             path, f"can only save an AdamW optimizer's state, got {type(optimizer).__name__}"
         )
-    params = model.parameters()
+    params = list(model.parameters())
     if len(optimizer.params) != len(params) or any(
         a is not b for a, b in zip(optimizer.params, params)
     ):
@@ -705,7 +705,7 @@ def load_checkpoint(path, model=None, optimizer=None, restore_rng=True):
         )
     if optimizer is None:
         optimizer = AdamW(model.parameters(), **opt_meta["hyperparameters"])
-    params = model.parameters()
+    params = list(model.parameters())
     for name, a in moment_arrays.items():
         shape = params[int(name.split(".")[1])].shape
         if tuple(a.shape) != tuple(shape):
@@ -826,10 +826,11 @@ def _check_optimizer(path, optimizer, model, n_weights):
             path, f"holds AdamW state for {n_weights} parameters but the optimizer has "
             f"{len(optimizer.params)}; build it as AdamW(model.parameters(), ...)"
         )
-    if any(a is not b for a, b in zip(optimizer.params, model.parameters())):
+    if any(a is not b for a, b in zip(optimizer.params, model.parameters())) or len(
+            optimizer.param_groups) != 1:
         raise CheckpointError(
-            path, "the optimizer does not hold the model's parameters in order; build it as "
-            "AdamW(model.parameters(), ...)"
+            path, "the optimizer does not hold the model's parameters in order, in one "
+            "group; build it as AdamW(model.parameters(), ...)"
         )
 
 

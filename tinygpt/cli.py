@@ -663,7 +663,7 @@ def cmd_train(args):
 
         epochs_seen = numpy.linspace(0, num_epochs, len(state.train_losses))
         plot_losses(epochs_seen, state.track_tokens_seen, state.train_losses, state.val_losses,
-                    path=plot_path)
+                    path=plot_path, show=False)
         wrote.append(str(plot_path))
     tokens = state.tokens_seen - tokens_before
     summary = {

@@ -1,22 +1,28 @@
-"""Sliding-window dataset and a small data loader (the book's chapter 2, on NumPy).
+"""Datasets and the data loader: the book's chapter 2 on tinygpt, with torch's names.
 
-``GPTDatasetV1`` cuts a token stream into input windows of ``max_length``
-tokens, ``stride`` apart, each paired with the same window shifted one token
-to the right (the next-token targets). ``DataLoader`` batches them like
-PyTorch's ``DataLoader`` does for the book: an optional shuffle at the start of
-each pass, then consecutive slices of ``batch_size`` windows, the last one
-short or dropped (``drop_last``).
+``Dataset`` and ``DataLoader`` are ``torch.utils.data``'s (also importable from
+``tinygpt.utils.data``): subclass ``Dataset`` with ``__len__`` and ``__getitem__``, and
+``DataLoader(dataset, batch_size, shuffle, drop_last, num_workers)`` yields its samples
+stacked into batches of ``Tensor``s, field by field, as torch's default collate does.
+
+``GPTDatasetV1`` is the book's listing 2.5: it cuts a token stream into input windows of
+``max_length`` tokens, ``stride`` apart, each paired with the same window shifted one
+token to the right (the next-token targets). ``create_dataloader_v1`` wraps it in a
+loader the way the book does.
 
 For resuming training mid-epoch the order of a pass is explicit:
-``order = loader.epoch_order()`` draws it and ``loader.iterate(order, k)``
-replays it from batch ``k``; ``iter(loader)`` is both in one go.
+``order = loader.epoch_order()`` draws it and ``loader.iterate(order, k)`` replays it
+from batch ``k``; ``iter(loader)`` is both in one go.
 """
 
+import collections.abc
 import math
+import numbers
 
 import numpy as np
 
-from .backend import get_rng
+from .autograd import Tensor
+from .backend import check_device, get_rng, xp
 from .tokenizer import ENDOFTEXT, get_tokenizer
 
 
@@ -31,12 +37,33 @@ def _count_windows(n_tokens, max_length, stride):
     return max(0, math.ceil((n_tokens - max_length) / stride))
 
 
-class GPTDatasetV1:
+class Dataset:
+    """``torch.utils.data.Dataset``: the base class of map-style datasets.
+
+    Subclass it and define ``__len__`` (how many samples) and ``__getitem__(index)`` (one
+    sample: a Tensor, an array, a number, or a tuple, list or dict of those). A
+    ``DataLoader`` stacks the samples into batches.
+    """
+
+    def __getitem__(self, index):
+        raise NotImplementedError(
+            f"{type(self).__name__} must define __getitem__(self, index) returning one sample"
+        )
+
+    def __len__(self):
+        raise NotImplementedError(
+            f"{type(self).__name__} must define __len__(self) returning the number of samples"
+        )
+
+
+class GPTDatasetV1(Dataset):
     """Input/target windows over a tokenized text, as in the book's listing 2.5.
 
     ``inputs[i] = ids[s : s + max_length]`` and ``targets[i] = ids[s + 1 : s + max_length + 1]``
     for ``s = i * stride``, for every start ``s`` in ``range(0, len(ids) - max_length, stride)``.
     A text of ``max_length`` tokens or fewer gives no windows (an empty dataset).
+    ``dataset[i]`` is the pair ``(input, target)`` of int64 Tensors (max_length,); all
+    windows are kept as two NumPy arrays, ``inputs`` and ``targets`` (N, max_length).
     """
 
     def __init__(self, txt, tokenizer, max_length, stride):
@@ -58,23 +85,135 @@ class GPTDatasetV1:
         return len(self.inputs)
 
     def __getitem__(self, idx):
-        return self.inputs[idx], self.targets[idx]
+        return Tensor(self.inputs[idx]), Tensor(self.targets[idx])
+
+
+# ----------------------------------------------------------------------------------
+# Batching: torch's default collate.
+
+
+def default_collate(batch):
+    """Stack a list of samples into one batch, field by field, like torch's.
+
+    - Tensors and arrays of one shape (S...) -> a Tensor (B, S...), dtype kept;
+    - Python ints -> int64 (B,), floats -> float64 (B,) (torch's choice), bools -> bool;
+      NumPy scalars keep their dtype;
+    - strings -> as they are (the list, or in a field the tuple, of them);
+    - a tuple or list -> a list with each position collated (so ``(x, y)`` samples give
+      ``[X, Y]``); a namedtuple stays that namedtuple; a dict -> a dict, key by key.
+
+    The stacked Tensors carry no autograd graph back to the samples.
+    """
+    elem = batch[0]
+    if isinstance(elem, Tensor) or isinstance(elem, (np.ndarray, xp.ndarray)):
+        return _stack(batch)
+    if isinstance(elem, (bool, np.bool_)):
+        return Tensor(np.asarray(batch, dtype=np.bool_))
+    if isinstance(elem, np.generic) and elem.dtype.kind in "iuf":
+        return Tensor(np.asarray(batch, dtype=elem.dtype))
+    if isinstance(elem, numbers.Integral):
+        return Tensor(np.asarray(batch, dtype=np.int64))
+    if isinstance(elem, numbers.Real):
+        return Tensor(np.asarray(batch, dtype=np.float64))
+    if isinstance(elem, (str, bytes)):
+        return batch
+    if isinstance(elem, collections.abc.Mapping):
+        return {key: default_collate([sample[key] for sample in batch]) for key in elem}
+    if isinstance(elem, collections.abc.Sequence):
+        if any(len(sample) != len(elem) for sample in batch):
+            raise RuntimeError(
+                "each element in list of batch should be of equal size: the samples have "
+                f"{sorted({len(sample) for sample in batch})} fields"
+            )
+        fields = [default_collate(samples) for samples in zip(*batch)]
+        if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # a namedtuple
+            return type(elem)(*fields)
+        return fields
+    raise TypeError(
+        f"default_collate: samples must be Tensors, arrays, numbers, strings, or tuples, "
+        f"lists or dicts of those; found {type(elem).__name__}. Return one of these from "
+        "__getitem__, or pass collate_fn=your_function"
+    )
+
+
+def _stack(batch):
+    """Tensors or arrays of one shape (S...) -> one Tensor (B, S...)."""
+    arrays = [item.data if isinstance(item, Tensor) else item for item in batch]
+    shapes = {tuple(a.shape) for a in arrays}
+    if len(shapes) > 1:
+        raise RuntimeError(
+            f"stack expects each tensor to be equal size, but the samples have shapes "
+            f"{sorted(shapes)}: make every sample the same length (crop or pad), or pass "
+            "collate_fn=your_function"
+        )
+    if all(isinstance(a, np.ndarray) for a in arrays):
+        return Tensor(np.stack(arrays))  # on the host, then one copy to the device
+    return Tensor(xp.stack([xp.asarray(a) for a in arrays]))
+
+
+# ----------------------------------------------------------------------------------
+# The loader.
 
 
 class DataLoader:
-    """Batches ``(x, y)`` of int64 arrays (B, T) from a dataset of ``(input, target)`` pairs.
+    """``torch.utils.data.DataLoader``: batches of Tensors from a ``Dataset``.
 
-    ``len(loader)`` is the number of batches per pass. With ``shuffle`` a fresh
-    permutation is drawn from ``tinygpt.backend.get_rng()`` at the start of
-    every pass, so ``manual_seed`` makes the order repeatable and each epoch
-    differs. ``name`` (e.g. "training") only labels error messages.
+    Each pass takes the samples in order, or with ``shuffle`` in a fresh permutation
+    drawn from tinygpt's generator (``tinygpt.manual_seed`` makes it repeatable; each
+    epoch differs), cuts them into slices of ``batch_size`` (the last one short, or
+    dropped with ``drop_last``) and stacks each slice with ``collate_fn``
+    (``default_collate``: an ``(input, target)`` sample gives ``[inputs, targets]``,
+    Tensors of shape (B, ...)). ``len(loader)`` is the number of batches per pass.
+
+    ``num_workers`` is accepted and changes nothing: the batches are built in this
+    process, the same batches as with 0 (tinygpt starts no worker processes).
+    ``pin_memory``, ``timeout``, ``prefetch_factor``, ``persistent_workers`` and the
+    other worker settings are accepted for the same reason and do nothing. ``sampler``,
+    ``batch_sampler``, ``generator`` and ``worker_init_fn`` raise NotImplementedError.
+    ``name`` (tinygpt's, e.g. "training") only labels messages.
     """
 
-    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, name=None):
+    def __init__(self, dataset, batch_size=1, shuffle=False, sampler=None, batch_sampler=None,
+                 num_workers=0, collate_fn=None, pin_memory=False, drop_last=False, timeout=0,
+                 worker_init_fn=None, multiprocessing_context=None, generator=None, *,
+                 prefetch_factor=None, persistent_workers=False, pin_memory_device="",
+                 in_order=True, name=None):
+        for argument, value, instead in (
+            ("sampler", sampler, "use shuffle=True for a random order each pass, or "
+             "shuffle=False for the dataset's order"),
+            ("batch_sampler", batch_sampler, "use batch_size, shuffle and drop_last"),
+            ("generator", generator, "shuffling draws from tinygpt's generator: call "
+             "tinygpt.manual_seed(seed) for a repeatable order"),
+            ("worker_init_fn", worker_init_fn, "tinygpt starts no worker processes (batches "
+             "are built in this process); seed with tinygpt.manual_seed"),
+        ):
+            if value is not None:
+                raise NotImplementedError(
+                    f"DataLoader({argument}=...) is not supported by tinygpt: {instead}"
+                )
+        if pin_memory_device:
+            check_device(pin_memory_device)
+        if batch_size is None:
+            raise NotImplementedError(
+                "DataLoader(batch_size=None) (no batching) is not supported by tinygpt: "
+                "index the dataset directly, dataset[i], or use batch_size=1"
+            )
+        if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+            raise TypeError(
+                f"DataLoader needs a map-style dataset with __len__ and __getitem__, got "
+                f"{type(dataset).__name__}; iterable datasets are not supported"
+            )
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"collate_fn must be a function, got {collate_fn!r}")
+        if (isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer))
+                or num_workers < 0):
+            raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
         self.dataset = dataset
         self.batch_size = _check_positive_int("batch_size", batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        self.num_workers = int(num_workers)  # accepted; batches are built in this process
+        self.collate_fn = default_collate if collate_fn is None else collate_fn
         self.name = name
 
     def __len__(self):
@@ -124,10 +263,8 @@ class DataLoader:
         # A generator of its own so that iterate() validates eagerly, at the call.
         B = self.batch_size
         for k in range(start_batch, n_batches):
-            pairs = [self.dataset[int(i)] for i in order[k * B : (k + 1) * B]]
-            x = np.stack([np.asarray(p[0], dtype=np.int64) for p in pairs])  # (B, T)
-            y = np.stack([np.asarray(p[1], dtype=np.int64) for p in pairs])  # (B, T)
-            yield x, y
+            samples = [self.dataset[int(i)] for i in order[k * B : (k + 1) * B]]
+            yield self.collate_fn(samples)  # e.g. [inputs (B, T), targets (B, T)]
 
     def __iter__(self):
         return self.iterate(self.epoch_order())
@@ -153,11 +290,10 @@ def create_dataloader_v1(
 ):
     """The book's ``create_dataloader_v1``: tokenize ``txt`` and batch its windows.
 
-    ``num_workers`` is accepted for the book's signature and ignored (batches
-    are cheap slices here). Raises ValueError when the text yields no batch at
-    all, saying how many tokens it has and how many are needed.
+    ``num_workers`` is passed on to the ``DataLoader``, which accepts it and builds
+    the same batches in this process. Raises ValueError when the text yields no
+    batch at all, saying how many tokens it has and how many are needed.
     """
-    del num_workers  # no worker processes: batching is a NumPy slice
     batch_size = _check_positive_int("batch_size", batch_size)
     max_length = _check_positive_int("max_length", max_length)
     stride = _check_positive_int("stride", stride)
@@ -166,7 +302,8 @@ def create_dataloader_v1(
 
     dataset = GPTDatasetV1(txt, tokenizer, max_length, stride)
     loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, name=name
+        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+        num_workers=num_workers, name=name,
     )
     if len(loader) == 0:
         which = f"the {name} data loader" if name else "the data loader"

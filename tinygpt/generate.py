@@ -22,9 +22,10 @@ last position, append, repeat.
 - ``generate_stream`` yields each new column of token ids, (B,), as soon as it is
   chosen (for the command line and demos); ``generate`` collects it.
 
-Prompts: an int array or nested list of shape (B, T) (a flat list or 1-D array is one
-prompt, B = 1); every row has the same length T >= 1. Results are int64 NumPy arrays
-(B, T + number of generated steps), prompt first.
+Prompts: an int Tensor, array or nested list of shape (B, T) (a flat list or 1-D array
+is one prompt, B = 1); every row has the same length T >= 1. Results are int64
+(B, T + number of generated steps), prompt first: a Tensor for a Tensor prompt (as in
+the book), a NumPy array otherwise.
 
 Generation always has eval-mode semantics (no dropout) and records no autograd graph:
 the cached path is an inference-only forward without dropout; the uncached path (and
@@ -50,7 +51,8 @@ from .sampling import resolve_rng, sample_next_token, validate_sampling_args
 def generate_text_simple(model, idx, max_new_tokens, context_size):
     """The book's greedy decoding loop (no cache).
 
-    idx: int (B, T) array or list -> int64 NumPy array (B, T + max_new_tokens).
+    idx: int (B, T) Tensor, array or list -> int64 (B, T + max_new_tokens), a Tensor for
+    a Tensor, else a NumPy array.
     Each step runs ``model(idx[:, -context_size:])`` and appends the argmax of the
     last position (ties: the lowest id, like ``torch.argmax``). Unlike the book, the
     loop puts the model in eval mode itself (restoring the previous mode after).
@@ -64,7 +66,7 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
             logits = model(idx_cond).data[:, -1, :]  # (B, V) last position
             idx_next = to_numpy(xp.argmax(logits, axis=-1)).astype(numpy.int64)  # (B,)
             ids = numpy.concatenate([ids, idx_next[:, None]], axis=1)
-    return ids
+    return _like_prompt(ids, idx)
 
 
 # ----------------------------------------------------------------------------------
@@ -77,8 +79,9 @@ def generate(
 ):
     """Generate up to ``max_new_tokens`` tokens after each prompt of ``idx``.
 
-    idx: int (B, T) array or list (see the module docstring).  Returns int64 (B, T + n),
-    n <= max_new_tokens (n < max_new_tokens only when every row has hit ``eos_id``).
+    idx: int (B, T) Tensor, array or list (see the module docstring).  Returns int64
+    (B, T + n), a Tensor for a Tensor prompt, else a NumPy array; n <= max_new_tokens
+    (n < max_new_tokens only when every row has hit ``eos_id``).
 
     context_size: how many trailing tokens the model sees (the book passes the model's
     ``context_length``); a larger value is clamped to ``context_length``.
@@ -107,7 +110,7 @@ def generate(
     for column in stream:
         out[:, n] = column
         n += 1
-    return out[:, :n].copy() if n < out.shape[1] else out
+    return _like_prompt(out[:, :n].copy() if n < out.shape[1] else out, idx)
 
 
 def generate_stream(
@@ -202,8 +205,13 @@ def _eval_mode(model):
             object.__setattr__(module, "training", mode)
 
 
+def _like_prompt(ids, idx):
+    """The generated ids (a NumPy array) as a Tensor if the prompt was one."""
+    return Tensor(ids) if isinstance(idx, Tensor) else ids
+
+
 def _check_prompt(idx, model):
-    """idx (array or list) -> int64 NumPy array (B, T), or a ValueError."""
+    """idx (Tensor, array or list) -> int64 NumPy array (B, T), or a ValueError."""
     if isinstance(idx, Tensor):
         idx = idx.data
     if isinstance(idx, (list, tuple)):

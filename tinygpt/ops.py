@@ -66,6 +66,8 @@ class Div(Function):
 
     def backward(self, dy):
         da = dy / self.b
+        if not self.inputs[1].requires_grad:  # a constant divisor (e.g. sqrt(head_dim))
+            return da, None
         return da, -da * self.a / self.b
 
 

@@ -6,6 +6,12 @@ For each parameter p with gradient g, at step t (counted per parameter):
     v <- beta2 v + (1 - beta2) g^2
     p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
+Like torch's, the settings live in ``optimizer.param_groups``, a list of dicts
+``{"params": [...], "lr": ..., "betas": ..., "eps": ..., "weight_decay": ...}``, read
+at every ``step()``: appendix D's ``for g in optimizer.param_groups: g["lr"] = lr``
+changes the next step, and ``AdamW([{"params": decay}, {"params": no_decay,
+"weight_decay": 0.0}], lr=...)`` gives each group its own settings.
+
 On the CPU the update walks each parameter in slices of ``CHUNK`` elements, so the
 handful of elementwise passes run on data that sits in the CPU cache instead of
 streaming 163M floats from memory a dozen times. On a GPU each slice would be a dozen
@@ -18,40 +24,136 @@ import math
 import numpy
 
 from . import cuda_kernels as fused
+from .autograd import Tensor, enable_grad, grad_array
 from .backend import ON_GPU, to_numpy, xp
 
 CHUNK = 1 << 15
+HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay")
+
+
+def _first_group_setting(name):
+    """Getter and setter of ``optimizer.<name>``: the first param group's value. Setting
+    it needs a single group (with several, set ``param_groups[i][name]``)."""
+
+    def get(optimizer):
+        return optimizer.param_groups[0][name]
+
+    def set_(optimizer, value):
+        if len(optimizer.param_groups) > 1:
+            raise ValueError(
+                f"this optimizer has {len(optimizer.param_groups)} param groups; set each "
+                f"one's value: for g in optimizer.param_groups: g[{name!r}] = ..."
+            )
+        group = dict(optimizer.param_groups[0], **{name: value})
+        problems = []
+        hyper = _checked_hyperparameters(group, group, problems)
+        if problems:
+            raise ValueError("; ".join(problems))
+        optimizer.param_groups[0][name] = dict(zip(HYPERPARAMETERS, hyper))[name]
+
+    return get, set_
 
 
 class AdamW:
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        params = list(params)
-        if not params:
+    """``torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)``.
+
+    ``params``: the parameters (e.g. ``model.parameters()``), or a list of dicts, one
+    per param group, each with its ``"params"`` and any settings of its own (the others
+    come from the arguments). ``optimizer.lr`` (and ``betas``, ``eps``,
+    ``weight_decay``) read the first group's value; setting one needs a single group.
+    ``state[i]`` holds the step count and moments of parameter ``i``, counted across
+    the groups in order.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
+                 amsgrad=False, *, maximize=False):
+        if amsgrad:
+            raise NotImplementedError(
+                "AdamW(amsgrad=True) is not supported by tinygpt; use amsgrad=False (the "
+                "default, as in the book)"
+            )
+        if maximize:
+            raise NotImplementedError(
+                "AdamW(maximize=True) is not supported by tinygpt; minimise the negated "
+                "objective instead"
+            )
+        self.defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+        groups = list(params)
+        if not groups:
             raise ValueError("AdamW got an empty parameter list")
-        if not lr >= 0.0:
-            raise ValueError(f"lr must be >= 0, got {lr}")
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"betas must each be in [0, 1), got {betas}")
-        if not eps >= 0.0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
-        if not weight_decay >= 0.0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-        self.params = params
-        self.lr, self.betas, self.eps = float(lr), (float(betas[0]), float(betas[1])), float(eps)
-        self.weight_decay = float(weight_decay)
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        self.param_groups = []
+        for group in groups:
+            self.add_param_group(group)
         self.state = {}  # index -> {"step": int, "exp_avg": array, "exp_avg_sq": array}
 
-    def zero_grad(self):
-        for p in self.params:
-            p.grad = None
+    def add_param_group(self, param_group):
+        """Add a group ``{"params": [...], <settings>}``; missing settings take the
+        optimizer's defaults (the constructor's arguments)."""
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            raise TypeError(
+                "a param group is a dict with a 'params' list, e.g. {'params': "
+                f"model.parameters(), 'weight_decay': 0.0}}; got {param_group!r:.80}"
+            )
+        group = dict(param_group)
+        params = group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        if not params:
+            raise ValueError("AdamW got a param group with an empty parameter list")
+        for key, value in self.defaults.items():
+            group.setdefault(key, value)
+        problems = []
+        hyper = _checked_hyperparameters(group, group, problems)
+        if problems:
+            raise ValueError("; ".join(problems))
+        known = {id(p) for p in self.params}
+        if len({id(p) for p in params}) != len(params) or any(id(p) in known for p in params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        group.update(zip(HYPERPARAMETERS, hyper))
+        group["params"] = params
+        self.param_groups.append(group)
 
-    def step(self):
-        beta1, beta2 = self.betas
-        lr, eps, wd = self.lr, self.eps, self.weight_decay
+    @property
+    def params(self):
+        """Every parameter, group after group: index i here is ``state[i]``'s."""
+        return [p for group in self.param_groups for p in group["params"]]
+
+    # The first group's settings as attributes (tinygpt's older spelling, still used
+    # by code that builds one group, e.g. AdamW(model.parameters(), lr=...)).
+    lr = property(*_first_group_setting("lr"))
+    betas = property(*_first_group_setting("betas"))
+    eps = property(*_first_group_setting("eps"))
+    weight_decay = property(*_first_group_setting("weight_decay"))
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                grad_array(p)[...] = 0
+
+    def _indexed_params(self):
+        """(i, parameter, its group) for every parameter, i counted across the groups."""
+        i = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                yield i, p, group
+                i += 1
+
+    def step(self, closure=None):
+        """One AdamW update of every parameter that has a gradient, each with its group's
+        settings as they are now. ``closure`` (torch's): re-evaluates and returns the loss."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
         scratch = None
-        for i, p in enumerate(self.params):
+        for i, p, group in self._indexed_params():
             if p.grad is None:
                 continue
+            beta1, beta2 = (float(b) for b in group["betas"])
+            lr, eps, wd = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
             state = self.state.get(i)
             if state is None:
                 state = self.state[i] = {
@@ -65,12 +167,13 @@ class AdamW:
             bias2_sqrt = math.sqrt(1.0 - beta2**t)
             decay = 1.0 - lr * wd
 
-            if fused.usable(p.data, p.grad) and p.data.flags.c_contiguous:
-                fused.adamw_update(p.data, p.grad, state["exp_avg"], state["exp_avg_sq"],
+            grad = grad_array(p)
+            if fused.usable(p.data, grad) and p.data.flags.c_contiguous:
+                fused.adamw_update(p.data, grad, state["exp_avg"], state["exp_avg_sq"],
                                    decay, beta1, beta2, eps, step_size, bias2_sqrt)
                 continue
             flat_p = p.data.reshape(-1)
-            flat_g = p.grad.reshape(-1)
+            flat_g = grad.reshape(-1)
             flat_m = state["exp_avg"].reshape(-1)
             flat_v = state["exp_avg_sq"].reshape(-1)
             chunk = flat_p.size if ON_GPU else CHUNK
@@ -98,83 +201,139 @@ class AdamW:
                 xp.divide(m, tmp, out=tmp)
                 tmp *= step_size
                 pp -= tmp
+        return loss
 
     # --- checkpoints ------------------------------------------------------------------
     def hyperparameters(self):
+        """The settings of the (single) param group, as plain numbers: what
+        ``tinygpt.checkpoint`` stores. With several groups use ``state_dict()``."""
+        if len(self.param_groups) > 1:
+            raise ValueError(
+                f"this optimizer has {len(self.param_groups)} param groups, and "
+                "hyperparameters() describes one; save the optimizer with tinygpt.save("
+                "{'optimizer_state_dict': optimizer.state_dict()}, path) instead"
+            )
+        group = self.param_groups[0]
         return {
-            "lr": self.lr,
-            "betas": list(self.betas),
-            "eps": self.eps,
-            "weight_decay": self.weight_decay,
+            "lr": float(group["lr"]),
+            "betas": [float(b) for b in group["betas"]],
+            "eps": float(group["eps"]),
+            "weight_decay": float(group["weight_decay"]),
         }
 
     def state_dict(self):
-        """Like torch's: {"state": {i: {step, exp_avg, exp_avg_sq}}, "param_groups": [...]}."""
-        group = dict(self.hyperparameters(), params=list(range(len(self.params))))
-        group["betas"] = tuple(group["betas"])
+        """Like torch's: ``{"state": {i: {"step", "exp_avg", "exp_avg_sq"}}, "param_groups":
+        [{"lr", "betas", "eps", "weight_decay", "params": [i, ...]}, ...]}``, the moments as
+        Tensors over the optimizer's own arrays (no copy, as in torch)."""
+        groups, first = [], 0
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["betas"] = tuple(group["betas"])
+            packed["params"] = list(range(first, first + len(group["params"])))
+            first += len(group["params"])
+            groups.append(packed)
         return {
             "state": {
-                i: {"step": s["step"], "exp_avg": s["exp_avg"], "exp_avg_sq": s["exp_avg_sq"]}
+                i: {"step": s["step"], "exp_avg": Tensor(s["exp_avg"]),
+                    "exp_avg_sq": Tensor(s["exp_avg_sq"])}
                 for i, s in self.state.items()
             },
-            "param_groups": [group],
+            "param_groups": groups,
         }
 
     def load_state_dict(self, state_dict):
-        """Restore moments, steps and hyper-parameters; all checked before anything changes."""
-        problems = []
+        """Restore moments, steps and each group's settings from ``state_dict()``'s shape
+        (moments as Tensors or arrays, e.g. from ``tinygpt.load``). Everything is checked
+        before anything changes: on a problem this raises ValueError listing them all,
+        and the optimizer keeps its state."""
         try:
-            groups = state_dict["param_groups"]
-            states = state_dict["state"]
+            groups = list(state_dict["param_groups"])
+            states = dict(state_dict["state"])
         except (KeyError, TypeError):
             raise ValueError(
                 "not an AdamW state dict: expected keys 'state' and 'param_groups'"
             ) from None
-        if len(groups) != 1:
-            problems.append(f"expected 1 param group, found {len(groups)}")
-        group = groups[0] if groups else {}
-        n_params = len(group.get("params", []))
-        if n_params != len(self.params):
+        problems = []
+        if len(groups) != len(self.param_groups):
             problems.append(
-                f"state is for {n_params} parameters, this optimizer has {len(self.params)}"
+                f"expected {len(self.param_groups)} param group(s), found {len(groups)}"
             )
+        # saved parameter id -> index into self.params, group by group, in order
+        index_of, settings, first = {}, [], 0
+        for g, (saved, ours) in enumerate(zip(groups, self.param_groups)):
+            saved_ids = saved.get("params", []) if isinstance(saved, dict) else []
+            if len(saved_ids) != len(ours["params"]):
+                problems.append(
+                    f"param group {g}: state is for {len(saved_ids)} parameters, this "
+                    f"optimizer's group has {len(ours['params'])}"
+                )
+            for k, saved_id in enumerate(saved_ids):
+                index_of[_as_int(saved_id)] = first + k
+            first += len(ours["params"])
+            settings.append(_checked_hyperparameters(
+                saved if isinstance(saved, dict) else {}, ours, problems))
+
+        params = self.params
         new_state = {}
         for key, s in states.items():
-            i = int(key)
-            if not 0 <= i < len(self.params):
-                problems.append(f"state for parameter {i}, which does not exist")
+            i = index_of.get(_as_int(key))
+            if i is None or i >= len(params):
+                problems.append(f"state for parameter {key}, which does not exist")
                 continue
-            shape = self.params[i].shape
-            for name in ("exp_avg", "exp_avg_sq"):
-                if name not in s:
-                    problems.append(f"parameter {i}: missing {name!r}")
-                elif tuple(numpy.shape(s[name])) != tuple(shape):
-                    problems.append(
-                        f"parameter {i}: {name} has shape {tuple(numpy.shape(s[name]))}, "
-                        f"parameter has {tuple(shape)}"
-                    )
-                elif not bool(numpy.isfinite(to_numpy(s[name])).all()):
-                    problems.append(f"parameter {i}: {name} contains NaN or infinite values")
-            if "step" not in s:
-                problems.append(f"parameter {i}: missing 'step'")
-            if any(p.startswith(f"parameter {i}:") for p in problems):
-                continue
-            dtype = self.params[i].dtype
-            new_state[i] = {
-                "step": int(to_numpy(xp.asarray(s["step"])).item()),
-                "exp_avg": xp.array(s["exp_avg"], dtype=dtype),
-                "exp_avg_sq": xp.array(s["exp_avg_sq"], dtype=dtype),
-            }
-        # hyper-parameters are checked here too: failing after self.state was replaced
-        # would leave the optimizer half loaded
-        hyper = _checked_hyperparameters(group, self.hyperparameters(), problems)
+            loaded = _checked_parameter_state(key, s, params[i], problems)
+            if loaded is not None:
+                new_state[i] = loaded
         if problems:
             raise ValueError(
                 "AdamW.load_state_dict failed; the optimizer keeps its state. Problems:\n  "
                 + "\n  ".join(problems)
             )
         self.state = new_state
-        self.lr, self.betas, self.eps, self.weight_decay = hyper
+        for group, hyper in zip(self.param_groups, settings, strict=True):
+            group.update(zip(HYPERPARAMETERS, hyper))
+
+
+def _as_int(key):
+    """A state dict's parameter id (an int, or its string after some round trips)."""
+    try:
+        return int(key)
+    except (TypeError, ValueError):
+        return None
+
+
+def _checked_parameter_state(key, s, param, problems):
+    """{"step", "exp_avg", "exp_avg_sq"} for ``param``, copied onto the device in its
+    dtype; None (and entries in ``problems``) when something is missing or wrong."""
+    before = len(problems)
+    moments = {}
+    for name in ("exp_avg", "exp_avg_sq"):
+        value = s.get(name) if isinstance(s, dict) else None
+        value = value.data if isinstance(value, Tensor) else value
+        if value is None:
+            problems.append(f"parameter {key}: missing {name!r}")
+        elif tuple(numpy.shape(value)) != tuple(param.shape):
+            problems.append(
+                f"parameter {key}: {name} has shape {tuple(numpy.shape(value))}, "
+                f"parameter has {tuple(param.shape)}"
+            )
+        else:
+            moments[name] = xp.array(value, dtype=param.dtype)  # a copy, on the device
+            if not bool(xp.isfinite(moments[name]).all()):
+                problems.append(f"parameter {key}: {name} contains NaN or infinite values")
+    step = s.get("step") if isinstance(s, dict) else None
+    step = step.data if isinstance(step, Tensor) else step
+    if step is None:
+        problems.append(f"parameter {key}: missing 'step'")
+    else:
+        try:
+            step_value = float(to_numpy(step).item())
+        except (TypeError, ValueError):
+            step_value = -1.0
+        if not (step_value >= 0 and step_value == int(step_value)):
+            problems.append(f"parameter {key}: step must be a whole number >= 0, got {step!r}")
+    if len(problems) > before:
+        return None
+    return {"step": int(step_value), **moments}
 
 
 def _checked_hyperparameters(group, current, problems):

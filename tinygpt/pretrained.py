@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_BACKUP_URL",
     "DEFAULT_BASE_URL",
     "DownloadError",
+    "assign",
     "GPT2_FILES",
     "GPT2_SIZES",
     "KNOWN_SHA256",
@@ -662,6 +663,19 @@ def _nested_get(params, path):
         else:
             return None
     return node
+
+
+def assign(left, right):
+    """The book's helper of listing 5.5: ``right`` (an array, list or Tensor) as a new
+    ``Parameter`` to put in the place of ``left``, after checking that the shapes match
+    (ValueError "Shape mismatch. Left: ..., Right: ..." otherwise)."""
+    from .nn import Parameter
+    from .tensors import tensor
+
+    left_shape, right_shape = tuple(np.shape(left)), tuple(np.shape(right))
+    if left_shape != right_shape:
+        raise ValueError(f"Shape mismatch. Left: {left_shape}, Right: {right_shape}")
+    return Parameter(tensor(right))
 
 
 def load_weights_into_gpt(gpt, params):

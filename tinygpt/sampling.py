@@ -20,6 +20,14 @@ LOWER token id ranks first. Greedy decoding picks the first maximum, like
 the k-th value (the book's ``logits < min_val`` test would keep them all); top-p
 grows its set in the same order.
 
+Inputs are NumPy or CuPy arrays, lists, or tinygpt ``Tensor``s. The work is done on
+the host in NumPy; given a Tensor, a function answers with Tensors, otherwise with
+NumPy arrays.
+
+Section 5.3's toy vocabulary of nine words is here too: ``TOY_VOCAB`` (word -> id),
+``TOY_INVERSE_VOCAB`` (id -> word) and ``TOY_NEXT_TOKEN_LOGITS``, the logits the book
+imagines after "every effort moves you".
+
 Dtypes: float32 and float64 arrays keep their dtype; anything else (lists, ints,
 float16) becomes float32. Returned probabilities are never promoted to float64;
 float64 is used internally only for cumulative sums (top-p mass, sampling CDF),
@@ -30,12 +38,30 @@ import numbers
 
 import numpy as np
 
+from tinygpt.autograd import Tensor
 from tinygpt.backend import DEFAULT_DTYPE, get_rng, to_numpy
 
 # A nucleus whose mass falls short of p by less than this counts as reaching p.
 # Probabilities computed from float32 logits are only good to ~1e-7, so a boundary
 # such as p = 0.75 for probabilities (0.5, 0.25, 0.25) must not flip on rounding.
 TOP_P_TOLERANCE = 1e-6
+
+# Section 5.3's nine-word vocabulary, and the next-token logits of its example.
+TOY_VOCAB = {
+    "closer": 0,
+    "every": 1,
+    "effort": 2,
+    "forward": 3,
+    "inches": 4,
+    "moves": 5,
+    "pizza": 6,
+    "toward": 7,
+    "you": 8,
+}
+TOY_INVERSE_VOCAB = {v: k for k, v in TOY_VOCAB.items()}
+TOY_NEXT_TOKEN_LOGITS = np.array(
+    [4.51, 0.89, -1.90, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79], dtype=np.float32
+)
 
 
 # ----------------------------------------------------------------------------- softmax
@@ -53,7 +79,7 @@ def softmax(logits, axis=-1):
     # An all -inf slice would give (-inf) - (-inf) = NaN plus a warning; shift by 0 instead.
     m = np.where(np.isfinite(m), m, 0.0).astype(x.dtype, copy=False)
     e = np.exp(x - m)
-    return e / np.sum(e, axis=axis, keepdims=True)
+    return _like_input(e / np.sum(e, axis=axis, keepdims=True), logits)
 
 
 def softmax_with_temperature(logits, temperature):
@@ -70,7 +96,7 @@ def softmax_with_temperature(logits, temperature):
             "sample_next_token(logits, temperature=0.0)"
         )
     x = _as_float_array(logits)
-    return softmax(x / t, axis=-1)  # Python float: keeps float32
+    return _like_input(softmax(x / t, axis=-1), logits)  # Python float: keeps float32
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -142,8 +168,19 @@ def _check_temperature(temperature):
 # ----------------------------------------------------------------------------- helpers
 
 
+def _like_input(result, original):
+    """``result`` (an array or a tuple of them) as Tensors if ``original`` is a Tensor."""
+    if not isinstance(original, Tensor):
+        return result
+    if isinstance(result, tuple):
+        return tuple(Tensor(r) for r in result)
+    return Tensor(result)
+
+
 def _as_float_array(a):
     """A NumPy array on the CPU; float32/float64 arrays kept, everything else float32."""
+    if isinstance(a, Tensor):
+        a = a.data
     arr = np.asarray(to_numpy(a))
     # A Python list of floats would become float64: only real arrays keep their dtype.
     if not hasattr(a, "dtype") or arr.dtype not in (np.float32, np.float64):
@@ -275,7 +312,7 @@ def topk(logits, k):
     if k is None:
         raise ValueError("topk needs an integer k >= 1, got None")
     idx = np.argsort(-x, axis=-1, kind="stable")[..., :k].astype(np.int64)
-    return np.take_along_axis(x, idx, axis=-1), idx
+    return _like_input((np.take_along_axis(x, idx, axis=-1), idx), logits)
 
 
 def process_logits(logits, temperature=0.0, top_k=None, top_p=None):
@@ -292,7 +329,7 @@ def process_logits(logits, temperature=0.0, top_k=None, top_p=None):
     """
     x, was_1d, t, k, p = _prepare(logits, temperature, top_k, top_p)
     out = _filter(x, t, k, p)
-    return out[0] if was_1d else out
+    return _like_input(out[0] if was_1d else out, logits)
 
 
 def next_token_probabilities(logits, temperature, top_k=None, top_p=None):
@@ -309,7 +346,7 @@ def next_token_probabilities(logits, temperature, top_k=None, top_p=None):
         probs[np.arange(x.shape[0]), np.argmax(x, axis=-1)] = 1.0
     else:
         probs = softmax(_filter(x, t, k, p), axis=-1)
-    return probs[0] if was_1d else probs
+    return _like_input(probs[0] if was_1d else probs, logits)
 
 
 def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, rng=None):
@@ -337,19 +374,20 @@ def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, rng=None)
         u = gen.random(x.shape[0])  # (B,) float64 in [0, 1)
         ids = _inverse_cdf(probs, u)
     ids = ids.astype(np.int64).reshape(-1, 1)  # (B, 1)
-    return ids[0] if was_1d else ids
+    return _like_input(ids[0] if was_1d else ids, logits)
 
 
-def print_sampled_tokens(probas, inverse_vocab, num_samples=1000, seed=123):
+def print_sampled_tokens(probas, inverse_vocab=None, num_samples=1000, seed=123):
     """The book's helper: draw ``num_samples`` tokens from ``probas`` and print counts.
 
-    probas: (V,) probabilities. inverse_vocab: id -> word (a dict or a list). Prints one
-    line "``count`` x ``word``" for EVERY vocabulary entry, zeros included (the book's
-    ``bincount`` stops at the largest sampled id), and returns the counts, int64 (V,).
-    ``seed``: an int seeds a fresh generator (a Generator or None, the package one, are
-    used as they are). NumPy's stream differs from torch's, so the counts differ from
-    the book's but follow the same distribution (expected count of token i:
-    num_samples * probas[i]).
+    probas: (V,) probabilities. inverse_vocab: id -> word (a dict or a list); by default
+    section 5.3's ``TOY_INVERSE_VOCAB``, so ``print_sampled_tokens(probas)`` runs as the
+    book calls it. Prints one line "``count`` x ``word``" for EVERY vocabulary entry,
+    zeros included (the book's ``bincount`` stops at the largest sampled id), and
+    returns the counts, int64 (V,). ``seed``: an int seeds a fresh generator (a
+    Generator or None, the package one, are used as they are). NumPy's stream differs
+    from torch's, so the counts differ from the book's but follow the same distribution
+    (expected count of token i: num_samples * probas[i]).
     """
     p = _as_float_array(probas)
     if p.ndim != 1:
@@ -360,6 +398,14 @@ def print_sampled_tokens(probas, inverse_vocab, num_samples=1000, seed=123):
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if inverse_vocab is None:
+        if p.shape[0] != len(TOY_INVERSE_VOCAB):
+            raise ValueError(
+                f"probas has {p.shape[0]} entries, but without inverse_vocab the words are "
+                f"section 5.3's toy vocabulary of {len(TOY_INVERSE_VOCAB)}; pass "
+                "inverse_vocab (id -> word) for another vocabulary"
+            )
+        inverse_vocab = TOY_INVERSE_VOCAB
     words = []
     for i in range(p.shape[0]):
         try:
@@ -378,10 +424,13 @@ def print_sampled_tokens(probas, inverse_vocab, num_samples=1000, seed=123):
     counts = np.bincount(ids, minlength=p.shape[0]).astype(np.int64)
     for count, word in zip(counts, words, strict=True):
         print(f"{count} x {word}")
-    return counts
+    return _like_input(counts, probas)
 
 
 __all__ = [
+    "TOY_INVERSE_VOCAB",
+    "TOY_NEXT_TOKEN_LOGITS",
+    "TOY_VOCAB",
     "resolve_rng",
     "TOP_P_TOLERANCE",
     "next_token_probabilities",

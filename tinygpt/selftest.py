@@ -329,8 +329,9 @@ def check_save_load():
         model_path = os.path.join(tmp, "model.safetensors")
         save_model(model, model_path)
         loaded = load_model(model_path)
+        saved_back = loaded.state_dict()
         for name, a in model.state_dict().items():
-            b = loaded.state_dict()[name]
+            a, b = a.data, saved_back[name].data
             if a.dtype != b.dtype or a.shape != b.shape:
                 raise _CheckFailed(f"{name}: {a.dtype}{a.shape} came back as {b.dtype}{b.shape}")
             worst = max(worst, float(numpy.abs(to_numpy(a) - to_numpy(b)).max()))

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import tiktoken
 
+from .autograd import Tensor
 from .backend import to_numpy
 
 ENDOFTEXT = "<|endoftext|>"
@@ -188,23 +189,25 @@ def get_tokenizer():
 
 
 def text_to_token_ids(text, tokenizer):
-    """Encode ``text`` to an int64 array of shape (1, n), the book's listing 5.1.
+    """Encode ``text`` to an int64 Tensor of shape (1, n), the book's listing 5.1.
 
     ``<|endoftext|>`` in the text becomes the special token 50256.
     """
     if not isinstance(text, str):
         raise TypeError(f"text_to_token_ids expects a str, got {type(text).__name__}")
     ids = tokenizer.encode(text, allowed_special={ENDOFTEXT})
-    return np.asarray(ids, dtype=np.int64).reshape(1, -1)  # (1, n)
+    return Tensor(np.asarray(ids, dtype=np.int64).reshape(1, -1))  # (1, n)
 
 
 def token_ids_to_text(token_ids, tokenizer):
     """Decode token ids of shape (1, n) or (n,) back to text.
 
-    Accepts a NumPy/CuPy array, a list, or a tinygpt ``Tensor`` (anything with
-    a ``.data`` array). A leading batch dimension of 1 is dropped, like the
-    book's ``squeeze(0)``.
+    Accepts a tinygpt ``Tensor``, a NumPy/CuPy array or a list (or anything with a
+    ``.data`` array). A leading batch dimension of 1 is dropped, like the book's
+    ``squeeze(0)``.
     """
+    if isinstance(token_ids, Tensor):
+        token_ids = token_ids.data
     data = getattr(token_ids, "data", None)
     if not isinstance(token_ids, np.ndarray) and hasattr(data, "shape"):
         token_ids = data  # a tinygpt Tensor (a CuPy array's .data is a pointer, no shape)

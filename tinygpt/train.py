@@ -11,13 +11,15 @@ import math
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy
 from tqdm.auto import tqdm
 
-from .autograd import no_grad
-from .backend import check_device, xp
+from .autograd import Tensor, no_grad
+from .backend import check_device
+from .nn.utils import clip_grad_norm  # appendix D's clipping: torch.nn.utils.clip_grad_norm_
 from .ops import cross_entropy
 
 
@@ -35,24 +37,32 @@ def calc_loss_batch(input_batch, target_batch, model, device=None):
 
 
 def calc_loss_loader(data_loader, model, device=None, num_batches=None):
-    """Average loss over the first ``num_batches`` batches (all by default); nan if empty."""
-    if len(data_loader) == 0:
+    """Average loss over the first ``num_batches`` batches (all by default); nan if empty.
+
+    ``data_loader``: any iterable of ``(input_batch, target_batch)`` (a DataLoader, a
+    list, a generator); one without ``len()`` is read until it ends or until
+    ``num_batches``, and the average is over the batches actually read."""
+    check_device(device)
+    n_batches = _length(data_loader)
+    if n_batches == 0:
         return float("nan")
     if num_batches is None:
-        num_batches = len(data_loader)
-    else:
-        num_batches = min(num_batches, len(data_loader))
-    total_loss = 0.0
+        num_batches = n_batches
+    elif n_batches is not None:
+        num_batches = min(num_batches, n_batches)
+    total_loss, counted = 0.0, 0
     with no_grad():
         for i, (input_batch, target_batch) in enumerate(data_loader):
-            if i >= num_batches:
+            if num_batches is not None and i >= num_batches:
                 break
             total_loss += calc_loss_batch(input_batch, target_batch, model, device).item()
-    return total_loss / num_batches
+            counted += 1
+    return total_loss / counted if counted else float("nan")
 
 
 def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     """Train and validation loss over ``eval_iter`` batches each, in eval mode."""
+    check_device(device)
     was_training = model.training
     model.eval()
     with no_grad():
@@ -60,6 +70,20 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
         val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
     model.train(was_training)
     return train_loss, val_loss
+
+
+def _length(loader):
+    """``len(loader)``, or None for an iterable without one (e.g. a generator)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
+def _numel(batch):
+    """How many token ids a batch holds (a Tensor, an array or nested lists): the
+    book's ``input_batch.numel()``."""
+    return batch.numel() if isinstance(batch, Tensor) else int(numpy.size(batch))
 
 
 def generate_and_print_sample(model, tokenizer, device, start_context, print_fn=print):
@@ -102,21 +126,6 @@ def learning_rate_at(step, peak_lr, total_steps, warmup_steps=0, initial_lr=None
     span = max(total_steps - warmup_steps, 1)
     progress = min((step - warmup_steps) / span, 1.0)
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def clip_grad_norm(parameters, max_norm):
-    """Scale all gradients so their global L2 norm is at most ``max_norm``; returns the
-    norm before clipping (like torch.nn.utils.clip_grad_norm_)."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return 0.0
-    squares = xp.stack([xp.vdot(g.ravel(), g.ravel()) for g in grads])
-    total = math.sqrt(float(squares.astype(xp.float64).sum()))  # one host sync for all
-    scale = max_norm / (total + 1e-6)
-    if scale < 1.0:
-        for g in grads:
-            g *= scale
-    return total
 
 
 # ----------------------------------------------------------------------------------
@@ -196,28 +205,51 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
                 handle_sigint=True):
     """The book's loop with the extras described in the module docstring.
 
-    ``state``: a TrainingState to resume from (the model, optimizer and random
-    generator must already be restored). ``stop_after_steps``: stop (resumably)
-    once ``global_step + 1`` reaches this. ``on_epoch_end(state)`` runs after each
-    epoch's sample, e.g. to save a checkpoint. ``progress``: show a tqdm bar
-    (default: only on a terminal). Returns the TrainingState; ``state.interrupted``
-    is set when Ctrl-C stopped the run between two steps.
+    ``train_loader``: tinygpt's ``DataLoader``, or any iterable of ``(input_batch,
+    target_batch)`` (a list, a torch-style loader, a generator: note that a generator
+    is used up by one pass). Resuming mid-epoch needs tinygpt's ``DataLoader``, which
+    replays an epoch's order (``epoch_order`` / ``iterate``); other loaders are read
+    from the start of each epoch. ``state``: a TrainingState to resume from (the
+    model, optimizer and random generator must already be restored).
+    ``stop_after_steps``: stop (resumably) once ``global_step + 1`` reaches this.
+    ``on_epoch_end(state)`` runs after each epoch's sample, e.g. to save a checkpoint.
+    ``progress``: show a tqdm bar (default: only on a terminal). Returns the
+    TrainingState; ``state.interrupted`` is set when Ctrl-C stopped the run between
+    two steps.
+
+    The schedule (appendix D) sets ``lr`` in every param group, from the peak kept as
+    ``optimizer.peak_lr`` (the first group's ``lr`` when the run starts).
     """
     if num_epochs < 0 or eval_freq < 1 or eval_iter < 1:
         raise ValueError(
             f"num_epochs must be >= 0 and eval_freq, eval_iter >= 1 "
             f"(got {num_epochs}, {eval_freq}, {eval_iter})"
         )
-    if len(train_loader) == 0:
+    n_batches = _length(train_loader)
+    if n_batches == 0:
         raise ValueError(
             "the training loader has no batches: use a longer text, a shorter context "
             "length or stride, or a smaller batch size"
         )
+    if cosine_decay and n_batches is None:
+        raise ValueError(
+            "cosine_decay needs the number of steps, but the training loader has no len(): "
+            "pass a list or a DataLoader"
+        )
     check_device(device)
     state = state or TrainingState()
-    peak_lr = optimizer.lr if not hasattr(optimizer, "peak_lr") else optimizer.peak_lr
-    optimizer.peak_lr = peak_lr
-    total_steps = num_epochs * len(train_loader)
+    replays_order = hasattr(train_loader, "epoch_order") and hasattr(train_loader, "iterate")
+    if state.batch_in_epoch and not replays_order:
+        raise ValueError(
+            f"resuming in the middle of epoch {state.epoch + 1} (after batch "
+            f"{state.batch_in_epoch}) needs tinygpt's DataLoader, which replays the epoch's "
+            f"order; this {type(train_loader).__name__} cannot: resume from a checkpoint "
+            "written at the end of an epoch, or load the data with tinygpt's DataLoader"
+        )
+    if not hasattr(optimizer, "peak_lr"):
+        optimizer.peak_lr = optimizer.param_groups[0]["lr"]
+    peak_lr = optimizer.peak_lr
+    total_steps = num_epochs * (n_batches or 0)
     use_schedule = warmup_steps > 0 or cosine_decay
     show = sys.stderr.isatty() if progress is None else progress
     say = print_fn or (tqdm.write if show else print)
@@ -225,12 +257,18 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
     with _StopOnSigint(handle_sigint) as sigint:
         while state.epoch < num_epochs:
             model.train()
-            if state.epoch_order is None:
-                state.epoch_order = [int(i) for i in train_loader.epoch_order()]
-                state.batch_in_epoch = 0
-            bar = tqdm(total=len(train_loader), initial=state.batch_in_epoch, disable=not show,
+            if replays_order:
+                if state.epoch_order is None:
+                    state.epoch_order = [int(i) for i in train_loader.epoch_order()]
+                    state.batch_in_epoch = 0
+                batches = train_loader.iterate(
+                    numpy.asarray(state.epoch_order), state.batch_in_epoch
+                )
+            else:
+                batches = train_loader
+            bar = tqdm(total=n_batches, initial=state.batch_in_epoch, disable=not show,
                        desc=f"epoch {state.epoch + 1}/{num_epochs}", unit="batch", leave=False)
-            batches = train_loader.iterate(numpy.asarray(state.epoch_order), state.batch_in_epoch)
+            trained_before = state.batch_in_epoch
             for input_batch, target_batch in batches:
                 if stop_after_steps is not None and state.global_step + 1 >= stop_after_steps:
                     bar.close()
@@ -242,9 +280,11 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
                 started = time.perf_counter()
                 step = state.global_step + 1
                 if use_schedule:
-                    optimizer.lr = learning_rate_at(
+                    lr = learning_rate_at(
                         step, peak_lr, total_steps, warmup_steps, initial_lr, cosine_decay, min_lr
                     )
+                    for param_group in optimizer.param_groups:
+                        param_group["lr"] = lr
                 optimizer.zero_grad()
                 loss = calc_loss_batch(input_batch, target_batch, model, device)
                 loss_value = loss.item()
@@ -260,11 +300,12 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
                 if grad_clip is not None and (not use_schedule or step >= warmup_steps):
                     clip_grad_norm(model.parameters(), grad_clip)
                 optimizer.step()
-                state.tokens_seen += int(input_batch.size)
+                n_tokens = _numel(input_batch)
+                state.tokens_seen += n_tokens
                 state.global_step = step
                 state.batch_in_epoch += 1
                 seconds = time.perf_counter() - started
-                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{input_batch.size / seconds:.0f}")
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{n_tokens / seconds:.0f}")
                 bar.update(1)
 
                 if state.global_step % eval_freq == 0:
@@ -279,6 +320,11 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
                         f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
                     )
             bar.close()
+            if not replays_order and state.batch_in_epoch == trained_before:
+                raise ValueError(
+                    f"the training loader gave no batches in epoch {state.epoch + 1}; a "
+                    "generator is used up after one pass: pass a list or a DataLoader"
+                )
             generate_and_print_sample(model, tokenizer, device, start_context, print_fn=say)
             state.epoch += 1
             state.batch_in_epoch = 0
@@ -293,7 +339,10 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
 
 def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                        eval_freq, eval_iter, start_context, tokenizer):
-    """The book's listing 5.3: returns (train_losses, val_losses, track_tokens_seen)."""
+    """The book's listing 5.3: returns (train_losses, val_losses, track_tokens_seen).
+
+    ``train_loader`` and ``val_loader``: tinygpt's DataLoader or any iterable of
+    ``(input_batch, target_batch)``, e.g. a list of Tensor pairs (see ``train_model``)."""
     state = train_model(
         model, train_loader, val_loader, optimizer, num_epochs=num_epochs, eval_freq=eval_freq,
         eval_iter=eval_iter, start_context=start_context, tokenizer=tokenizer, device=device,
@@ -305,18 +354,24 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
 # Plot.
 
 
-def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path="loss-plot.png",
-                show=False):
+def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, show=True):
     """The book's figure 5.12: losses against epochs, with a twin "Tokens seen" axis.
-    Saved as a PNG at ``path`` (no display needed); returns the path."""
-    import matplotlib
 
-    if not show:
-        matplotlib.use("Agg")
+    Each argument is a list, an array or a Tensor (e.g. ``torch.linspace(0, num_epochs,
+    len(train_losses))``). ``path``: also save the figure there (a PNG; ".pdf" or ".svg"
+    names give those formats). ``show``: call ``plt.show()`` as the book does: in a
+    notebook the figure appears under the cell; on a non-interactive backend (a script
+    without a display) it does nothing, quietly. ``show=False`` closes the figure in
+    pyplot instead, so nothing is displayed. matplotlib's backend is never changed.
+    Returns the figure.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    epochs_seen = numpy.asarray(epochs_seen, dtype=float)
+    epochs_seen, tokens_seen, train_losses, val_losses = (
+        numpy.asarray(values, dtype=float)
+        for values in (epochs_seen, tokens_seen, train_losses, val_losses)
+    )
     fig, ax1 = plt.subplots(figsize=(5, 3))
     ax1.plot(epochs_seen, train_losses, label="Training loss")
     ax1.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")
@@ -329,8 +384,11 @@ def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path="loss-p
     ax2.set_xlabel("Tokens seen")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120)  # PNG unless the name ends in another format's suffix
     if show:
-        plt.show()
-    plt.close(fig)
-    return path
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*non-interactive", category=UserWarning)
+            plt.show()
+    else:
+        plt.close(fig)
+    return fig

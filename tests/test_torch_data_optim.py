@@ -1,0 +1,452 @@
+"""torch's data loading, optimizer groups and chapter 5's helpers, the way the book calls them.
+
+The code under test is written against torch's names (``import tinygpt as torch``);
+where PyTorch defines the answer (default collate, AdamW with param groups) the real
+torch computes the reference."""
+
+import collections
+import warnings
+
+import numpy as np
+import pytest
+
+import tinygpt
+import tinygpt as torch
+from tinygpt import GPT_CONFIG_124M, GPTModel
+from tinygpt.backend import BackendError
+from tinygpt.pretrained import assign
+from tinygpt.sampling import (
+    TOY_INVERSE_VOCAB,
+    TOY_NEXT_TOKEN_LOGITS,
+    TOY_VOCAB,
+    print_sampled_tokens,
+    softmax_with_temperature,
+)
+from tinygpt.tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
+from tinygpt.train import calc_loss_loader, evaluate_model, plot_losses, train_model_simple
+from tinygpt.utils.data import DataLoader, Dataset
+
+from .checks import host
+
+pytestmark = pytest.mark.usefixtures("keep_global_rng")
+
+
+# --- a learner's own dataset ------------------------------------------------------------------
+
+
+class Multiples(Dataset):
+    """Sample i: a row of the first ``width`` multiples of i, and whether i is odd."""
+
+    def __init__(self, n, width=3):
+        self.rows = [torch.tensor([i * k for k in range(1, width + 1)]) for i in range(n)]
+        self.odd = [torch.tensor(i % 2) for i in range(n)]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i], self.odd[i]
+
+
+def test_own_dataset_batches_into_tensors():
+    loader = DataLoader(Multiples(5), batch_size=2, shuffle=False)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 3
+    rows, odd = batches[0]
+    assert isinstance(rows, tinygpt.Tensor) and rows.shape == (2, 3) and rows.dtype == torch.long
+    assert rows.tolist() == [[0, 0, 0], [1, 2, 3]] and odd.tolist() == [0, 1]
+    last_rows, last_odd = batches[-1]
+    assert last_rows.size() == (1, 3) and last_odd.tolist() == [0]
+
+
+def test_dataset_base_class_says_what_to_define():
+    class Empty(Dataset):
+        pass
+
+    with pytest.raises(NotImplementedError, match="__getitem__"):
+        Empty()[0]
+    with pytest.raises(NotImplementedError, match="__len__"):
+        len(Empty())
+
+
+def test_one_loader_class_behind_both_names():
+    import tinygpt.data
+    import tinygpt.utils.data
+
+    assert tinygpt.utils.data.DataLoader is tinygpt.data.DataLoader
+    assert tinygpt.utils.data.Dataset is tinygpt.data.Dataset
+    assert issubclass(tinygpt.data.GPTDatasetV1, Dataset)
+
+
+# --- collate, against torch's default_collate -------------------------------------------------
+
+
+Point = collections.namedtuple("Point", "x y")
+
+
+def _samples(tensor, array):
+    """The same five samples for either library: ``tensor`` builds its tensors."""
+    return [
+        (tensor([i, 2 * i]), array([i + 0.5, i - 0.5], dtype=np.float32), i, i / 4, i % 2 == 0,
+         {"id": i, "pair": Point(i, -i)}, [i, i + 1], f"s{i}")
+        for i in range(5)
+    ]
+
+
+def _assert_same_batch(ours, ref, pt, where="batch"):
+    if isinstance(ref, pt.Tensor):
+        assert isinstance(ours, tinygpt.Tensor), f"{where}: {type(ours).__name__}"
+        assert ours.shape == tuple(ref.shape), where
+        assert host(ours).dtype == ref.numpy().dtype, where
+        np.testing.assert_array_equal(host(ours), ref.numpy(), err_msg=where)
+    elif isinstance(ref, dict):
+        assert isinstance(ours, dict) and list(ours) == list(ref), where
+        for key in ref:
+            _assert_same_batch(ours[key], ref[key], pt, f"{where}[{key!r}]")
+    elif isinstance(ref, (list, tuple)):
+        assert type(ours) is type(ref) and len(ours) == len(ref), where
+        for k, (a, b) in enumerate(zip(ours, ref, strict=True)):
+            _assert_same_batch(a, b, pt, f"{where}[{k}]")
+    else:
+        assert ours == ref, where
+
+
+@pytest.mark.parametrize("batch_size,drop_last", [(2, False), (2, True), (5, False)])
+def test_collate_matches_torch(batch_size, drop_last):
+    pt = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader as TorchLoader
+
+    ours = list(DataLoader(_samples(torch.tensor, np.array), batch_size=batch_size,
+                           drop_last=drop_last))
+    ref = list(TorchLoader(_samples(pt.tensor, np.array), batch_size=batch_size,
+                           drop_last=drop_last))
+    assert len(ours) == len(ref) == (2 if drop_last else -(-5 // batch_size))
+    for k, (a, b) in enumerate(zip(ours, ref, strict=True)):
+        _assert_same_batch(a, b, pt, f"batch {k}")
+
+
+def test_collate_rejects_ragged_samples_and_odd_types():
+    ragged = [(np.arange(3),), (np.arange(4),)]
+    with pytest.raises(RuntimeError, match="equal size.*collate_fn"):
+        next(iter(DataLoader(ragged, batch_size=2)))
+    with pytest.raises(TypeError, match="collate_fn"):
+        next(iter(DataLoader([object(), object()], batch_size=2)))
+
+
+def test_collate_fn_num_workers_and_unsupported_arguments():
+    data = Multiples(6)
+    pairs = DataLoader(data, batch_size=4, collate_fn=lambda samples: len(samples))
+    assert list(pairs) == [4, 2]
+    base = [host(rows) for rows, _ in DataLoader(data, batch_size=4)]
+    workers = [host(rows) for rows, _ in DataLoader(data, batch_size=4, num_workers=2,
+                                                   pin_memory=True, persistent_workers=True)]
+    for a, b in zip(base, workers, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for argument in ("sampler", "batch_sampler", "generator", "worker_init_fn"):
+        with pytest.raises(NotImplementedError, match=f"{argument}=.*tinygpt"):
+            DataLoader(data, **{argument: object()})
+    with pytest.raises(NotImplementedError, match="batch_size=None"):
+        DataLoader(data, batch_size=None)
+    with pytest.raises(ValueError, match="num_workers"):
+        DataLoader(data, num_workers=-1)
+
+
+# --- shuffle and drop_last --------------------------------------------------------------------
+
+
+def _epoch(loader):
+    return [host(rows) for rows, _ in loader]
+
+
+def test_shuffle_repeats_under_manual_seed_and_differs_per_epoch():
+    loader = DataLoader(Multiples(40), batch_size=8, shuffle=True)
+    torch.manual_seed(123)
+    first, second = _epoch(loader), _epoch(loader)
+    torch.manual_seed(123)
+    again = _epoch(loader)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    seen = sorted(int(r[1]) for r in np.concatenate(first))  # column 1 is 2 * i
+    assert seen == [2 * i for i in range(40)]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_drop_last(shuffle):
+    kept = DataLoader(Multiples(7), batch_size=3, shuffle=shuffle, drop_last=False)
+    dropped = DataLoader(Multiples(7), batch_size=3, shuffle=shuffle, drop_last=True)
+    assert [r.shape[0] for r in _epoch(kept)] == [3, 3, 1] and len(kept) == 3
+    assert [r.shape[0] for r in _epoch(dropped)] == [3, 3] and len(dropped) == 2
+
+
+# --- AdamW param_groups, against torch.optim.AdamW --------------------------------------------
+
+
+def _twin_params(pt, shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    values = [rng.standard_normal(shape) for shape in shapes]  # float64: tight comparisons
+    ours = [tinygpt.nn.Parameter(v.copy()) for v in values]
+    ref = [pt.nn.Parameter(pt.tensor(v)) for v in values]
+    return ours, ref
+
+
+def _step_both(ours_opt, ref_opt, ours, ref, rng):
+    for p, q in zip(ours, ref, strict=True):
+        g = rng.standard_normal(p.shape)
+        p.grad = tinygpt.backend.asarray(g)
+        q.grad = pytest.importorskip("torch").tensor(g)
+    ours_opt.step()
+    ref_opt.step()
+
+
+def _assert_params_equal(ours, ref, what):
+    for k, (p, q) in enumerate(zip(ours, ref, strict=True)):
+        np.testing.assert_allclose(host(p), q.detach().numpy(), rtol=1e-12, atol=1e-14,
+                                   err_msg=f"{what}: parameter {k}")
+
+
+def test_param_group_lr_change_takes_effect_like_torch():
+    pt = pytest.importorskip("torch")
+    ours, ref = _twin_params(pt, [(4, 3), (3,)])
+    opt = torch.optim.AdamW(ours, lr=1e-2, weight_decay=0.1)
+    ref_opt = pt.optim.AdamW(ref, lr=1e-2, weight_decay=0.1)
+    assert [sorted(g) for g in opt.param_groups] == [
+        ["betas", "eps", "lr", "params", "weight_decay"]]
+    rng = np.random.default_rng(1)
+    for step in range(6):
+        lr = 1e-2 * (step + 1) / 6  # appendix D: a warmup written into every group
+        for o in (opt, ref_opt):
+            for param_group in o.param_groups:
+                param_group["lr"] = lr
+        _step_both(opt, ref_opt, ours, ref, rng)
+        _assert_params_equal(ours, ref, f"step {step}")
+    assert opt.lr == pytest.approx(1e-2)
+
+
+def test_param_groups_with_their_own_weight_decay_like_torch():
+    pt = pytest.importorskip("torch")
+    ours, ref = _twin_params(pt, [(5, 4), (4,), (4,), (5, 4)])
+
+    def groups(params):
+        return [{"params": [params[0], params[3]], "weight_decay": 0.1},
+                {"params": [params[1], params[2]], "weight_decay": 0.0, "lr": 3e-3}]
+
+    opt = torch.optim.AdamW(groups(ours), lr=1e-2, betas=(0.8, 0.99))
+    ref_opt = pt.optim.AdamW(groups(ref), lr=1e-2, betas=(0.8, 0.99))
+    assert [g["lr"] for g in opt.param_groups] == [1e-2, 3e-3]
+    assert [p is q for p, q in zip(opt.params, [ours[0], ours[3], ours[1], ours[2]])] == [True] * 4
+    rng = np.random.default_rng(2)
+    for step in range(5):
+        _step_both(opt, ref_opt, ours, ref, rng)
+        _assert_params_equal(ours, ref, f"step {step}")
+    with pytest.raises(ValueError, match="2 param groups"):
+        opt.lr = 1e-3
+    with pytest.raises(ValueError, match="2 param groups"):
+        opt.hyperparameters()
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        torch.optim.AdamW([{"params": ours[:2]}, {"params": ours[1:]}])
+
+
+def test_torch_made_optimizer_state_loads_and_continues_alike():
+    """torch's own AdamW state dict (steps as float tensors, moments as arrays)."""
+    pt = pytest.importorskip("torch")
+    ours, ref = _twin_params(pt, [(3, 2), (2,)])
+    opt = torch.optim.AdamW(ours, lr=5e-3)
+    ref_opt = pt.optim.AdamW(ref, lr=2e-3, weight_decay=0.05)
+    rng = np.random.default_rng(3)
+    for q in ref:  # three torch steps, then copy torch's weights and state across
+        q.grad = pt.tensor(rng.standard_normal(tuple(q.shape)))
+    for _ in range(3):
+        ref_opt.step()
+    for p, q in zip(ours, ref, strict=True):
+        p.data[...] = tinygpt.backend.asarray(q.detach().numpy())
+    sd = ref_opt.state_dict()
+    opt.load_state_dict({
+        "state": {i: {k: v.numpy() for k, v in s.items()} for i, s in sd["state"].items()},
+        "param_groups": sd["param_groups"],
+    })
+    assert opt.state[0]["step"] == 3 and opt.lr == 2e-3 and opt.weight_decay == 0.05
+    for _ in range(3):
+        _step_both(opt, ref_opt, ours, ref, rng)
+    _assert_params_equal(ours, ref, "after loading torch's state")
+
+
+def test_optimizer_state_dict_round_trips_through_save_and_load(tmp_path):
+    tinygpt.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    decay, no_decay = [model.weight], [model.bias]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=1e-2)
+    rng = np.random.default_rng(4)
+    grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in model.parameters()]
+             for _ in range(6)]
+
+    def step(optimizer, params, g):
+        for p, gp in zip(params, g, strict=True):
+            p.grad = tinygpt.backend.asarray(gp)
+        optimizer.step()
+
+    for g in grads[:3]:
+        step(opt, [model.weight, model.bias], g)
+    for param_group in opt.param_groups:
+        param_group["lr"] = 4e-3
+    torch.save({"model_state_dict": model.state_dict(),
+                "optimizer_state_dict": opt.state_dict()}, tmp_path / "ckpt.pth")
+    checkpoint = torch.load(tmp_path / "ckpt.pth", weights_only=True)
+    state = checkpoint["optimizer_state_dict"]["state"]
+    assert isinstance(state[0]["exp_avg"], tinygpt.Tensor)
+
+    resumed = torch.nn.Linear(4, 3)
+    resumed.load_state_dict(checkpoint["model_state_dict"])
+    resumed_opt = torch.optim.AdamW([{"params": [resumed.weight]}, {"params": [resumed.bias]}])
+    resumed_opt.load_state_dict(checkpoint["optimizer_state_dict"])
+    assert [(g["lr"], g["weight_decay"]) for g in resumed_opt.param_groups] == [
+        (4e-3, 0.1), (4e-3, 0.0)]
+    for g in grads[3:]:
+        step(opt, [model.weight, model.bias], g)
+        step(resumed_opt, [resumed.weight, resumed.bias], g)
+    for name in ("weight", "bias"):
+        np.testing.assert_array_equal(host(getattr(resumed, name)), host(getattr(model, name)),
+                                      err_msg=name)
+
+
+def test_optimizer_load_state_dict_is_all_or_nothing_across_groups():
+    params = [tinygpt.nn.Parameter(np.ones((2, 2), dtype=np.float32)) for _ in range(2)]
+    opt = torch.optim.AdamW([{"params": params[:1]}, {"params": params[1:]}], lr=1e-3)
+    for p in params:
+        p.grad = tinygpt.backend.asarray(np.ones((2, 2), dtype=np.float32))
+    opt.step()
+    sd = opt.state_dict()
+    bad = {"state": sd["state"], "param_groups": [dict(sd["param_groups"][0], lr=5.0),
+                                                  dict(sd["param_groups"][1], lr=-1.0)]}
+    with pytest.raises(ValueError, match="lr must be >= 0"):
+        opt.load_state_dict(bad)
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 1e-3]
+    with pytest.raises(ValueError, match="expected 2 param group"):
+        opt.load_state_dict({"state": {}, "param_groups": sd["param_groups"][:1]})
+
+
+# --- chapter 5's helpers, called as the book calls them ----------------------------------------
+
+
+def test_print_sampled_tokens_as_the_book_calls_it(capsys):
+    assert list(TOY_VOCAB) == ["closer", "every", "effort", "forward", "inches", "moves",
+                               "pizza", "toward", "you"]
+    assert TOY_INVERSE_VOCAB == {i: w for w, i in TOY_VOCAB.items()}
+    probas = torch.softmax(torch.tensor(TOY_NEXT_TOKEN_LOGITS), dim=0)
+    counts = print_sampled_tokens(probas)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 9 and lines[3].endswith(" x forward")
+    assert isinstance(counts, tinygpt.Tensor) and int(counts.sum()) == 1000
+    with pytest.raises(ValueError, match="toy vocabulary"):
+        print_sampled_tokens(torch.softmax(torch.randn(12), dim=0))
+
+
+def test_sampling_helpers_take_and_give_tensors():
+    logits = torch.tensor(TOY_NEXT_TOKEN_LOGITS)
+    ours = softmax_with_temperature(logits, 0.5)
+    assert isinstance(ours, tinygpt.Tensor)
+    np.testing.assert_allclose(host(ours), softmax_with_temperature(TOY_NEXT_TOKEN_LOGITS, 0.5))
+    assert isinstance(softmax_with_temperature(TOY_NEXT_TOKEN_LOGITS, 0.5), np.ndarray)
+
+
+TINY = dict(GPT_CONFIG_124M, context_length=16, emb_dim=16, n_heads=2, n_layers=1,
+            drop_rate=0.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    tinygpt.manual_seed(7)
+    return GPTModel(TINY)
+
+
+def test_generate_answers_a_tensor_with_a_tensor(tiny_model):
+    tokenizer = get_tokenizer()
+    idx = text_to_token_ids("Every effort moves you", tokenizer)
+    assert isinstance(idx, tinygpt.Tensor) and idx.shape == (1, 4) and idx.dtype == torch.long
+    for generate in (
+        lambda i: tinygpt.generate(tiny_model, i, 5, TINY["context_length"], temperature=1.4,
+                                   top_k=25, rng=3),
+        lambda i: tinygpt.generate_text_simple(tiny_model, i, 5, TINY["context_length"]),
+    ):
+        out = generate(idx)
+        assert isinstance(out, tinygpt.Tensor) and out.shape == (1, 9)
+        as_array = generate(host(idx))
+        assert isinstance(as_array, np.ndarray)
+        np.testing.assert_array_equal(host(out), as_array)
+        assert token_ids_to_text(out, tokenizer) == token_ids_to_text(as_array, tokenizer)
+
+
+def _pairs(n, seed):
+    ids = np.random.default_rng(seed).integers(0, 50257, size=(n, 2, TINY["context_length"] + 1))
+    return [(torch.tensor(row[:, :-1]), torch.tensor(row[:, 1:])) for row in ids]
+
+
+def test_train_model_simple_takes_a_plain_list_of_tensor_pairs(capsys):
+    tinygpt.manual_seed(11)
+    model = GPTModel(TINY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.1)
+    train, val = _pairs(3, seed=1), _pairs(1, seed=2)
+    train_losses, val_losses, tokens_seen = train_model_simple(
+        model, train, val, optimizer, tinygpt.backend.device_name(), num_epochs=2,
+        eval_freq=2, eval_iter=1, start_context="Every effort moves you",
+        tokenizer=get_tokenizer())
+    assert len(train_losses) == len(val_losses) == len(tokens_seen) == 3  # steps 0, 2, 4
+    assert tokens_seen == [2 * 16, 3 * 2 * 16, 5 * 2 * 16]
+    assert train_losses[-1] < train_losses[0]
+    assert capsys.readouterr().out.count("Every effort moves you") == 2
+    assert calc_loss_loader(iter(val), model) == calc_loss_loader(val, model)  # no len()
+
+
+def test_resuming_mid_epoch_needs_tinygpt_loader(tiny_model):
+    from tinygpt.train import TrainingState, train_model
+
+    state = TrainingState(batch_in_epoch=1, global_step=0)
+    with pytest.raises(ValueError, match="tinygpt's DataLoader"):
+        train_model(tiny_model, _pairs(2, 0), _pairs(1, 1),
+                    torch.optim.AdamW(tiny_model.parameters()), num_epochs=1, eval_freq=1,
+                    eval_iter=1, start_context="Every", tokenizer=get_tokenizer(), state=state)
+
+
+def test_device_arguments_are_checked(tiny_model):
+    wrong = "cuda" if tinygpt.backend.device_name() == "cpu" else "mps"
+    with pytest.raises(BackendError):
+        calc_loss_loader([], tiny_model, device=wrong)
+    with pytest.raises(BackendError):
+        evaluate_model(tiny_model, [], [], wrong, 1)
+    with pytest.raises(BackendError):
+        DataLoader(Multiples(2), pin_memory=True, pin_memory_device=wrong)
+
+
+def test_plot_losses_keeps_the_backend_and_returns_the_figure(tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    before = matplotlib.get_backend()
+    try:
+        matplotlib.use("pdf")  # non-interactive, and not the Agg the old code forced
+        epochs = torch.linspace(0, 2, 4)
+        losses = [torch.tensor(v) for v in (9.0, 7.0, 5.0, 4.0)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # plt.show() on a non-interactive backend: quiet
+            fig = plot_losses(epochs, [10, 20, 30, 40], losses, [9.5, 8.0, 7.0, 7.5],
+                              path=tmp_path / "loss.png")
+        assert matplotlib.get_backend() == "pdf"
+        assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+        assert [a.get_xlabel() for a in fig.axes] == ["Epochs", "Tokens seen"]
+        plt.close(fig)
+        quiet = plot_losses([0, 1], [1, 2], [3.0, 2.0], [3.5, 3.0], show=False)
+        assert not plt.fignum_exists(quiet.number)  # closed, so a notebook shows nothing
+    finally:
+        matplotlib.use(before)
+
+
+def test_assign_checks_shapes_like_the_book():
+    layer = torch.nn.Linear(3, 2)
+    weights = np.arange(6, dtype=np.float32).reshape(2, 3)
+    layer.weight = assign(layer.weight, weights)
+    assert isinstance(layer.weight, torch.nn.Parameter) and layer.weight.requires_grad
+    np.testing.assert_array_equal(host(layer.weight), weights)
+    assert any(p is layer.weight for p in layer.parameters())
+    with pytest.raises(ValueError, match=r"Shape mismatch. Left: \(2, 3\), Right: \(3, 2\)"):
+        assign(layer.weight, weights.T)

@@ -1,0 +1,161 @@
+"""torch.nn.functional's names on tinygpt: ``import tinygpt.nn.functional as F``.
+
+Each function takes Tensors (arrays and lists are wrapped) and runs on the fused ops
+of ``ops.py``, so gradients flow as through the layers. Shapes are torch's: the class
+dim of ``cross_entropy``'s input is dim 1, so the book's
+``F.cross_entropy(logits.flatten(0, 1), targets.flatten())`` runs as printed.
+"""
+
+from .. import ops
+from ..autograd import Tensor
+
+__all__ = ["cross_entropy", "dropout", "embedding", "gelu", "linear", "log_softmax",
+           "mse_loss", "relu", "softmax"]
+
+
+def _tensor(x):
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",  # noqa: A002
+                  label_smoothing=0.0):
+    """Cross-entropy of logits against integer class ids, with torch's shapes:
+
+        input (N, C),          target (N,)           -> the loss over N rows
+        input (N, C, d1, ...), target (N, d1, ...)   -> the loss over N * d1 * ... rows
+        input (C,),            target ()             -> one row
+
+    ``reduction="mean"`` averages over the rows whose target is not ``ignore_index``
+    (nan if there are none, as torch); ``"sum"`` adds them up.
+    The work is done by ``ops.cross_entropy`` on (rows, C) logits."""
+    if weight is not None:
+        raise NotImplementedError(
+            "cross_entropy(weight=...) (per-class weights) is not supported by tinygpt; "
+            "use ignore_index to leave classes out"
+        )
+    if label_smoothing:
+        raise NotImplementedError(
+            "cross_entropy(label_smoothing=...) is not supported by tinygpt"
+        )
+    if reduction not in ("mean", "sum"):
+        if reduction == "none":
+            raise NotImplementedError(
+                'cross_entropy(reduction="none") is not supported by tinygpt; call it with '
+                'reduction="sum" on each row you need, or use the mean'
+            )
+        raise ValueError(f'reduction must be "mean", "sum" or "none", got {reduction!r}')
+    logits, targets = _tensor(input), _tensor(target)
+    if targets.dtype.kind == "f":
+        raise NotImplementedError(
+            "cross_entropy with class probabilities as targets is not supported by tinygpt; "
+            "pass integer class ids (target.argmax(dim=1) if the targets are one-hot)"
+        )
+
+    if logits.ndim == 1:  # one unbatched row
+        expected = ()
+    elif logits.ndim >= 2:
+        expected = (logits.shape[0],) + tuple(logits.shape[2:])
+    else:
+        raise ValueError("cross_entropy: input must have a class dim (C,), (N, C) or "
+                         "(N, C, d1, ...), got a 0-d tensor")
+    if tuple(targets.shape) != expected:
+        hint = ""
+        if logits.ndim == 3 and tuple(targets.shape) == tuple(logits.shape[:2]):
+            hint = (" These look like (batch, tokens, vocab) logits: torch's class dim is "
+                    "dim 1, so flatten them as the book does, "
+                    "F.cross_entropy(logits.flatten(0, 1), targets.flatten()), or call "
+                    "tinygpt.cross_entropy(logits, targets)")
+        raise ValueError(
+            f"cross_entropy: input of shape {tuple(logits.shape)} needs a target of shape "
+            f"{expected} (the class dim is dim 1), got {tuple(targets.shape)}.{hint}"
+        )
+
+    C = logits.shape[0] if logits.ndim == 1 else logits.shape[1]
+    if logits.ndim > 2:  # (N, C, d1, ...) -> (N, d1, ..., C) -> (rows, C)
+        logits = logits.permute(0, *range(2, logits.ndim), 1)
+    rows = logits.reshape(-1, C)
+    targets = targets.reshape(-1)
+    loss = ops.cross_entropy(rows, targets, ignore_index=ignore_index)
+    if reduction == "sum":
+        counted = int((targets.data != ignore_index).sum())
+        if counted == 0:  # torch: 0 (the mean of nothing is nan), with zero gradients
+            return (rows * 0.0).sum()
+        loss = loss * float(counted)
+    return loss
+
+
+def mse_loss(input, target, reduction="mean"):  # noqa: A002
+    """Mean (or sum) of (input - target)^2; the shapes must match (torch would broadcast
+    with a warning, which hides a transposed target)."""
+    x, y = _tensor(input), _tensor(target)
+    if tuple(x.shape) != tuple(y.shape):
+        raise ValueError(f"mse_loss: input of shape {tuple(x.shape)} and target of shape "
+                         f"{tuple(y.shape)} differ; reshape one to the other")
+    diff = x - y
+    if reduction == "mean":
+        return (diff * diff).mean()
+    if reduction == "sum":
+        return (diff * diff).sum()
+    raise NotImplementedError(f'mse_loss(reduction={reduction!r}): use "mean" or "sum", or '
+                              "compute (input - target) ** 2 yourself")
+
+
+def relu(input):  # noqa: A002
+    """max(x, 0); the gradient is 1 where x > 0 and 0 elsewhere (as torch, 0 at x = 0)."""
+    x = _tensor(input)
+    return x.masked_fill(x <= 0, 0.0)
+
+
+def softmax(input, dim=None, dtype=None):  # noqa: A002
+    """exp(x) / sum(exp(x)) along ``dim``."""
+    if dim is None:
+        raise TypeError("softmax needs dim= (which dim sums to 1), e.g. softmax(x, dim=-1)")
+    x = _tensor(input) if dtype is None else _tensor(input).to(dtype)
+    return ops.Softmax.apply(x, axis=dim)
+
+
+def log_softmax(input, dim=None, dtype=None):  # noqa: A002
+    if dim is None:
+        raise TypeError("log_softmax needs dim=, e.g. log_softmax(x, dim=-1)")
+    x = _tensor(input) if dtype is None else _tensor(input).to(dtype)
+    return ops.LogSoftmax.apply(x, axis=dim)
+
+
+def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p), in
+    training; the identity otherwise (``training=False``)."""
+    if inplace:
+        raise NotImplementedError(
+            "dropout(inplace=True) is not supported by tinygpt; use the returned tensor"
+        )
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    return ops.dropout(_tensor(input), float(p), training)
+
+
+def linear(input, weight, bias=None):  # noqa: A002
+    """x W^T + b, weight (out, in)."""
+    return ops.linear(_tensor(input), _tensor(weight),
+                      None if bias is None else _tensor(bias))
+
+
+def gelu(input, approximate="none"):  # noqa: A002
+    """GELU. tinygpt has GPT-2's tanh form, ``approximate="tanh"``:
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). torch's default, ``"none"``, is the
+    exact x * Phi(x) with the erf, which tinygpt does not have: it raises rather than
+    give other numbers (the two differ by up to about 5e-4)."""
+    if approximate == "tanh":
+        return ops.GELU.apply(_tensor(input))
+    if approximate == "none":
+        raise NotImplementedError(
+            'gelu(x) with approximate="none" (the exact erf form, torch\'s default) is not '
+            'supported by tinygpt; use the tanh form GPT-2 uses: gelu(x, approximate="tanh")'
+        )
+    raise ValueError(f'approximate must be "none" or "tanh", got {approximate!r}')
+
+
+def embedding(input, weight):  # noqa: A002
+    """Rows ``weight[input]`` of a (num_embeddings, dim) table; the gradient scatters
+    back into ``weight`` (repeated ids add up)."""
+    ids = input.data if isinstance(input, Tensor) else Tensor(input).data
+    return ops.Embedding.apply(_tensor(weight), ids)
