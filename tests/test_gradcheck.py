@@ -159,6 +159,7 @@ CASES = [
     ("Tanh", lambda a: ops.Tanh.apply(a), [_n(4, 3)]),
     ("Sqrt", lambda a: ops.Sqrt.apply(a), [_pos(4, 3)]),
     ("Cast", _wide_round_trip, [_n(3, 4)]),
+    ("Abs", lambda a: ops.Abs.apply(a), [_n(3, 4)]),
     ("Pow-cube", lambda a: ops.Pow.apply(a, exponent=3), [_n(3, 4)]),
     ("Pow-fraction", lambda a: ops.Pow.apply(a, exponent=1.5), [_pos(3, 4)]),
     ("Pow-negative", lambda a: a ** -2, [_pos(5)]),

@@ -476,6 +476,16 @@ class Tensor:
     def pow(self, exponent):
         return self ** exponent
 
+    def abs(self):
+        return ops.Abs.apply(self)
+
+    __abs__ = abs
+
+    def dot(self, other):
+        if self.ndim != 1 or getattr(other, "ndim", 1) != 1:
+            raise ValueError("dot() takes two 1-D tensors; use @ (matmul) for matrices")
+        return self @ other
+
     def softmax(self, dim):
         return ops.Softmax.apply(self, axis=dim)
 
@@ -586,12 +596,24 @@ def grad_array(t):
     return grad.data if isinstance(grad, Tensor) else grad
 
 
+PRINT_OPTIONS = {"precision": 4, "sci_mode": None, "threshold": 1000, "edgeitems": 3,
+                 "linewidth": 80}
+
+
 def _tensor_repr(t):
-    """torch-style: tensor([...]) with 4 decimals, plus dtype / requires_grad / grad_fn."""
+    """torch-style: tensor([...]) with 4 decimals, plus dtype / requires_grad / grad_fn
+    (``tensors.set_printoptions`` changes the settings)."""
     values = to_numpy(t.data)
-    options = {"precision": 4, "separator": ", ", "prefix": "tensor("}
+    o = PRINT_OPTIONS
+    options = {"precision": o["precision"], "separator": ", ", "prefix": "tensor(",
+               "threshold": o["threshold"], "edgeitems": o["edgeitems"],
+               "max_line_width": o["linewidth"]}
     if values.dtype.kind == "f":
         options["floatmode"] = "fixed"
+        if o["sci_mode"] is False:
+            options["suppress_small"] = True
+        elif o["sci_mode"] is True:
+            options["formatter"] = {"float_kind": lambda v: f"{v:.{o['precision']}e}"}
     body = numpy.array2string(values, **options)
     extras = []
     if values.dtype not in (numpy.float32, numpy.int64, numpy.bool_):

@@ -125,6 +125,17 @@ class Sqrt(Function):
         return dy / (2.0 * self.y)
 
 
+class Abs(Function):
+    """y = |x|;  dx = dy * sign(x)   (0 at x = 0, as torch)"""
+
+    def forward(self, x):
+        self.x = x
+        return xp.abs(x)
+
+    def backward(self, dy):
+        return dy * xp.sign(self.x)
+
+
 class Pow(Function):
     """y = x^p for a constant p;  dx = dy * p * x^(p-1)
 

@@ -158,6 +158,7 @@ def _gradient_cases():
         "Sqrt": (lambda a: a.sqrt(), [pos(3, 2)]),
         "Cast": (cast_round_trip, [n(3, 2)]),
         "Pow": (lambda a: a ** 3, [n(3, 2)]),
+        "Abs": (lambda a: a.abs(), [n(3, 2)]),
         "MatMul": (lambda a, b: a @ b, [n(2, 3, 4), n(4, 5)]),
         "Reshape": (lambda a: a.reshape(4, -1), [n(2, 3, 2)]),
         "Transpose": (lambda a: a.transpose((2, 0, 1)), [n(2, 3, 4)]),

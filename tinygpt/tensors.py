@@ -204,6 +204,30 @@ def tanh(x):
     return _t(x).tanh()
 
 
+def abs(x):  # noqa: A001 - torch's name
+    return _t(x).abs()
+
+
+def dot(a, b):
+    return _t(a).dot(_t(b))
+
+
+def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None,
+                     profile=None, sci_mode=None):
+    """How tensors print (torch's options): digits, summarising, scientific notation."""
+    from .autograd import PRINT_OPTIONS
+
+    if profile == "default":
+        PRINT_OPTIONS.update(precision=4, sci_mode=None, threshold=1000, edgeitems=3,
+                             linewidth=80)
+    for name, value in (("precision", precision), ("threshold", threshold),
+                        ("edgeitems", edgeitems), ("linewidth", linewidth)):
+        if value is not None:
+            PRINT_OPTIONS[name] = int(value)
+    if sci_mode is not None:
+        PRINT_OPTIONS["sci_mode"] = bool(sci_mode)
+
+
 def pow(x, exponent):  # noqa: A001 - torch's name
     if not isinstance(x, Tensor):
         return _t(exponent).__rpow__(x)
@@ -364,7 +388,8 @@ backends = types.SimpleNamespace(
 )
 
 __all__ = [
-    "Device", "arange", "argmax", "argmin", "as_tensor", "backends", "bfloat16", "bincount",
+    "Device", "abs", "arange", "argmax", "argmin", "as_tensor", "backends", "bfloat16",
+    "bincount", "dot", "set_printoptions",
     "cat", "concat", "concatenate", "cuda", "device", "e", "empty", "exp", "float16",
     "from_numpy", "full", "half", "inf", "is_tensor", "linspace", "log", "log_softmax",
     "manual_seed", "max", "mean", "min", "multinomial", "nan", "numel", "ones",
