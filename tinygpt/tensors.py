@@ -369,6 +369,18 @@ def bincount(x, weights=None, minlength=0):
     return Tensor(numpy.bincount(values, weights=w, minlength=minlength))
 
 
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """True when |a - b| <= atol + rtol * |b| everywhere (torch's test, on the host)."""
+    return bool(numpy.allclose(backend.to_numpy(_t(a).data), backend.to_numpy(_t(b).data),
+                               rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def equal(a, b):
+    """True when both have the same shape and the same values."""
+    a, b = _t(a), _t(b)
+    return a.shape == b.shape and bool(xp.all(a.data == b.data))
+
+
 def numel(x):
     return _t(x).numel()
 
@@ -388,9 +400,9 @@ backends = types.SimpleNamespace(
 )
 
 __all__ = [
-    "Device", "abs", "arange", "argmax", "argmin", "as_tensor", "backends", "bfloat16",
+    "Device", "abs", "allclose", "arange", "argmax", "argmin", "as_tensor", "backends", "bfloat16",
     "bincount", "dot", "set_printoptions",
-    "cat", "concat", "concatenate", "cuda", "device", "e", "empty", "exp", "float16",
+    "cat", "concat", "concatenate", "cuda", "device", "e", "empty", "equal", "exp", "float16",
     "from_numpy", "full", "half", "inf", "is_tensor", "linspace", "log", "log_softmax",
     "manual_seed", "max", "mean", "min", "multinomial", "nan", "numel", "ones",
     "ones_like", "pi", "pow", "rand", "randint", "randn", "softmax", "sqrt", "stack",

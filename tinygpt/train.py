@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy
-from tqdm.auto import tqdm
+from tqdm import tqdm  # (tqdm.auto warns in notebooks without ipywidgets; bars are terminal-only)
 
 from .autograd import Tensor, no_grad
 from .backend import check_device
