@@ -160,7 +160,7 @@ def main():
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.text is None:
-        from tinygpt.textsource import find_verdict
+        from tinygpt.io.textsource import find_verdict
 
         args.text = find_verdict()
     text = Path(args.text).read_text(encoding="utf-8")

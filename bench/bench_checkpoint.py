@@ -23,7 +23,7 @@ import numpy
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tinygpt  # noqa: E402
-from tinygpt.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model  # noqa: E402
+from tinygpt.io.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model  # noqa: E402
 from tinygpt.train import TrainingState, calc_loss_batch  # noqa: E402
 
 

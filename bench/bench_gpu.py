@@ -38,7 +38,7 @@ the script exits non-zero at the end.
 2 layers, 2 heads, context 32; steps at (2, 16) and (8, 32); chapter 1 epoch; 10 new
 tokens), tinygpt on NumPy and torch on the CPU, to test the script itself: its numbers
 mean nothing. The chapter text is ``--text PATH`` or tinygpt's lookup
-(``tinygpt.textsource.find_verdict``); it is never printed.
+(``tinygpt.io.textsource.find_verdict``); it is never printed.
 """
 
 import argparse
@@ -228,7 +228,7 @@ def worker_chapter(spec):
     if spec["text"]:
         path = Path(spec["text"])
     else:
-        from tinygpt.textsource import find_verdict
+        from tinygpt.io.textsource import find_verdict
 
         path = find_verdict()
     text = path.read_text(encoding="utf-8")

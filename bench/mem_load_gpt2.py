@@ -56,13 +56,13 @@ def _reset_peak():
 
 def child(mode, models_dir, size):
     """Run one measurement in this (fresh) process and print it as JSON."""
-    from tinygpt.model import GPTModel
-    from tinygpt.pretrained import (
+    from tinygpt.io.pretrained import (
         config_from_hparams,
         download_and_load_gpt2,
         load_tf_ckpt_into_gpt,
         load_weights_into_gpt,
     )
+    from tinygpt.model import GPTModel
 
     with open(os.path.join(models_dir, size, "hparams.json")) as f:
         cfg = config_from_hparams(json.load(f))
@@ -112,7 +112,7 @@ def main(argv=None):
         return
 
     from tests.gpt2_fixtures import gpt2_tensor_shapes, write_gpt2_folder
-    from tinygpt.pretrained import gpt2_config, gpt2_model_size
+    from tinygpt.io.pretrained import gpt2_config, gpt2_model_size
 
     for name in args.size or ["124M"]:
         size = gpt2_model_size(name)

@@ -19,7 +19,7 @@ import argparse
 import sys
 import time
 
-from tinygpt.pretrained import gpt2_model_size, load_pretrained_gpt2
+from tinygpt.io.pretrained import gpt2_model_size, load_pretrained_gpt2
 
 
 def parse_args(argv=None):
@@ -46,7 +46,7 @@ def verdict_losses(model, text=None, download=True, seed=123):
     with the chapter's split and loaders (batch 2, windows of 256, stride 256)."""
     from tinygpt.backend import manual_seed
     from tinygpt.data import create_dataloader_v1
-    from tinygpt.textsource import load_verdict
+    from tinygpt.io.textsource import load_verdict
     from tinygpt.train import calc_loss_loader
 
     if text is None:

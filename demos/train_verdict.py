@@ -8,7 +8,7 @@
 Settings are the book's: manual_seed(123), AdamW(lr=0.0004, weight_decay=0.1),
 batch 2, eval_freq 5, eval_iter 5, start context "Every effort moves you", a 90/10
 train/validation split. The text comes from --text, else $TINYGPT_DATA, else the
-user cache, else a checksummed download (see tinygpt.textsource).
+user cache, else a checksummed download (see tinygpt.io.textsource).
 
 Writes into --out: loss-plot.png, model.safetensors (weights + config),
 checkpoint.safetensors (model, optimizer, training state; saved after every epoch
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy
 
 import tinygpt
-from tinygpt.checkpoint import load_checkpoint, save_checkpoint, save_model
 from tinygpt.data import create_dataloader_v1
-from tinygpt.textsource import find_verdict
+from tinygpt.io.checkpoint import load_checkpoint, save_checkpoint, save_model
+from tinygpt.io.textsource import find_verdict
 from tinygpt.tokenizer import get_tokenizer
 from tinygpt.train import TrainingDivergedError, plot_losses, train_model
 

@@ -36,7 +36,7 @@ def _verdict_candidates():
 @pytest.fixture(scope="session")
 def verdict_path():
     """Path of the book's the-verdict.txt; skips the test when no copy is present."""
-    from tinygpt.textsource import VERDICT_SHA256
+    from tinygpt.io.textsource import VERDICT_SHA256
 
     candidates = _verdict_candidates()
     for path in candidates:

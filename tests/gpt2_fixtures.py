@@ -1,7 +1,7 @@
 """Helpers that write synthetic GPT-2 checkpoints for the tests and the benchmark.
 
 ``write_tf_checkpoint`` is a small TensorFlow tensor-bundle writer in plain
-Python (the mirror image of ``tinygpt.tf_checkpoint``): the tests check that
+Python (the mirror image of ``tinygpt.io.tf_checkpoint``): the tests check that
 TensorFlow reads what it writes, so the download and loading tests can make
 OpenAI-layout checkpoints quickly and without importing TensorFlow. It streams,
 so the benchmark can write a 6 GB gpt2-xl checkpoint holding one tensor at a time.
@@ -13,7 +13,7 @@ import struct
 
 import numpy as np
 
-from tinygpt.tf_checkpoint import TABLE_MAGIC, crc32c, mask_crc32c
+from tinygpt.io.tf_checkpoint import TABLE_MAGIC, crc32c, mask_crc32c
 
 GPT2_FILES = (
     "checkpoint",

@@ -29,8 +29,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import tinygpt  # noqa: E402
-from tinygpt.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from tinygpt.data import create_dataloader_v1  # noqa: E402
+from tinygpt.io.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from tinygpt.tokenizer import get_tokenizer  # noqa: E402
 from tinygpt.train import train_model  # noqa: E402
 

@@ -149,20 +149,20 @@ def test_no_grad_does_not_save_arrays_for_backward():
     """Under no_grad, fused ops skip saving what backward needs (memory at eval time)."""
     from tinygpt import ops
 
-    q = k = v = Tensor(np.ones((1, 3, 4)), requires_grad=True)
+    q = k = v = Tensor(np.ones((1, 2, 3, 2)), requires_grad=True)  # (b, heads, T, head_dim)
     seen = []
 
-    class Spy(ops.CausalSelfAttention):
+    class Spy(ops.CausalAttention):
         def forward(self, *args, **kwargs):
             out = super().forward(*args, **kwargs)
             seen.append(self)
             return out
 
     with no_grad():
-        Spy.apply(q, k, v, n_heads=2)
-    assert not hasattr(seen[0], "probs") and seen[0].inputs == ()
-    Spy.apply(q, k, v, n_heads=2)
-    assert hasattr(seen[1], "probs") and len(seen[1].inputs) == 3
+        Spy.apply(q, k, v)
+    assert not hasattr(seen[0], "attn_weights") and seen[0].inputs == ()
+    Spy.apply(q, k, v)
+    assert hasattr(seen[1], "attn_weights") and len(seen[1].inputs) == 3
 
 
 def test_no_grad_nests_restores_and_decorates():

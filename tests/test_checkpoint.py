@@ -19,13 +19,13 @@ import safetensors.numpy
 from safetensors import safe_open
 
 import tinygpt
-import tinygpt.checkpoint as checkpoint_module
+import tinygpt.io.checkpoint as checkpoint_module
 from tinygpt import AdamW, GPTModel
 from tinygpt.autograd import no_grad
 from tinygpt.backend import get_rng, get_rng_state, manual_seed
-from tinygpt.checkpoint import (
+from tinygpt.errors import CheckpointError
+from tinygpt.io.checkpoint import (
     Checkpoint,
-    CheckpointError,
     load_checkpoint,
     load_model,
     save_checkpoint,
@@ -596,8 +596,8 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(saved, monkeyp
 KILL_CHILD = r"""
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
-import tinygpt, tinygpt.checkpoint as ck
-from tinygpt.checkpoint import save_checkpoint
+import tinygpt, tinygpt.io.checkpoint as ck
+from tinygpt.io.checkpoint import save_checkpoint
 path, pause_at = sys.argv[2], int(sys.argv[3])
 tinygpt.manual_seed(0)
 cfg = dict(vocab_size=50257, context_length=64, emb_dim=48, n_heads=2, n_layers=2,

@@ -191,8 +191,8 @@ def test_eval_prints_losses_and_perplexity(trained, cli_env, verdict_path):
 
 
 def test_generate_from_a_hugging_face_export_matches_the_model_file(trained, tmp_path, cli_env):
-    from tinygpt.checkpoint import load_model
-    from tinygpt.hf_gpt2 import export_hf_gpt2
+    from tinygpt.io.checkpoint import load_model
+    from tinygpt.io.hf_gpt2 import export_hf_gpt2
 
     model_file = trained[0] / "model.safetensors"
     export_hf_gpt2(load_model(model_file), tmp_path / "hf")

@@ -97,8 +97,8 @@ def test_layer_norm(C):
 @pytest.mark.parametrize("T,H,p", [(1, 1, 0.0), (7, 2, 0.0), (13, 3, 0.25), (64, 2, 0.1)])
 def test_causal_attention(T, H, p):
     q, k, v = (rng.standard_normal((2, T, 6 * H)) for _ in range(3))
-    _check("attention", lambda q, k, v: ops.CausalSelfAttention.apply(
-        q, k, v, n_heads=H, dropout_p=p), _device(q, k, v))
+    _check("attention", lambda q, k, v: ops.multi_head_attention(
+        q, k, v, num_heads=H, dropout_p=p), _device(q, k, v))
 
 
 @pytest.mark.parametrize("V", [7, 50257])

@@ -14,10 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from tinygpt.pretrained import (
+from tinygpt.errors import DownloadError
+from tinygpt.io.pretrained import (
     GPT2_FILES,
     KNOWN_SHA256,
-    DownloadError,
     download_and_load_gpt2,
     download_gpt2_files,
 )
@@ -333,7 +333,7 @@ def test_real_bpe_files_pass_the_default_check(source, tmp_path):
 def test_corrupted_tensor_is_fetched_again(fetch, servers, source, tmp_path):
     """Same size, flipped byte: only the tensor crc32c sees it, while reading; then the
     data file is fetched again (online) or the error says which tensor and file (offline)."""
-    from tinygpt.tf_checkpoint import ChecksumError
+    from tinygpt.errors import ChecksumError
 
     primary, backup = servers
     folder = fetch()

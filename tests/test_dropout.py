@@ -96,7 +96,7 @@ def test_attention_dropout_drops_weights_and_keeps_rows_scaled():
     q = np.zeros((B, T, T))  # equal scores: row t has weight 1/(t+1) on keys 0..t
     v = np.eye(T)[None]  # (1, T, T): out[t] = row t of the weights
     tinygpt.manual_seed(3)
-    out = host(ops.CausalSelfAttention.apply(q, q, v, n_heads=1, dropout_p=p))[0]
+    out = host(ops.multi_head_attention(q, q, v, num_heads=1, dropout_p=p))[0]
     weights = np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None]
     causal = weights > 0
     assert np.all(out[~causal] == 0.0), "dropout must not leak weight onto future tokens"
@@ -106,7 +106,7 @@ def test_attention_dropout_drops_weights_and_keeps_rows_scaled():
     assert abs((~kept).mean() - p) <= 6.0 * math.sqrt(p * (1 - p) / n)
     # eval (p=0): plain softmax weights, no draws
     np.testing.assert_allclose(
-        host(ops.CausalSelfAttention.apply(q, q, v, n_heads=1))[0], weights, rtol=1e-12
+        host(ops.multi_head_attention(q, q, v, num_heads=1))[0], weights, rtol=1e-12
     )
 
 

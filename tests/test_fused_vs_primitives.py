@@ -109,7 +109,7 @@ def test_causal_attention(n_heads, dropout_p):
     arrays = [rng.standard_normal((2, 7, 6)) for _ in range(3)]
 
     def fused(q, k, v):
-        return ops.CausalSelfAttention.apply(q, k, v, n_heads=n_heads, dropout_p=dropout_p)
+        return ops.multi_head_attention(q, k, v, num_heads=n_heads, dropout_p=dropout_p)
 
     def primitive(q, k, v):
         return _attention_primitive(q, k, v, n_heads, dropout_p)
@@ -121,11 +121,11 @@ def test_causal_attention(n_heads, dropout_p):
 def test_causal_attention_ignores_the_future():
     """Changing the last token's q, k, v changes only the last output row."""
     q, k, v = (rng.standard_normal((1, 5, 4)) for _ in range(3))
-    base = ops.CausalSelfAttention.apply(q, k, v, n_heads=2).data
+    base = ops.multi_head_attention(q, k, v, num_heads=2).data
     q2, k2, v2 = q.copy(), k.copy(), v.copy()
     for t in (q2, k2, v2):
         t[:, -1] += 10.0
-    moved = ops.CausalSelfAttention.apply(q2, k2, v2, n_heads=2).data
+    moved = ops.multi_head_attention(q2, k2, v2, num_heads=2).data
     np.testing.assert_array_equal(host(moved[:, :-1]), host(base[:, :-1]))
     assert not np.allclose(host(moved[:, -1]), host(base[:, -1]))
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from tinygpt.autograd import no_grad
-from tinygpt.hf_gpt2 import (
+from tinygpt.io.hf_gpt2 import (
     export_hf_gpt2,
     hf_config_to_gpt_config,
     load_hf_gpt2,
     load_hf_gpt2_into_gpt,
     load_hf_gpt2_params,
 )
+from tinygpt.io.pretrained import gpt2_config, load_gpt2_params_from_tf_ckpt, load_weights_into_gpt
 from tinygpt.model import GPTModel
-from tinygpt.pretrained import gpt2_config, load_gpt2_params_from_tf_ckpt, load_weights_into_gpt
 
 from .checks import host
 from .gpt2_fixtures import write_gpt2_folder

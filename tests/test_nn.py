@@ -329,7 +329,7 @@ def test_module_list():
 
 
 def test_sequential_indexing_and_slicing():
-    seq = nn.Sequential(nn.Linear(2, 3), nn.GELU(), nn.Linear(3, 1))
+    seq = nn.Sequential(nn.Linear(2, 3), nn.GELU(approximate="tanh"), nn.Linear(3, 1))
     assert isinstance(seq[0], nn.Linear) and len(seq) == 3
     assert isinstance(seq[:2], nn.Sequential) and len(seq[:2]) == 2
     assert seq(tinygpt.ones(4, 2)).shape == (4, 1)
@@ -354,7 +354,7 @@ def test_module_repr_is_torchs():
         "  (final_norm): LayerNorm()\n"
         "  (out_head): Linear(in_features=12, out_features=29, bias=False)\n"
         ")")
-    assert repr(nn.GELU()) == "GELU()"
+    assert repr(nn.GELU(approximate="tanh")) == "GELU(approximate='tanh')"
 
 
 def test_module_repr_matches_torch_for_the_same_layers(torch):
@@ -565,3 +565,25 @@ def test_chapter_4s_relu_and_mse_loss_equal_torchs(torch):
     logits, targets = _logits_and_targets((4, 5), 1)
     assert nn.CrossEntropyLoss()(logits, targets).item() == F.cross_entropy(logits,
                                                                             targets).item()
+
+
+# --- torch's LayerNorm and GELU (the book's own are in tinygpt.model) ------------------------
+
+
+def test_torch_layer_norm_and_gelu_match_torch(torch):
+    x = np.random.default_rng(3).standard_normal((2, 5, 8)).astype(np.float32)
+    ours = nn.LayerNorm(8)
+    ref = torch.nn.LayerNorm(8)
+    with torch.no_grad():
+        ref.weight.copy_(torch.linspace(0.5, 1.5, 8))
+        ref.bias.copy_(torch.linspace(-1, 1, 8))
+    ours.load_state_dict(ref.state_dict())
+    assert list(ours.state_dict()) == ["weight", "bias"]
+    np.testing.assert_allclose(host(ours(tinygpt.tensor(x))), ref(torch.tensor(x)).detach(),
+                               rtol=1e-5, atol=1e-5)
+    gelu = nn.GELU(approximate="tanh")
+    np.testing.assert_allclose(
+        host(gelu(tinygpt.tensor(x))),
+        torch.nn.GELU(approximate="tanh")(torch.tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(NotImplementedError, match='approximate="tanh"'):
+        nn.GELU()  # torch's default is the exact erf form: refused, not approximated

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from tinygpt.autograd import no_grad
-from tinygpt.model import GPT_CONFIG_124M, GPTModel
-from tinygpt.pretrained import (
+from tinygpt.io.pretrained import (
     download_and_load_gpt2,
     gpt2_config,
     gpt2_model_size,
@@ -23,6 +22,7 @@ from tinygpt.pretrained import (
     load_weights_into_gpt,
     model_configs,
 )
+from tinygpt.model import GPT_CONFIG_124M, GPTModel
 
 from .checks import assert_close, host
 from .gpt2_fixtures import gpt2_tensors, write_gpt2_folder, write_tf_checkpoint

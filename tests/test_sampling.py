@@ -449,8 +449,8 @@ def test_dtypes_preserved():
         (dict(temperature=float("inf")), "temperature must be finite"),
         (dict(temperature="1.0"), "temperature must be a number"),
         (dict(temperature=True), "temperature must be a number"),
-        (dict(temperature=1.0, top_k=0), "top_k must be >= 1"),
-        (dict(temperature=1.0, top_k=-3), "top_k must be >= 1"),
+        (dict(temperature=1.0, top_k=0), "top_k must be None or an integer >= 1"),
+        (dict(temperature=1.0, top_k=-3), "top_k must be None or an integer >= 1"),
         (dict(temperature=1.0, top_k=10), "larger than the vocabulary size 9"),
         (dict(temperature=1.0, top_k=2.5), "top_k must be None or an integer"),
         (dict(temperature=1.0, top_k=3.0), "top_k must be None or an integer"),
@@ -461,7 +461,7 @@ def test_dtypes_preserved():
         (dict(temperature=1.0, top_p=1.5), r"top_p must be in \(0, 1\]"),
         (dict(temperature=1.0, top_p=float("nan")), r"top_p must be in \(0, 1\]"),
         (dict(temperature=1.0, top_p="0.9"), "top_p must be None or a number"),
-        (dict(temperature=0.0, top_k=0), "top_k must be >= 1"),  # checked even when greedy
+        (dict(temperature=0.0, top_k=0), "top_k must be None or an integer >= 1"),  # even greedy
     ],
 )
 def test_bad_arguments_raise(kw, match):

@@ -1,4 +1,5 @@
-"""tinygpt.serialization: torch.save / torch.load as safetensors; round trips, names, refusals."""
+"""tinygpt.io.serialization: torch.save / torch.load as safetensors; round trips, names,
+refusals."""
 
 import json
 import math
@@ -14,9 +15,10 @@ import tinygpt
 from tinygpt import AdamW, GPTModel
 from tinygpt.autograd import Tensor
 from tinygpt.backend import BACKEND, BackendError, device_name
-from tinygpt.checkpoint import CheckpointError, save_model
+from tinygpt.errors import CheckpointError
+from tinygpt.io.checkpoint import save_model
+from tinygpt.io.serialization import OBJECT_KEY, load, save
 from tinygpt.nn import Linear
-from tinygpt.serialization import OBJECT_KEY, load, save
 from tinygpt.train import calc_loss_batch
 
 from .checks import host

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tinygpt.textsource import (
+from tinygpt.errors import VerdictChecksumError, VerdictNotFoundError
+from tinygpt.io.textsource import (
     VERDICT_FILENAME,
     VERDICT_SHA256,
     VERDICT_URL,
-    VerdictChecksumError,
-    VerdictNotFoundError,
     default_cache_dir,
     find_verdict,
     load_verdict,

@@ -1,7 +1,7 @@
 """The NumPy TensorFlow-checkpoint reader against TensorFlow itself.
 
 Checkpoints are written with ``tf.raw_ops.SaveV2`` (the op behind tf.train.Saver,
-so OpenAI's layout) and read back with ``tinygpt.tf_checkpoint``; every tensor
+so OpenAI's layout) and read back with ``tinygpt.io.tf_checkpoint``; every tensor
 must equal ``tf.train.load_variable`` bit for bit.
 """
 
@@ -13,13 +13,15 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tinygpt import tf_checkpoint  # noqa: E402
-from tinygpt.tf_checkpoint import (  # noqa: E402
-    CheckpointError,
-    CheckpointReader,
+from tinygpt.errors import (  # noqa: E402
     ChecksumError,
     MissingVariableError,
+    TFCheckpointError,
     UnsupportedDtypeError,
+)
+from tinygpt.io import tf_checkpoint  # noqa: E402
+from tinygpt.io.tf_checkpoint import (  # noqa: E402
+    CheckpointReader,
     crc32c,
     mask_crc32c,
     unmask_crc32c,
@@ -167,11 +169,11 @@ def test_index_of_another_format(tmp_path):
     prefix = str(tmp_path / "model.ckpt")
     with open(prefix + ".index", "wb") as f:
         f.write(b'{"this": "is json, not an SSTable", "padding": "' + b"x" * 100 + b'"}')
-    with pytest.raises(CheckpointError, match="not a TensorFlow checkpoint index"):
+    with pytest.raises(TFCheckpointError, match="not a TensorFlow checkpoint index"):
         CheckpointReader(prefix)
     with open(prefix + ".index", "wb") as f:
         f.write(b"short")
-    with pytest.raises(CheckpointError, match="shorter than an SSTable footer"):
+    with pytest.raises(TFCheckpointError, match="shorter than an SSTable footer"):
         CheckpointReader(prefix)
 
 
@@ -190,7 +192,7 @@ def test_sstable_without_bundle_header(tmp_path):
     from .gpt2_fixtures import _write_sstable
 
     _write_sstable(str(tmp_path / "x.index"), [(b"a", b"1"), (b"b", b"2")])
-    with pytest.raises(CheckpointError, match="no tensor-bundle header"):
+    with pytest.raises(TFCheckpointError, match="no tensor-bundle header"):
         CheckpointReader(str(tmp_path / "x"))
 
 
@@ -219,7 +221,7 @@ def test_truncated_data_file(tf_ckpt, tmp_path):
     with open(data, "r+b") as f:
         f.truncate(offset + size - 1)
     with CheckpointReader(prefix) as reader:
-        with pytest.raises(CheckpointError, match="truncated") as info:
+        with pytest.raises(TFCheckpointError, match="truncated") as info:
             reader.read("real/wpe")
         assert "real/wpe" in str(info.value) and data in str(info.value)
         assert reader.expected_data_sizes()[data] > os.path.getsize(data)

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tinygpt.errors import TokenizerFilesError
 from tinygpt.tokenizer import (
     ENCODER_JSON_SHA256,
     ENDOFTEXT_ID,
     N_VOCAB,
     VOCAB_BPE_SHA256,
-    TokenizerFilesError,
     _byte_alphabet,
     get_tokenizer,
     gpt2_data_files,

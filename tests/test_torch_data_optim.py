@@ -14,7 +14,7 @@ import tinygpt
 import tinygpt as torch
 from tinygpt import GPT_CONFIG_124M, GPTModel
 from tinygpt.backend import BackendError
-from tinygpt.pretrained import assign
+from tinygpt.io.pretrained import assign
 from tinygpt.sampling import (
     TOY_INVERSE_VOCAB,
     TOY_NEXT_TOKEN_LOGITS,

@@ -97,6 +97,32 @@ def test_tiny_model_losses_fall_and_book_lines_print(verdict_text, capsys):
     assert tokens == sorted(tokens) and tokens[0] == 8 * 32
 
 
+def test_book_loop_and_train_model_give_the_same_losses(verdict_text, capsys):
+    """train_model_simple (the book's loop as printed) and train_model (the same loop
+    with the long-run extras) draw the same numbers in the same order: with one seed
+    they report the same losses and print the same lines."""
+    results = []
+    for loop in ("simple", "full"):
+        tinygpt.manual_seed(3)
+        train_loader, val_loader = book_loaders(verdict_text, 32)
+        model = GPTModel(TINY)
+        optimizer = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+        args = dict(num_epochs=2, eval_freq=3, eval_iter=2,
+                    start_context="Every effort moves you", tokenizer=get_tokenizer())
+        if loop == "simple":
+            losses = train_model_simple(model, train_loader, val_loader, optimizer, None,
+                                        **args)
+        else:
+            state = train_model(model, train_loader, val_loader, optimizer, progress=False,
+                                print_fn=print, **args)
+            losses = (state.train_losses, state.val_losses, state.track_tokens_seen)
+        results.append((losses, capsys.readouterr().out))
+    (simple, printed_simple), (full, printed_full) = results
+    assert len(simple[0]) > 10
+    assert simple == full
+    assert printed_simple == printed_full
+
+
 def test_evaluate_model_restores_mode_and_is_deterministic(verdict_text):
     train_loader, val_loader = book_loaders(verdict_text, 32)
     model = GPTModel(TINY).train()
@@ -173,7 +199,7 @@ def test_demo_quick_run_writes_plot_weights_and_summary(tmp_path, verdict_path):
     assert "Ep 1 (Step 000000): Train loss" in result.stdout
     for name in ("loss-plot.png", "model.safetensors", "checkpoint.safetensors", "summary.json"):
         assert (out / name).is_file(), name
-    from tinygpt.checkpoint import load_model
+    from tinygpt.io.checkpoint import load_model
 
     model = load_model(out / "model.safetensors")
     assert model.cfg["emb_dim"] == 128

@@ -7,37 +7,22 @@ to PyTorch's names where the book calls PyTorch: ``import tinygpt as torch`` and
 
 from . import nn, optim, utils
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad
-from .backend import get_rng, get_rng_state, manual_seed, set_rng_state
-from .checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    load_checkpoint,
-    load_model,
-    save_checkpoint,
-    save_model,
-)
+from .backend import BackendError, get_rng, get_rng_state, manual_seed, set_rng_state
 from .data import DataLoader, Dataset, GPTDatasetV1, create_dataloader_v1
-from .generate import UncachedDecoder, generate, generate_stream, generate_text_simple
-from .hf_gpt2 import export_hf_gpt2, load_hf_gpt2, load_hf_gpt2_into_gpt
-from .kv_cache import CachedDecoder, KVCache, cached_next_logits
-from .model import GPT_CONFIG_124M, GPTModel, validate_config
-from .nn import (
-    GELU,
-    Dropout,
-    Embedding,
-    FeedForward,
-    LayerNorm,
-    Linear,
-    Module,
-    MultiHeadAttention,
-    Parameter,
-    Sequential,
-    TransformerBlock,
-)
-from .ops import cross_entropy, perplexity
-from .optim import AdamW
-from .pretrained import (
+from .errors import (
+    CheckpointError,
     DownloadError,
+    FileFormatError,
+    TFCheckpointError,
+    TinygptError,
+    TokenizerFilesError,
+    VerdictChecksumError,
+    VerdictNotFoundError,
+)
+from .generate import UncachedDecoder, generate, generate_stream, generate_text_simple
+from .io.checkpoint import Checkpoint, load_checkpoint, load_model, save_checkpoint, save_model
+from .io.hf_gpt2 import export_hf_gpt2, load_hf_gpt2, load_hf_gpt2_into_gpt
+from .io.pretrained import (
     assign,
     download_and_load_gpt2,
     gpt2_config,
@@ -45,6 +30,22 @@ from .pretrained import (
     load_weights_into_gpt,
     model_configs,
 )
+from .io.serialization import load, save
+from .io.textsource import find_verdict, load_verdict
+from .kv_cache import CachedDecoder, KVCache, cached_next_logits
+from .model import (
+    GELU,
+    GPT_CONFIG_124M,
+    FeedForward,
+    GPTModel,
+    LayerNorm,
+    MultiHeadAttention,
+    TransformerBlock,
+    validate_config,
+)
+from .nn import Dropout, Embedding, Linear, Module, Parameter, Sequential
+from .ops import cross_entropy, perplexity
+from .optim import AdamW
 from .sampling import (
     TOY_INVERSE_VOCAB,
     TOY_NEXT_TOKEN_LOGITS,
@@ -56,10 +57,8 @@ from .sampling import (
     softmax_with_temperature,
     validate_sampling_args,
 )
-from .serialization import load, save
 from .tensors import *  # noqa: E402,F403  torch's names: tensor, zeros, cat, where, ...
 from .tensors import DTYPES as _DTYPES
-from .textsource import VerdictChecksumError, VerdictNotFoundError, find_verdict, load_verdict
 from .tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
 from .train import (
     TrainingDivergedError,

@@ -35,8 +35,10 @@ import warnings
 
 import numpy
 
+from .errors import TinygptError
 
-class BackendError(RuntimeError):
+
+class BackendError(TinygptError, RuntimeError):
     """The array backend or device asked for cannot be used; the message says what to do."""
 
 

@@ -4,17 +4,18 @@ Each subcommand is a thin front over the library, so what it does can be read in
 the module that does it:
 
     tinygpt train     tinygpt.train.train_model (the book's listing 5.3 loop) and
-                      tinygpt.checkpoint (model file each run, checkpoint each epoch)
+                      tinygpt.io.checkpoint (model file each run, checkpoint each epoch)
     tinygpt generate  tinygpt.generate.generate_stream (listing 5.4, with a KV cache)
     tinygpt eval      tinygpt.train.calc_loss_loader (exercise 5.5)
-    tinygpt download  tinygpt.pretrained.download_gpt2_files (section 5.5)
+    tinygpt download  tinygpt.io.pretrained.download_gpt2_files (section 5.5)
     tinygpt selftest  tinygpt.selftest
 
 Errors reach the user as one line ``tinygpt: error: ...`` (any detail the library
-gives follows, indented) with no traceback unless ``--debug``. Exit codes: 0 success,
-2 a usage or input problem (bad option, missing or corrupted file, unknown model),
-1 a failure while running (download failed, training diverged, disk full),
-130 interrupted with Ctrl-C.
+gives follows, indented) with no traceback unless ``--debug``. Exit codes, chosen by
+the error's type (``tinygpt.errors``), never by its text: 0 success, 2 a usage or input
+problem (bad option, missing or corrupted file, unknown model, unusable backend), 1 a
+failure while running (download failed, training diverged, disk full), 130 interrupted
+with Ctrl-C.
 """
 
 import argparse
@@ -28,6 +29,19 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+
+from . import checks
+from .backend import BackendError
+from .errors import (
+    DownloadError,
+    FileFormatError,
+    GPT2FilesMissingError,
+    ModelFileNotCheckpointError,
+    TextSourceError,
+    TinygptError,
+    TokenizerFilesError,
+)
+from .train import TrainingDivergedError
 
 PROG = "tinygpt"
 
@@ -73,32 +87,33 @@ def _number(text, kind):
     return value
 
 
-def positive_int(text):
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
+def _int_option(minimum):
+    """The type of an integer option >= ``minimum``: the library's check, in its words."""
+
+    def parse(text):
+        try:
+            return checks.positive_int(None, _number(text, int), minimum)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
-def non_negative_int(text):
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
+def _float_option(low, inclusive):
+    """The type of a number option > ``low`` (>= ``low`` when ``inclusive``)."""
+    rule = ">=" if inclusive else ">"
+
+    def parse(text):
+        value = _number(text, float)
+        if value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be a number {rule} {low:g}, got {text}")
+        return value
+
+    return parse
 
 
-def positive_float(text):
-    value = _number(text, float)
-    if value <= 0.0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
-
-
-def non_negative_float(text):
-    value = _number(text, float)
-    if value < 0.0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
+positive_int, non_negative_int = _int_option(1), _int_option(0)
+positive_float, non_negative_float = _float_option(0.0, False), _float_option(0.0, True)
 
 
 def probability(text):
@@ -359,15 +374,15 @@ def _note(message):
 
 
 def default_models_dir():
-    """Where GPT-2 names live: ``<tinygpt cache>/gpt2`` (see tinygpt.textsource)."""
-    from .textsource import default_cache_dir
+    """Where GPT-2 names live: ``<tinygpt cache>/gpt2`` (see tinygpt.io.textsource)."""
+    from .io.textsource import default_cache_dir
 
     return default_cache_dir() / "gpt2"
 
 
 def read_text(path):
     """(path, text) of the UTF-8 text at ``path``, or of "The Verdict" when ``path`` is None."""
-    from .textsource import find_verdict
+    from .io.textsource import find_verdict
 
     found = find_verdict(path)  # a missing path: FileNotFoundError with a clear message
     try:
@@ -420,7 +435,7 @@ def load_any_model(spec, models_dir=None, offline=False):
         model.eval()
         return model, str(path)
 
-    from .pretrained import gpt2_model_size, load_pretrained_gpt2
+    from .io.pretrained import gpt2_model_size, load_pretrained_gpt2
 
     try:
         size = gpt2_model_size(spec)  # a name, even if a folder of that name exists (./gpt2)
@@ -444,14 +459,10 @@ def load_any_model(spec, models_dir=None, offline=False):
     try:
         model = load_pretrained_gpt2(size, folder, download=not offline,
                                      progress=sys.stderr.isatty())
-    except FileNotFoundError as exc:
-        if not offline:
-            raise
-        # (the library's last line speaks of download=True: say it in command-line terms)
-        listing = [line for line in str(exc).splitlines() if "download=True" not in line]
+    except GPT2FilesMissingError as exc:  # only with --offline: say it in the CLI's terms
         raise CLIError(
-            "\n".join(listing) + f"\nDrop --offline to download them, or run: tinygpt "
-            f"download {spec} --dir {folder}"
+            f"{exc.listing}\nDrop --offline to download them, or run: tinygpt download {spec} "
+            f"--dir {folder}"
         ) from None
     model.eval()
     return model, f"GPT-2 {size}"
@@ -462,8 +473,8 @@ def _load_model_folder(folder):
         if (folder / name).is_file():
             return _load_model_file(folder / name)
     if (folder / "hparams.json").is_file() and (folder / "model.ckpt.index").is_file():
+        from .io.pretrained import config_from_hparams, load_tf_ckpt_into_gpt
         from .model import GPTModel
-        from .pretrained import config_from_hparams, load_tf_ckpt_into_gpt
 
         with open(folder / "hparams.json", encoding="utf-8") as f:
             model = GPTModel(config_from_hparams(json.load(f)))
@@ -472,13 +483,13 @@ def _load_model_folder(folder):
 
 
 def _load_model_file(path):
-    from .checkpoint import load_model
+    from .io.checkpoint import load_model
 
     peek = _safetensors_metadata(path)
     if peek is not None:
         metadata, names = peek
         if "tinygpt.format" not in metadata and _looks_like_hf_gpt2(names):
-            from .hf_gpt2 import load_hf_gpt2
+            from .io.hf_gpt2 import load_hf_gpt2
 
             return load_hf_gpt2(path)
     return load_model(path)  # also says clearly what a file it can't read seems to be
@@ -535,20 +546,18 @@ _RUN_SETTINGS = {
 
 def cmd_train(args):
     from .backend import manual_seed
-    from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_model
+    from .io.checkpoint import load_checkpoint, save_checkpoint, save_model
     from .model import GPTModel
     from .optim import AdamW
     from .tokenizer import get_tokenizer
-    from .train import TrainingDivergedError, plot_losses, train_model
+    from .train import plot_losses, train_model
 
     given = {k: getattr(args, k) for k in _RUN_SETTINGS if getattr(args, k) is not None}
     if args.resume is not None:
         resume_path = Path(args.resume).expanduser()
         try:
             ckpt = load_checkpoint(resume_path)  # restores the random generator too
-        except CheckpointError as exc:
-            if "is a model file" not in exc.problem:
-                raise
+        except ModelFileNotCheckpointError:
             raise CLIError(
                 f"{resume_path} is a model file: it has no optimizer or training state to "
                 "resume; pass the run's checkpoint.safetensors"
@@ -814,7 +823,7 @@ def _perplexity(loss):
 
 
 def cmd_download(args):
-    from .pretrained import GPT2_FILES, download_gpt2_files, gpt2_model_size
+    from .io.pretrained import GPT2_FILES, download_gpt2_files, gpt2_model_size
 
     try:
         size = gpt2_model_size(args.model)
@@ -846,17 +855,21 @@ def cmd_selftest(args):
 # Entry point.
 
 
+# What the user can fix (exit 2): a bad option or input, a missing, damaged or foreign
+# file, the backend. What fails while running (exit 1): a download, a diverged run, and
+# anything else (a full disk, ...).
+_USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                FileFormatError, TextSourceError, TokenizerFilesError, BackendError)
+_RUN_FAILURES = (DownloadError, TrainingDivergedError)
+# Errors with messages of their own; any other exit-1 error is reported as a possible bug.
+_EXPECTED_FAILURES = (TinygptError, OSError, RuntimeError, MemoryError)
+
+
 def _exit_code(exc):
     """2 for what the user can fix in the command line, input files or environment, else 1."""
-    from .backend import BackendError
-    from .pretrained import DownloadError
-
-    if isinstance(exc, DownloadError):
+    if isinstance(exc, _RUN_FAILURES):
         return 1
-    if isinstance(exc, (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-                        BackendError)):
-        return 2
-    return 1
+    return 2 if isinstance(exc, _USER_ERRORS) else 1
 
 
 def _message(exc):
@@ -913,7 +926,7 @@ def main(argv=None):
             traceback.print_exc()
         code = _exit_code(exc)
         message = _message(exc)
-        if code == 1 and not isinstance(exc, (OSError, RuntimeError, MemoryError)):
+        if code == 1 and not isinstance(exc, _EXPECTED_FAILURES):
             message = (f"unexpected {type(exc).__name__}: {message} (this may be a bug in "
                        "tinygpt; rerun with --debug for the traceback)")
         _report(message)

@@ -7,7 +7,7 @@ and does what a few lines of array code do elsewhere; those lines are its twin:
     dropout                      ops.Dropout             x * dropout_mask(...)
     gelu_forward / _backward     ops.GELU                the tanh formula
     layer_norm_forward / _bwd    ops.LayerNorm           mean, var, xhat ...
-    attention_softmax_fwd/_bwd   ops.CausalSelfAttention scale, mask, softmax, dropout
+    attention_softmax_fwd/_bwd   ops.CausalAttention   scale, mask, softmax, dropout
     cross_entropy_forward/_bwd   ops.CrossEntropy        logsumexp, softmax - onehot
     embedding_backward           ops.Embedding           xp.add.at
     adamw_update                 optim.AdamW             the chunked update

@@ -23,13 +23,8 @@ import numpy as np
 
 from .autograd import Tensor
 from .backend import check_device, get_rng, xp
+from .checks import nonnegative_int, positive_int
 from .tokenizer import ENDOFTEXT, get_tokenizer
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def _count_windows(n_tokens, max_length, stride):
@@ -69,8 +64,8 @@ class GPTDatasetV1(Dataset):
     def __init__(self, txt, tokenizer, max_length, stride):
         if not isinstance(txt, str):
             raise TypeError(f"GPTDatasetV1 expects the text as a str, got {type(txt).__name__}")
-        self.max_length = _check_positive_int("max_length", max_length)
-        self.stride = _check_positive_int("stride", stride)
+        self.max_length = positive_int("max_length", max_length)
+        self.stride = positive_int("stride", stride)
 
         token_ids = np.asarray(tokenizer.encode(txt, allowed_special={ENDOFTEXT}), dtype=np.int64)
         self.n_tokens = len(token_ids)
@@ -205,14 +200,11 @@ class DataLoader:
             )
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"collate_fn must be a function, got {collate_fn!r}")
-        if (isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer))
-                or num_workers < 0):
-            raise ValueError(f"num_workers must be an integer >= 0, got {num_workers!r}")
         self.dataset = dataset
-        self.batch_size = _check_positive_int("batch_size", batch_size)
+        self.batch_size = positive_int("batch_size", batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
-        self.num_workers = int(num_workers)  # accepted; batches are built in this process
+        self.num_workers = nonnegative_int("num_workers", num_workers)  # accepted; no workers run
         self.collate_fn = default_collate if collate_fn is None else collate_fn
         self.name = name
 
@@ -294,9 +286,9 @@ def create_dataloader_v1(
     the same batches in this process. Raises ValueError when the text yields no
     batch at all, saying how many tokens it has and how many are needed.
     """
-    batch_size = _check_positive_int("batch_size", batch_size)
-    max_length = _check_positive_int("max_length", max_length)
-    stride = _check_positive_int("stride", stride)
+    batch_size = positive_int("batch_size", batch_size)
+    max_length = positive_int("max_length", max_length)
+    stride = positive_int("stride", stride)
     if tokenizer is None:
         tokenizer = get_tokenizer()
 

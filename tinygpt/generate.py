@@ -35,12 +35,12 @@ still in training mode afterwards (and between the yields of a stream).
 """
 
 import contextlib
-import numbers
 
 import numpy
 
 from .autograd import Tensor, no_grad
 from .backend import to_numpy, xp
+from .checks import nonnegative_int, positive_int, token_ids
 from .kv_cache import CachedDecoder
 from .sampling import resolve_rng, sample_next_token, validate_sampling_args
 
@@ -58,7 +58,7 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     loop puts the model in eval mode itself (restoring the previous mode after).
     """
     ids = _check_prompt(idx, model)
-    max_new_tokens = _check_count(max_new_tokens)
+    max_new_tokens = nonnegative_int("max_new_tokens", max_new_tokens)
     window = _check_context_size(context_size, model)
     with _eval_mode(model), no_grad():
         for _ in range(max_new_tokens):
@@ -126,7 +126,7 @@ def generate_stream(
     last all-EOS column is not yielded).
     """
     ids = _check_prompt(idx, model)
-    max_new_tokens = _check_count(max_new_tokens)
+    max_new_tokens = nonnegative_int("max_new_tokens", max_new_tokens)
     window = _check_context_size(context_size, model)
     vocab = int(model.cfg["vocab_size"])
     temperature, top_k, top_p = validate_sampling_args(temperature, top_k, top_p, vocab)
@@ -239,51 +239,24 @@ def _check_prompt(idx, model):
             "the prompt is empty (0 tokens); give at least one token id, e.g. the "
             "<|endoftext|> id 50256 to generate from nothing"
         )
-    if ids.dtype.kind not in "iu":
-        raise ValueError(f"token ids must be integers, got dtype {ids.dtype}")
-    vocab = int(model.cfg["vocab_size"])
-    lo, hi = int(ids.min()), int(ids.max())
-    if lo < 0 or hi >= vocab:
-        bad = lo if lo < 0 else hi
-        raise ValueError(f"token id {bad} in idx is outside the vocabulary [0, {vocab})")
-    return ids.astype(numpy.int64)
-
-
-def _check_count(max_new_tokens):
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral):
-        raise ValueError(
-            f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r} "
-            f"({type(max_new_tokens).__name__})"
-        )
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    return int(max_new_tokens)
+    return token_ids(ids, int(model.cfg["vocab_size"]), "in idx").copy()  # never the caller's
 
 
 def _check_context_size(context_size, model):
     """The window the model sees: context_size, clamped to the model's context_length."""
-    if isinstance(context_size, bool) or not isinstance(context_size, numbers.Integral):
-        raise ValueError(
-            f"context_size must be an integer >= 1, got {context_size!r} "
-            f"({type(context_size).__name__}); the book passes cfg['context_length']"
-        )
-    if context_size < 1:
-        raise ValueError(
-            f"context_size must be >= 1 (the number of trailing tokens the model sees), "
-            f"got {context_size}"
-        )
+    context_size = positive_int(
+        "context_size", context_size, hint="; it is the number of trailing tokens the model "
+        "sees (the book passes cfg['context_length'])",
+    )
     # The model cannot look further back than its position embeddings reach.
-    return min(int(context_size), int(model.cfg["context_length"]))
+    return min(context_size, int(model.cfg["context_length"]))
 
 
 def _check_eos(eos_id, vocab):
-    if eos_id is None:
-        return None
-    if isinstance(eos_id, bool) or not isinstance(eos_id, numbers.Integral):
-        raise ValueError(f"eos_id must be None or a token id (int), got {eos_id!r}")
-    if not 0 <= eos_id < vocab:
+    eos_id = positive_int("eos_id", eos_id, 0, optional=True)  # a token id, or None
+    if eos_id is not None and eos_id >= vocab:
         raise ValueError(f"eos_id {eos_id} is outside the vocabulary [0, {vocab})")
-    return int(eos_id)
+    return eos_id
 
 
 __all__ = ["UncachedDecoder", "generate", "generate_stream", "generate_text_simple"]

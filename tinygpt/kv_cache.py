@@ -12,11 +12,11 @@ the prompt ("priming") every new token costs one position's worth of work:
 Both return the next-token logits of the last position only, (B, V): the output
 head (the largest matrix of GPT-2) runs on one row per sequence, never on all T.
 
-The forward below is a separate, inference-only implementation over the model's
-own parameter arrays (``blk.att.W_query.weight.data`` …): no autograd graph, no
-dropout (eval-mode semantics), and the training code in nn.py / ops.py / model.py
-is not involved. It reads the arrays when called, so it always uses the model's
-current weights.
+The forward below runs over the model's own parameter arrays
+(``blk.att.W_query.weight.data`` …) with the forward halves of the training ops
+(``ops.Linear``, ``ops.LayerNorm``, ``ops.GELU``, ``ops.CausalAttention``) called
+directly: the same maths, with no autograd graph and no dropout (eval-mode semantics).
+It reads the arrays when called, so it always uses the model's current weights.
 
 Sliding window. GPT-2 has learned *absolute* position embeddings: once the
 sequence is longer than the window, every kept token moves one position to the
@@ -34,7 +34,6 @@ Shapes: B batch, T tokens, C emb_dim, H heads, D head size (C = H * D), V vocab,
 L the number of cached positions.
 """
 
-import math
 import os
 
 import numpy
@@ -42,6 +41,7 @@ import numpy
 from . import cuda_kernels as fused
 from . import ops
 from .backend import kernels_enabled, to_numpy, xp
+from .checks import token_ids
 
 
 class KVCache:
@@ -111,7 +111,7 @@ class CachedDecoder:
                 f"prime expects ids of shape ({self.cache.batch_size}, T) with T >= 1, "
                 f"got {tuple(ids.shape)}"
             )
-        ids = self._check_ids(ids[:, -self.window:])
+        ids = token_ids(ids[:, -self.window:], self.model.cfg["vocab_size"])
         T = ids.shape[1]
         self.cache.reset()
         self.ids[:, :T] = ids
@@ -130,7 +130,7 @@ class CachedDecoder:
                 f"feed expects {self.cache.batch_size} token ids (one per row), "
                 f"got {next_ids.shape[0]}"
             )
-        next_ids = self._check_ids(next_ids)
+        next_ids = token_ids(next_ids, self.model.cfg["vocab_size"])
         L = self.cache.length
         if L < self.window:
             self.ids[:, L] = next_ids
@@ -145,16 +145,6 @@ class CachedDecoder:
         self.ids[:, -1] = next_ids
         self.cache.reset()
         return self._forward(xp.asarray(self.ids))
-
-    def _check_ids(self, ids):
-        """Host ids as int64, or ValueError. (Fancy indexing would wrap a negative id
-        around instead of failing.)"""
-        if ids.dtype.kind not in "iu":
-            raise ValueError(f"token ids must be integers, got dtype {ids.dtype}")
-        vocab = self.model.tok_emb.weight.data.shape[0]
-        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
-            raise ValueError(f"token ids must lie in [0, {vocab}), got {ids.min()}..{ids.max()}")
-        return ids.astype(numpy.int64, copy=False)
 
     # --- the inference forward --------------------------------------------------------
     def _forward(self, ids):
@@ -186,35 +176,26 @@ class CachedDecoder:
         return last @ model.out_head.weight.data.T  # (B, V)
 
     def _attention(self, x, att, layer, start, last_only=False):
-        """Causal attention of x (B, Tn, C) over cached positions [0, start + Tn).
+        """Causal attention of x (b, Tn, emb_dim) over the cached positions [0, start + Tn):
+        the keys and values of the Tn new rows go into the cache, then the queries attend
+        with ``ops.CausalAttention``'s forward, the training op's own maths. The output is
+        (b, Tn, emb_dim), or (b, 1, emb_dim) for the last row only when ``last_only``."""
+        b, num_tokens, d_out = x.shape
+        end = start + num_tokens
 
-        Keys and values of all Tn rows go into the cache; the output is (B, Tn, C), or
-        (B, 1, C) for the last row only when ``last_only``."""
-        B, Tn, C = x.shape
-        H, D = self.n_heads, self.head_dim
-        end = start + Tn
+        def heads(t):  # (b, n, d_out) -> (b, num_heads, n, head_dim)
+            return t.reshape(b, t.shape[1], self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
 
-        def heads(t):  # (B, n, C) -> (B, H, n, D)
-            return t.reshape(B, t.shape[1], H, D).transpose(0, 2, 1, 3)
-
-        k_all, v_all = self.cache.keys[layer], self.cache.values[layer]
-        k_all[:, :, start:end] = heads(_linear(x, att.W_key))
-        v_all[:, :, start:end] = heads(_linear(x, att.W_value))
-        k, v = k_all[:, :, :end], v_all[:, :, :end]  # (B, H, end, D), views
+        cached_keys, cached_values = self.cache.keys[layer], self.cache.values[layer]
+        cached_keys[:, :, start:end] = heads(_linear(x, att.W_key))
+        cached_values[:, :, start:end] = heads(_linear(x, att.W_value))
+        keys, values = cached_keys[:, :, :end], cached_values[:, :, :end]  # views
         if last_only:
             x = x[:, -1:, :]
-        Tq = x.shape[1]  # query rows: Tn, or 1
-        q = heads(_linear(x, att.W_query))  # (B, H, Tq, D)
-        scores = q @ k.transpose(0, 1, 3, 2)  # (B, H, Tq, end)
-        scores *= 1.0 / math.sqrt(D)  # Python float: no promotion to float64
-        if Tq > 1:  # query i (position start + i) sees keys 0 .. start + i
-            scores += _causal_mask(Tq, end, scores.dtype)
-        scores -= scores.max(axis=-1, keepdims=True)
-        xp.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        ctx = scores @ v  # (B, H, Tq, D)
-        ctx = ctx.transpose(0, 2, 1, 3).reshape(B, Tq, C)
-        return _linear(ctx, att.out_proj)
+        queries = heads(_linear(x, att.W_query))  # (b, num_heads, n_q, head_dim)
+        context_vec = ops.CausalAttention().forward(queries, keys, values)
+        context_vec = context_vec.transpose(0, 2, 1, 3).reshape(b, x.shape[1], d_out)
+        return _linear(context_vec, att.out_proj)
 
 
 # ----------------------------------------------------------------------------------
@@ -237,22 +218,6 @@ def _layer_norm(x, ln):
 def _gelu(x):
     """GPT-2's tanh GELU."""
     return ops.GELU().forward(x)
-
-
-_masks = {}
-
-
-def _causal_mask(Tn, end, dtype):
-    """(Tn, end) additive mask for queries at positions end-Tn .. end-1: -inf above the
-    shifted diagonal (key j is hidden from query i when j > end - Tn + i)."""
-    key = (Tn, end, numpy.dtype(dtype).str)
-    mask = _masks.get(key)
-    if mask is None:
-        mask = xp.triu(xp.full((Tn, end), -xp.inf, dtype=dtype), k=end - Tn + 1)
-        if len(_masks) > 64:  # prompts of many lengths: keep the dict small
-            _masks.clear()
-        _masks[key] = mask
-    return mask
 
 
 class KernelDecodeStep:

@@ -1,62 +1,149 @@
-"""The GPT-2 model of the book's chapter 4, used throughout chapter 5."""
+"""The book's GPT-2 model: chapter 3's attention and chapter 4's layers, used throughout
+chapter 5. The classes come in the book's order, with its names and shapes; each forward
+reads as the book writes it, and one hop down (``ops.py``) each heavy step is a fused op
+with its backward written by hand beside its forward.
+
+Shapes: b batch, num_tokens (T) tokens, emb_dim / d_out (C) channels, num_heads (H),
+head_dim (D = C / H), vocab_size (V).
+"""
 
 import numpy
 
+from . import ops
 from .autograd import Tensor
-from .backend import to_numpy, xp
-from .nn import Dropout, Embedding, LayerNorm, Linear, Module, Sequential, TransformerBlock
+from .backend import DEFAULT_DTYPE, xp
+from .checks import int_problem, token_ids
+from .nn import Dropout, Embedding, Linear, Module, Parameter, Sequential, _match_dtype
 
 GPT_CONFIG_124M = {
     "vocab_size": 50257,  # GPT-2's BPE vocabulary
     "context_length": 256,  # shortened from 1024, as in the chapter
-    "emb_dim": 768,
-    "n_heads": 12,
-    "n_layers": 12,
-    "drop_rate": 0.1,
-    "qkv_bias": False,
+    "emb_dim": 768,  # the width of every token's vector
+    "n_heads": 12,  # attention heads
+    "n_layers": 12,  # transformer blocks
+    "drop_rate": 0.1,  # dropout
+    "qkv_bias": False,  # bias in the query, key and value projections
 }
 
-CONFIG_KEYS = tuple(GPT_CONFIG_124M)
+
+# ----------------------------------------------------------------------------------
+# Chapter 3: multi-head causal self-attention.
 
 
-def validate_config(cfg):
-    """Return a clean copy of ``cfg`` or raise ValueError naming every problem."""
-    if not isinstance(cfg, dict):
-        raise ValueError(f"config must be a dict like GPT_CONFIG_124M, got {type(cfg).__name__}")
-    problems = [f"missing key {k!r}" for k in CONFIG_KEYS if k not in cfg]
-    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-        value = cfg.get(key)
-        if key in cfg and (
-            isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value <= 0
-        ):
-            problems.append(f"{key!r} must be a positive integer, got {value!r}")
-    if "drop_rate" in cfg:
-        rate = cfg["drop_rate"]
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-            problems.append(f"'drop_rate' must be a number in [0, 1), got {rate!r}")
-    if "qkv_bias" in cfg and not isinstance(cfg["qkv_bias"], (bool, numpy.bool_)):
-        problems.append(f"'qkv_bias' must be True or False, got {cfg['qkv_bias']!r}")
-    if not problems and cfg["emb_dim"] % cfg["n_heads"] != 0:
-        problems.append(
-            f"'emb_dim' ({cfg['emb_dim']}) must be divisible by 'n_heads' ({cfg['n_heads']})"
+class MultiHeadAttention(Module):
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+        super().__init__()
+        if d_out % num_heads != 0:
+            raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
+        self.d_out = d_out
+        self.num_heads = num_heads
+        self.head_dim = d_out // num_heads
+        self.W_query = Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = Linear(d_out, d_out)
+        self.dropout = Dropout(dropout)
+        # The book registers the causal mask as a (context_length, context_length) buffer;
+        # here ops.causal_mask builds it on demand (and the state dict has no such key).
+        self.context_length = context_length
+
+    def forward(self, x):
+        b, num_tokens, d_in = x.shape
+        keys = self.W_key(x)  # (b, num_tokens, d_out)
+        queries = self.W_query(x)
+        values = self.W_value(x)
+
+        # Split the last dim into heads: (b, num_tokens, d_out)
+        # -> (b, num_tokens, num_heads, head_dim) -> (b, num_heads, num_tokens, head_dim)
+        keys = keys.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+        queries = queries.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+        values = values.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+
+        # attn_scores = queries @ keys^T, the causal mask, softmax(/ sqrt(head_dim)),
+        # dropout, then @ values: one op whose forward is those lines (ops.CausalAttention)
+        p = self.dropout.p if self.training else 0.0
+        context_vec = ops.CausalAttention.apply(queries, keys, values, dropout_p=p)
+        # (b, num_heads, num_tokens, head_dim) -> (b, num_tokens, d_out)
+        context_vec = context_vec.transpose(1, 2).reshape(b, num_tokens, self.d_out)
+        return self.out_proj(context_vec)
+
+
+# ----------------------------------------------------------------------------------
+# Chapter 4: the GPT architecture.
+
+
+class LayerNorm(Module):
+    """Normalise each token's vector to mean 0 and variance 1 (biased variance, eps 1e-5),
+    then scale and shift: one fused op (``ops.LayerNorm``)."""
+
+    def __init__(self, emb_dim):
+        super().__init__()
+        self.eps = 1e-5
+        self.scale = Parameter(numpy.ones(emb_dim, dtype=DEFAULT_DTYPE))
+        self.shift = Parameter(numpy.zeros(emb_dim, dtype=DEFAULT_DTYPE))
+
+    def forward(self, x):  # (..., emb_dim) -> the same shape
+        x = _match_dtype(x, self.scale)
+        return ops.LayerNorm.apply(x, self.scale, self.shift, eps=self.eps)
+
+
+class GELU(Module):
+    """GPT-2's tanh approximation of GELU (``ops.GELU``):
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+
+    def forward(self, x):
+        return ops.GELU.apply(x)
+
+
+class FeedForward(Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.layers = Sequential(
+            Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]),
+            GELU(),
+            Linear(4 * cfg["emb_dim"], cfg["emb_dim"]),
         )
-    if problems:
-        raise ValueError("invalid GPT config:\n  " + "\n  ".join(problems))
-    clean = dict(cfg)
-    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
-        clean[key] = int(clean[key])
-    clean["drop_rate"] = float(clean["drop_rate"])
-    clean["qkv_bias"] = bool(clean["qkv_bias"])
-    return clean
+
+    def forward(self, x):  # (b, num_tokens, emb_dim) -> the same shape
+        return self.layers(x)
+
+
+class TransformerBlock(Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.att = MultiHeadAttention(
+            d_in=cfg["emb_dim"],
+            d_out=cfg["emb_dim"],
+            context_length=cfg["context_length"],
+            num_heads=cfg["n_heads"],
+            dropout=cfg["drop_rate"],
+            qkv_bias=cfg["qkv_bias"],
+        )
+        self.ff = FeedForward(cfg)
+        self.norm1 = LayerNorm(cfg["emb_dim"])
+        self.norm2 = LayerNorm(cfg["emb_dim"])
+        self.drop_shortcut = Dropout(cfg["drop_rate"])
+
+    def forward(self, x):  # (b, num_tokens, emb_dim) -> the same shape
+        x = _match_dtype(x, self.norm1.scale)  # else a float64 x spreads through the sum
+        shortcut = x  # the attention, added back to its input
+        x = self.norm1(x)
+        x = self.att(x)
+        x = self.drop_shortcut(x)
+        x = x + shortcut
+
+        shortcut = x  # the feed forward, added back to its input
+        x = self.norm2(x)
+        x = self.ff(x)
+        x = self.drop_shortcut(x)
+        return x + shortcut
 
 
 class GPTModel(Module):
-    """Token + position embeddings, ``n_layers`` transformer blocks, final norm, output head.
+    """in_idx: token ids (b, num_tokens), num_tokens <= context_length
+    -> logits (b, num_tokens, vocab_size)."""
 
-        in_idx: int (B, T), T <= context_length  ->  logits: (B, T, vocab_size)
-    """
-
-    _ignored_state_keys = (".att.mask",)  # the torch model's causal-mask buffers
+    _ignored_state_keys = (".att.mask",)  # the book's causal-mask buffers: rebuilt here
 
     def __init__(self, cfg, dtype=None):
         super().__init__()
@@ -71,10 +158,23 @@ class GPTModel(Module):
         if dtype is not None:
             self.to(dtype)
 
+    def forward(self, in_idx):
+        in_idx = self.check_input(in_idx)  # (b, num_tokens), on the device
+        batch_size, seq_len = in_idx.shape
+        tok_embeds = self.tok_emb(in_idx)  # (b, num_tokens, emb_dim)
+        pos_embeds = self.pos_emb(xp.arange(seq_len))  # (num_tokens, emb_dim)
+        x = tok_embeds + pos_embeds  # (b, num_tokens, emb_dim)
+        x = self.drop_emb(x)
+        x = self.trf_blocks(x)
+        x = self.final_norm(x)
+        logits = self.out_head(x)  # (b, num_tokens, vocab_size)
+        return logits
+
     def check_input(self, in_idx):
-        """The ids as an int array (B, T) of the backend, or a ValueError that says what is
-        wrong. Ids from the host are checked there and then copied once; ids already on
-        the device cost one synchronisation (per batch) for the range check."""
+        """The ids as an int array (b, num_tokens) of the backend, or a ValueError that
+        says what is wrong. Ids from the host are checked there and then copied once;
+        ids already on the device cost one synchronisation (per batch) for the range
+        check."""
         ids = in_idx.data if isinstance(in_idx, Tensor) else in_idx
         if not isinstance(ids, xp.ndarray):
             ids = numpy.asarray(ids)
@@ -95,24 +195,42 @@ class GPTModel(Module):
                 f"sequence of {T} tokens is longer than context_length={context}; "
                 f"crop it to the last {context} tokens (ids[:, -{context}:])"
             )
-        if ids.size == 0:
-            return xp.asarray(ids)
-        if isinstance(ids, numpy.ndarray):
-            lo, hi = int(ids.min()), int(ids.max())
-        else:
-            lo, hi = (int(v) for v in to_numpy(xp.stack([ids.min(), ids.max()])))
-        if lo < 0 or hi >= vocab:
-            raise ValueError(
-                f"token id {lo if lo < 0 else hi} is outside the vocabulary [0, {vocab})"
-            )
-        return xp.asarray(ids)
+        return xp.asarray(token_ids(ids, vocab))
 
-    def forward(self, in_idx):
-        ids = self.check_input(in_idx)  # (B, T)
-        T = ids.shape[1]
-        tok_embeds = self.tok_emb(ids)  # (B, T, C)
-        pos_embeds = self.pos_emb(xp.arange(T))  # (T, C)
-        x = self.drop_emb(tok_embeds + pos_embeds)  # (B, T, C)
-        x = self.trf_blocks(x)
-        x = self.final_norm(x)
-        return self.out_head(x)  # (B, T, V)
+
+# ----------------------------------------------------------------------------------
+# Checks, below the code they guard.
+
+CONFIG_KEYS = tuple(GPT_CONFIG_124M)
+
+
+def validate_config(cfg):
+    """Return a clean copy of ``cfg`` or raise ValueError naming every problem."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"config must be a dict like GPT_CONFIG_124M, got {type(cfg).__name__}")
+    problems = [f"missing key {k!r}" for k in CONFIG_KEYS if k not in cfg]
+    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+        if key in cfg and (problem := int_problem(repr(key), cfg[key])):
+            problems.append(problem)
+    if "drop_rate" in cfg:
+        rate = cfg["drop_rate"]
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            problems.append(f"'drop_rate' must be a number in [0, 1), got {rate!r}")
+    if "qkv_bias" in cfg and not isinstance(cfg["qkv_bias"], (bool, numpy.bool_)):
+        problems.append(f"'qkv_bias' must be True or False, got {cfg['qkv_bias']!r}")
+    if not problems and cfg["emb_dim"] % cfg["n_heads"] != 0:
+        problems.append(
+            f"'emb_dim' ({cfg['emb_dim']}) must be divisible by 'n_heads' ({cfg['n_heads']})"
+        )
+    if problems:
+        raise ValueError("invalid GPT config:\n  " + "\n  ".join(problems))
+    clean = dict(cfg)
+    for key in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+        clean[key] = int(clean[key])
+    clean["drop_rate"] = float(clean["drop_rate"])
+    clean["qkv_bias"] = bool(clean["qkv_bias"])
+    return clean
+
+
+__all__ = ["GELU", "GPT_CONFIG_124M", "FeedForward", "GPTModel", "LayerNorm",
+           "MultiHeadAttention", "TransformerBlock", "validate_config"]

@@ -562,85 +562,91 @@ class LogSoftmax(Function):
 _causal_masks = {}
 
 
-def causal_mask(T, dtype):
-    """(T, T) additive mask: 0 on and below the diagonal, -inf above (cached)."""
-    key = (T, xp.dtype(dtype).str)
+def causal_mask(num_queries, num_keys, dtype):
+    """(num_queries, num_keys) additive mask: 0 where a query may look, -inf on the keys
+    after it. The queries are the last ``num_queries`` of the ``num_keys`` positions: all
+    of them in training, the new ones when decoding with a KV cache; so query i sees keys
+    0 .. num_keys - num_queries + i. Cached per shape (the one causal mask of tinygpt)."""
+    key = (num_queries, num_keys, xp.dtype(dtype).str)
     mask = _causal_masks.get(key)
     if mask is None:
-        mask = xp.triu(xp.full((T, T), -xp.inf, dtype=dtype), k=1)
+        mask = xp.triu(xp.full((num_queries, num_keys), -xp.inf, dtype=dtype),
+                       k=num_keys - num_queries + 1)
+        if len(_causal_masks) > 64:  # prompts of many lengths: keep the cache small
+            _causal_masks.clear()
         _causal_masks[key] = mask
     return mask
 
 
-class CausalSelfAttention(Function):
-    """Multi-head causal attention on projected queries, keys and values.
+class CausalAttention(Function):
+    """Causal attention of every head, the book's steps on head-split arrays
+    (queries: (b, heads, n_q, head_dim); keys, values: (b, heads, n_k, head_dim)):
 
-        q, k, v: (B, T, C) -> heads (B, H, T, D), C = H * D
-        S = q k^T / sqrt(D) + mask          (mask: -inf above the diagonal)
-        P = softmax(S);  Pd = dropout(P)    (dropout on the attention weights)
-        y = Pd v, heads merged back to (B, T, C)
+        attn_scores  = queries @ keys^T                             (b, heads, n_q, n_k)
+        attn_weights = softmax(attn_scores / sqrt(head_dim) + mask) mask: -inf on later keys
+        dropped      = attn_weights * keep                          dropout: keep = 0 or 1/(1-p)
+        context_vec  = dropped @ values                             (b, heads, n_q, head_dim)
 
-    backward:  dPd = dy v^T,  dv = Pd^T dy,  dP = dPd * dropmask,
-               dS = P * (dP - sum(dP * P)) / sqrt(D),  dq = dS k,  dk = dS^T q
+    Training has n_q == n_k; the KV cache calls ``forward`` directly with the new
+    positions' queries against every cached key (no graph, no dropout).
+
+    backward:  d_dropped = d_context @ values^T,   d_values = dropped^T @ d_context,
+               d_weights = d_dropped * keep,
+               d_scores = attn_weights * (d_weights - sum(d_weights * attn_weights))
+                          / sqrt(head_dim),
+               d_queries = d_scores @ keys,   d_keys = d_scores^T @ queries
     """
 
-    def forward(self, q, k, v, n_heads, dropout_p=0.0):
-        B, T, C = q.shape
-        H, D = n_heads, C // n_heads
-        qh = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
-        kh = k.reshape(B, T, H, D).transpose(0, 2, 1, 3)
-        vh = v.reshape(B, T, H, D).transpose(0, 2, 1, 3)
-        scale = 1.0 / math.sqrt(D)
-        scores = qh @ kh.transpose(0, 1, 3, 2)  # (B, H, T, T)
-        draw = _philox_kernel_draw(dropout_p, scores)
-        self.fused = fused.usable(scores) and (dropout_p == 0.0 or draw is not None)
-        if self.fused:  # one kernel: scale, mask, softmax and dropout, row by row
-            probs, probs_dropped = fused.attention_softmax_forward(scores, scale, dropout_p, draw)
-            drop = None
+    def forward(self, queries, keys, values, dropout_p=0.0):
+        head_dim = queries.shape[-1]
+        scale = 1.0 / math.sqrt(head_dim)  # a Python float: float32 stays float32
+        attn_scores = queries @ keys.transpose(0, 1, 3, 2)  # (b, heads, n_q, n_k)
+        draw = _philox_kernel_draw(dropout_p, attn_scores)
+        square = attn_scores.shape[-2] == attn_scores.shape[-1]
+        self.fused = (square and fused.usable(attn_scores)
+                      and (dropout_p == 0.0 or draw is not None))
+        if self.fused:  # on a GPU, one kernel for the next lines (cuda_kernels.cu)
+            attn_weights, dropped = fused.attention_softmax_forward(
+                attn_scores, scale, dropout_p, draw)
+            keep = None
         else:
-            scores *= scale
-            scores += causal_mask(T, scores.dtype)
-            probs = _softmax_inplace(scores)
+            attn_scores *= scale
+            attn_scores += causal_mask(*attn_scores.shape[-2:], attn_scores.dtype)
+            attn_weights = _softmax_inplace(attn_scores)  # in place: no second buffer
             if dropout_p > 0.0:
-                drop = dropout_mask(probs.shape, dropout_p, probs.dtype)
-                probs_dropped = probs * drop
+                keep = dropout_mask(attn_weights.shape, dropout_p, attn_weights.dtype)
+                dropped = attn_weights * keep
             else:
-                drop, probs_dropped = None, probs
-        out = probs_dropped @ vh  # (B, H, T, D)
+                keep, dropped = None, attn_weights
+        context_vec = dropped @ values  # (b, heads, n_q, head_dim)
         if self.needs_grad:
-            self.qh, self.kh, self.vh, self.scale = qh, kh, vh, scale
-            self.probs, self.drop, self.probs_dropped = probs, drop, probs_dropped
+            self.queries, self.keys, self.values, self.scale = queries, keys, values, scale
+            self.attn_weights, self.keep, self.dropped = attn_weights, keep, dropped
             self.dropout_p, self.draw = dropout_p, draw
-        return out.transpose(0, 2, 1, 3).reshape(B, T, C)
+        return context_vec
 
-    def backward(self, dy):
-        B, H, T, D = self.qh.shape
-        dout = dy.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
-        dprobs = dout @ self.vh.transpose(0, 1, 3, 2)  # (B, H, T, T)
-        if self.fused:  # one kernel: the mask redrawn, then the softmax lines below
-            dprobs = fused.attention_softmax_backward(
-                dprobs, self.probs, self.scale, self.dropout_p, self.draw)
+    def backward(self, d_context):
+        d_dropped = d_context @ self.values.transpose(0, 1, 3, 2)  # (b, heads, n_q, n_k)
+        if self.fused:  # one kernel: the dropout mask redrawn, then the softmax lines below
+            d_scores = fused.attention_softmax_backward(
+                d_dropped, self.attn_weights, self.scale, self.dropout_p, self.draw)
             # products with a (T, T) operand transposed are taken transposed
-            # (dv^T = dout^T Pd): CuPy would copy a transposed (B, H, T, T) operand
-            dvh = (dout.transpose(0, 1, 3, 2) @ self.probs_dropped).transpose(0, 1, 3, 2)
-            dkh = (self.qh.transpose(0, 1, 3, 2) @ dprobs).transpose(0, 1, 3, 2)
+            # (d_values^T = d_context^T dropped): CuPy would copy that operand
+            d_values = (d_context.transpose(0, 1, 3, 2) @ self.dropped).transpose(0, 1, 3, 2)
+            d_keys = (self.queries.transpose(0, 1, 3, 2) @ d_scores).transpose(0, 1, 3, 2)
         else:
-            dvh = self.probs_dropped.transpose(0, 1, 3, 2) @ dout
-            if self.drop is not None:
-                dprobs *= self.drop
-            probs = self.probs
-            # softmax backward, in place on dprobs: P * (dP - sum(dP * P))
-            row = (dprobs * probs).sum(axis=-1, keepdims=True)
-            dprobs -= row
-            dprobs *= probs
-            dprobs *= self.scale  # now dS
-            dkh = dprobs.transpose(0, 1, 3, 2) @ self.qh
-        dqh = dprobs @ self.kh
-
-        def merge(t):
-            return t.transpose(0, 2, 1, 3).reshape(B, T, H * D)
-
-        return merge(dqh), merge(dkh), merge(dvh)
+            d_values = self.dropped.transpose(0, 1, 3, 2) @ d_context
+            if self.keep is not None:
+                d_dropped *= self.keep
+            weights = self.attn_weights
+            # softmax backward, in place: weights * (d - sum(d * weights)), then the scale
+            d_scores = d_dropped
+            d_scores -= (d_scores * weights).sum(axis=-1, keepdims=True)
+            d_scores *= weights
+            d_scores *= self.scale
+            d_keys = d_scores.transpose(0, 1, 3, 2) @ self.queries
+        d_queries = d_scores @ self.keys
+        return d_queries, d_keys, d_values
 
 
 class CrossEntropy(Function):
@@ -743,6 +749,22 @@ def cross_entropy(logits, targets, ignore_index=-100):
     return CrossEntropy.apply(logits, xp.asarray(targets), ignore_index=ignore_index)
 
 
+def multi_head_attention(queries, keys, values, num_heads, dropout_p=0.0):
+    """Causal self-attention of (b, num_tokens, d_out) projections, split into
+    ``num_heads`` heads and merged back: the middle of the book's MultiHeadAttention
+    (``model.py`` writes the same steps out)."""
+    b, num_tokens, d_out = queries.shape
+    head_dim = d_out // num_heads
+
+    def heads(t):  # (b, num_tokens, d_out) -> (b, num_heads, num_tokens, head_dim)
+        return t.view(b, num_tokens, num_heads, head_dim).transpose(1, 2)
+
+    queries, keys, values = (heads(t if isinstance(t, Tensor) else Tensor(t))
+                             for t in (queries, keys, values))
+    context_vec = CausalAttention.apply(queries, keys, values, dropout_p=dropout_p)
+    return context_vec.transpose(1, 2).reshape(b, num_tokens, d_out)
+
+
 def perplexity(loss):
     """exp(loss) as a Python float (loss: a scalar Tensor, array or number)."""
     value = loss.item() if hasattr(loss, "item") else float(loss)
@@ -757,6 +779,7 @@ def dropout(x, p, training=True):
 
 __all__ = [
     "DEFAULT_DTYPE",
+    "multi_head_attention",
     "cross_entropy",
     "dropout",
     "linear",

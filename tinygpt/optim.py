@@ -206,7 +206,7 @@ class AdamW:
     # --- checkpoints ------------------------------------------------------------------
     def hyperparameters(self):
         """The settings of the (single) param group, as plain numbers: what
-        ``tinygpt.checkpoint`` stores. With several groups use ``state_dict()``."""
+        ``tinygpt.io.checkpoint`` stores. With several groups use ``state_dict()``."""
         if len(self.param_groups) > 1:
             raise ValueError(
                 f"this optimizer has {len(self.param_groups)} param groups, and "

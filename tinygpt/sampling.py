@@ -40,6 +40,7 @@ import numpy as np
 
 from tinygpt.autograd import Tensor
 from tinygpt.backend import DEFAULT_DTYPE, get_rng, to_numpy
+from tinygpt.checks import positive_int
 
 # A nucleus whose mass falls short of p by less than this counts as reaching p.
 # Probabilities computed from float32 logits are only good to ~1e-7, so a boundary
@@ -114,24 +115,13 @@ def validate_sampling_args(temperature, top_k, top_p, vocab_size):
     """
     t = _check_temperature(temperature)
 
-    k = None
-    if top_k is not None:
-        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral):
-            raise ValueError(
-                f"top_k must be None or an integer >= 1, got {top_k!r} "
-                f"({type(top_k).__name__}); pass e.g. top_k=25"
-            )
-        k = int(top_k)
-        if k < 1:
-            raise ValueError(
-                f"top_k must be >= 1 (the number of candidates to keep), got {k}; "
-                "use top_k=None to disable top-k filtering"
-            )
-        if vocab_size is not None and k > int(vocab_size):
-            raise ValueError(
-                f"top_k={k} is larger than the vocabulary size {int(vocab_size)}; "
-                f"use top_k <= {int(vocab_size)} or top_k=None"
-            )
+    k = positive_int("top_k", top_k, optional=True, hint="; it is the number of candidates to "
+                     "keep, e.g. top_k=25 (top_k=None turns top-k filtering off)")
+    if k is not None and vocab_size is not None and k > int(vocab_size):
+        raise ValueError(
+            f"top_k={k} is larger than the vocabulary size {int(vocab_size)}; "
+            f"use top_k <= {int(vocab_size)} or top_k=None"
+        )
 
     p = None
     if top_p is not None:
@@ -394,10 +384,7 @@ def print_sampled_tokens(probas, inverse_vocab=None, num_samples=1000, seed=123)
         raise ValueError(f"probas must be a 1-D array of shape (V,), got shape {p.shape}")
     if not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
         raise ValueError("probas must be finite, non-negative and have a positive sum")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
-        raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    num_samples = positive_int("num_samples", num_samples)
     if inverse_vocab is None:
         if p.shape[0] != len(TOY_INVERSE_VOCAB):
             raise ValueError(

@@ -181,9 +181,9 @@ def _gradient_cases():
         "Dropout": (lambda x: ops.Dropout.apply(x, p=0.3), [n(5, 6)]),
         "Softmax": (lambda x: ops.softmax(x, axis=-1), [n(3, 5)]),
         "LogSoftmax": (lambda x: x.log_softmax(-1), [n(3, 5)]),
-        "CausalSelfAttention": (
-            lambda q, k, v: ops.CausalSelfAttention.apply(q, k, v, n_heads=2, dropout_p=0.2),
-            [n(2, 4, 6), n(2, 4, 6), n(2, 4, 6)]),
+        "CausalAttention": (
+            lambda q, k, v: ops.CausalAttention.apply(q, k, v, dropout_p=0.2),
+            [n(2, 2, 4, 3), n(2, 2, 4, 3), n(2, 2, 4, 3)]),
         "CrossEntropy": (lambda z: ops.cross_entropy(z, targets), [n(6, 7)]),
     }
 
@@ -312,13 +312,8 @@ def check_kv_cache_tokens():
 
 
 def check_save_load():
-    from .checkpoint import (
-        CheckpointError,
-        load_checkpoint,
-        load_model,
-        save_checkpoint,
-        save_model,
-    )
+    from .errors import CheckpointError
+    from .io.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
     from .optim import AdamW
 
     model = _tiny_model()
@@ -495,7 +490,7 @@ def run_checks(torch=True, progress=None):
                  needs=("tinygpt.kv_cache",)))
         add(_run("kv-cache", "tokens = no-cache tokens", check_kv_cache_tokens,
                  needs=("tinygpt.generate", "tinygpt.kv_cache")))
-        add(_run("save/load", "round trip", check_save_load, needs=("tinygpt.checkpoint",)))
+        add(_run("save/load", "round trip", check_save_load, needs=("tinygpt.io.checkpoint",)))
         if not torch:
             add(CheckResult("torch", "parity with the book's model", "SKIP", None,
                             "turned off (--no-torch)"))

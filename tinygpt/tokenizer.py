@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import tiktoken
 
+from . import checks
 from .autograd import Tensor
 from .backend import to_numpy
+from .errors import TokenizerFilesError
 
 ENDOFTEXT = "<|endoftext|>"
 ENDOFTEXT_ID = 50256
@@ -46,10 +48,6 @@ VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726
 GPT2_PATTERN = (
     r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 )
-
-
-class TokenizerFilesError(RuntimeError):
-    """The GPT-2 vocabulary files are missing, altered or inconsistent."""
 
 
 def _byte_alphabet():
@@ -219,11 +217,4 @@ def token_ids_to_text(token_ids, tokenizer):
             f"token_ids_to_text decodes one sequence, shape (n,) or (1, n); got shape "
             f"{ids.shape}: pass one row at a time, e.g. token_ids[i]"
         )
-    if ids.size and not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"token ids must be integers, got dtype {ids.dtype}")
-    if ids.size and (ids.min() < 0 or ids.max() >= tokenizer.n_vocab):
-        raise ValueError(
-            f"token ids must lie in [0, {tokenizer.n_vocab}), got values from {ids.min()} "
-            f"to {ids.max()}"
-        )
-    return tokenizer.decode(ids.tolist())
+    return tokenizer.decode(checks.token_ids(ids, tokenizer.n_vocab).tolist())

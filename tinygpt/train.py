@@ -1,10 +1,12 @@
-"""The chapter's training workflow: losses over loaders, the training loop, samples, plots.
+"""The chapter's training workflow, in the book's order: the loss of a batch and of a
+loader, ``train_model_simple`` (listing 5.3 as the book prints it), ``evaluate_model``,
+``generate_and_print_sample`` and ``plot_losses``.
 
-``train_model_simple`` is the book's listing 5.3, same arguments, same printed
-lines, same return value. It is a thin call of ``train_model``, which adds what a
-long CPU run needs: a progress bar, a clear stop on a non-finite loss, Ctrl-C
-handled between steps, resuming from a ``TrainingState``, and the appendix-D
-extras (linear warmup, cosine decay, gradient-norm clipping), all off by default.
+Below them, ``train_model``: the same loop built from the same helpers, with what a long
+run needs (a progress bar, a clear stop on a non-finite loss, Ctrl-C handled between
+steps, resuming mid-epoch from a ``TrainingState``) and appendix D's extras (linear
+warmup, cosine decay, gradient-norm clipping), all off by default. With the same seed
+and data the two loops give the same losses (tests/test_train.py).
 """
 
 import math
@@ -19,11 +21,13 @@ from tqdm import tqdm  # (tqdm.auto warns in notebooks without ipywidgets; bars 
 
 from .autograd import Tensor, no_grad
 from .backend import check_device
+from .checks import nonnegative_int, positive_int
+from .errors import TinygptError
 from .nn.utils import clip_grad_norm  # appendix D's clipping: torch.nn.utils.clip_grad_norm_
 from .ops import cross_entropy
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(TinygptError, RuntimeError):
     """The loss became NaN or infinite; the weights are those of the last good step."""
 
 
@@ -60,6 +64,39 @@ def calc_loss_loader(data_loader, model, device=None, num_batches=None):
     return total_loss / counted if counted else float("nan")
 
 
+def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
+                       eval_freq, eval_iter, start_context, tokenizer):
+    """The book's listing 5.3: returns (train_losses, val_losses, track_tokens_seen).
+
+    The batches are Tensors (tinygpt's DataLoader yields them); ``train_model`` is the
+    same loop with a progress bar, Ctrl-C, resuming and appendix D's extras."""
+    train_losses, val_losses, track_tokens_seen = [], [], []
+    tokens_seen, global_step = 0, -1
+
+    for epoch in range(num_epochs):
+        model.train()  # dropout on
+        for input_batch, target_batch in train_loader:
+            optimizer.zero_grad()  # forget the previous batch's gradients
+            loss = calc_loss_batch(input_batch, target_batch, model, device)
+            loss.backward()  # the gradient of the loss for every parameter
+            optimizer.step()  # one AdamW update
+            tokens_seen += input_batch.numel()
+            global_step += 1
+
+            if global_step % eval_freq == 0:  # report every eval_freq steps
+                train_loss, val_loss = evaluate_model(
+                    model, train_loader, val_loader, device, eval_iter)
+                train_losses.append(train_loss)
+                val_losses.append(val_loss)
+                track_tokens_seen.append(tokens_seen)
+                print(f"Ep {epoch + 1} (Step {global_step:06d}): "
+                      f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+
+        generate_and_print_sample(model, tokenizer, device, start_context)  # once an epoch
+
+    return train_losses, val_losses, track_tokens_seen
+
+
 def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     """Train and validation loss over ``eval_iter`` batches each, in eval mode."""
     check_device(device)
@@ -70,20 +107,6 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
         val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
     model.train(was_training)
     return train_loss, val_loss
-
-
-def _length(loader):
-    """``len(loader)``, or None for an iterable without one (e.g. a generator)."""
-    try:
-        return len(loader)
-    except TypeError:
-        return None
-
-
-def _numel(batch):
-    """How many token ids a batch holds (a Tensor, an array or nested lists): the
-    book's ``input_batch.numel()``."""
-    return batch.numel() if isinstance(batch, Tensor) else int(numpy.size(batch))
 
 
 def generate_and_print_sample(model, tokenizer, device, start_context, print_fn=print):
@@ -110,8 +133,48 @@ def generate_and_print_sample(model, tokenizer, device, start_context, print_fn=
     return decoded_text
 
 
+def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, show=True):
+    """The book's figure 5.12: losses against epochs, with a twin "Tokens seen" axis.
+
+    Each argument is a list, an array or a Tensor (e.g. ``torch.linspace(0, num_epochs,
+    len(train_losses))``). ``path``: also save the figure there (a PNG; ".pdf" or ".svg"
+    names give those formats). ``show``: call ``plt.show()`` as the book does: in a
+    notebook the figure appears under the cell; on a non-interactive backend (a script
+    without a display) it does nothing, quietly. ``show=False`` closes the figure in
+    pyplot instead, so nothing is displayed. matplotlib's backend is never changed.
+    Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    epochs_seen, tokens_seen, train_losses, val_losses = (
+        numpy.asarray(values, dtype=float)
+        for values in (epochs_seen, tokens_seen, train_losses, val_losses)
+    )
+    fig, ax1 = plt.subplots(figsize=(5, 3))
+    ax1.plot(epochs_seen, train_losses, label="Training loss")
+    ax1.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")
+    ax1.set_xlabel("Epochs")
+    ax1.set_ylabel("Loss")
+    ax1.legend(loc="upper right")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2 = ax1.twiny()  # a second x-axis sharing the y-axis
+    ax2.plot(tokens_seen, train_losses, alpha=0)  # invisible: aligns the ticks
+    ax2.set_xlabel("Tokens seen")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)  # PNG unless the name ends in another format's suffix
+    if show:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*non-interactive", category=UserWarning)
+            plt.show()
+    else:
+        plt.close(fig)
+    return fig
+
+
 # ----------------------------------------------------------------------------------
-# Appendix D: learning-rate schedule and gradient clipping.
+# The long-run loop: train_model, and appendix D's learning-rate schedule.
 
 
 def learning_rate_at(step, peak_lr, total_steps, warmup_steps=0, initial_lr=None,
@@ -126,10 +189,6 @@ def learning_rate_at(step, peak_lr, total_steps, warmup_steps=0, initial_lr=None
     span = max(total_steps - warmup_steps, 1)
     progress = min((step - warmup_steps) / span, 1.0)
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-# ----------------------------------------------------------------------------------
-# The loop.
 
 
 @dataclass
@@ -220,11 +279,9 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
     The schedule (appendix D) sets ``lr`` in every param group, from the peak kept as
     ``optimizer.peak_lr`` (the first group's ``lr`` when the run starts).
     """
-    if num_epochs < 0 or eval_freq < 1 or eval_iter < 1:
-        raise ValueError(
-            f"num_epochs must be >= 0 and eval_freq, eval_iter >= 1 "
-            f"(got {num_epochs}, {eval_freq}, {eval_iter})"
-        )
+    num_epochs = nonnegative_int("num_epochs", num_epochs)
+    eval_freq = positive_int("eval_freq", eval_freq)
+    eval_iter = positive_int("eval_iter", eval_iter)
     n_batches = _length(train_loader)
     if n_batches == 0:
         raise ValueError(
@@ -337,58 +394,15 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
     return state
 
 
-def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
-                       eval_freq, eval_iter, start_context, tokenizer):
-    """The book's listing 5.3: returns (train_losses, val_losses, track_tokens_seen).
-
-    ``train_loader`` and ``val_loader``: tinygpt's DataLoader or any iterable of
-    ``(input_batch, target_batch)``, e.g. a list of Tensor pairs (see ``train_model``)."""
-    state = train_model(
-        model, train_loader, val_loader, optimizer, num_epochs=num_epochs, eval_freq=eval_freq,
-        eval_iter=eval_iter, start_context=start_context, tokenizer=tokenizer, device=device,
-    )
-    return state.train_losses, state.val_losses, state.track_tokens_seen
+def _length(loader):
+    """``len(loader)``, or None for an iterable without one (e.g. a generator)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
 
 
-# ----------------------------------------------------------------------------------
-# Plot.
-
-
-def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, show=True):
-    """The book's figure 5.12: losses against epochs, with a twin "Tokens seen" axis.
-
-    Each argument is a list, an array or a Tensor (e.g. ``torch.linspace(0, num_epochs,
-    len(train_losses))``). ``path``: also save the figure there (a PNG; ".pdf" or ".svg"
-    names give those formats). ``show``: call ``plt.show()`` as the book does: in a
-    notebook the figure appears under the cell; on a non-interactive backend (a script
-    without a display) it does nothing, quietly. ``show=False`` closes the figure in
-    pyplot instead, so nothing is displayed. matplotlib's backend is never changed.
-    Returns the figure.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    epochs_seen, tokens_seen, train_losses, val_losses = (
-        numpy.asarray(values, dtype=float)
-        for values in (epochs_seen, tokens_seen, train_losses, val_losses)
-    )
-    fig, ax1 = plt.subplots(figsize=(5, 3))
-    ax1.plot(epochs_seen, train_losses, label="Training loss")
-    ax1.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")
-    ax1.set_xlabel("Epochs")
-    ax1.set_ylabel("Loss")
-    ax1.legend(loc="upper right")
-    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax2 = ax1.twiny()  # a second x-axis sharing the y-axis
-    ax2.plot(tokens_seen, train_losses, alpha=0)  # invisible: aligns the ticks
-    ax2.set_xlabel("Tokens seen")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)  # PNG unless the name ends in another format's suffix
-    if show:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*non-interactive", category=UserWarning)
-            plt.show()
-    else:
-        plt.close(fig)
-    return fig
+def _numel(batch):
+    """How many token ids a batch holds (a Tensor, an array or nested lists): the
+    book's ``input_batch.numel()``."""
+    return batch.numel() if isinstance(batch, Tensor) else int(numpy.size(batch))

@@ -1,18 +1,14 @@
 """torch.nn's names on tinygpt: ``import tinygpt.nn as nn``.
 
 ``Module`` and ``Parameter`` (the machinery, in ``module.py``), the containers
-``Sequential`` and ``ModuleList``, the layers ``Linear``, ``Embedding`` and ``Dropout``,
-and ``functional`` (``F.cross_entropy`` with torch's shapes, ...) and ``utils``
-(``clip_grad_norm_``).
+``Sequential`` and ``ModuleList``, the layers ``Linear``, ``Embedding``, ``Dropout``,
+``LayerNorm`` and ``GELU`` with torch's arguments, the losses, and ``functional``
+(``F.cross_entropy`` with torch's shapes, ...) and ``utils`` (``clip_grad_norm_``).
+The book's own GPT layers (its ``LayerNorm`` with ``scale`` / ``shift``, its tanh
+``GELU``, ``MultiHeadAttention`` ...) are in ``tinygpt/model.py``.
 
-Also here, for now: the GPT layers of the book's chapter 4 (``LayerNorm``, ``GELU``,
-``FeedForward``, ``MultiHeadAttention``, ``TransformerBlock``). Note that they are the
-book's classes, not torch.nn's namesakes: ``LayerNorm`` holds ``scale`` / ``shift``
-(torch's: ``weight`` / ``bias``) and ``GELU`` is GPT-2's tanh form (torch's default is
-the exact erf form).
-
-Names and shapes follow the book's PyTorch classes (``Linear.weight`` is ``(out, in)``,
-``FeedForward.layers.0``), so a PyTorch state dict loads unchanged.
+Names and shapes follow torch (``Linear.weight`` is ``(out, in)``), so a PyTorch state
+dict loads unchanged.
 """
 
 import math
@@ -27,9 +23,8 @@ from . import functional, utils
 from .module import Module, Parameter
 
 __all__ = [
-    "GELU", "CrossEntropyLoss", "Dropout", "Embedding", "FeedForward", "LayerNorm", "Linear",
-    "MSELoss", "Module", "ModuleList", "MultiHeadAttention", "Parameter", "ReLU", "Sequential",
-    "TransformerBlock", "functional", "utils",
+    "GELU", "CrossEntropyLoss", "Dropout", "Embedding", "LayerNorm", "Linear", "MSELoss",
+    "Module", "ModuleList", "Parameter", "ReLU", "Sequential", "functional", "utils",
 ]
 
 
@@ -253,89 +248,55 @@ class CrossEntropyLoss(Module):
 
 
 # ----------------------------------------------------------------------------------
-# The book's chapter-4 layers of GPT-2 (to move to model.py).
+# Normalisation and activation with torch's arguments.
 
 
 class LayerNorm(Module):
-    """Normalise the last axis (biased variance, eps 1e-5), then scale and shift."""
+    """torch.nn.LayerNorm over the last dim: (x - mean) / sqrt(var + eps) * weight + bias
+    (biased variance), one fused op. (The book's own LayerNorm, with ``scale`` and
+    ``shift``, is ``tinygpt.model.LayerNorm``.)"""
 
-    def __init__(self, emb_dim, eps=1e-5):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
         super().__init__()
-        self.eps = eps
-        self.scale = Parameter(numpy.ones(emb_dim, dtype=DEFAULT_DTYPE))
-        self.shift = Parameter(numpy.zeros(emb_dim, dtype=DEFAULT_DTYPE))
+        if not isinstance(normalized_shape, int):
+            shape = tuple(normalized_shape)
+            if len(shape) != 1:
+                raise NotImplementedError(
+                    "LayerNorm over more than the last dim is not supported; flatten those "
+                    "dims into the last one first"
+                )
+            normalized_shape = shape[0]
+        if not elementwise_affine:
+            raise NotImplementedError("LayerNorm(elementwise_affine=False) is not supported")
+        self.normalized_shape, self.eps = (int(normalized_shape),), float(eps)
+        self.weight = Parameter(numpy.ones(normalized_shape, dtype=DEFAULT_DTYPE))
+        zeros = numpy.zeros(normalized_shape, dtype=DEFAULT_DTYPE)
+        self.register_parameter("bias", Parameter(zeros) if bias else None)
 
     def forward(self, x):
-        x = _match_dtype(x, self.scale)
-        return ops.LayerNorm.apply(x, self.scale, self.shift, eps=self.eps)
+        x = _match_dtype(x, self.weight)
+        shift = self.bias if self.bias is not None else Tensor(
+            xp.zeros(self.normalized_shape, dtype=self.weight.dtype))
+        return ops.LayerNorm.apply(x, self.weight, shift, eps=self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine=True"
 
 
 class GELU(Module):
-    """GPT-2's tanh approximation of GELU."""
+    """torch.nn.GELU: ``approximate="tanh"`` is GPT-2's form (``ops.GELU``); torch's
+    default, the exact erf form, is not implemented (say approximate="tanh")."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        functional.gelu_approximation(approximate)  # refuses "none" with the alternative
+        self.approximate = approximate
 
     def forward(self, x):
         return ops.GELU.apply(x)
 
-
-class FeedForward(Module):
-    """Linear(C, 4C) -> GELU -> Linear(4C, C), as ``layers.0`` … ``layers.2``."""
-
-    def __init__(self, cfg):
-        super().__init__()
-        C = cfg["emb_dim"]
-        self.layers = Sequential(Linear(C, 4 * C), GELU(), Linear(4 * C, C))
-
-    def forward(self, x):  # (B, T, C) -> (B, T, C)
-        return self.layers(x)
-
-
-class MultiHeadAttention(Module):
-    """Causal multi-head self-attention: separate W_query / W_key / W_value (the book's
-    names), one fused op for the heads' scores, softmax, dropout and weighted sum,
-    then ``out_proj``."""
-
-    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
-        super().__init__()
-        if d_out % num_heads != 0:
-            raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads})")
-        self.d_out, self.num_heads = d_out, num_heads
-        self.head_dim = d_out // num_heads
-        self.context_length = context_length
-        self.W_query = Linear(d_in, d_out, bias=qkv_bias)
-        self.W_key = Linear(d_in, d_out, bias=qkv_bias)
-        self.W_value = Linear(d_in, d_out, bias=qkv_bias)
-        self.out_proj = Linear(d_out, d_out)
-        self.dropout = Dropout(dropout)
-
-    def forward(self, x):  # (B, T, C) -> (B, T, C)
-        queries = self.W_query(x)  # (B, T, C)
-        keys = self.W_key(x)
-        values = self.W_value(x)
-        p = self.dropout.p if self.training else 0.0
-        context = ops.CausalSelfAttention.apply(
-            queries, keys, values, n_heads=self.num_heads, dropout_p=p
-        )  # (B, T, C), heads merged
-        return self.out_proj(context)
-
-
-class TransformerBlock(Module):
-    """Pre-norm block: x + drop(att(norm1(x))), then x + drop(ff(norm2(x)))."""
-
-    def __init__(self, cfg):
-        super().__init__()
-        self.att = MultiHeadAttention(
-            d_in=cfg["emb_dim"], d_out=cfg["emb_dim"], context_length=cfg["context_length"],
-            num_heads=cfg["n_heads"], dropout=cfg["drop_rate"], qkv_bias=cfg["qkv_bias"],
-        )
-        self.ff = FeedForward(cfg)
-        self.norm1 = LayerNorm(cfg["emb_dim"])
-        self.norm2 = LayerNorm(cfg["emb_dim"])
-        self.drop_shortcut = Dropout(cfg["drop_rate"])
-
-    def forward(self, x):  # (B, T, C) -> (B, T, C)
-        x = _match_dtype(x, self.norm1.scale)  # else a float64 x spreads through the residual
-        x = x + self.drop_shortcut(self.att(self.norm1(x)))
-        return x + self.drop_shortcut(self.ff(self.norm2(x)))
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
 
 
 def _match_dtype(x, like):

@@ -144,12 +144,18 @@ def gelu(input, approximate="none"):  # noqa: A002
     0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). torch's default, ``"none"``, is the
     exact x * Phi(x) with the erf, which tinygpt does not have: it raises rather than
     give other numbers (the two differ by up to about 5e-4)."""
+    gelu_approximation(approximate)
+    return ops.GELU.apply(_tensor(input))
+
+
+def gelu_approximation(approximate):
+    """Accept torch's ``approximate`` argument when it asks for the tanh form."""
     if approximate == "tanh":
-        return ops.GELU.apply(_tensor(input))
+        return
     if approximate == "none":
         raise NotImplementedError(
-            'gelu(x) with approximate="none" (the exact erf form, torch\'s default) is not '
-            'supported by tinygpt; use the tanh form GPT-2 uses: gelu(x, approximate="tanh")'
+            'GELU with approximate="none" (the exact erf form, torch\'s default) is not '
+            'supported by tinygpt; use the tanh form GPT-2 uses: approximate="tanh"'
         )
     raise ValueError(f'approximate must be "none" or "tanh", got {approximate!r}')
 

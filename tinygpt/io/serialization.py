@@ -60,11 +60,13 @@ from collections import Counter
 
 import numpy
 
-from .autograd import Tensor
-from .backend import ON_GPU, check_device, xp
+from ..autograd import Tensor
+from ..backend import ON_GPU, check_device, xp
+from ..errors import CheckpointError
+from ..nn import Module
+from ..optim import AdamW
 from .checkpoint import (
     _CODES,
-    CheckpointError,
     _host_array,
     _open_for_reading,
     _read_container,
@@ -72,8 +74,6 @@ from .checkpoint import (
     _target_path,
     _write_safetensors,
 )
-from .nn import Module
-from .optim import AdamW
 
 __all__ = ["load", "save"]
 

@@ -26,6 +26,8 @@ import urllib.request
 import warnings
 from pathlib import Path
 
+from ..errors import VerdictChecksumError, VerdictNotFoundError
+
 VERDICT_FILENAME = "the-verdict.txt"
 VERDICT_URL = (
     "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/01_main-chapter-code/"
@@ -38,14 +40,6 @@ ENV_CACHE = "TINYGPT_CACHE"
 ENV_URL = "TINYGPT_VERDICT_URL"
 
 DOWNLOAD_TIMEOUT_S = 30.0
-
-
-class VerdictChecksumError(ValueError):
-    """A file that should be "The Verdict" has different contents."""
-
-
-class VerdictNotFoundError(FileNotFoundError):
-    """No copy of "The Verdict" was found and none could be downloaded."""
 
 
 def _env_path(name):

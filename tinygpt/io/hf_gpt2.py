@@ -28,7 +28,8 @@ import warnings
 
 import numpy as np
 
-from .backend import to_numpy
+from ..backend import to_numpy
+from ..errors import FileFormatError
 from .pretrained import _size_for_emb_dim, gpt2_param_paths, load_into_gpt, model_configs
 
 __all__ = [
@@ -89,10 +90,14 @@ class _SafetensorsSource:
     """Shapes and tensors of a GPT-2 safetensors file, addressed by book params paths."""
 
     def __init__(self, file):
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         self.file = file
-        self._f = safe_open(file, framework="np")
+        try:
+            self._f = safe_open(file, framework="np")
+        except SafetensorError as exc:
+            raise FileFormatError(f"{file} is not a readable safetensors file ({exc})",
+                                  file) from None
         keys = list(self._f.keys())
         self.prefix = _PREFIX if any(k.startswith(_PREFIX) for k in keys) else ""
         self.keys = {k for k in keys if not _IGNORED.match(k)}
@@ -118,8 +123,9 @@ class _SafetensorsSource:
             return self._f.get_tensor(key)
         except (TypeError, ValueError) as exc:  # e.g. bfloat16, which NumPy lacks
             dtype = self._f.get_slice(key).get_dtype()
-            raise ValueError(f"{self.file}: cannot read {key!r} of dtype {dtype} with NumPy "
-                             f"({exc}); save the model in float32 or float16") from exc
+            raise FileFormatError(f"{self.file}: cannot read {key!r} of dtype {dtype} with "
+                                  f"NumPy ({exc}); save the model in float32 or float16",
+                                  self.file) from exc
 
     def untied_head(self):
         """True when the file has an lm_head.weight that differs from wte."""
@@ -165,7 +171,8 @@ def _settings(config, source):
                 "n_embd": cfg["emb_dim"], "n_head": cfg["n_heads"], "n_layer": cfg["n_layers"]}
     wte, wpe = source.shape_of(("wte",)), source.shape_of(("wpe",))
     if wte is None or wpe is None:
-        raise ValueError(f"{source.file} has no wte.weight / wpe.weight: not a GPT-2 file")
+        raise FileFormatError(f"{source.file} has no wte.weight / wpe.weight: not a GPT-2 file",
+                              source.file)
     name = _size_for_emb_dim(wte[1])
     if name is None:
         raise ValueError(f"{source.file}: no config.json beside it and emb_dim {wte[1]} is not a "
@@ -188,8 +195,8 @@ def load_hf_gpt2_params(path):
     paths = gpt2_param_paths(source.n_blocks)
     missing = [source._key(p) for p in paths if source.shape_of(p) is None]
     if missing:
-        raise ValueError(f"{file} lacks GPT-2 tensors {missing[:8]}"
-                         f"{' ...' if len(missing) > 8 else ''}")
+        raise FileFormatError(f"{file} lacks GPT-2 tensors {missing[:8]}"
+                              f"{' ...' if len(missing) > 8 else ''}", file)
     if source.untied_head():
         paths = paths + [("lm_head",)]
     for p in paths:
@@ -218,7 +225,7 @@ def load_hf_gpt2_into_gpt(gpt, path):
 def load_hf_gpt2(path, *, model_cls=None, drop_rate=0.0):
     """A new GPTModel (eval mode) with the weights and config of a Hugging Face GPT-2."""
     if model_cls is None:
-        from .model import GPTModel as model_cls
+        from ..model import GPTModel as model_cls
     file, folder = _locate(path)
     config = read_hf_config(folder)
     source = _SafetensorsSource(file)

@@ -42,12 +42,12 @@ not trained on).
 Safety: loading never runs code (no pickle, no ``allow_pickle``). Every check
 (format, truncation, checksums, config, shapes, dtypes, finite values, optimizer
 kind, generator state) runs before anything changes; a failure raises
-``CheckpointError`` naming the file and the problem, and the model, optimizer and
-random generator keep their state. Writes are atomic: the bytes go to a hidden
-temporary file beside the target (``.NAME.tmp-XXXXXXXX``), are flushed to disk,
-and the file is renamed over the target, so a crash, a kill or a full disk leaves
-the previous file intact (at worst a stray temporary file, which no loader takes
-for a checkpoint).
+``CheckpointError`` (see ``tinygpt.errors``) naming the file and the problem, and
+the model, optimizer and random generator keep their state. Writes are atomic: the
+bytes go to a hidden temporary file beside the target (``.NAME.tmp-XXXXXXXX``), are
+flushed to disk, and the file is renamed over the target, so a crash, a kill or a full
+disk leaves the previous file intact (at worst a stray temporary file, which no loader
+takes for a checkpoint).
 """
 
 import datetime
@@ -62,11 +62,13 @@ from dataclasses import dataclass
 
 import numpy
 
-from .autograd import Tensor
-from .backend import check_rng_state, get_rng, get_rng_state, set_rng_state, to_numpy
-from .model import GPTModel, validate_config
-from .optim import AdamW
-from .train import TrainingState
+from ..autograd import Tensor
+from ..backend import check_rng_state, get_rng, get_rng_state, set_rng_state, to_numpy
+from ..checks import int_problem
+from ..errors import CheckpointError, ModelFileNotCheckpointError
+from ..model import GPTModel, validate_config
+from ..optim import AdamW
+from ..train import TrainingState
 
 __all__ = [
     "Checkpoint",
@@ -101,15 +103,6 @@ _DTYPES = {
 }
 _CODES = {(d.kind, d.itemsize): code for code, d in _DTYPES.items()}
 _MAX_HEADER = 100_000_000  # the safetensors library's own limit
-
-
-class CheckpointError(ValueError):
-    """A model file or checkpoint that cannot be saved or loaded; ``.path`` names the file."""
-
-    def __init__(self, path, problem):
-        self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 @dataclass
@@ -505,7 +498,7 @@ def _check_tag(container, what):
         if any(n.split(".", 2)[-1].startswith(("wte.", "h.0.")) or n in ("wte.weight",)
                for n in names):
             guess = ("its tensors look like Hugging Face GPT-2 weights: load those with "
-                     "tinygpt.hf_gpt2.load_hf_gpt2")
+                     "tinygpt.load_hf_gpt2")
         elif "tok_emb.weight" in names:
             guess = ("its tensors look like a bare tinygpt/book state dict without a config: "
                      "build GPTModel(cfg) yourself and call model.load_state_dict("
@@ -673,7 +666,7 @@ def load_checkpoint(path, model=None, optimizer=None, restore_rng=True):
     with f:
         container = _read_container(path, f)
         if container.format == MODEL_FORMAT:
-            raise CheckpointError(
+            raise ModelFileNotCheckpointError(
                 path, "this is a model file, not a training checkpoint: it holds weights and a "
                 "config but no optimizer or training state. Load it with load_model(), or start "
                 "a new run from those weights"
@@ -840,13 +833,10 @@ _STATE_INTS = {"epoch": 0, "batch_in_epoch": 0, "global_step": -1, "tokens_seen"
 def _training_state(container):
     path = container.path
     d = _metadata_json(container, "training_state")
-    problems = []
     if not isinstance(d, dict):
         raise CheckpointError(path, "is corrupted: metadata 'training_state' is not a map")
-    for key, low in _STATE_INTS.items():
-        v = d.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            problems.append(f"{key} must be an integer >= {low}, got {v!r}")
+    problems = [int_problem(key, d.get(key), low) for key, low in _STATE_INTS.items()]
+    problems = [p for p in problems if p is not None]
     order = d.get("epoch_order")
     if order is not None and not (
         isinstance(order, list) and all(isinstance(i, int) and not isinstance(i, bool)

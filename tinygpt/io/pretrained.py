@@ -8,7 +8,7 @@ The book's three steps, with the same names::
 
 ``params`` is the book's nested layout (``params["blocks"][i]["attn"]["c_attn"]["w"]``,
 arrays squeezed, OpenAI's Conv1D ``(in, out)`` orientation). TensorFlow is not
-needed: ``tinygpt.tf_checkpoint`` reads the checkpoint.
+needed: ``tinygpt.io.tf_checkpoint`` reads the checkpoint.
 
 Holding ``params`` and a model at once costs twice the model's memory (12 GB for
 gpt2-xl). ``load_pretrained_gpt2`` / ``load_tf_ckpt_into_gpt`` stream instead:
@@ -27,9 +27,10 @@ import warnings
 
 import numpy as np
 
-from .backend import asarray
-from .tf_checkpoint import CheckpointReader, ChecksumError
-from .tokenizer import sha256_file
+from ..backend import asarray
+from ..errors import ChecksumError, DownloadError, GPT2FilesMissingError
+from ..tokenizer import sha256_file
+from .tf_checkpoint import CheckpointReader
 
 __all__ = [
     "DEFAULT_BACKUP_URL",
@@ -166,10 +167,6 @@ _SIZE_CHECKED_ONLINE = ("checkpoint", "hparams.json", "model.ckpt.data-00000-of-
                         "model.ckpt.meta")
 
 _CHUNK = 1 << 20
-
-
-class DownloadError(OSError):
-    """A GPT-2 file could not be fetched from any URL."""
 
 
 class _Retryable(Exception):
@@ -328,8 +325,8 @@ def download_gpt2_files(model_size, models_dir, *, base_url=None, backup_url=Non
     are compared with the server's size. Downloads go to ``NAME.part`` and
     resume with an HTTP Range request after an interruption.
 
-    ``download=False`` never touches the network: it raises FileNotFoundError if
-    a file is missing or bad. ``known_sha256`` overrides ``KNOWN_SHA256``.
+    ``download=False`` never touches the network: it raises GPT2FilesMissingError (a
+    FileNotFoundError) if a file is missing or bad. ``known_sha256`` overrides ``KNOWN_SHA256``.
     """
     size = gpt2_model_size(model_size)
     folder = os.path.join(os.fspath(models_dir), size)
@@ -344,11 +341,10 @@ def download_gpt2_files(model_size, models_dir, *, base_url=None, backup_url=Non
     if not any(problems.values()):
         return folder
     if not download:
-        listing = "\n  ".join(f"{name}: {why}" for name, why in problems.items() if why)
-        raise FileNotFoundError(
-            f"GPT-2 {size} files in {folder} are incomplete:\n  {listing}\n"
-            "Run with download=True to fetch them, or copy OpenAI's files for this size "
-            f"into {folder}."
+        bad = {name: why for name, why in problems.items() if why}
+        raise GPT2FilesMissingError(
+            size, folder, bad, "Run with download=True to fetch them, or copy OpenAI's files "
+            f"for this size into {folder}."
         )
 
     os.makedirs(folder, exist_ok=True)
@@ -669,8 +665,8 @@ def assign(left, right):
     """The book's helper of listing 5.5: ``right`` (an array, list or Tensor) as a new
     ``Parameter`` to put in the place of ``left``, after checking that the shapes match
     (ValueError "Shape mismatch. Left: ..., Right: ..." otherwise)."""
-    from .nn import Parameter
-    from .tensors import tensor
+    from ..nn import Parameter
+    from ..tensors import tensor
 
     left_shape, right_shape = tuple(np.shape(left)), tuple(np.shape(right))
     if left_shape != right_shape:
@@ -730,7 +726,7 @@ def load_pretrained_gpt2(model_size="124M", models_dir="gpt2", *, model_cls=None
     ``download_options`` are those of ``download_gpt2_files``.
     """
     if model_cls is None:
-        from .model import GPTModel as model_cls
+        from ..model import GPTModel as model_cls
     folder = download_gpt2_files(model_size, models_dir, **download_options)
     gpt = model_cls(config_from_hparams(_read_hparams(folder)))
 

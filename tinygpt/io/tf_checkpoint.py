@@ -43,11 +43,13 @@ import struct
 
 import numpy as np
 
+from ..errors import ChecksumError, MissingVariableError, TFCheckpointError, UnsupportedDtypeError
+
 __all__ = [
-    "CheckpointError",
-    "ChecksumError",
     "CheckpointReader",
+    "ChecksumError",
     "MissingVariableError",
+    "TFCheckpointError",
     "UnsupportedDtypeError",
     "crc32c",
     "list_variables",
@@ -86,33 +88,6 @@ _TF_DTYPE_NAMES = {
     18: "complex128", 19: "float16", 20: "resource", 21: "variant", 22: "uint32",
     23: "uint64",
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is malformed, truncated or of another format."""
-
-
-class ChecksumError(CheckpointError):
-    """Stored and computed crc32c differ: the file is corrupted.
-
-    ``path`` is the corrupted file; ``tensor`` the tensor's name (None for an
-    index block)."""
-
-    def __init__(self, message, path=None, tensor=None):
-        super().__init__(message)
-        self.path = path
-        self.tensor = tensor
-
-
-class UnsupportedDtypeError(CheckpointError):
-    """A tensor's dtype has no NumPy counterpart here (string, bfloat16, ...)."""
-
-
-class MissingVariableError(CheckpointError, KeyError):
-    """The checkpoint has no tensor of that name."""
-
-    def __str__(self):  # KeyError would print the message with quotes around it
-        return str(self.args[0])
 
 
 # --------------------------------------------------------------------------- crc32c
@@ -242,7 +217,7 @@ def _varint(buf, pos):
     shift = 0
     while True:
         if pos >= len(buf):
-            raise CheckpointError("truncated varint")
+            raise TFCheckpointError("truncated varint")
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -250,7 +225,7 @@ def _varint(buf, pos):
             return result, pos
         shift += 7
         if shift > 63:
-            raise CheckpointError("varint longer than 10 bytes")
+            raise TFCheckpointError("varint longer than 10 bytes")
 
 
 def _proto_fields(buf):
@@ -272,15 +247,15 @@ def _proto_fields(buf):
             length, pos = _varint(buf, pos)
             value = bytes(buf[pos:pos + length])
             if len(value) != length:
-                raise CheckpointError("truncated length-delimited protobuf field")
+                raise TFCheckpointError("truncated length-delimited protobuf field")
             pos += length
         elif wire == 5:  # fixed32
             value = int.from_bytes(buf[pos:pos + 4], "little")
             pos += 4
         else:
-            raise CheckpointError(f"unsupported protobuf wire type {wire} (field {field})")
+            raise TFCheckpointError(f"unsupported protobuf wire type {wire} (field {field})")
         if pos > n:
-            raise CheckpointError("truncated protobuf message")
+            raise TFCheckpointError("truncated protobuf message")
         yield field, value
 
 
@@ -299,9 +274,9 @@ def _parse_shape(buf):
                     size = _signed64(v)
             dims.append(size)
         elif field == 3 and value:
-            raise CheckpointError("tensor shape of unknown rank")
+            raise TFCheckpointError("tensor shape of unknown rank")
     if any(d < 0 for d in dims):
-        raise CheckpointError(f"tensor shape with unknown dimensions {dims}")
+        raise TFCheckpointError(f"tensor shape with unknown dimensions {dims}")
     return tuple(dims)
 
 
@@ -333,17 +308,15 @@ def _parse_header(buf):
     (VersionDef: producer=1, min_consumer=2, repeated bad_consumers=3)."""
     header = {"num_shards": 1, "endianness": 0, "producer": 0, "min_consumer": 0,
               "bad_consumers": []}
+    header_fields = {1: "num_shards", 2: "endianness"}
+    version_fields = {1: "producer", 2: "min_consumer"}
     for field, value in _proto_fields(buf):
-        if field == 1:
-            header["num_shards"] = value
-        elif field == 2:
-            header["endianness"] = value
-        elif field == 3:
+        if field in header_fields:
+            header[header_fields[field]] = value
+        elif field == 3:  # the VersionDef message
             for f, v in _proto_fields(value):
-                if f == 1:
-                    header["producer"] = v
-                elif f == 2:
-                    header["min_consumer"] = v
+                if f in version_fields:
+                    header[version_fields[f]] = v
                 elif f == 3:
                     header["bad_consumers"].append(v)
     return header
@@ -362,7 +335,7 @@ def _read_block(data, handle, path, what):
     offset, size = handle
     end = offset + size + BLOCK_TRAILER_SIZE
     if end > len(data) - FOOTER_SIZE:
-        raise CheckpointError(
+        raise TFCheckpointError(
             f"{path}: {what} block at bytes {offset}..{end} runs past the end of the "
             f"{len(data)}-byte file; the index file is truncated or corrupted"
         )
@@ -378,7 +351,7 @@ def _read_block(data, handle, path, what):
             path=path,
         )
     if compression != 0:
-        raise CheckpointError(
+        raise TFCheckpointError(
             f"{path}: {what} block is compressed (type {compression}, 1 = snappy); "
             "TensorFlow's checkpoint writer never compresses, and this reader doesn't "
             "decompress"
@@ -389,11 +362,11 @@ def _read_block(data, handle, path, what):
 def _block_entries(block, path):
     """Yield (key, value) of one block, undoing the prefix compression."""
     if len(block) < 4:
-        raise CheckpointError(f"{path}: block of {len(block)} bytes is too short")
+        raise TFCheckpointError(f"{path}: block of {len(block)} bytes is too short")
     (num_restarts,) = struct.unpack_from("<I", block, len(block) - 4)
     limit = len(block) - 4 - 4 * num_restarts  # entries end where the restart table starts
     if limit < 0:
-        raise CheckpointError(f"{path}: block restart table is larger than the block")
+        raise TFCheckpointError(f"{path}: block restart table is larger than the block")
     key = b""
     pos = 0
     while pos < limit:
@@ -401,7 +374,7 @@ def _block_entries(block, path):
         non_shared, pos = _varint(block, pos)
         value_len, pos = _varint(block, pos)
         if shared > len(key) or pos + non_shared + value_len > limit:
-            raise CheckpointError(f"{path}: corrupted block entry at byte {pos}")
+            raise TFCheckpointError(f"{path}: corrupted block entry at byte {pos}")
         key = key[:shared] + bytes(block[pos:pos + non_shared])
         pos += non_shared
         yield key, bytes(block[pos:pos + value_len])
@@ -413,14 +386,14 @@ def _read_table(path):
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < FOOTER_SIZE:
-        raise CheckpointError(
+        raise TFCheckpointError(
             f"{path} is {len(data)} bytes, shorter than an SSTable footer ({FOOTER_SIZE}): "
             "not a TensorFlow checkpoint index (or a truncated one)"
         )
     footer = data[-FOOTER_SIZE:]
     (magic,) = struct.unpack_from("<Q", footer, FOOTER_SIZE - 8)
     if magic != TABLE_MAGIC:
-        raise CheckpointError(
+        raise TFCheckpointError(
             f"{path} is not a TensorFlow checkpoint index: its last 8 bytes are "
             f"{magic:#018x}, not the table magic {TABLE_MAGIC:#018x}. Pass the checkpoint "
             "prefix (e.g. 'gpt2/124M/model.ckpt', whose index is model.ckpt.index); a "
@@ -483,7 +456,7 @@ class CheckpointReader:
             )
         items = _read_table(self.index_path)
         if not items or items[0][0] != b"":  # the header sorts first, under the empty key
-            raise CheckpointError(
+            raise TFCheckpointError(
                 f"{self.index_path} is an SSTable but has no tensor-bundle header entry: "
                 "not a TensorFlow V2 checkpoint index"
             )
@@ -493,19 +466,19 @@ class CheckpointReader:
             header = _parse_header(items[0][1])
             for key, value in items[1:]:
                 self._entries[key.decode("utf-8")] = _parse_entry(value)
-        except (CheckpointError, UnicodeDecodeError) as exc:
-            raise CheckpointError(
+        except (TFCheckpointError, UnicodeDecodeError) as exc:
+            raise TFCheckpointError(
                 f"{self.index_path}: entry {key!r} is not a tensor-bundle entry ({exc}); "
                 "not a TensorFlow V2 checkpoint index, or a corrupted one"
             ) from exc
         if header["endianness"] != 0:
-            raise CheckpointError(
+            raise TFCheckpointError(
                 f"{self.index_path}: checkpoint was written big-endian; only little-endian "
                 "checkpoints are supported"
             )
         if (header["min_consumer"] > _SUPPORTED_BUNDLE_VERSION
                 or _SUPPORTED_BUNDLE_VERSION in header["bad_consumers"]):
-            raise CheckpointError(
+            raise TFCheckpointError(
                 f"{self.index_path}: bundle format needs a reader of version >= "
                 f"{header['min_consumer']}; this one implements version "
                 f"{_SUPPORTED_BUNDLE_VERSION}"
@@ -588,7 +561,7 @@ class CheckpointReader:
         if shard_id not in self._files:
             path = self.data_path(shard_id)
             if shard_id >= self.num_shards:
-                raise CheckpointError(
+                raise TFCheckpointError(
                     f"{self.index_path}: tensor {name!r} is in shard {shard_id}, but the "
                     f"checkpoint has {self.num_shards} shard(s)"
                 )
@@ -605,7 +578,7 @@ class CheckpointReader:
         """Tensor ``name`` as a new NumPy array (native byte order), checksum verified."""
         e = self._entry(name)
         if e["sliced"]:
-            raise CheckpointError(
+            raise TFCheckpointError(
                 f"tensor {name!r} in {self.index_path} is saved in slices (a partitioned "
                 "variable); this reader handles whole tensors only"
             )
@@ -620,7 +593,7 @@ class CheckpointReader:
         shape = e["shape"]
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes != e["size"]:
-            raise CheckpointError(
+            raise TFCheckpointError(
                 f"{self.index_path}: tensor {name!r} of shape {shape} and dtype {dtype} "
                 f"needs {nbytes} bytes but its entry says {e['size']}"
             )
@@ -628,7 +601,7 @@ class CheckpointReader:
         path = f.name
         file_size = os.fstat(f.fileno()).st_size
         if e["offset"] + nbytes > file_size:
-            raise CheckpointError(
+            raise TFCheckpointError(
                 f"{path} is truncated: tensor {name!r} needs bytes {e['offset']}.."
                 f"{e['offset'] + nbytes} but the file has {file_size}; download it again"
             )
@@ -640,7 +613,7 @@ class CheckpointReader:
         while got < nbytes:
             n = f.readinto(buf[got:])
             if not n:
-                raise CheckpointError(
+                raise TFCheckpointError(
                     f"{path}: unexpected end of file reading tensor {name!r} "
                     f"({got} of {nbytes} bytes)"
                 )
