@@ -1,12 +1,12 @@
 """Every op in tinygpt.ops against float64 central finite differences.
 
-One generic checker (``gradcheck``) does the work: it runs the op once with
-``backward(w)`` for a random output weight ``w``, then compares the analytic
-gradient with the central difference ``(f(x + eps d) - f(x - eps d)) / 2 eps`` of
-``f(x) = sum(op(x) * w)`` along one random direction ``d`` over all inputs and
-along a few single elements of each input (relative error <= 1e-6, eps = 1e-6).
-Before every evaluation the package generator is reseeded, so ops that draw
-random numbers (dropout) use the same mask each time.
+One generic checker does the work: ``tinygpt.testing.check_gradient``, the one
+``tinygpt selftest`` runs too. It runs the op once with ``backward(w)`` for a random
+output weight ``w``, then compares the analytic gradient with the central difference
+``(f(x + eps d) - f(x - eps d)) / 2 eps`` of ``f(x) = sum(op(x) * w)`` along one random
+direction ``d`` over all inputs and along a few single elements of each input (relative
+error <= 1e-6, eps = 1e-6). Before every evaluation the package generator is reseeded,
+so ops that draw random numbers (dropout) use the same mask each time.
 
 Run with ``-s`` to see the worst relative error per op.
 """
@@ -16,16 +16,12 @@ import inspect
 import numpy as np
 import pytest
 
-import tinygpt
 from tinygpt import backend, ops
 from tinygpt.autograd import Function, Tensor
 from tinygpt.backend import asarray
+from tinygpt.testing import CheckFailed, check_gradient
 
-from .checks import host
-
-EPS = 1e-6
-RTOL = 1e-6
-SEED = 1234  # reseeded before every evaluation (dropout masks repeat)
+from .checks import assert_close, host
 
 WORST = {}  # op name -> worst relative error seen (printed at the end of the module)
 
@@ -42,77 +38,10 @@ def report_table():
             print(f"  {name:22s} {WORST[name]:.2e}")
 
 
-def gradcheck(name, fn, *arrays, n_elements=3, seed=0):
-    """Check ``fn``'s gradient with respect to each array in ``arrays`` (made float64).
-
-    ``fn`` takes one Tensor per array and returns a Tensor; anything else it needs
-    (token ids, targets, an index, options) is closed over. Returns the worst
-    relative error and records it under ``name`` in WORST."""
-    rng = np.random.default_rng(seed)
-    arrays = [np.array(a, dtype=np.float64) for a in arrays]
-
-    def evaluate(values, requires_grad=False):
-        tinygpt.manual_seed(SEED)
-        tensors = [Tensor(v, requires_grad=requires_grad) for v in values]
-        return fn(*tensors), tensors
-
-    out, tensors = evaluate(arrays, requires_grad=True)
-    assert out.dtype == np.float64, f"{name}: output dtype {out.dtype}, expected float64"
-    w = rng.standard_normal(out.shape)
-    out.backward(w)
-    grads = [None if t.grad is None else host(t.grad) for t in tensors]
-    for i, (g, a) in enumerate(zip(grads, arrays)):
-        assert g is not None, f"{name}: input {i} got no gradient"
-        assert g.shape == a.shape, f"{name}: input {i} gradient shape {g.shape} != {a.shape}"
-        assert g.dtype == np.float64, f"{name}: input {i} gradient dtype {g.dtype}"
-
-    def numeric(dirs):
-        # Difference the outputs elementwise before weighting: outputs that do not
-        # depend on the perturbed entries cancel exactly instead of adding round-off.
-        plus = host(evaluate([a + EPS * d for a, d in zip(arrays, dirs)])[0])
-        minus = host(evaluate([a - EPS * d for a, d in zip(arrays, dirs)])[0])
-        return float(((plus - minus) * w).sum() / (2.0 * EPS))
-
-    checks = []  # (label, analytic, numeric)
-    dirs = [rng.standard_normal(a.shape) for a in arrays]
-    analytic = sum(float((g * d).sum()) for g, d in zip(grads, dirs))
-    checks.append(("random direction", analytic, numeric(dirs)))
-    for i, (a, g) in enumerate(zip(arrays, grads)):
-        flat = np.abs(g).ravel()
-        largest = float(flat.max()) if flat.size else 0.0
-        if largest == 0.0:
-            continue
-        # single elements: the largest gradient plus a few random clearly non-zero ones
-        candidates = np.flatnonzero(flat > 1e-3 * largest)
-        picks = {int(np.argmax(flat))}
-        picks.update(int(j) for j in rng.choice(candidates, min(n_elements, candidates.size),
-                                                replace=False))
-        for j in sorted(picks):
-            dirs = [np.zeros_like(b) for b in arrays]
-            dirs[i].flat[j] = 1.0
-            label = f"input {i} element {np.unravel_index(j, a.shape)}"
-            checks.append((label, float(g.flat[j]), numeric(dirs)))
-        # an element whose analytic gradient is exactly zero (masked, unused row) must
-        # not move the output either
-        zeros = np.flatnonzero(flat == 0.0)
-        if zeros.size:
-            j = int(rng.choice(zeros))
-            dirs = [np.zeros_like(b) for b in arrays]
-            dirs[i].flat[j] = 1.0
-            num = numeric(dirs)
-            assert abs(num) <= 1e-8 * largest, (
-                f"{name}: input {i} element {np.unravel_index(j, a.shape)} has analytic "
-                f"gradient 0 but finite differences give {num:.3e}"
-            )
-
-    worst = 0.0
-    for label, ana, num in checks:
-        rel = abs(ana - num) / max(abs(ana), abs(num), 1e-300)
-        worst = max(worst, rel)
-        assert rel <= RTOL, (
-            f"{name}: {label}: analytic {ana:.12g} vs finite difference {num:.12g} "
-            f"(relative error {rel:.2e} > {RTOL:g})"
-        )
+def gradcheck(name, fn, *arrays):
+    """``check_gradient`` on ``fn`` and ``arrays``, recording the worst relative error
+    under ``name`` in WORST."""
+    worst = check_gradient(name, fn, arrays)
     WORST[name] = max(WORST.get(name, 0.0), worst)
     return worst
 
@@ -300,3 +229,24 @@ def test_checker_catches_a_gradient_leaking_into_a_masked_entry():
     with pytest.raises(AssertionError):
         gradcheck("LeakyFirst", lambda x: LeakyFirst.apply(x), _n(3))
     WORST.pop("LeakyFirst", None)
+
+
+def test_checker_leaves_the_package_generator_as_it_was():
+    state = backend.get_rng_state()
+    gradcheck("Dropout", lambda x: ops.Dropout.apply(x, p=0.5), _n(4, 3))
+    assert backend.get_rng_state() == state
+
+
+def test_comparison_names_the_tensor_and_its_worst_element():
+    """assert_close reports like llm.c's check_tensor: name, max |diff|, worst element."""
+    ref = np.arange(12.0).reshape(3, 4)
+    ours = ref.copy()
+    ours[2, 1] += 1e-3
+    assert assert_close("ok", ours, ref, 1e-3) == pytest.approx(1e-3 / 11)
+    with pytest.raises(CheckFailed, match=r"^w: max \|diff\| 1\.000e-03 .*worst element "
+                                          r"\(2, 1\): ours 9\.001 vs ref 9") as caught:
+        assert_close("w", ours, ref, 1e-5)
+    assert caught.value.error == pytest.approx(1e-3 / 11)
+    with pytest.raises(AssertionError, match="shape"):
+        assert_close("w", ours[:2], ref, 1e-3)
+    assert assert_close("same", ref, ref.copy(), 0.0) == 0.0  # tol 0: bit-identical

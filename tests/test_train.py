@@ -1,8 +1,10 @@
 """The chapter's training workflow: loss over loaders, the loop, schedule, plot, demo."""
 
 import math
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +28,7 @@ from tinygpt.train import (
 
 from .checks import host
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = dict(GPT_CONFIG_124M, context_length=32, emb_dim=32, n_heads=4, n_layers=2,
             drop_rate=0.1)
 
@@ -189,26 +192,42 @@ def test_plot_losses_writes_png(tmp_path):
 
 
 def test_demo_quick_run_writes_plot_weights_and_summary(tmp_path, verdict_path):
+    """The demo prints the README's lines and writes its four files; ``tinygpt train`` with
+    the same settings runs the same workflow, so it prints the same lines."""
+    def run(*command, out):
+        result = subprocess.run(
+            [sys.executable, *command, "--config", "small", "--epochs", "1",
+             "--text", str(verdict_path), "--out", str(out), "--no-progress"],
+            capture_output=True, text=True, timeout=300, cwd=str(REPO))
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout.splitlines()
+
     out = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, "demos/train_verdict.py", "--config", "small", "--epochs", "1",
-         "--text", str(verdict_path), "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, timeout=300,
-        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Ep 1 (Step 000000): Train loss" in result.stdout
-    for name in ("loss-plot.png", "model.safetensors", "checkpoint.safetensors", "summary.json"):
+    lines = run("demos/train_verdict.py", out=out)
+    assert re.fullmatch(r"Model: 13,270,016 parameters, context 64; text 20,479 characters; "
+                        r"\d+ training and \d+ validation batches", lines[0]), lines[0]
+    assert lines[1].startswith("Ep 1 (Step 000000): Train loss")
+    assert lines[-4].startswith("Every effort moves you") and lines[-3] == ""
+    assert re.fullmatch(r"Done in \d+\.\d s \(\d+\.\d tokens/s\)\. Final train loss "
+                        r"\d+\.\d{3}, val loss \d+\.\d{3}", lines[-2]), lines[-2]
+    files = ("loss-plot.png", "model.safetensors", "checkpoint.safetensors", "summary.json")
+    assert lines[-1] == "Wrote " + ", ".join(str(out / name) for name in files)
+    for name in files:
         assert (out / name).is_file(), name
     from tinygpt.io.checkpoint import load_model
 
     model = load_model(out / "model.safetensors")
     assert model.cfg["emb_dim"] == 128
 
+    cli_lines = run("-m", "tinygpt.cli", "train", out=tmp_path / "cli")
+    assert cli_lines[-1].startswith("Next: tinygpt generate")
+    assert cli_lines[:-3] == lines[:-2]  # all but the timing, the paths and the hint
+    assert cli_lines[-3].endswith(lines[-2].split(")")[-1])  # the same final losses
+
 
 def test_demo_reports_a_missing_text_clearly(tmp_path):
     result = subprocess.run(
         [sys.executable, "demos/train_verdict.py", "--text", str(tmp_path / "nope.txt"),
-         "--out", str(tmp_path)], capture_output=True, text=True, timeout=120,
-        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+         "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=str(REPO))
     assert result.returncode == 2
     assert "nope.txt" in result.stderr and "Traceback" not in result.stderr

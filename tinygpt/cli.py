@@ -3,8 +3,8 @@
 Each subcommand is a thin front over the library, so what it does can be read in
 the module that does it:
 
-    tinygpt train     tinygpt.train.train_model (the book's listing 5.3 loop) and
-                      tinygpt.io.checkpoint (model file each run, checkpoint each epoch)
+    tinygpt train     tinygpt.workflow.pretrain (what demos/train_verdict.py calls too):
+                      tinygpt.train.train_model, a checkpoint each epoch, the files
     tinygpt generate  tinygpt.generate.generate_stream (listing 5.4, with a KV cache)
     tinygpt eval      tinygpt.train.calc_loss_loader (exercise 5.5)
     tinygpt download  tinygpt.io.pretrained.download_gpt2_files (section 5.5)
@@ -20,12 +20,10 @@ with Ctrl-C.
 
 import argparse
 import codecs
-import hashlib
 import json
 import math
 import os
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -36,7 +34,6 @@ from .errors import (
     DownloadError,
     FileFormatError,
     GPT2FilesMissingError,
-    ModelFileNotCheckpointError,
     TextSourceError,
     TinygptError,
     TokenizerFilesError,
@@ -56,20 +53,6 @@ class CLIError(Exception):
     def __init__(self, message, code=2):
         super().__init__(message)
         self.code = code
-
-
-# ----------------------------------------------------------------------------------
-# Model configs for `tinygpt train`.
-
-
-def train_configs():
-    """Name -> GPT config. ``124M`` is the chapter's model; ``small`` trains in seconds."""
-    from .model import GPT_CONFIG_124M
-
-    return {
-        "124M": dict(GPT_CONFIG_124M),
-        "small": dict(GPT_CONFIG_124M, context_length=64, emb_dim=128, n_heads=4, n_layers=2),
-    }
 
 
 # ----------------------------------------------------------------------------------
@@ -184,7 +167,8 @@ written after every epoch and on Ctrl-C: --resume carries on exactly where the r
 stopped), loss-plot.png (the book's figure 5.12) and summary.json.
 The text is split 90/10 into training and validation data, cut into windows of
 --context-length tokens (stride = context length). Without --text, "The Verdict" is
-used (from $TINYGPT_DATA, the user cache or a checksummed download)."""
+used (from $TINYGPT_DATA, the user cache or a checksummed download). The same run as
+demos/train_verdict.py: both call tinygpt.workflow.pretrain."""
 
 GENERATE_EPILOG = """\
 examples:
@@ -221,11 +205,11 @@ fetched again. The servers are $TINYGPT_GPT2_URL (default: OpenAI's) and then
 $TINYGPT_GPT2_BACKUP_URL (default: the book's mirror)."""
 
 SELFTEST_EPILOG = """\
-Checks, in well under a minute and without PyTorch: every op's gradient against
-float64 central differences, a tiny model's loss falling under AdamW, the KV cache
-against plain decoding, and the save/load round trip. When PyTorch and the source
-tree's tests/reference/torch_gpt.py are present, also logits, gradients and AdamW
-steps against the book's PyTorch GPTModel. Exit status 1 if any check fails."""
+Checks, in well under a minute and with nothing but tinygpt: every op's gradient
+against float64 central differences, a tiny model's loss falling under AdamW, the KV
+cache against plain decoding, and the save/load round trip. (The comparison with the
+book's PyTorch model is in the test suite: tests/test_parity_torch.py.) Exit status 1
+if any check fails."""
 
 
 def build_parser():
@@ -254,33 +238,9 @@ def build_parser():
                 "Pretrain a GPT model on any UTF-8 text with the book's training loop "
                 "(AdamW, evaluation every --eval-freq steps, a sample after each epoch).",
                 TRAIN_EPILOG, cmd_train)
-    p.add_argument("--text", metavar="FILE",
-                   help='UTF-8 text to train on (default: "The Verdict")')
-    p.add_argument("--config", choices=sorted(train_configs()),
-                   help="model size: 124M (the chapter's GPT-2 with context 256, the "
-                        "default) or small (2 layers, 128 wide, context 64: seconds per epoch)")
-    p.add_argument("--epochs", type=positive_int, metavar="N",
-                   help="train until this many epochs are done (default 10; with --resume: "
-                        "the run's own target)")
-    p.add_argument("--resume", metavar="CKPT",
-                   help="continue from a checkpoint.safetensors written by an earlier run")
-    p.add_argument("--out", metavar="DIR",
-                   help="output folder (default: runs/<text name>; with --resume: the "
-                        "checkpoint's folder)")
+    add_training_options(p, out_default="runs/<text name>")
     p.add_argument("--context-length", type=positive_int, metavar="T",
                    help="tokens per training window (default: the config's, 256 or 64)")
-    p.add_argument("--batch-size", type=positive_int, metavar="B", help="default 2")
-    p.add_argument("--lr", type=positive_float, help="peak learning rate (default 0.0004)")
-    p.add_argument("--weight-decay", type=non_negative_float, metavar="WD",
-                   help="AdamW weight decay (default 0.1)")
-    p.add_argument("--seed", type=non_negative_int, help="random seed (default 123)")
-    p.add_argument("--eval-freq", type=positive_int, metavar="STEPS",
-                   help="evaluate every this many steps (default 5)")
-    p.add_argument("--eval-iter", type=positive_int, metavar="BATCHES",
-                   help="batches per evaluation (default 5)")
-    p.add_argument("--start-context", metavar="TEXT",
-                   help=f"prompt of the sample printed after each epoch (default "
-                        f"{BOOK_PROMPT!r})")
     p.add_argument("--warmup-steps", type=non_negative_int, metavar="N",
                    help="linear learning-rate warmup steps (appendix D; default 0)")
     p.add_argument("--cosine-decay", action="store_true", default=None,
@@ -289,7 +249,6 @@ def build_parser():
                    help="clip the gradient norm to this value (appendix D; default off)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh even if --out already holds a run (replacing its files)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     # --- generate ----------------------------------------------------------------
     p = command("generate", "continue a prompt, streaming the text as it is produced",
@@ -349,9 +308,42 @@ def build_parser():
     p = command("selftest", "check the maths: gradients, training, KV cache, save/load",
                 "Run tinygpt's built-in parity checks and print a table of the results.",
                 SELFTEST_EPILOG, cmd_selftest)
-    p.add_argument("--no-torch", action="store_true",
-                   help="skip the comparison with PyTorch even when it is installed")
     return parser
+
+
+def add_training_options(p, out_default):
+    """The options of a training run that ``tinygpt train`` and demos/train_verdict.py
+    share. Each is None when left out: the book's value for a new run, the run's own on
+    --resume (tinygpt.workflow.pretrain). ``out_default`` describes --out's default."""
+    from .workflow import train_configs
+
+    p.add_argument("--text", metavar="FILE",
+                   help='UTF-8 text to train on (default: "The Verdict")')
+    p.add_argument("--config", choices=sorted(train_configs()),
+                   help="model size: 124M (the chapter's GPT-2 with context 256, the "
+                        "default) or small (2 layers, 128 wide, context 64: seconds per epoch)")
+    p.add_argument("--epochs", dest="num_epochs", type=positive_int, metavar="N",
+                   help="train until this many epochs are done (default 10; with --resume: "
+                        "the run's own target)")
+    p.add_argument("--resume", metavar="CKPT",
+                   help="continue from a checkpoint.safetensors written by an earlier run")
+    p.add_argument("--out", metavar="DIR",
+                   help=f"output folder (default: {out_default}; with --resume: the "
+                        "checkpoint's folder)")
+    p.add_argument("--batch-size", type=positive_int, metavar="B", help="default 2")
+    p.add_argument("--lr", dest="learning_rate", type=positive_float, metavar="LR",
+                   help="peak learning rate (default 0.0004)")
+    p.add_argument("--weight-decay", type=non_negative_float, metavar="WD",
+                   help="AdamW weight decay (default 0.1)")
+    p.add_argument("--seed", type=non_negative_int, help="random seed (default 123)")
+    p.add_argument("--eval-freq", type=positive_int, metavar="STEPS",
+                   help="evaluate every this many steps (default 5)")
+    p.add_argument("--eval-iter", type=positive_int, metavar="BATCHES",
+                   help="batches per evaluation (default 5)")
+    p.add_argument("--start-context", metavar="TEXT",
+                   help=f"prompt of the sample printed after each epoch (default "
+                        f"{BOOK_PROMPT!r})")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _model_arguments(p):
@@ -378,24 +370,6 @@ def default_models_dir():
     from .io.textsource import default_cache_dir
 
     return default_cache_dir() / "gpt2"
-
-
-def read_text(path):
-    """(path, text) of the UTF-8 text at ``path``, or of "The Verdict" when ``path`` is None."""
-    from .io.textsource import find_verdict
-
-    found = find_verdict(path)  # a missing path: FileNotFoundError with a clear message
-    try:
-        with open(found, encoding="utf-8") as f:  # text mode, as the book reads it
-            text = f.read()
-    except UnicodeDecodeError as exc:
-        raise CLIError(
-            f"{found} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-            f"{exc.start}): convert it first, e.g. iconv -f latin1 -t utf-8 FILE > FILE.txt"
-        ) from None
-    if not text.strip():
-        raise CLIError(f"{found} is empty: give a text to work on")
-    return Path(found), text
 
 
 def _safetensors_metadata(path):
@@ -501,203 +475,37 @@ def _describe(model):
             f"emb_dim {cfg['emb_dim']}, context {cfg['context_length']}, {model.dtype}")
 
 
-def _check_writable(folder):
-    """Fail now, not after an epoch of training, if ``folder`` can't take files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".tinygpt-write-test-"):
-        pass
-
-
-def _split_loaders(text, context, batch_size, tokenizer):
-    """The chapter's loaders: 90/10 split by characters, windows of ``context`` tokens."""
-    from .data import create_dataloader_v1
-
-    split_idx = int(0.90 * len(text))
-    train_loader = create_dataloader_v1(
-        text[:split_idx], batch_size=batch_size, max_length=context, stride=context,
-        drop_last=True, shuffle=True, num_workers=0, name="training", tokenizer=tokenizer)
-    val_loader = create_dataloader_v1(
-        text[split_idx:], batch_size=batch_size, max_length=context, stride=context,
-        drop_last=False, shuffle=False, num_workers=0, name="validation", tokenizer=tokenizer)
-    return train_loader, val_loader
-
-
 # ----------------------------------------------------------------------------------
 # tinygpt train
 
 
-# Settings a run keeps for its whole life: saved in the checkpoint, taken from it on
-# --resume. (option name, default)
-_RUN_SETTINGS = {
-    "config": "124M",
-    "context_length": None,  # None: the config's own
-    "batch_size": 2,
-    "lr": 0.0004,
-    "weight_decay": 0.1,
-    "seed": 123,
-    "eval_freq": 5,
-    "eval_iter": 5,
-    "start_context": BOOK_PROMPT,
-    "warmup_steps": 0,
-    "cosine_decay": False,
-    "grad_clip": None,
-}
-
-
 def cmd_train(args):
-    from .backend import manual_seed
-    from .io.checkpoint import load_checkpoint, save_checkpoint, save_model
-    from .model import GPTModel
-    from .optim import AdamW
-    from .tokenizer import get_tokenizer
-    from .train import plot_losses, train_model
+    from .workflow import SETTINGS, pretrain
 
-    given = {k: getattr(args, k) for k in _RUN_SETTINGS if getattr(args, k) is not None}
-    if args.resume is not None:
-        resume_path = Path(args.resume).expanduser()
-        try:
-            ckpt = load_checkpoint(resume_path)  # restores the random generator too
-        except ModelFileNotCheckpointError:
-            raise CLIError(
-                f"{resume_path} is a model file: it has no optimizer or training state to "
-                "resume; pass the run's checkpoint.safetensors"
-            ) from None
-        model, optimizer, state, cfg = ckpt.model, ckpt.optimizer, ckpt.state, ckpt.config
-        saved = ckpt.extra if isinstance(ckpt.extra, dict) else {}
-        settings = {k: saved.get(k, v) for k, v in _RUN_SETTINGS.items()}
-        settings["context_length"] = cfg["context_length"]
-        if given.get("context_length", cfg["context_length"]) != cfg["context_length"]:
-            raise CLIError(f"--context-length {given['context_length']} differs from the run "
-                           f"being resumed ({cfg['context_length']}); leave it out when resuming")
-        for key, value in given.items():
-            if key not in ("config", "context_length") and value != settings[key]:
-                flag = "--" + key.replace("_", "-")
-                raise CLIError(
-                    f"{flag} {value} differs from the run being resumed ({settings[key]}); "
-                    f"leave {flag} out when resuming (the checkpoint keeps the run's settings)"
-                )
-        if "config" in given:
-            wanted = train_configs()[given["config"]]
-            if any(wanted[k] != cfg[k] for k in wanted if k != "context_length"):
-                raise CLIError(f"--config {given['config']} is not the model of the run being "
-                               "resumed; leave --config out when resuming")
-        text_arg = args.text if args.text is not None else saved.get("text")
-        if text_arg is not None and args.text is None and not Path(text_arg).is_file():
-            raise CLIError(f"the run being resumed trained on {text_arg}, which no longer "
-                           "exists; pass the same text with --text")
-        text_path, text = read_text(text_arg)
-        text_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        if saved.get("text_sha256") not in (None, text_sha256):
-            raise CLIError(f"{text_path} is not the text the checkpoint was trained on "
-                           f"({saved.get('text')}, sha256 {saved['text_sha256'][:12]}...); "
-                           "pass that text with --text")
-        num_epochs = args.epochs if args.epochs is not None else saved.get("epochs", 10)
-        if state.epoch >= num_epochs:
-            raise CLIError(f"{resume_path} has already trained {state.epoch} epoch(s); pass "
-                           f"--epochs N with N > {state.epoch} to train further")
-        out = Path(args.out).expanduser() if args.out else resume_path.parent
-        print(f"Resuming {resume_path}: epoch {state.epoch + 1}, step {state.global_step}, "
-              f"{state.tokens_seen:,} tokens seen; training to epoch {num_epochs}")
-    else:
-        settings = {k: given.get(k, v) for k, v in _RUN_SETTINGS.items()}
-        text_path, text = read_text(args.text)
-        text_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        cfg = train_configs()[settings["config"]]
-        if settings["context_length"] is not None:
-            cfg["context_length"] = settings["context_length"]
-        settings["context_length"] = cfg["context_length"]
-        num_epochs = args.epochs if args.epochs is not None else 10
-        out = Path(args.out).expanduser() if args.out else Path("runs") / text_path.stem
-        manual_seed(settings["seed"])
-        model = GPTModel(cfg)
-        optimizer = AdamW(model.parameters(), lr=settings["lr"],
-                          weight_decay=settings["weight_decay"])
-        state = None
-
-    tokenizer = get_tokenizer()
-    train_loader, val_loader = _split_loaders(text, cfg["context_length"],
-                                              settings["batch_size"], tokenizer)
-    checkpoint_path = out / "checkpoint.safetensors"
-    model_path = out / "model.safetensors"
-    if args.resume is None and not args.overwrite and (
-            checkpoint_path.exists() or model_path.exists()):
-        raise CLIError(
-            f"{out} already holds a run; continue it with --resume {checkpoint_path}, "
-            "choose another --out, or pass --overwrite to replace it"
-        )
-    _check_writable(out)
-    extra = dict(settings, epochs=num_epochs, text=str(text_path.resolve()),
-                 text_sha256=text_sha256)
-
-    def save(state):
-        save_checkpoint(checkpoint_path, model, optimizer, state, extra=dict(extra))
-
-    resume_hint = f"  tinygpt train --resume {checkpoint_path}"
-    print(f"Model: {_describe(model)}\nText: {text_path} ({len(text):,} characters), "
-          f"{len(train_loader)} training and {len(val_loader)} validation batches of "
-          f"{settings['batch_size']} x {cfg['context_length']} tokens")
-    started = time.perf_counter()
-    tokens_before = state.tokens_seen if state is not None else 0
-    try:
-        state = train_model(
-            model, train_loader, val_loader, optimizer, num_epochs=num_epochs,
-            eval_freq=settings["eval_freq"], eval_iter=settings["eval_iter"],
-            start_context=settings["start_context"], tokenizer=tokenizer, state=state,
-            warmup_steps=settings["warmup_steps"], cosine_decay=bool(settings["cosine_decay"]),
-            grad_clip=settings["grad_clip"], on_epoch_end=save,
-            progress=False if args.no_progress else None,
-        )
-    except TrainingDivergedError as exc:
-        hint = (f"\nThe last good epoch's checkpoint is {checkpoint_path}; resume with:\n"
-                + resume_hint) if checkpoint_path.is_file() else ""
-        raise CLIError(f"{exc}{hint}", code=1) from None
-    except KeyboardInterrupt:  # a second Ctrl-C: stopped mid-step, nothing saved now
-        if checkpoint_path.is_file():
-            _note(f"\nAborted. The checkpoint of the last finished epoch is {checkpoint_path}; "
-                  f"continue with:\n{resume_hint}")
-        raise
-    seconds = time.perf_counter() - started
-
-    if state.interrupted:
-        save(state)
-        print(f"\nStopped at epoch {state.epoch + 1}, step {state.global_step}. Checkpoint saved "
-              f"to {checkpoint_path}; continue with:\n{resume_hint}")
+    given = {key: getattr(args, key) for key in SETTINGS if getattr(args, key) is not None}
+    run = pretrain(_asked_config(args), given, text=args.text, out=args.out,
+                   resume=args.resume, overwrite=args.overwrite,
+                   progress=False if args.no_progress else None)
+    if run.state.interrupted:
         return 130
-
-    save_model(model, model_path)
-    plot_path = out / "loss-plot.png"
-    wrote = [str(model_path), str(checkpoint_path)]
-    if state.train_losses:
-        import numpy
-
-        epochs_seen = numpy.linspace(0, num_epochs, len(state.train_losses))
-        plot_losses(epochs_seen, state.track_tokens_seen, state.train_losses, state.val_losses,
-                    path=plot_path, show=False)
-        wrote.append(str(plot_path))
-    tokens = state.tokens_seen - tokens_before
-    summary = {
-        "epochs": num_epochs,
-        "final_train_loss": state.train_losses[-1] if state.train_losses else None,
-        "final_val_loss": state.val_losses[-1] if state.val_losses else None,
-        "wall_seconds": round(seconds, 2),
-        "tokens_trained": tokens,
-        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
-        "parameters": model.num_parameters(),
-        "config": cfg,
-        "settings": extra,
-    }
-    summary_path = out / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    wrote.append(str(summary_path))
-    losses = ""
-    if state.train_losses:
-        losses = (f" Final train loss {state.train_losses[-1]:.3f}, "
-                  f"val loss {state.val_losses[-1]:.3f}.")
-    print(f"\nDone in {seconds:.1f} s ({summary['tokens_per_second']} tokens/s).{losses}")
-    print("Wrote " + ", ".join(wrote))
-    print(f"Next: tinygpt generate --model {model_path} --prompt "
-          f"{json.dumps(settings['start_context'])}")
+    print(f"Next: tinygpt generate --model {run.model_path} --prompt "
+          f"{json.dumps(run.settings['start_context'])}")
     return 0
+
+
+def _asked_config(args):
+    """The model the options ask for: a whole config for a new run; with --resume only
+    what --config and --context-length name (the run's own must match it)."""
+    from .workflow import train_configs
+
+    cfg = {}
+    if args.config is not None or args.resume is None:
+        cfg = train_configs()[args.config or "124M"]
+        if args.resume is not None:
+            del cfg["context_length"]  # --config names the size; the window is the run's
+    if args.context_length is not None:
+        cfg["context_length"] = args.context_length
+    return cfg or None
 
 
 # ----------------------------------------------------------------------------------
@@ -787,6 +595,7 @@ def cmd_eval(args):
     from .backend import manual_seed
     from .tokenizer import get_tokenizer
     from .train import calc_loss_loader
+    from .workflow import read_text, split_loaders
 
     model, label = load_any_model(args.model, args.models_dir, args.offline)
     text_path, text = read_text(args.text)
@@ -796,7 +605,7 @@ def cmd_eval(args):
         raise CLIError(f"--context-length {context} is longer than the model's context "
                        f"({model_context}); use --context-length {model_context} or less")
     manual_seed(args.seed)
-    train_loader, val_loader = _split_loaders(text, context, args.batch_size, get_tokenizer())
+    train_loader, val_loader = split_loaders(text, context, args.batch_size, get_tokenizer())
     print(f"Model: {label} ({_describe(model)})\nText: {text_path} ({len(text):,} characters), "
           f"split 90/10; windows of {context} tokens, batch size {args.batch_size}")
     rows = []
@@ -848,7 +657,7 @@ def cmd_download(args):
 def cmd_selftest(args):
     from .selftest import selftest
 
-    return 0 if selftest(torch=not args.no_torch) else 1
+    return 0 if selftest() else 1
 
 
 # ----------------------------------------------------------------------------------

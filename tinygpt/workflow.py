@@ -1,0 +1,286 @@
+"""One pretraining run, from a text to the files it leaves: the code behind both
+``tinygpt train`` and ``demos/train_verdict.py``.
+
+``pretrain(gpt_config, settings)`` does the chapter's section 5.2 on any UTF-8 text:
+
+1. read the text ("The Verdict" by default) and split it 90/10 into the book's training
+   and validation loaders (``split_loaders``: windows of the context length, stride the
+   same);
+2. seed the generator, build ``GPTModel(gpt_config)`` and ``AdamW``;
+3. run ``tinygpt.train.train_model`` (the book's loop: "Ep N (Step ...)" lines every
+   ``eval_freq`` steps, a sample after every epoch), saving ``checkpoint.safetensors``
+   after every epoch and when Ctrl-C stops the run between two steps;
+4. write ``model.safetensors``, ``loss-plot.png`` (figure 5.12) and ``summary.json`` into
+   the output folder, and say what it wrote.
+
+A checkpoint keeps the run's settings, and the path and sha256 of its text, so
+``pretrain(None, {}, resume=path)`` carries on exactly where a run stopped. Mistakes
+raise ValueError (or a file error) whose message names the options both front ends
+share (``--lr``, ``--batch-size``, ``--resume``, ...).
+"""
+
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy
+
+from .backend import manual_seed
+from .checks import positive_int
+from .data import create_dataloader_v1
+from .errors import ModelFileNotCheckpointError
+from .io.checkpoint import load_checkpoint, save_checkpoint, save_model
+from .io.textsource import find_verdict
+from .model import GPT_CONFIG_124M, GPTModel
+from .optim import AdamW
+from .tokenizer import get_tokenizer
+from .train import TrainingDivergedError, TrainingState, plot_losses, train_model
+
+# The chapter's run (section 5.2). Each run saves its settings in its checkpoint and takes
+# them from there when resumed; the first four are the book's OTHER_SETTINGS.
+SETTINGS = {
+    "learning_rate": 0.0004,
+    "num_epochs": 10,
+    "batch_size": 2,
+    "weight_decay": 0.1,
+    "seed": 123,
+    "eval_freq": 5,  # evaluate every this many steps
+    "eval_iter": 5,  # over this many batches of each loader
+    "start_context": "Every effort moves you",  # the prompt of the sample after each epoch
+    "warmup_steps": 0,  # appendix D, all off by default
+    "cosine_decay": False,
+    "grad_clip": None,
+}
+
+RESUME_COMMAND = "tinygpt train --resume {checkpoint}"
+
+
+def train_configs():
+    """Name -> GPT config. ``124M`` is the chapter's model; ``small`` trains in seconds."""
+    return {
+        "124M": dict(GPT_CONFIG_124M),
+        "small": dict(GPT_CONFIG_124M, context_length=64, emb_dim=128, n_heads=4, n_layers=2),
+    }
+
+
+def read_text(path=None):
+    """(path, text) of the UTF-8 text at ``path``, or of "The Verdict" when ``path`` is None."""
+    found = find_verdict(path)  # a missing path: FileNotFoundError with a clear message
+    try:
+        with open(found, encoding="utf-8") as f:  # text mode, as the book reads it
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{found} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}): convert it first, e.g. iconv -f latin1 -t utf-8 FILE > FILE.txt"
+        ) from None
+    if not text.strip():
+        raise ValueError(f"{found} is empty: give a text to work on")
+    return Path(found), text
+
+
+def split_loaders(text, context, batch_size, tokenizer):
+    """The chapter's loaders: 90/10 split by characters, windows of ``context`` tokens."""
+    split_idx = int(0.90 * len(text))
+    train_loader = create_dataloader_v1(
+        text[:split_idx], batch_size=batch_size, max_length=context, stride=context,
+        drop_last=True, shuffle=True, num_workers=0, name="training", tokenizer=tokenizer)
+    val_loader = create_dataloader_v1(
+        text[split_idx:], batch_size=batch_size, max_length=context, stride=context,
+        drop_last=False, shuffle=False, num_workers=0, name="validation", tokenizer=tokenizer)
+    return train_loader, val_loader
+
+
+@dataclass
+class Run:
+    """A run as ``pretrain`` leaves it: the model, the optimizer, where the training stands
+    (``state.interrupted`` after Ctrl-C), the run's settings and its folder."""
+
+    model: GPTModel
+    optimizer: AdamW
+    state: TrainingState
+    settings: dict
+    out: Path
+
+    @property
+    def checkpoint_path(self):
+        return self.out / "checkpoint.safetensors"
+
+    @property
+    def model_path(self):
+        return self.out / "model.safetensors"
+
+
+def pretrain(gpt_config, settings=None, *, text=None, out=None, resume=None, overwrite=False,
+             progress=None, resume_command=RESUME_COMMAND):
+    """Train a ``GPTModel(gpt_config)`` on ``text`` (a path; None: "The Verdict") and write
+    the run into ``out`` (default ``runs/<text name>``); returns the ``Run``.
+
+    ``settings``: any of ``SETTINGS`` (the rest are the book's). With ``resume`` (a
+    checkpoint) the run carries on with the checkpoint's model and settings, into the
+    checkpoint's folder unless ``out`` says otherwise; ``gpt_config`` and ``settings`` then
+    hold only what the caller asks for explicitly, and a value other than the run's is
+    refused, except ``num_epochs``, the epoch to train to. ``overwrite``: start afresh in a
+    folder that holds a run. ``progress``: show a progress bar (default: on a terminal).
+    ``resume_command``: how to carry on, with ``{checkpoint}``, printed after Ctrl-C."""
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; the settings are {', '.join(SETTINGS)}")
+    if resume is None:
+        text_path, text = read_text(text)
+        out = Path(out).expanduser() if out else Path("runs") / text_path.stem
+        run = _start(gpt_config, settings, out, overwrite)
+    else:
+        run, text_path, text = _resume(Path(resume).expanduser(), gpt_config, settings, text, out)
+    settings, cfg, num_epochs = run.settings, run.model.cfg, run.settings["num_epochs"]
+    tokenizer = get_tokenizer()
+    train_loader, val_loader = split_loaders(text, cfg["context_length"], settings["batch_size"],
+                                             tokenizer)
+    _check_writable(run.out)
+    extra = dict(settings, text=str(text_path.resolve()), text_sha256=_sha256(text))
+
+    def save(state):
+        save_checkpoint(run.checkpoint_path, run.model, run.optimizer, state, extra=dict(extra))
+
+    carry_on = "  " + resume_command.format(checkpoint=run.checkpoint_path)
+    print(f"Model: {run.model.num_parameters():,} parameters, context {cfg['context_length']}; "
+          f"text {len(text):,} characters; {len(train_loader)} training and "
+          f"{len(val_loader)} validation batches")
+    started, tokens_before = time.perf_counter(), run.state.tokens_seen
+    try:
+        run.state = train_model(
+            run.model, train_loader, val_loader, run.optimizer, num_epochs=num_epochs,
+            eval_freq=settings["eval_freq"], eval_iter=settings["eval_iter"],
+            start_context=settings["start_context"], tokenizer=tokenizer, state=run.state,
+            warmup_steps=settings["warmup_steps"], cosine_decay=bool(settings["cosine_decay"]),
+            grad_clip=settings["grad_clip"], on_epoch_end=save, progress=progress,
+        )
+    except TrainingDivergedError as exc:
+        hint = (f"\nThe last good epoch's checkpoint is {run.checkpoint_path}; resume with:\n"
+                + carry_on) if run.checkpoint_path.is_file() else ""
+        raise TrainingDivergedError(f"{exc}{hint}") from None
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped mid-step, nothing saved now
+        if run.checkpoint_path.is_file():
+            print(f"\nAborted. The checkpoint of the last finished epoch is "
+                  f"{run.checkpoint_path}; continue with:\n{carry_on}", file=sys.stderr)
+        raise
+    seconds = time.perf_counter() - started
+    if run.state.interrupted:
+        save(run.state)
+        print(f"Stopped at epoch {run.state.epoch + 1}, step {run.state.global_step}. "
+              f"Checkpoint saved to {run.checkpoint_path}; continue with:\n{carry_on}")
+        return run
+
+    _write_results(run, extra, seconds, run.state.tokens_seen - tokens_before)
+    return run
+
+
+def _write_results(run, extra, seconds, tokens):
+    """The model file, the loss plot and summary.json; prints the closing lines."""
+    state, num_epochs = run.state, run.settings["num_epochs"]
+    plot_path, summary_path = run.out / "loss-plot.png", run.out / "summary.json"
+    save_model(run.model, run.model_path)
+    wrote = [run.model_path, run.checkpoint_path, summary_path]
+    if state.train_losses:
+        epochs_seen = numpy.linspace(0, num_epochs, len(state.train_losses))
+        plot_losses(epochs_seen, state.track_tokens_seen, state.train_losses, state.val_losses,
+                    path=plot_path, show=False)
+        wrote.insert(0, plot_path)
+    summary = {
+        "epochs": num_epochs,
+        "final_train_loss": state.train_losses[-1] if state.train_losses else None,
+        "final_val_loss": state.val_losses[-1] if state.val_losses else None,
+        "wall_seconds": round(seconds, 2),
+        "tokens_trained": tokens,
+        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "parameters": run.model.num_parameters(),
+        "config": run.model.cfg,
+        "settings": extra,
+    }
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    losses = ""
+    if state.train_losses:
+        losses = (f" Final train loss {state.train_losses[-1]:.3f}, "
+                  f"val loss {state.val_losses[-1]:.3f}")
+    print(f"\nDone in {seconds:.1f} s ({summary['tokens_per_second']} tokens/s).{losses}")
+    print("Wrote " + ", ".join(str(path) for path in wrote))
+
+
+def _start(gpt_config, settings, out, overwrite):
+    """A new run: the model and AdamW of the book's section 5.2, seeded."""
+    if gpt_config is None:
+        raise ValueError("a new run needs a model config (e.g. GPT_CONFIG_124M); only "
+                         "--resume takes it from a checkpoint")
+    settings = dict(SETTINGS, **settings)
+    positive_int("num_epochs", settings["num_epochs"])
+    run = Run(None, None, TrainingState(), settings, out)
+    if not overwrite and (run.checkpoint_path.exists() or run.model_path.exists()):
+        raise ValueError(f"{out} already holds a run; continue it with --resume "
+                         f"{run.checkpoint_path}, choose another --out, or pass --overwrite "
+                         "to replace it")
+    manual_seed(settings["seed"])
+    run.model = GPTModel(gpt_config)
+    run.optimizer = AdamW(run.model.parameters(), lr=settings["learning_rate"],
+                          weight_decay=settings["weight_decay"])
+    return run
+
+
+def _resume(path, gpt_config, asked, text, out):
+    """(run, text path, text) of the run saved in checkpoint ``path``, checked against what
+    the caller ``asked`` for; the checkpoint restores the random generator too."""
+    try:
+        ckpt = load_checkpoint(path)
+    except ModelFileNotCheckpointError:
+        raise ValueError(f"{path} is a model file: it has no optimizer or training state to "
+                         "resume; pass the run's checkpoint.safetensors") from None
+    saved = ckpt.extra if isinstance(ckpt.extra, dict) else {}
+    settings = {key: saved.get(key, value) for key, value in SETTINGS.items()}
+    for key, value in (gpt_config or {}).items():
+        if key == "context_length" and value != ckpt.config[key]:
+            raise ValueError(f"--context-length {value} differs from the run being resumed "
+                             f"({ckpt.config[key]}); leave it out when resuming")
+        if value != ckpt.config.get(key):
+            raise ValueError(f"--config asks for {key} {value}, the run being resumed has "
+                             f"{ckpt.config.get(key)}; leave --config out when resuming")
+    for key, value in asked.items():
+        if key != "num_epochs" and value != settings[key]:
+            flag = "--lr" if key == "learning_rate" else "--" + key.replace("_", "-")
+            raise ValueError(f"{flag} {value} differs from the run being resumed "
+                             f"({settings[key]}); leave {flag} out when resuming (the "
+                             "checkpoint keeps the run's settings)")
+    settings["num_epochs"] = positive_int("num_epochs",
+                                          asked.get("num_epochs", settings["num_epochs"]))
+    if ckpt.state.epoch >= settings["num_epochs"]:
+        raise ValueError(f"{path} has already trained {ckpt.state.epoch} epoch(s); pass "
+                         f"--epochs N with N > {ckpt.state.epoch} to train further")
+    if text is None and saved.get("text") is not None:
+        text = saved["text"]
+        if not Path(text).is_file():
+            raise ValueError(f"the run being resumed trained on {text}, which no longer "
+                             "exists; pass the same text with --text")
+    text_path, text = read_text(text)
+    if saved.get("text_sha256") not in (None, _sha256(text)):
+        raise ValueError(f"{text_path} is not the text the checkpoint was trained on "
+                         f"({saved.get('text')}, sha256 {saved['text_sha256'][:12]}...); "
+                         "pass that text with --text")
+    state = ckpt.state
+    print(f"Resuming {path}: epoch {state.epoch + 1}, step {state.global_step}, "
+          f"{state.tokens_seen:,} tokens seen; training to epoch {settings['num_epochs']}")
+    out = Path(out).expanduser() if out else path.parent
+    return Run(ckpt.model, ckpt.optimizer, state, settings, out), text_path, text
+
+
+def _check_writable(folder):
+    """Fail now, not after an epoch of training, if ``folder`` can't take files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".tinygpt-write-test-"):
+        pass
+
+
+def _sha256(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
