@@ -3,12 +3,17 @@
     positive_int("batch_size", 0)          batch_size must be an integer >= 1, got 0
     nonnegative_int("max_new_tokens", 2.0) max_new_tokens must be an integer >= 0, got 2.0 (float)
     token_ids([[1, 97]], 97, "in idx")     token id 97 in idx is outside the vocabulary [0, 97)
+    real_problem("lr", float("inf"), 0)    lr must be >= 0 and finite, got inf
+    rectangular([[1, 2], [3]], "idx")      idx is ragged: its rows have different lengths
+                                           (2 and 1); pad them to one length
 
 A bool is not an integer here (``True`` as a batch size is a mistake), NumPy integers
-are. A failed check raises ValueError; ``int_problem`` returns the sentence instead, for
-validators that list every problem at once.
+are; nor is it a number. A failed check raises ValueError; ``int_problem`` and
+``real_problem`` return the sentence instead, for validators that list every problem
+at once.
 """
 
+import math
 import numbers
 
 import numpy
@@ -29,6 +34,15 @@ def int_problem(name, value, minimum=1, optional=False):
     return None
 
 
+def integer(name, value):
+    """``value`` as an int if it is an integer of any sign (not a bool); else a
+    ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r:.60} "
+                         f"({type(value).__name__})")
+    return int(value)
+
+
 def positive_int(name, value, minimum=1, *, optional=False, hint=""):
     """``value`` as an int if it is an integer >= ``minimum`` (or None, if ``optional``);
     else a ValueError naming ``name``, the rule and the value, followed by ``hint``."""
@@ -43,6 +57,64 @@ def nonnegative_int(name, value, *, hint=""):
     return positive_int(name, value, 0, hint=hint)
 
 
+def real_problem(name, value, minimum=None, below=None, *, above=None, maximum=None):
+    """Why ``value`` is not a finite real number in the given bounds, or None.
+
+    ``minimum`` / ``maximum`` are inclusive bounds, ``above`` / ``below`` exclusive ones
+    (e.g. a beta: ``minimum=0.0, below=1.0``). NaN and infinities always fail."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return f"{name} must be a number, got {value!r:.60} ({type(value).__name__})"
+    x = float(value)
+    bounds = [f">= {minimum}" if minimum is not None else None,
+              f"> {above}" if above is not None else None,
+              f"< {below}" if below is not None else None,
+              f"<= {maximum}" if maximum is not None else None]
+    rule = " and ".join(b for b in bounds + ["finite"] if b)
+    if not math.isfinite(x) or (
+            (minimum is not None and x < minimum) or (above is not None and x <= above)
+            or (below is not None and x >= below) or (maximum is not None and x > maximum)):
+        return f"{name} must be {rule}, got {x}"
+    return None
+
+
+def rectangular(data, name, fix="pad them to one length"):
+    """``data`` (a number, a nested list or tuple, a NumPy or CuPy array) as a NumPy
+    array; a ragged nesting (rows of different lengths) is a ValueError naming ``name``,
+    two of the lengths and ``fix``, instead of NumPy's "inhomogeneous shape"."""
+    if not isinstance(data, (list, tuple)):
+        return to_numpy(data)
+    try:
+        array = numpy.asarray(data)
+    except ValueError:
+        problem = _ragged(data)
+        if problem is None:
+            raise
+        raise ValueError(f"{name} is ragged: {problem}; {fix}") from None
+    if array.dtype == object:
+        problem = _ragged(data)
+        if problem is not None:
+            raise ValueError(f"{name} is ragged: {problem}; {fix}")
+    return array
+
+
+def _ragged(data):
+    """What makes a nested list ragged (a phrase), or None; one pass, level by level."""
+    level = [data]
+    while level:
+        rows = [v for v in level if isinstance(v, (list, tuple))
+                or len(getattr(v, "shape", ())) > 0]
+        if not rows:
+            return None
+        if len(rows) != len(level):
+            return "it mixes lists and single numbers at the same depth"
+        lengths = [len(v) for v in rows]
+        other = next((n for n in lengths if n != lengths[0]), None)
+        if other is not None:
+            return f"its rows have different lengths ({lengths[0]} and {other})"
+        level = [x for v in rows for x in v]
+    return None
+
+
 def token_ids(ids, vocab_size, where=""):
     """``ids`` as int64, checked to be integers in [0, vocab_size); ``where`` (e.g.
     "in idx") names the argument in the message.
@@ -51,12 +123,13 @@ def token_ids(ids, vocab_size, where=""):
     NumPy array; ids already on the device stay there and cost one synchronisation.
     (Indexing an embedding with a negative id would wrap around instead of failing.)"""
     if not isinstance(ids, (numpy.ndarray, xp.ndarray)):
-        ids = numpy.asarray(ids)
+        ids = rectangular(ids, f"token ids {where}".strip())
     if ids.size == 0:
         return ids.astype(numpy.int64)
     where = f" {where}" if where else ""
     if ids.dtype.kind not in "iu":
-        raise ValueError(f"token ids{where} must be integers, got dtype {ids.dtype}")
+        why = " (a value beyond int64, or not a number)" if ids.dtype.kind == "O" else ""
+        raise ValueError(f"token ids{where} must be integers, got dtype {ids.dtype}{why}")
     if isinstance(ids, numpy.ndarray):
         lo, hi = int(ids.min()), int(ids.max())
     else:

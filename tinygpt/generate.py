@@ -40,7 +40,7 @@ import numpy
 
 from .autograd import Tensor, no_grad
 from .backend import to_numpy, xp
-from .checks import nonnegative_int, positive_int, token_ids
+from .checks import nonnegative_int, positive_int, rectangular, token_ids
 from .kv_cache import CachedDecoder
 from .sampling import resolve_rng, sample_next_token, validate_sampling_args
 
@@ -103,11 +103,14 @@ def generate(
         model, ids, max_new_tokens, context_size, temperature=temperature, top_k=top_k,
         eos_id=eos_id, top_p=top_p, rng=rng, use_cache=use_cache,
     )
+    # Grown by doubling as tokens come, never preallocated by max_new_tokens (which may
+    # be far more than eos_id or Ctrl-C lets run): memory follows the tokens produced.
     B, T = ids.shape
-    out = numpy.empty((B, T + int(max_new_tokens)), dtype=numpy.int64)
-    out[:, :T] = ids
-    n = T
+    out, n, end = ids, T, T + int(max_new_tokens)
     for column in stream:
+        if n == out.shape[1]:
+            room = min(max(n, 16), end - n)
+            out = numpy.concatenate([out, numpy.empty((B, room), numpy.int64)], axis=1)
         out[:, n] = column
         n += 1
     return _like_prompt(out[:, :n].copy() if n < out.shape[1] else out, idx)
@@ -212,18 +215,17 @@ def _like_prompt(ids, idx):
 
 def _check_prompt(idx, model):
     """idx (Tensor, array or list) -> int64 NumPy array (B, T), or a ValueError."""
+    if getattr(model, "cfg", None) is None:
+        raise TypeError(f"model must be a tinygpt GPTModel (with its .cfg), got "
+                        f"{type(model).__name__}")
     if isinstance(idx, Tensor):
         idx = idx.data
+    if isinstance(idx, (str, bytes)):
+        raise TypeError("idx must be token ids, not text; encode the prompt first, e.g. "
+                        "text_to_token_ids(text, tokenizer)")
     if isinstance(idx, (list, tuple)):
-        try:
-            ids = numpy.asarray(idx)
-        except ValueError:
-            ids = None
-        if ids is None or ids.dtype == object:
-            raise ValueError(
-                "the prompts have different lengths; every row of idx must have the same "
-                "number of tokens (generate each prompt separately, or crop them)"
-            )
+        ids = rectangular(idx, "idx", "every prompt needs the same number of tokens "
+                          "(generate each prompt separately, or crop them)")
         if ids.size == 0:
             ids = ids.astype(numpy.int64)
     else:

@@ -41,7 +41,7 @@ import numpy
 from . import cuda_kernels as fused
 from . import ops
 from .backend import kernels_enabled, to_numpy, xp
-from .checks import token_ids
+from .checks import positive_int, rectangular, token_ids
 
 
 class KVCache:
@@ -82,7 +82,8 @@ class CachedDecoder:
     def __init__(self, model, batch_size, window=None):
         cfg = model.cfg
         context_length = int(cfg["context_length"])
-        window = context_length if window is None else int(window)
+        batch_size = positive_int("batch_size", batch_size)
+        window = positive_int("window", window, optional=True) or context_length
         if not 1 <= window <= context_length:
             raise ValueError(
                 f"window must be in [1, context_length={context_length}], got {window}"
@@ -105,7 +106,7 @@ class CachedDecoder:
         """Reset the cache and run the last ``window`` tokens of ``ids`` (B, T).
 
         Returns the logits of the last position, (B, V)."""
-        ids = to_numpy(ids)  # ids are checked on the host (a no-op for host ids)
+        ids = rectangular(ids, "ids")  # ids are checked on the host (a no-op for host ids)
         if ids.ndim != 2 or ids.shape[0] != self.cache.batch_size or ids.shape[1] == 0:
             raise ValueError(
                 f"prime expects ids of shape ({self.cache.batch_size}, T) with T >= 1, "
@@ -124,7 +125,7 @@ class CachedDecoder:
         window slides by one and the cache is re-primed on its ``window`` tokens."""
         if self.cache.length == 0:
             raise RuntimeError("call prime(prompt_ids) before feed()")
-        next_ids = to_numpy(next_ids).reshape(-1)
+        next_ids = rectangular(next_ids, "next_ids").reshape(-1)
         if next_ids.shape[0] != self.cache.batch_size:
             raise ValueError(
                 f"feed expects {self.cache.batch_size} token ids (one per row), "

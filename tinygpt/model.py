@@ -12,7 +12,7 @@ import numpy
 from . import ops
 from .autograd import Tensor
 from .backend import DEFAULT_DTYPE, xp
-from .checks import int_problem, token_ids
+from .checks import int_problem, rectangular, token_ids
 from .nn import Dropout, Embedding, Linear, Module, Parameter, Sequential, _match_dtype
 
 GPT_CONFIG_124M = {
@@ -177,7 +177,7 @@ class GPTModel(Module):
         check."""
         ids = in_idx.data if isinstance(in_idx, Tensor) else in_idx
         if not isinstance(ids, xp.ndarray):
-            ids = numpy.asarray(ids)
+            ids = rectangular(ids, "input ids")  # a ragged list: a clear ValueError
         if ids.ndim == 1:
             raise ValueError(
                 f"input ids must be 2-D (batch, tokens); got shape {ids.shape}. "

@@ -21,6 +21,7 @@ from . import cuda_kernels as fused
 from . import philox
 from .autograd import Function, Tensor
 from .backend import DEFAULT_DTYPE, dropout_rng, get_rng, next_philox_draw, xp
+from .checks import integer, rectangular
 
 # ----------------------------------------------------------------------------------
 # Elementwise arithmetic. Broadcasting is undone by the engine (sum_to_shape).
@@ -721,22 +722,30 @@ def cross_entropy(logits, targets, ignore_index=-100):
     """Mean cross-entropy of logits (N, V) or (B, T, V) against int targets (N,) or (B, T).
 
     The book's ``F.cross_entropy(logits.flatten(0, 1), targets.flatten())`` is
-    ``cross_entropy(logits, targets)`` here (both shapes are accepted)."""
+    ``cross_entropy(logits, targets)`` here (both shapes are accepted); targets must
+    have exactly logits' shape without the last axis ((3, 2) targets for (2, 3, V)
+    logits are refused, not flattened into the wrong pairs)."""
     if not isinstance(logits, Tensor):
         logits = Tensor(logits)
     targets = targets.data if isinstance(targets, Tensor) else targets
     if not isinstance(targets, xp.ndarray):
-        targets = numpy.asarray(targets)  # host ids are checked on the host, then copied
+        targets = rectangular(targets, "targets")  # checked on the host, then copied
+    integer("ignore_index", ignore_index)
+    if logits.ndim not in (2, 3) or 0 in logits.shape:
+        raise ValueError(f"logits must be (N, V) or (B, T, V) with no empty axis, got "
+                         f"shape {tuple(logits.shape)}")
+    if logits.dtype.kind != "f":
+        raise ValueError(f"logits must be floating point, got dtype {logits.dtype}")
+    if tuple(targets.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"targets of shape {tuple(targets.shape)} do not fit logits of shape "
+            f"{tuple(logits.shape)}: they need one id per logits row, shape "
+            f"{tuple(logits.shape[:-1])} (logits' shape without the vocabulary axis), as "
+            "in the book's cross_entropy(logits.flatten(0, 1), targets.flatten())"
+        )
     if logits.ndim == 3:
         logits = logits.reshape(-1, logits.shape[-1])
-    if logits.ndim != 2:
-        raise ValueError(f"logits must be (N, V) or (B, T, V), got shape {logits.shape}")
     targets = targets.reshape(-1)
-    if targets.shape[0] != logits.shape[0]:
-        raise ValueError(
-            f"{logits.shape[0]} rows of logits but {targets.shape[0]} targets; "
-            "targets must have one id per logits row"
-        )
     if targets.dtype.kind not in "iu":
         raise ValueError(f"targets must be integer token ids, got dtype {targets.dtype}")
     V = logits.shape[1]

@@ -26,6 +26,7 @@ import numpy
 from . import cuda_kernels as fused
 from .autograd import Tensor, enable_grad, grad_array
 from .backend import ON_GPU, to_numpy, xp
+from .checks import real_problem, rectangular
 
 CHUNK = 1 << 15
 HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay")
@@ -78,6 +79,11 @@ class AdamW:
                 "objective instead"
             )
         self.defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+        if isinstance(params, (Tensor, dict, str)) or not hasattr(params, "__iter__"):
+            raise TypeError(
+                "params must be an iterable of Tensors or of param-group dicts, e.g. "
+                f"model.parameters() or [p]; got {type(params).__name__}"
+            )
         groups = list(params)
         if not groups:
             raise ValueError("AdamW got an empty parameter list")
@@ -98,9 +104,21 @@ class AdamW:
             )
         group = dict(param_group)
         params = group["params"]
+        if isinstance(params, (dict, str)) or not (
+                isinstance(params, Tensor) or hasattr(params, "__iter__")):
+            raise TypeError(f"a param group's 'params' must be Tensors, got "
+                            f"{type(params).__name__}")
         params = [params] if isinstance(params, Tensor) else list(params)
         if not params:
             raise ValueError("AdamW got a param group with an empty parameter list")
+        for p in params:
+            if not isinstance(p, (Tensor, numpy.ndarray, xp.ndarray)):
+                raise TypeError(f"AdamW can only optimize Tensors, but one of the params "
+                                f"is {type(p).__name__}")
+            if isinstance(p, Tensor) and p.creator is not None:
+                raise ValueError("AdamW can't optimize a non-leaf Tensor (the result of an "
+                                 "operation); pass the parameters themselves, e.g. "
+                                 "model.parameters()")
         for key, value in self.defaults.items():
             group.setdefault(key, value)
         problems = []
@@ -262,12 +280,22 @@ class AdamW:
         index_of, settings, first = {}, [], 0
         for g, (saved, ours) in enumerate(zip(groups, self.param_groups)):
             saved_ids = saved.get("params", []) if isinstance(saved, dict) else []
+            if not isinstance(saved_ids, (list, tuple)):
+                problems.append(f"param group {g}: 'params' must be a list of parameter "
+                                f"ids, got {type(saved_ids).__name__}")
+                saved_ids = []
             if len(saved_ids) != len(ours["params"]):
                 problems.append(
                     f"param group {g}: state is for {len(saved_ids)} parameters, this "
                     f"optimizer's group has {len(ours['params'])}"
                 )
             for k, saved_id in enumerate(saved_ids):
+                if _as_int(saved_id) is None:
+                    problems.append(f"param group {g}: parameter id {saved_id!r:.40} is not "
+                                    "an integer")
+                elif _as_int(saved_id) in index_of:  # would load one state into two params
+                    problems.append(f"param group {g}: parameter id {saved_id!r} appears "
+                                    "more than once")
                 index_of[_as_int(saved_id)] = first + k
             first += len(ours["params"])
             settings.append(_checked_hyperparameters(
@@ -279,6 +307,9 @@ class AdamW:
             i = index_of.get(_as_int(key))
             if i is None or i >= len(params):
                 problems.append(f"state for parameter {key}, which does not exist")
+                continue
+            if i in new_state:
+                problems.append(f"state for parameter {key} is given twice")
                 continue
             loaded = _checked_parameter_state(key, s, params[i], problems)
             if loaded is not None:
@@ -309,50 +340,91 @@ def _checked_parameter_state(key, s, param, problems):
     for name in ("exp_avg", "exp_avg_sq"):
         value = s.get(name) if isinstance(s, dict) else None
         value = value.data if isinstance(value, Tensor) else value
+        if value is not None and not isinstance(value, (numpy.ndarray, xp.ndarray)):
+            try:
+                value = rectangular(value, f"{name} of parameter {key}",
+                                    "it needs the parameter's shape")
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
         if value is None:
             problems.append(f"parameter {key}: missing {name!r}")
-        elif tuple(numpy.shape(value)) != tuple(param.shape):
+        elif tuple(value.shape) != tuple(param.shape):
             problems.append(
-                f"parameter {key}: {name} has shape {tuple(numpy.shape(value))}, "
+                f"parameter {key}: {name} has shape {tuple(value.shape)}, "
                 f"parameter has {tuple(param.shape)}"
             )
+        elif value.dtype.kind not in "fiu":
+            problems.append(f"parameter {key}: {name} must hold real numbers, got dtype "
+                            f"{value.dtype}")
         else:
-            moments[name] = xp.array(value, dtype=param.dtype)  # a copy, on the device
+            with numpy.errstate(over="ignore"):  # overflow is reported just below
+                moments[name] = xp.array(value, dtype=param.dtype)  # a copy, on the device
             if not bool(xp.isfinite(moments[name]).all()):
-                problems.append(f"parameter {key}: {name} contains NaN or infinite values")
+                problems.append(f"parameter {key}: {name} contains NaN or infinite values "
+                                f"(in the parameter's dtype {numpy.dtype(param.dtype)})")
+            elif name == "exp_avg_sq" and bool((moments[name] < 0).any()):
+                problems.append(f"parameter {key}: exp_avg_sq (a running mean of squared "
+                                "gradients) has negative values; it must be >= 0")
     step = s.get("step") if isinstance(s, dict) else None
     step = step.data if isinstance(step, Tensor) else step
+    step_value = _whole_number(step)
     if step is None:
         problems.append(f"parameter {key}: missing 'step'")
-    else:
-        try:
-            step_value = float(to_numpy(step).item())
-        except (TypeError, ValueError):
-            step_value = -1.0
-        if not (step_value >= 0 and step_value == int(step_value)):
-            problems.append(f"parameter {key}: step must be a whole number >= 0, got {step!r}")
+    elif step_value is None:
+        problems.append(f"parameter {key}: step must be a whole number >= 0, got {step!r:.60}")
     if len(problems) > before:
         return None
-    return {"step": int(step_value), **moments}
+    return {"step": step_value, **moments}
+
+
+def _whole_number(value):
+    """A saved step (an int, a whole float as torch stores it, or a one-element array or
+    Tensor of either) as an int >= 0; None for anything else (bool, NaN, inf, -1, 1.5)."""
+    try:
+        value = to_numpy(value)
+        if value.size != 1 or value.dtype.kind not in "iuf":
+            return None
+        number = value.reshape(()).item()
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not (math.isfinite(number) and number >= 0 and number == int(number)):
+        return None
+    return int(number)
 
 
 def _checked_hyperparameters(group, current, problems):
-    """(lr, betas, eps, weight_decay) from ``group`` (``current`` where absent); each
-    invalid value is added to ``problems``."""
+    """(lr, betas, eps, weight_decay) from ``group`` (``current`` where absent), as
+    floats; each invalid value is added to ``problems`` (then None is returned).
+    Like torch's checks, and also refusing NaN, infinities, bools and strings."""
+    before = len(problems)
+    values = {name: group.get(name, current[name]) for name in HYPERPARAMETERS}
+    for name in ("lr", "eps", "weight_decay"):
+        problem = real_problem(name, _number(values[name]), 0)
+        if problem is not None:
+            problems.append(problem)
+    betas = values["betas"]
     try:
-        lr = float(group.get("lr", current["lr"]))
-        betas = tuple(float(b) for b in group.get("betas", current["betas"]))
-        eps = float(group.get("eps", current["eps"]))
-        weight_decay = float(group.get("weight_decay", current["weight_decay"]))
-    except (TypeError, ValueError) as exc:
-        problems.append(f"hyper-parameters must be numbers: {exc}")
+        betas = tuple(_number(b) for b in betas)
+    except TypeError:
+        betas = None  # not a sequence
+    if betas is None or len(betas) != 2:
+        problems.append(f"betas must be two numbers in [0, 1), e.g. (0.9, 0.999), got "
+                        f"{values['betas']!r:.60}")
+    else:
+        problems.extend(p for i, b in enumerate(betas)
+                        if (p := real_problem(f"betas[{i}]", b, 0, 1)) is not None)
+    if len(problems) > before:
         return None
-    if not lr >= 0.0:
-        problems.append(f"lr must be >= 0, got {lr}")
-    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-        problems.append(f"betas must be two numbers in [0, 1), got {betas}")
-    if not eps >= 0.0:
-        problems.append(f"eps must be >= 0, got {eps}")
-    if not weight_decay >= 0.0:
-        problems.append(f"weight_decay must be >= 0, got {weight_decay}")
-    return lr, betas, eps, weight_decay
+    return (float(values["lr"]), tuple(float(b) for b in betas), float(values["eps"]),
+            float(values["weight_decay"]))
+
+
+def _number(value):
+    """A 0-d array or one-element Tensor (torch allows a Tensor lr) as its Python number;
+    anything else as it is, for ``real_problem`` to judge."""
+    if isinstance(value, Tensor):
+        value = value.data
+    if getattr(value, "ndim", None) == 0 and getattr(value, "dtype", None) is not None:
+        return value.item()
+    return value

@@ -39,8 +39,8 @@ import numbers
 import numpy as np
 
 from tinygpt.autograd import Tensor
-from tinygpt.backend import DEFAULT_DTYPE, get_rng, to_numpy
-from tinygpt.checks import positive_int
+from tinygpt.backend import DEFAULT_DTYPE, get_rng
+from tinygpt.checks import nonnegative_int, positive_int, rectangular
 
 # A nucleus whose mass falls short of p by less than this counts as reaching p.
 # Probabilities computed from float32 logits are only good to ~1e-7, so a boundary
@@ -76,6 +76,8 @@ def softmax(logits, axis=-1):
     distribution and comes out as NaN.
     """
     x = _as_float_array(logits)
+    if x.ndim == 0:
+        raise ValueError("softmax needs logits with at least one axis, got a single number")
     m = np.max(x, axis=axis, keepdims=True)
     # An all -inf slice would give (-inf) - (-inf) = NaN plus a warning; shift by 0 instead.
     m = np.where(np.isfinite(m), m, 0.0).astype(x.dtype, copy=False)
@@ -88,6 +90,8 @@ def softmax_with_temperature(logits, temperature):
 
     T > 1 flattens the distribution, T < 1 sharpens it. T must be > 0 here (dividing by
     0 is undefined); for greedy decoding use ``next_token_probabilities(logits, 0.0)``.
+    A T so small that logits / T would overflow (1e-40, 5e-324) still gives
+    softmax(logits / T): one-hot at the maximum (shared evenly by exact ties), not NaN.
     """
     t = _check_temperature(temperature)
     if t == 0.0:
@@ -97,7 +101,7 @@ def softmax_with_temperature(logits, temperature):
             "sample_next_token(logits, temperature=0.0)"
         )
     x = _as_float_array(logits)
-    return _like_input(softmax(x / t, axis=-1), logits)  # Python float: keeps float32
+    return _like_input(softmax(_scale(x, t), axis=-1), logits)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -171,7 +175,9 @@ def _as_float_array(a):
     """A NumPy array on the CPU; float32/float64 arrays kept, everything else float32."""
     if isinstance(a, Tensor):
         a = a.data
-    arr = np.asarray(to_numpy(a))
+    arr = np.asarray(rectangular(a, "logits"))
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"logits must be real numbers, got dtype {arr.dtype}")
     # A Python list of floats would become float64: only real arrays keep their dtype.
     if not hasattr(a, "dtype") or arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(DEFAULT_DTYPE)
@@ -196,6 +202,33 @@ def _prepare(logits, temperature, top_k, top_p):
     if np.isneginf(x2).all(axis=-1).any():
         raise ValueError("a row of logits is entirely -inf: no token can be chosen")
     return x2, was_1d, t, k, p
+
+
+def _scale(x, t):
+    """x / t along the last axis (t > 0; a Python float keeps float32).
+
+    Where that would overflow (t -> 0+: 1e-40, 5e-324), the row is shifted by its
+    maximum first: softmax and sampling do not change under a shift, and (x - max) / t
+    cannot overflow upwards. The maximum becomes 0 and the other logits <= 0, mostly
+    -inf: softmax gives greedy's token (logits tied exactly at the maximum share it
+    evenly, as at any t > 0) where x / t would give NaN from inf - inf."""
+    if t == 0.0 or x.size == 0:
+        return x / t if t else x
+    largest, tiny = float(np.finfo(x.dtype).max), float(np.finfo(x.dtype).smallest_subnormal)
+    reach = np.max(np.abs(np.where(np.isfinite(x), x, 0.0)), axis=-1, keepdims=True)
+    # A quarter of the largest float: t rounded into float32 may be a little smaller.
+    # (Python floats here: a limit beyond float32 must not be cast into it.)
+    limit = largest * t * 0.25
+    cold = reach >= limit if limit < largest else np.zeros(reach.shape, dtype=bool)
+    cold |= t < tiny  # t itself rounds to 0 (or to a few bits) in x's dtype
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        out = x / t
+        if cold.any():
+            top = np.max(x, axis=-1, keepdims=True)
+            shifted = x - np.where(np.isfinite(top), top, 0.0)  # <= 0; 0 at the maximum
+            # 0 / t is NaN when t rounds to 0 in float32: the maximum stays 0 instead
+            out = np.where(cold, np.where(shifted == 0, 0.0, shifted / t), out)
+    return out
 
 
 def _top_k_mask(x, k):
@@ -239,7 +272,7 @@ def _filter(x, t, k, p):
     keep = None  # (B, V) bool, None = keep everything
     if k is not None and k < V:
         keep = _top_k_mask(x, k)
-    out = x / t if t > 0.0 else x  # Python float keeps float32
+    out = _scale(x, t)
     if p is not None and p < 1.0:
         if keep is None:
             keep = _nucleus_mask(out, p)
@@ -254,18 +287,20 @@ def _filter(x, t, k, p):
     return out.copy() if out is x else out
 
 
-def resolve_rng(rng):
-    """A Generator from ``rng``: None -> the package generator, an int -> a new generator
-    seeded with it (resolve once per generation, so steps draw successive numbers), a
-    Generator -> itself."""
+def resolve_rng(rng, name="rng"):
+    """A Generator from ``rng``: None -> the package generator, an int seed >= 0 -> a new
+    generator seeded with it (resolve once per generation, so steps draw successive
+    numbers), a Generator -> itself. ``name`` is the argument's name in errors."""
     if rng is None:
         return get_rng()  # looked up per call: manual_seed replaces the generator
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
+        seed = nonnegative_int(name, rng, hint=f"; {name} is a seed (an integer >= 0), None "
+                               "(the package generator) or a numpy.random.Generator")
+        return np.random.default_rng(seed)
     raise ValueError(
-        f"rng must be None (use tinygpt.backend.get_rng()), an int seed or a "
+        f"{name} must be None (use tinygpt.backend.get_rng()), an int seed or a "
         f"numpy.random.Generator, got {rng!r} ({type(rng).__name__})"
     )
 
@@ -312,7 +347,9 @@ def process_logits(logits, temperature=0.0, top_k=None, top_p=None):
 
     1. top_k: keep exactly ``top_k`` tokens per row (ties: lowest id first).
     2. temperature: divide by T when T > 0. T == 0 means greedy decoding: the logits
-       stay unscaled (the caller takes the argmax, which every filter keeps).
+       stay unscaled (the caller takes the argmax, which every filter keeps). A T > 0 so
+       small that logits / T would overflow gives (logits - max) / T instead, the same
+       distribution: 0 at the maximum, -inf (or very negative) elsewhere.
     3. top_p: keep the smallest set of most probable tokens (probabilities after steps
        1-2; at T == 0 the unscaled softmax) whose mass reaches ``top_p`` (up to
        ``TOP_P_TOLERANCE``); always at least one token; ``top_p=1`` keeps everything.
@@ -402,7 +439,7 @@ def print_sampled_tokens(probas, inverse_vocab=None, num_samples=1000, seed=123)
                 f"inverse_vocab has no entry for token id {i}; it must map every id "
                 f"0..{p.shape[0] - 1} to a word"
             ) from None
-    gen = resolve_rng(seed)
+    gen = resolve_rng(seed, "seed")
     u = gen.random(int(num_samples))  # (N,)
     cdf = np.cumsum(p, dtype=np.float64)  # (V,)
     # Same rule as _inverse_cdf: the first id whose CDF exceeds u * total.

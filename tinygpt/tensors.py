@@ -25,6 +25,8 @@ import numpy
 from . import backend, ops
 from .autograd import Tensor, _operands, _ValuesIndices, result_dtype
 from .backend import DEFAULT_DTYPE, Device, check_device, get_rng, xp
+from .checks import nonnegative_int, positive_int, rectangular
+from .sampling import resolve_rng
 
 pi, e, inf, nan = math.pi, math.e, math.inf, math.nan
 device = Device
@@ -67,7 +69,7 @@ def _size(size):
     """``zeros(2, 3)`` and ``zeros((2, 3))`` both mean shape (2, 3)."""
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
-    return tuple(int(n) for n in size)
+    return tuple(nonnegative_int("size", n) for n in size)  # 2.5 is refused, not cropped
 
 
 def _new(array, requires_grad=False, device=None):
@@ -87,7 +89,10 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         data = data.data.copy()
     elif isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
         data = [v.tolist() if isinstance(v, Tensor) else v for v in data]
-    array = xp.asarray(backend.to_numpy(data) if not isinstance(data, xp.ndarray) else data)
+    if isinstance(data, (list, tuple)):
+        array = xp.asarray(rectangular(data, "tensor data", "pad the rows to one length"))
+    else:
+        array = xp.asarray(backend.to_numpy(data) if not isinstance(data, xp.ndarray) else data)
     if dtype is not None:
         array = array.astype(_dtype(dtype))
     elif not isinstance(data, (numpy.ndarray, xp.ndarray)):
@@ -144,6 +149,8 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     """Integers (int64) when start, end and step are ints, else float32, as torch."""
     if end is None:
         start, end = 0, start
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
     ints = all(isinstance(v, numbers.Integral) for v in (start, end, step))
     default = numpy.int64 if ints else DEFAULT_DTYPE
     return _new(xp.arange(start, end, step, dtype=_dtype(dtype, default)), requires_grad,
@@ -151,7 +158,8 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 
 
 def linspace(start, end, steps, dtype=None, device=None):
-    return _new(xp.linspace(start, end, int(steps), dtype=_dtype(dtype, DEFAULT_DTYPE)),
+    steps = nonnegative_int("steps", steps)
+    return _new(xp.linspace(start, end, steps, dtype=_dtype(dtype, DEFAULT_DTYPE)),
                 False, device)
 
 
@@ -323,7 +331,7 @@ def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
     largest first; among equal values the lower index comes first."""
     x = _t(x)
     n = x.shape[dim]
-    if not 1 <= int(k) <= n:
+    if not 1 <= positive_int("k", k) <= n:
         raise ValueError(f"topk: k must be in [1, {n}] for a dim of length {n}, got {k}")
     keys = -x.data if largest else x.data
     indices = xp.argsort(keys, axis=dim, kind="stable")
@@ -345,13 +353,13 @@ def multinomial(input, num_samples, replacement=False, generator=None):  # noqa:
     totals = rows.sum(axis=1)
     if (totals <= 0).any():
         raise ValueError("multinomial: every row needs a positive sum of probabilities")
-    n = int(num_samples)
+    n = positive_int("num_samples", num_samples)
     if not replacement and n > int((rows > 0).sum(axis=1).min()):
         raise ValueError(
             f"multinomial: cannot draw {n} samples without replacement from a row with "
             f"fewer non-zero probabilities; pass replacement=True"
         )
-    rng = generator if generator is not None else get_rng()
+    rng = resolve_rng(generator, "generator")
     out = numpy.empty((rows.shape[0], n), dtype=numpy.int64)
     for r, p in enumerate(rows / totals[:, None]):
         if replacement or n == 1:

@@ -14,6 +14,7 @@ import numpy
 
 from ..autograd import Tensor, grad_array, to_arguments
 from ..backend import DEFAULT_DTYPE, to_numpy, xp
+from ..checks import rectangular
 
 
 class Parameter(Tensor):
@@ -343,14 +344,20 @@ class Module:
 
         Returns torch's report, ``(missing_keys, unexpected_keys)``. Everything is
         checked before anything is written: with ``strict=True`` (the default) missing
-        or unexpected keys are an error; a shape mismatch, a non-numeric value or a NaN
-        in a parameter always is. On error a ValueError lists every problem and the
-        model keeps its previous values. Values are cast to the model's dtypes (a
+        or unexpected keys are an error; a shape mismatch, a non-numeric value, a NaN
+        in a parameter or a value the model's dtype cannot hold (float64 1e300 would
+        become inf in float32) always is. On error a ValueError lists every problem and
+        the model keeps its previous values. Values are cast to the model's dtypes (a
         float64 state dict loads into a float32 model); ``assign=True`` takes them as
         they are instead (their dtype, and their memory where possible)."""
         if not hasattr(state_dict, "items"):
             raise TypeError(f"load_state_dict expects a dict of name -> tensor, got "
                             f"{type(state_dict).__name__}")
+        bad_key = next((k for k in state_dict.keys() if not isinstance(k, str)), None)
+        if bad_key is not None:
+            raise TypeError(f"load_state_dict expects string keys (parameter names such "
+                            f"as 'tok_emb.weight'), got {bad_key!r:.60} "
+                            f"({type(bad_key).__name__})")
         entries = self._state_entries()
         given = OrderedDict(
             (k, v) for k, v in state_dict.items()
@@ -371,7 +378,11 @@ class Module:
                 continue
             module, attr, is_parameter = entries[name]
             current = getattr(module, attr)
-            array = _array_of(value)
+            try:
+                array = _array_of(value, name)
+            except ValueError as exc:
+                errors.append(f"{exc}.")
+                continue
             if tuple(array.shape) != tuple(current.shape):
                 errors.append(
                     f"size mismatch for {name}: copying a param with shape "
@@ -382,6 +393,9 @@ class Module:
                 errors.append(f"{name}: dtype {array.dtype} is not numeric.")
             elif is_parameter and array.dtype.kind == "f" and not _all_finite(array):
                 errors.append(f"{name}: contains NaN or infinite values.")
+            elif (problem := _cast_problem(array, array.dtype if assign else current.dtype,
+                                           is_parameter)) is not None:
+                errors.append(f"{name}: {problem}.")
             else:
                 arrays[name] = array
         if errors:
@@ -430,14 +444,45 @@ def _all_finite(array):
     return bool(library.isfinite(array).all())  # one sync per tensor on a GPU
 
 
-def _array_of(value):
+def _array_of(value, name="value"):
     """The array behind a state-dict value: a Tensor's own array (kept on the device),
     a NumPy or CuPy array, a torch tensor (via NumPy, without importing torch), or
-    anything ``numpy.asarray`` takes."""
+    anything ``numpy.asarray`` takes (a ragged list is a ValueError naming ``name``)."""
     if isinstance(value, Tensor):
         return value.data
     if isinstance(value, (numpy.ndarray, xp.ndarray)):
         return value
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
         return value.detach().cpu().numpy()
+    if isinstance(value, (list, tuple)):
+        return rectangular(value, name, "every row needs the same length")
     return numpy.asarray(to_numpy(value))
+
+
+def _cast_problem(array, dtype, finite):
+    """What casting ``array`` (numeric) to ``dtype`` would get wrong, or None: a value
+    that becomes infinite (float64 1e300 into float32; any non-finite value when
+    ``finite``, i.e. for a parameter), or one an integer dtype cannot hold exactly."""
+    dtype = numpy.dtype(dtype)
+    if array.dtype == dtype or dtype.kind == "b" or array.size == 0:
+        return None
+    library = numpy if isinstance(array, numpy.ndarray) else xp
+    if dtype.kind == "f":
+        if array.dtype.kind != "f" and numpy.finfo(dtype).max >= 2.0**64:
+            return None  # every integer fits (to rounding)
+        with numpy.errstate(over="ignore"):
+            cast = array.astype(dtype)
+        overflow = ~library.isfinite(cast)
+        if not finite and array.dtype.kind == "f":  # a buffer's own inf may be meant
+            overflow &= library.isfinite(array)
+        if bool(overflow.any()):
+            return (f"values such as {to_numpy(array[overflow][:1]).item()!r} become "
+                    f"infinite in the model's dtype {dtype}")
+        return None
+    if dtype.kind in "iu" and array.dtype.kind in "fiu":
+        info = numpy.iinfo(dtype)
+        lo, hi = (to_numpy(v).item() for v in (array.min(), array.max()))
+        whole = array.dtype.kind != "f" or bool(library.all(library.floor(array) == array))
+        if not (whole and info.min <= lo and hi <= info.max):
+            return f"holds values that {dtype} cannot hold exactly (range [{lo}, {hi}])"
+    return None
