@@ -38,6 +38,7 @@ def worker(model_kind, config, steps):
     import tinygpt
     from tests.book_style import TypedGPT
 
+    tinygpt.keep_freed_memory_for_reuse()  # as train_model does
     cfg = CONFIGS[config]
     rng = np.random.default_rng(0)
     ids = tinygpt.tensor(rng.integers(0, cfg["vocab_size"], size=(B, T)))

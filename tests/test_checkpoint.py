@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import safetensors.numpy
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 import tinygpt
 import tinygpt.io.checkpoint as checkpoint_module
@@ -28,9 +28,11 @@ from tinygpt.io.checkpoint import (
     Checkpoint,
     load_checkpoint,
     load_model,
+    remove_stale_temporaries,
     save_checkpoint,
     save_model,
 )
+from tinygpt.io.tf_checkpoint import crc32c
 from tinygpt.train import TrainingState, calc_loss_batch
 
 from .checks import host
@@ -111,13 +113,29 @@ def read_raw(path):
 
 
 def write_raw(path, tensors, metadata, fix_crc=True):
-    """Write with the safetensors package, recomputing our per-tensor CRCs."""
+    """Write with the safetensors package, recomputing our checksums (as a writer that
+    made the edit on purpose would)."""
     metadata = dict(metadata)
+    if fix_crc and "tinygpt.crc32c" in metadata:
+        entries = {k: (checkpoint_module._CODES[v.dtype.kind, v.dtype.itemsize], v.shape)
+                   for k, v in tensors.items()}
+        metadata["tinygpt.crc32c"] = json.dumps({
+            "tensors": {k: crc32c(np.ascontiguousarray(v).tobytes()) for k, v in tensors.items()},
+            "header": checkpoint_module._header_crc(metadata, entries),
+        })
     if fix_crc and "tinygpt.crc32" in metadata:
         metadata["tinygpt.crc32"] = json.dumps(
             {k: zlib.crc32(np.ascontiguousarray(v).tobytes()) for k, v in tensors.items()})
     safetensors.numpy.save_file(tensors, str(path), metadata=metadata)
     return path
+
+
+def as_version_1(tensors, meta):
+    """What the format-1 writer stored: a zlib CRC-32 per tensor, no header checksum."""
+    meta = {k: v for k, v in meta.items() if k != "tinygpt.crc32c"}
+    meta["tinygpt.format_version"] = "1"
+    meta["tinygpt.crc32"] = "{}"  # filled in by write_raw
+    return tensors, meta
 
 
 def temp_files(folder):
@@ -154,7 +172,7 @@ def test_model_file_is_plain_safetensors_with_book_keys_and_config(saved):
     assert set(tensors) == set(saved["model"].state_dict())
     assert "trf_blocks.0.att.W_query.bias" in tensors
     assert json.loads(meta["config"]) == saved["model"].cfg
-    assert meta["tinygpt.format"] == "model" and meta["tinygpt.format_version"] == "1"
+    assert meta["tinygpt.format"] == "model" and meta["tinygpt.format_version"] == "2"
 
 
 def test_load_model_converts_dtype_and_keeps_float64(tmp_path, saved):
@@ -397,7 +415,7 @@ BAD_CHECKPOINTS = {
     "config not matching the tensors": (
         _edit(meta_fn=_edit_json("config", lambda d: d.update(emb_dim=12))), "config"),
     "invalid config": (_edit(meta_fn=_edit_json("config", lambda d: d.pop("n_heads"))), "config"),
-    "newer format": (_edit(meta_fn=_set("tinygpt.format_version", "2")), "newer tinygpt"),
+    "newer format": (_edit(meta_fn=_set("tinygpt.format_version", "3")), "newer tinygpt"),
     "bad generator state": (
         _edit(meta_fn=_set("rng_state", json.dumps({"bit_generator": "MT19937", "state": 1}))),
         "random generator state"),
@@ -413,6 +431,21 @@ BAD_CHECKPOINTS = {
     "metadata not JSON": (_edit(meta_fn=_set("optimizer", "{not json")), "not valid JSON"),
     "stale checksum": (_edit(_tensor("model.out_head.weight", lambda a: a * 2), fix_crc=False),
                        "checksum"),
+    # issue 15: the training state is covered by the header checksum too
+    "one more train loss": (_edit(meta_fn=_edit_json(
+        "training_state", lambda d: d["train_losses"].append(3.5)), fix_crc=False), "checksum"),
+    "edited step": (_edit(meta_fn=_edit_json(
+        "training_state", lambda d: d.update(global_step=7)), fix_crc=False), "checksum"),
+    "edited settings": (_edit(meta_fn=_edit_json(
+        "extra", lambda d: d.update(batch_size=4)), fix_crc=False), "checksum"),
+    "edited generator state": (_edit(meta_fn=_edit_json(
+        "rng_state", lambda d: d["state"].update(inc=1)), fix_crc=False), "checksum"),
+    "reshaped tensor": (_edit(_tensor("model.final_norm.scale", lambda a: a.reshape(1, -1)),
+                              fix_crc=False), "checksum"),
+    "checksums stripped": (_edit(meta_fn=lambda m: m.pop("tinygpt.crc32c")), "missing"),
+    "a tensor's checksum stripped": (_edit(meta_fn=_edit_json(
+        "tinygpt.crc32c", lambda d: d["tensors"].pop("model.out_head.weight")), fix_crc=False),
+        "malformed"),
 }
 
 
@@ -432,6 +465,74 @@ def test_bad_checkpoint_raises_naming_the_file_and_changes_nothing(tmp_path, sav
         load_checkpoint(bad)
     assert str(bad) in str(info.value)
     assert_unchanged(snap)
+
+
+def test_an_edited_loss_history_names_the_file_and_says_why(tmp_path, saved):
+    """Issue 15: one extra train_losses entry, no other change, is refused as corruption."""
+    bad = BAD_CHECKPOINTS["one more train loss"][0](saved["ckpt"], tmp_path / "bad.safetensors")
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(bad)
+    assert info.value.path == str(bad) and str(bad) in str(info.value)
+    assert "metadata" in info.value.problem and "edited or damaged" in info.value.problem
+
+
+def test_a_version_1_file_still_loads_and_its_crc32_still_verifies(tmp_path, saved):
+    v1 = {name: write_raw(tmp_path / f"v1-{name}.safetensors",
+                          *as_version_1(*read_raw(saved[name])))
+          for name in ("ckpt", "weights")}
+    meta = read_raw(v1["ckpt"])[1]
+    assert meta["tinygpt.format_version"] == "1" and "tinygpt.crc32c" not in meta
+    ckpt = load_checkpoint(v1["ckpt"])
+    for k, v in saved["model"].state_dict().items():
+        assert np.array_equal(host(ckpt.model.state_dict()[k]), host(v)), k
+    for i, s in saved["optimizer"].state.items():
+        assert np.array_equal(host(ckpt.optimizer.state[i]["exp_avg_sq"]), host(s["exp_avg_sq"]))
+    assert ckpt.state.train_losses == saved["state"].train_losses
+    assert np.array_equal(host(logits_of(load_model(v1["weights"]))),
+                          host(logits_of(saved["model"])))
+    for name, load in (("ckpt", load_checkpoint), ("weights", load_model)):
+        flipped = _flip("data")(v1[name], tmp_path / f"v1-{name}-flipped.safetensors")
+        with pytest.raises(CheckpointError, match="checksum") as info:
+            load(flipped)
+        assert str(flipped) in str(info.value)
+
+
+def _raw_file(header, data=b""):
+    """A file with this header (a dict, or raw JSON bytes) and data, made byte by byte."""
+    def make(path):
+        blob = header if isinstance(header, bytes) else json.dumps(header).encode()
+        path.write_bytes(len(blob).to_bytes(8, "little") + blob + data)
+        return path
+    return make
+
+
+def _tensor_entry(shape, dtype="F32", nbytes=0):
+    return {"dtype": dtype, "shape": shape, "data_offsets": [0, nbytes]}
+
+
+_DEEP = "[" * 100_000 + "]" * 100_000
+HOSTILE_FILES = {
+    "shape [2^62, 2^62, 0]": _raw_file({"w": _tensor_entry([2**62, 2**62, 0])}),
+    "shape [0, 2^62, 2^62]": _raw_file({"w": _tensor_entry([0, 2**62, 2**62])}),
+    "65 dimensions": _raw_file({"w": _tensor_entry([1] * 65, nbytes=4)}, bytes(4)),
+    "true in a shape": _raw_file({"w": _tensor_entry([True, 2], nbytes=8)}, bytes(8)),
+    "header nested 100k deep": _raw_file(_DEEP.encode()),
+    "tensor entry nested 100k deep": _raw_file(f'{{"w": {_DEEP}}}'.encode()),
+    "metadata nested 100k deep": _raw_file({"__metadata__": {
+        "tinygpt.format": "model", "tinygpt.format_version": "1", "config": _DEEP,
+        "tinygpt.object": _DEEP, "tinygpt.object_version": "1"}}),
+    "bfloat16": _raw_file({"w": _tensor_entry([2], "BF16", 4)}, bytes(4)),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_FILES))
+def test_hostile_headers_end_in_one_clear_error(tmp_path, case):
+    """Never a RecursionError, TypeError or a huge allocation: a CheckpointError naming it."""
+    path = HOSTILE_FILES[case](tmp_path / "hostile.safetensors")
+    for load in (load_model, load_checkpoint, tinygpt.load):
+        with pytest.raises(CheckpointError) as info:
+            load(path)
+        assert str(path) in str(info.value), (load.__name__, str(info.value))
 
 
 # name -> (make, words, which good file to damage)
@@ -564,31 +665,47 @@ def test_save_input_errors(tmp_path, saved):
     assert not (tmp_path / "c.safetensors").exists() and temp_files(tmp_path) == []
 
 
+_LIBRARY_ENOSPC = SafetensorError(
+    'Error while serializing: I/O error: No space left on device (os error 28) at path "x"')
+
+
 @pytest.mark.parametrize("failure", [
     OSError(errno.ENOSPC, "No space left on device"),
+    _LIBRARY_ENOSPC,  # how the safetensors library reports a full disk
     KeyboardInterrupt(),
 ])
 def test_a_failed_write_leaves_the_previous_file_and_no_temporary(saved, monkeypatch, failure):
-    """A full disk (or Ctrl-C) half-way through the tensor data."""
+    """A full disk (or Ctrl-C) half-way through writing the file."""
     model, optimizer, state = saved["model"], saved["optimizer"], saved["state"]
     before = saved["ckpt"].read_bytes()
     train_steps(model, optimizer, 1, seed=8)  # new content that would replace it
-    real = checkpoint_module._write_tensor_data
+    real = safetensors.numpy.save_file
 
-    def fail_half_way(f, tensors):
-        half = dict(list(tensors.items())[: len(tensors) // 2])
-        real(f, half)
+    def fail_half_way(tensors, filename, metadata=None):
+        real(dict(list(tensors.items())[: len(tensors) // 2]), filename, metadata=metadata)
         raise failure
 
-    monkeypatch.setattr(checkpoint_module, "_write_tensor_data", fail_half_way)
-    with pytest.raises(type(failure)) as info:
+    monkeypatch.setattr(safetensors.numpy, "save_file", fail_half_way)
+    expected = OSError if failure is _LIBRARY_ENOSPC else type(failure)
+    with pytest.raises(expected) as info:
         save_checkpoint(saved["ckpt"], model, optimizer, state)
-    if isinstance(failure, OSError):
+    if expected is OSError:
         assert info.value.errno == errno.ENOSPC and str(saved["ckpt"]) in str(info.value)
+        assert "previous file there is unchanged" in str(info.value)
     assert saved["ckpt"].read_bytes() == before
     assert temp_files(saved["ckpt"].parent) == []
     monkeypatch.undo()
     load_checkpoint(saved["ckpt"])  # still good
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path, saved):
+    """The library writes through a 0600 temporary file; ours follow the umask."""
+    umask = os.umask(0o022)
+    try:
+        path = save_model(saved["model"], tmp_path / "m.safetensors")
+    finally:
+        os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o644
 
 
 # --- a process killed while writing -------------------------------------------------------
@@ -606,17 +723,21 @@ model = tinygpt.GPTModel(cfg)
 opt = tinygpt.AdamW(model.parameters())
 for i, p in enumerate(opt.params):
     opt.state[i] = {"step": 1, "exp_avg": p.data.copy(), "exp_avg_sq": p.data.copy()}
-real = ck._write_tensor_data
+real = ck._save_file
 iteration = [0]
-def write(f, tensors):
+def write(tmp, tensors, metadata):
+    real(tmp, tensors, metadata)
     if iteration[0] != pause_at:
-        return real(f, tensors)
-    items = list(tensors.items())
-    real(f, dict(items[: len(items) // 2]))
-    f.flush()
+        return
+    # what a kill half-way through leaves: the library sizes its file first, so the
+    # half not yet written reads as zeros
+    size = os.path.getsize(tmp)
+    with open(tmp, "r+b") as f:
+        f.seek(size // 2)
+        f.write(bytes(size - size // 2))
     print("MID", flush=True)
     time.sleep(60)
-ck._write_tensor_data = write
+ck._save_file = write
 start = int(sys.argv[4])
 for i in range(start, start + 10_000):
     iteration[0] = i
@@ -692,10 +813,17 @@ def test_killing_the_writer_never_damages_the_checkpoint(tmp_path):
         assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == [path.name]
         strays = temp_files(tmp_path)
         assert all(name.startswith(f".{path.name}.tmp-") for name in strays)
-        if kind == "mid-write":  # and the half-written one is refused as truncated
+        if kind == "mid-write":  # and the half-written one is refused
             newest = max(strays, key=lambda n: (tmp_path / n).stat().st_mtime_ns)
-            with pytest.raises(CheckpointError, match="truncated"):
-                load_checkpoint(tmp_path / newest)
+            half = [p for p in (tmp_path / newest).iterdir() if p.stat().st_size > 0]
+            assert half, "the killed write's folder should hold its half-written file"
+            for partial in half:
+                with pytest.raises(CheckpointError, match="checksum|truncated"):
+                    load_checkpoint(partial)
+        # what the killed writes left is one private folder each, which a run removes
+        assert sorted(map(Path, remove_stale_temporaries(tmp_path, [path.name]))) == sorted(
+            tmp_path / name for name in strays)
+        assert not temp_files(tmp_path)
 
 
 def test_public_names():

@@ -1,8 +1,11 @@
 """GPT-2 tokenizer built offline: same ids as tiktoken's own "gpt2", the book's examples."""
 
+import hashlib
+import os
 import re
 import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,6 @@ from tinygpt.tokenizer import (
     ENDOFTEXT_ID,
     N_VOCAB,
     VOCAB_BPE_SHA256,
-    _byte_alphabet,
     get_tokenizer,
     gpt2_data_files,
     gpt2_encoding_from_files,
@@ -103,14 +105,6 @@ def test_same_vocabulary_as_tiktoken(tok, tiktoken_gpt2):
     assert tok.special_tokens_set == tiktoken_gpt2.special_tokens_set
 
 
-def test_byte_alphabet_is_a_bijection():
-    char_to_byte = _byte_alphabet()
-    assert len(char_to_byte) == 256
-    assert sorted(char_to_byte.values()) == list(range(256))
-    assert all(ch.isprintable() and ch != " " for ch in char_to_byte)
-    assert char_to_byte["Ġ"] == ord(" ")  # the "Ġ" of vocab.bpe is a space
-
-
 @pytest.mark.parametrize("text", CORPUS + _random_texts(), ids=lambda t: repr(t[:20]))
 def test_ids_identical_to_tiktoken(tok, tiktoken_gpt2, text):
     allowed = {"<|endoftext|>"}
@@ -146,6 +140,25 @@ def test_built_without_network(monkeypatch):
     assert enc.encode("Every effort moves you") == [6109, 3626, 6100, 345]
 
 
+def test_tiktoken_cache_is_neither_written_nor_read(tmp_path, monkeypatch):
+    """tiktoken's loader reads local paths through its download cache; ours must not."""
+    encoder_json, vocab_bpe = gpt2_data_files()
+    cache = tmp_path / "tiktoken-cache"
+    cache.mkdir()
+    # a poisoned entry where tiktoken would look for vocab.bpe: must not be used
+    (cache / hashlib.sha1(str(vocab_bpe).encode()).hexdigest()).write_bytes(b"#version\n")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+    enc = gpt2_encoding_from_files(encoder_json, vocab_bpe)
+    assert enc.encode("Every effort moves you") == [6109, 3626, 6100, 345]
+    assert len(list(cache.iterdir())) == 1 and os.environ["TIKTOKEN_CACHE_DIR"] == str(cache)
+    # nor the default cache (a folder in the temp dir) when no cache is configured
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR")
+    monkeypatch.delenv("DATA_GYM_CACHE_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    gpt2_encoding_from_files(encoder_json, vocab_bpe)
+    assert not (tmp_path / "tmp").exists() and "TIKTOKEN_CACHE_DIR" not in os.environ
+
+
 # --- bad vocabulary files -------------------------------------------------------------------
 
 
@@ -179,6 +192,13 @@ def test_merges_out_of_order_are_refused(data_copy):
     lines[1], lines[2] = lines[2], lines[1]
     bpe.write_text("\n".join(lines), encoding="utf-8")
     with pytest.raises(TokenizerFilesError, match="do not belong together"):
+        gpt2_encoding_from_files(enc, bpe, check_sha256=False)
+
+
+def test_a_token_outside_the_byte_alphabet_is_refused(data_copy):
+    enc, bpe = data_copy
+    bpe.write_bytes(bpe.read_bytes().replace(b"\n\xc4\xa0 t\n", b"\n\xe2\x82\xac t\n", 1))
+    with pytest.raises(TokenizerFilesError, match="not GPT-2's data-gym files"):
         gpt2_encoding_from_files(enc, bpe, check_sha256=False)
 
 

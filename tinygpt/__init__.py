@@ -46,6 +46,7 @@ from .model import (
 from .nn import Dropout, Embedding, Linear, Module, Parameter, Sequential
 from .ops import cross_entropy, perplexity
 from .optim import AdamW
+from .runtime import get_num_threads, keep_freed_memory_for_reuse, set_num_threads
 from .sampling import (
     TOY_INVERSE_VOCAB,
     TOY_NEXT_TOKEN_LOGITS,

@@ -28,9 +28,7 @@ checkpoint resumes exactly on either backend.
 """
 
 import contextlib
-import ctypes
 import os
-import sys
 import warnings
 
 import numpy
@@ -94,29 +92,9 @@ def check_available():
     """Raise BackendError (saying what to do) if the chosen backend cannot run."""
     if isinstance(xp, _Unavailable):
         raise BackendError(xp._message)
+
+
 DEFAULT_DTYPE = numpy.float32
-
-
-def _keep_freed_memory_for_reuse():
-    """Ask glibc to keep large freed blocks instead of handing them back to the OS.
-
-    A training step frees and reallocates the same large arrays (logits, the
-    dense embedding gradient, activations); returned to the OS, each comes back
-    as fresh pages that fault in one by one on first touch. Keeping them cuts
-    that cost. Set TINYGPT_MALLOC_TUNING=0 to leave malloc alone.
-    """
-    if os.environ.get("TINYGPT_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (e.g. musl): nothing to tune
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameter numbers (malloc.h)
-    libc.mallopt(m_mmap_threshold, 1 << 30)
-    libc.mallopt(m_trim_threshold, (1 << 31) - 1)
-
-
-_keep_freed_memory_for_reuse()
 
 
 # ----------------------------------------------------------------------------------
@@ -261,10 +239,20 @@ _philox = {"seed": 0, "draws": 0}
 
 
 def manual_seed(seed):
-    """Reseed the generators that init, dropout, shuffling and sampling draw from."""
+    """Reseed the generators that init, dropout, shuffling and sampling draw from.
+
+    As torch.manual_seed: an integer in [-2**63, 2**64 - 1]; a negative seed is remapped
+    to 2**64 - 1 + seed. Anything else is a ValueError (a float is never truncated)."""
     global _rng
-    _rng = numpy.random.default_rng(int(seed))
-    _philox.update(seed=int(seed) % (1 << 64), draws=0)
+    if isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)):
+        raise ValueError(f"manual_seed expects an integer seed, got {seed!r}")
+    seed = int(seed)
+    if not -(1 << 63) <= seed < (1 << 64):
+        raise ValueError(f"manual_seed: seed {seed} is outside [-2**63, 2**64 - 1]")
+    if seed < 0:
+        seed += (1 << 64) - 1  # torch's remapping
+    _rng = numpy.random.default_rng(seed)
+    _philox.update(seed=seed % (1 << 64), draws=0)
     return _rng
 
 

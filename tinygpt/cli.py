@@ -202,7 +202,9 @@ examples:
 Fetches OpenAI's seven GPT-2 files into DIR/SIZE (e.g. DIR/124M), resuming a partial
 download and checking what can be checked; files already there and intact are not
 fetched again. The servers are $TINYGPT_GPT2_URL (default: OpenAI's) and then
-$TINYGPT_GPT2_BACKUP_URL (default: the book's mirror)."""
+$TINYGPT_GPT2_BACKUP_URL (default: the book's mirror). A server that sends more than
+a file's known size (or far more than OpenAI's files have) is cut off and the file
+refused; --timeout bounds each read, a per-file deadline the whole transfer."""
 
 SELFTEST_EPILOG = """\
 Checks, in well under a minute and with nothing but tinygpt: every op's gradient
@@ -219,12 +221,16 @@ def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback when an error occurs")
+    common.add_argument("--threads", type=positive_int, metavar="N", default=argparse.SUPPRESS,
+                        help="CPU threads for matrix products (default: all cores)")
 
     parser = _Parser(prog=PROG, description=MAIN_DESCRIPTION, epilog=MAIN_EPILOG,
                      formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"tinygpt {__version__}")
     parser.add_argument("--debug", action="store_true", default=False,
                         help="show the full traceback when an error occurs")
+    parser.add_argument("--threads", type=positive_int, metavar="N", default=None,
+                        help="CPU threads for matrix products (default: all cores)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     def command(name, help_text, description, epilog, handler):
@@ -248,7 +254,8 @@ def build_parser():
     p.add_argument("--grad-clip", type=positive_float, metavar="NORM",
                    help="clip the gradient norm to this value (appendix D; default off)")
     p.add_argument("--overwrite", action="store_true",
-                   help="start afresh even if --out already holds a run (replacing its files)")
+                   help="replace the run that --out holds (a new run, or --resume into "
+                        "another run's folder); without it such a folder is refused")
 
     # --- generate ----------------------------------------------------------------
     p = command("generate", "continue a prompt, streaming the text as it is produced",
@@ -302,7 +309,8 @@ def build_parser():
     p.add_argument("--dir", metavar="DIR",
                    help=f"folder that gets one sub-folder per size (default: {_CACHE})")
     p.add_argument("--timeout", type=positive_float, default=60.0, metavar="SECONDS",
-                   help="network timeout per request (default 60)")
+                   help="how long each network read may wait (default 60); each file must "
+                        "also arrive within a deadline of a minute plus its size at 50 kB/s")
 
     # --- selftest ----------------------------------------------------------------
     p = command("selftest", "check the maths: gradients, training, KV cache, save/load",
@@ -376,21 +384,13 @@ def _safetensors_metadata(path):
     """(metadata, tensor names) of a safetensors file, or None if its header can't be read.
 
     Only a peek to pick the loader; the loaders themselves check everything."""
+    from safetensors import SafetensorError, safe_open
+
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                return None
-            n = int.from_bytes(head, "little")
-            if not 2 <= n <= 100_000_000 or n > os.path.getsize(path) - 8:
-                return None
-            header = json.loads(f.read(n).decode("utf-8"))
-    except (OSError, ValueError):
+        with safe_open(path, framework="numpy", backend="pread") as f:
+            return f.metadata() or {}, list(f.keys())
+    except (OSError, SafetensorError):
         return None
-    if not isinstance(header, dict):
-        return None
-    metadata = header.pop("__metadata__", None)
-    return (metadata if isinstance(metadata, dict) else {}), list(header)
 
 
 def _looks_like_hf_gpt2(names):
@@ -446,13 +446,11 @@ def _load_model_folder(folder):
     for name in ("model.safetensors", "checkpoint.safetensors"):
         if (folder / name).is_file():
             return _load_model_file(folder / name)
-    if (folder / "hparams.json").is_file() and (folder / "model.ckpt.index").is_file():
-        from .io.pretrained import config_from_hparams, load_tf_ckpt_into_gpt
-        from .model import GPTModel
+    if (folder / "hparams.json").is_file() and any(
+            (folder / name).is_file() for name in ("model.ckpt.index", "checkpoint")):
+        from .io.pretrained import load_gpt2_folder  # what --model gpt2-small loads too
 
-        with open(folder / "hparams.json", encoding="utf-8") as f:
-            model = GPTModel(config_from_hparams(json.load(f)))
-        return load_tf_ckpt_into_gpt(model, str(folder / "model.ckpt"))
+        return load_gpt2_folder(folder)
     return None
 
 
@@ -714,6 +712,10 @@ def main(argv=None):
         return 2
     debug = getattr(args, "debug", False)
     try:
+        if getattr(args, "threads", None) is not None:
+            from .runtime import set_num_threads
+
+            set_num_threads(args.threads)
         return args.handler(args) or 0
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr, flush=True)

@@ -274,7 +274,7 @@ class Mean(Function):
     def backward(self, dy):
         if not self.keepdims and self.axis is not None:
             dy = xp.expand_dims(dy, self.axis)
-        return xp.broadcast_to(dy * (1.0 / self.count), self.in_shape)
+        return xp.broadcast_to(dy * dy.dtype.type(1.0 / self.count), self.in_shape)
 
 
 class MaskedFill(Function):

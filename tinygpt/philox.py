@@ -34,14 +34,17 @@ def philox4x32(counter, key, xp=numpy):
 
     counter: four uint32 arrays of one shape (or Python ints); key: two Python ints.
     Returns the four uint32 words of each block, as four arrays of that shape."""
+    u64 = numpy.uint64  # every operand uint64: NumPy 1.x turns uint64 (op) Python int into float64
     c0, c1, c2, c3 = (xp.asarray(c, dtype=xp.uint64) for c in counter)
     k0, k1 = int(key[0]) & _LOW32, int(key[1]) & _LOW32
+    m0, m1, low32, shift = u64(M0), u64(M1), u64(_LOW32), u64(32)
     for r in range(ROUNDS):
         if r > 0:
             k0, k1 = (k0 + W0) & _LOW32, (k1 + W1) & _LOW32
-        p0 = c0 * M0  # 32 x 32 -> 64-bit products: exact in uint64
-        p1 = c2 * M1
-        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 & _LOW32, (p0 >> 32) ^ c3 ^ k1, p0 & _LOW32
+        p0 = c0 * m0  # 32 x 32 -> 64-bit products: exact in uint64
+        p1 = c2 * m1
+        c0, c1, c2, c3 = ((p1 >> shift) ^ c1 ^ u64(k0), p1 & low32,
+                          (p0 >> shift) ^ c3 ^ u64(k1), p0 & low32)
     return tuple(c.astype(xp.uint32) for c in (c0, c1, c2, c3))
 
 

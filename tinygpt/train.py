@@ -25,6 +25,7 @@ from .checks import nonnegative_int, positive_int
 from .errors import TinygptError
 from .nn.utils import clip_grad_norm  # appendix D's clipping: torch.nn.utils.clip_grad_norm_
 from .ops import cross_entropy
+from .runtime import keep_freed_memory_for_reuse
 
 
 class TrainingDivergedError(TinygptError, RuntimeError):
@@ -140,18 +141,26 @@ def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, s
     len(train_losses))``). ``path``: also save the figure there (a PNG; ".pdf" or ".svg"
     names give those formats). ``show``: call ``plt.show()`` as the book does: in a
     notebook the figure appears under the cell; on a non-interactive backend (a script
-    without a display) it does nothing, quietly. ``show=False`` closes the figure in
-    pyplot instead, so nothing is displayed. matplotlib's backend is never changed.
+    without a display) it does nothing, quietly. ``show=False`` draws the figure without
+    pyplot at all (a bare ``matplotlib.figure.Figure``), so nothing is displayed and
+    pyplot's figure list is untouched. matplotlib's backend is never changed.
     Returns the figure.
     """
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     epochs_seen, tokens_seen, train_losses, val_losses = (
         numpy.asarray(values, dtype=float)
         for values in (epochs_seen, tokens_seen, train_losses, val_losses)
     )
-    fig, ax1 = plt.subplots(figsize=(5, 3))
+    if show:  # pyplot owns the figure, so that plt.show() (or a notebook) displays it
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(5, 3))
+    else:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(5, 3))
+    ax1 = fig.subplots()
     ax1.plot(epochs_seen, train_losses, label="Training loss")
     ax1.plot(epochs_seen, val_losses, linestyle="-.", label="Validation loss")
     ax1.set_xlabel("Epochs")
@@ -168,8 +177,6 @@ def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, path=None, s
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*non-interactive", category=UserWarning)
             plt.show()
-    else:
-        plt.close(fig)
     return fig
 
 
@@ -277,12 +284,14 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
     two steps.
 
     The schedule (appendix D) sets ``lr`` in every param group, from the peak kept as
-    ``optimizer.peak_lr`` (the first group's ``lr`` when the run starts).
+    ``optimizer.peak_lr`` (the first group's ``lr`` when the run starts). Long runs
+    get glibc's malloc tuned for speed (``tinygpt.runtime.keep_freed_memory_for_reuse``).
     """
     num_epochs = nonnegative_int("num_epochs", num_epochs)
     eval_freq = positive_int("eval_freq", eval_freq)
     eval_iter = positive_int("eval_iter", eval_iter)
     n_batches = _length(train_loader)
+    keep_freed_memory_for_reuse()
     if n_batches == 0:
         raise ValueError(
             "the training loader has no batches: use a longer text, a shorter context "

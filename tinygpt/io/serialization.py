@@ -34,11 +34,11 @@ it and each later one gets ``#k`` appended, taking the smallest k not used
 elsewhere. A tensor at the top (``save(tensor, path)``) would be named ""; it
 becomes ``#1``, as would a key named ``__metadata__``, which the format reserves.
 
-The bytes are written by ``checkpoint.py``'s safetensors writer. It streams each
-array to disk, with no copy of the whole file in memory (``safetensors.numpy.save``
-would build one). It also records a CRC-32 per tensor (``tinygpt.crc32``), which
-``load`` checks. Like every tinygpt save, the write is atomic: an interrupted save
-leaves the previous file, never half a file.
+The bytes are written by the safetensors library (``safetensors.numpy.save_file``)
+through ``checkpoint.py``'s atomic write, which also records a crc32c per tensor and
+one over the header (``tinygpt.crc32c``); ``load`` checks them (files from before,
+with ``tinygpt.crc32``, still verify). An interrupted save leaves the previous file,
+never half a file.
 
 ``load`` returns ``Tensor``s on the active backend, in the dtypes they were saved
 in. A safetensors file without ``tinygpt.object`` (written by someone else, or by

@@ -36,11 +36,11 @@ keeps the process's peak RSS honest.)
 """
 
 import difflib
-import functools
 import math
 import os
 import struct
 
+import google_crc32c
 import numpy as np
 
 from ..errors import ChecksumError, MissingVariableError, TFCheckpointError, UnsupportedDtypeError
@@ -92,106 +92,12 @@ _TF_DTYPE_NAMES = {
 
 # --------------------------------------------------------------------------- crc32c
 
-def _make_crc32c_table():
-    poly = 0x82F63B78  # Castagnoli polynomial, bit-reversed
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ poly if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_CRC_TABLE = _make_crc32c_table()
-
-
-def _crc_bytewise(data, state):
-    """Advance the crc register over ``data`` one byte at a time (~15 MB/s)."""
-    table = _CRC_TABLE
-    for byte in memoryview(data).cast("B"):
-        state = table[(state ^ byte) & 0xFF] ^ (state >> 8)
-    return state
-
-
-def _crc32c_python(data, crc=0):
-    """The textbook byte-at-a-time crc32c (the reference for the faster fallback)."""
-    return _crc_bytewise(data, crc ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
-
-
-# The fallback below runs many byte loops at once in NumPy. The register update
-# is linear over GF(2), so splitting data into lanes L_0 | L_1 | ... works:
-# crc-register(L_0 | L_1) = Z^len(L_1) (register after L_0) XOR (register of L_1 from 0),
-# where Z^m, the effect of m zero bytes, is a 32x32 bit matrix (kept as its columns).
-
-def _gf2_apply(cols, v):
-    """Matrix (32 column ints) times v (an int, or a uint32 array of vectors)."""
-    if isinstance(v, np.ndarray):
-        out = np.zeros_like(v)
-        for b, col in enumerate(cols):
-            out ^= ((v >> np.uint32(b)) & np.uint32(1)) * np.uint32(col)
-        return out
-    out = 0
-    for b, col in enumerate(cols):
-        if (v >> b) & 1:
-            out ^= col
-    return out
-
-
-@functools.lru_cache(maxsize=64)
-def _zeros_operator(n_bytes):
-    """Columns of Z^n_bytes, by repeated squaring of the one-zero-byte matrix."""
-    result = [1 << b for b in range(32)]  # identity
-    square = [_CRC_TABLE[(1 << b) & 0xFF] ^ ((1 << b) >> 8) for b in range(32)]
-    while n_bytes:
-        if n_bytes & 1:
-            result = [_gf2_apply(square, c) for c in result]
-        square = [_gf2_apply(square, c) for c in square]
-        n_bytes >>= 1
-    return tuple(result)
-
-
-def _crc_lanes(block, lanes):
-    """Register (from 0) over ``block``, a uint8 array of lanes * L bytes; lanes a power of 2."""
-    L = block.size // lanes
-    columns = np.ascontiguousarray(block.reshape(lanes, L).T)  # (L, lanes): byte i of each lane
-    table = np.asarray(_CRC_TABLE, dtype=np.uint32)
-    state = np.zeros(lanes, dtype=np.uint32)
-    for row in columns:
-        state = table[(state ^ row) & 0xFF] ^ (state >> np.uint32(8))
-    span = L
-    while state.size > 1:  # combine neighbours: (lane 2j) then (lane 2j+1)
-        state = _gf2_apply(_zeros_operator(span), state[0::2]) ^ state[1::2]
-        span *= 2
-    return int(state[0])
-
-
-def _crc32c_numpy(data, crc=0):
-    """crc32c in NumPy (~300 MB/s, 20x the byte loop); used when google-crc32c is missing."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    state, pos = crc ^ 0xFFFFFFFF, 0
-    for lanes in (1 << 16, 1 << 12, 1 << 8):
-        while buf.size - pos >= lanes * 64:  # at least 64 bytes per lane to be worth it
-            n = lanes * min((buf.size - pos) // lanes, 256)  # <= 16 MB per block
-            state = _gf2_apply(_zeros_operator(n), state) ^ _crc_lanes(buf[pos:pos + n], lanes)
-            pos += n
-    return _crc_bytewise(buf[pos:], state) ^ 0xFFFFFFFF
-
-
-try:  # google-crc32c: hardware crc32c (GB/s); it has its own slow fallback too
-    import google_crc32c as _gcrc
-
-    def crc32c(data):
-        """CRC-32C (Castagnoli) of a bytes-like object, as an int."""
-        if not isinstance(data, bytes):
-            # google-crc32c takes bytes or a NumPy array (zero-copy), not a memoryview
-            data = np.frombuffer(data, dtype=np.uint8)
-        return _gcrc.value(data)
-
-    CRC32C_IMPLEMENTATION = f"google-crc32c ({_gcrc.implementation})"
-except ImportError:  # pragma: no cover - depends on the environment
-    crc32c = _crc32c_numpy
-    CRC32C_IMPLEMENTATION = "NumPy (pip install google-crc32c for native speed)"
+def crc32c(data):
+    """CRC-32C (Castagnoli) of a bytes-like object, as an int (google-crc32c's C code)."""
+    if not isinstance(data, bytes):
+        # google-crc32c takes bytes or a NumPy array (zero-copy), not a memoryview
+        data = np.frombuffer(data, dtype=np.uint8)
+    return google_crc32c.value(data)
 
 
 def mask_crc32c(crc):
@@ -483,7 +389,22 @@ class CheckpointReader:
                 f"{header['min_consumer']}; this one implements version "
                 f"{_SUPPORTED_BUNDLE_VERSION}"
             )
+        # The header's count is believed only as far as the entries bear it out: a shard
+        # holds at least one tensor, so a 1 KB index can't make us list 2**40 files.
         self.num_shards = header["num_shards"]
+        if not 1 <= self.num_shards <= max(1, len(self._entries)):
+            raise TFCheckpointError(
+                f"{self.index_path}: header says {self.num_shards} data shards for "
+                f"{len(self._entries)} tensors; the index is corrupted or not a checkpoint's",
+                self.index_path,
+            )
+        for name, e in self._entries.items():
+            if e["shard_id"] >= self.num_shards:
+                raise TFCheckpointError(
+                    f"{self.index_path}: tensor {name!r} is in shard {e['shard_id']}, but the "
+                    f"checkpoint has {self.num_shards} shard(s); the index is corrupted",
+                    self.index_path,
+                )
         self._files = {}
 
     # ---- lifetime
