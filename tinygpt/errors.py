@@ -17,6 +17,8 @@
     │   ├── VerdictChecksumError (ValueError)
     │   └── VerdictNotFoundError (FileNotFoundError)
     ├── TokenizerFilesError (RuntimeError) the GPT-2 vocabulary files
+    ├── RunFolderError (ValueError)        a training output folder that holds another run,
+    │                                      or that a running training writes into (workflow.py)
     ├── BackendError (RuntimeError)        NumPy / CuPy, devices: in backend.py
     └── TrainingDivergedError (RuntimeError)
                                            the loss became NaN or infinite: in train.py
@@ -34,6 +36,7 @@ __all__ = [
     "GPT2FilesMissingError",
     "MissingVariableError",
     "ModelFileNotCheckpointError",
+    "RunFolderError",
     "TFCheckpointError",
     "TextSourceError",
     "TinygptError",
@@ -138,4 +141,10 @@ class VerdictNotFoundError(TextSourceError, FileNotFoundError):
 
 class TokenizerFilesError(TinygptError, RuntimeError):
     """The GPT-2 vocabulary files are missing, altered or inconsistent."""
+
+
+class RunFolderError(TinygptError, ValueError):
+    """A training run's output folder can't be used: it holds another run (pass
+    ``--overwrite`` to replace it) or another process is training into it (its lock file
+    names the process)."""
 

@@ -21,6 +21,9 @@ share (``--lr``, ``--batch-size``, ``--resume``, ...).
 
 import hashlib
 import json
+import math
+import os
+import socket
 import sys
 import tempfile
 import time
@@ -30,12 +33,17 @@ from pathlib import Path
 import numpy
 
 from .backend import manual_seed
-from .checks import positive_int
+from .checks import nonnegative_int, positive_int
 from .data import create_dataloader_v1
-from .errors import ModelFileNotCheckpointError
-from .io.checkpoint import load_checkpoint, save_checkpoint, save_model
+from .errors import ModelFileNotCheckpointError, RunFolderError
+from .io.checkpoint import (
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+    save_model,
+)
 from .io.textsource import find_verdict
-from .model import GPT_CONFIG_124M, GPTModel
+from .model import GPT_CONFIG_124M, GPTModel, validate_config
 from .optim import AdamW
 from .tokenizer import get_tokenizer
 from .train import TrainingDivergedError, TrainingState, plot_losses, train_model
@@ -131,17 +139,40 @@ def pretrain(gpt_config, settings=None, *, text=None, out=None, resume=None, ove
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         raise ValueError(f"unknown settings {unknown}; the settings are {', '.join(SETTINGS)}")
+    # Everything the inputs can show to be wrong fails here, before the model is built
+    # and long before an epoch ends: the settings, the text against the context length,
+    # the output folder.
     if resume is None:
+        if gpt_config is None:
+            raise ValueError("a new run needs a model config (e.g. GPT_CONFIG_124M); only "
+                             "--resume takes it from a checkpoint")
+        validate_config(gpt_config)
+        settings = _checked_settings(dict(SETTINGS, **settings))
         text_path, text = read_text(text)
         out = Path(out).expanduser() if out else Path("runs") / text_path.stem
-        run = _start(gpt_config, settings, out, overwrite)
+        run = Run(None, None, TrainingState(), settings, out)
+        context = gpt_config["context_length"]
     else:
         run, text_path, text = _resume(Path(resume).expanduser(), gpt_config, settings, text, out)
+        settings, context = run.settings, run.model.cfg["context_length"]
+    with _OutputFolder(run, resumed_from=resume, overwrite=overwrite):
+        tokenizer = get_tokenizer()
+        train_loader, val_loader = split_loaders(text, context, settings["batch_size"],
+                                                 tokenizer)
+        if run.model is None:  # a new run: the book's model and AdamW, seeded
+            manual_seed(settings["seed"])
+            run.model = GPTModel(gpt_config)
+            run.optimizer = AdamW(run.model.parameters(), lr=settings["learning_rate"],
+                                  weight_decay=settings["weight_decay"])
+        return _train(run, text_path, text, train_loader, val_loader, tokenizer, progress,
+                      resume_command)
+
+
+def _train(run, text_path, text, train_loader, val_loader, tokenizer, progress,
+           resume_command):
+    """The training itself, with a checkpoint after every epoch and on Ctrl-C, then the
+    files; the output folder is ready and locked."""
     settings, cfg, num_epochs = run.settings, run.model.cfg, run.settings["num_epochs"]
-    tokenizer = get_tokenizer()
-    train_loader, val_loader = split_loaders(text, cfg["context_length"], settings["batch_size"],
-                                             tokenizer)
-    _check_writable(run.out)
     extra = dict(settings, text=str(text_path.resolve()), text_sha256=_sha256(text))
 
     def save(state):
@@ -175,7 +206,6 @@ def pretrain(gpt_config, settings=None, *, text=None, out=None, resume=None, ove
         print(f"Stopped at epoch {run.state.epoch + 1}, step {run.state.global_step}. "
               f"Checkpoint saved to {run.checkpoint_path}; continue with:\n{carry_on}")
         return run
-
     _write_results(run, extra, seconds, run.state.tokens_seen - tokens_before)
     return run
 
@@ -211,23 +241,28 @@ def _write_results(run, extra, seconds, tokens):
     print("Wrote " + ", ".join(str(path) for path in wrote))
 
 
-def _start(gpt_config, settings, out, overwrite):
-    """A new run: the model and AdamW of the book's section 5.2, seeded."""
-    if gpt_config is None:
-        raise ValueError("a new run needs a model config (e.g. GPT_CONFIG_124M); only "
-                         "--resume takes it from a checkpoint")
-    settings = dict(SETTINGS, **settings)
-    positive_int("num_epochs", settings["num_epochs"])
-    run = Run(None, None, TrainingState(), settings, out)
-    if not overwrite and (run.checkpoint_path.exists() or run.model_path.exists()):
-        raise ValueError(f"{out} already holds a run; continue it with --resume "
-                         f"{run.checkpoint_path}, choose another --out, or pass --overwrite "
-                         "to replace it")
-    manual_seed(settings["seed"])
-    run.model = GPTModel(gpt_config)
-    run.optimizer = AdamW(run.model.parameters(), lr=settings["learning_rate"],
-                          weight_decay=settings["weight_decay"])
-    return run
+def _checked_settings(settings):
+    """``settings`` (all of ``SETTINGS``' keys), checked; raises ValueError naming the
+    option. Runs before anything is built, for new and resumed runs alike."""
+    for key in ("num_epochs", "batch_size", "eval_freq", "eval_iter"):
+        positive_int(key, settings[key])
+    nonnegative_int("seed", settings["seed"])
+    nonnegative_int("warmup_steps", settings["warmup_steps"])
+    for key in ("learning_rate", "weight_decay"):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and value >= 0 and (value > 0 or key != "learning_rate")):
+            raise ValueError(f"{key} must be a finite number > 0 (weight_decay: >= 0), got "
+                             f"{value!r}")
+    clip = settings["grad_clip"]
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
+                             or not (math.isfinite(clip) and clip > 0)):
+        raise ValueError(f"grad_clip must be a finite number > 0 or None, got {clip!r}")
+    prompt = settings["start_context"]
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"start_context (--start-context) must be a non-empty text: the "
+                         f"sample after each epoch continues it; got {prompt!r}")
+    return settings
 
 
 def _resume(path, gpt_config, asked, text, out):
@@ -255,6 +290,7 @@ def _resume(path, gpt_config, asked, text, out):
                              "checkpoint keeps the run's settings)")
     settings["num_epochs"] = positive_int("num_epochs",
                                           asked.get("num_epochs", settings["num_epochs"]))
+    _checked_settings(settings)  # a checkpoint's metadata is input too
     if ckpt.state.epoch >= settings["num_epochs"]:
         raise ValueError(f"{path} has already trained {ckpt.state.epoch} epoch(s); pass "
                          f"--epochs N with N > {ckpt.state.epoch} to train further")
@@ -275,11 +311,110 @@ def _resume(path, gpt_config, asked, text, out):
     return Run(ckpt.model, ckpt.optimizer, state, settings, out), text_path, text
 
 
-def _check_writable(folder):
-    """Fail now, not after an epoch of training, if ``folder`` can't take files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".tinygpt-write-test-"):
-        pass
+class _OutputFolder:
+    """The run's output folder, made ready and locked before anything is built.
+
+    Refused (RunFolderError): a folder that holds another run, unless ``overwrite``
+    (a resumed run may carry on in its own checkpoint's folder); a folder that another
+    process is training into, as its lock file ``.tinygpt-train.lock`` says (the PID and
+    host; a lock whose process is gone is stale and taken over); a folder standing
+    where one of the run's files goes. Temporary files that a killed run's atomic writes
+    left behind are removed: with the lock held, none can be in use."""
+
+    LOCK = ".tinygpt-train.lock"
+    FILES = ("checkpoint.safetensors", "model.safetensors", "loss-plot.png", "summary.json")
+
+    def __init__(self, run, resumed_from=None, overwrite=False):
+        self.folder, self.run = run.out, run
+        self.resumed_from = Path(resumed_from).expanduser() if resumed_from else None
+        self.overwrite = overwrite
+        self.lock = self.folder / self.LOCK
+        self.token = f"{os.getpid()} {socket.gethostname()} {time.time():.0f}"
+
+    def __enter__(self):
+        if self.folder.exists() and not self.folder.is_dir():
+            raise RunFolderError(f"--out {self.folder} is a file, not a folder: choose "
+                                 "another --out")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._acquire()
+        try:
+            self._check()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        self._release()
+
+    def _check(self):
+        for name in self.FILES:
+            if (self.folder / name).is_dir():
+                raise RunFolderError(f"{self.folder / name} is a folder, where the run writes "
+                                     "a file: move it away or choose another --out")
+        own = (self.resumed_from is not None
+               and self.resumed_from.resolve().parent == self.folder.resolve())
+        if not (own or self.overwrite) and (self.run.checkpoint_path.is_file()
+                                            or self.run.model_path.is_file()):
+            how = ("" if self.resumed_from is None
+                   else f"{self.resumed_from} would be continued into it; ")
+            raise RunFolderError(
+                f"{self.folder} already holds a run; {how}continue that run with --resume "
+                f"{self.run.checkpoint_path}, choose another --out, or pass --overwrite to "
+                "replace it")
+        remove_stale_temporaries(self.folder, self.FILES)  # none in use: the lock is ours
+        with tempfile.NamedTemporaryFile(dir=self.folder, prefix=".tinygpt-write-test-"):
+            pass  # fail now, not after an epoch, if the folder can't take files
+
+    def _acquire(self):
+        for _ in range(10):
+            try:
+                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.token + "\n")
+            return
+        raise RunFolderError(f"could not lock {self.folder}: {self.lock} keeps coming back")
+
+    def _take_over_if_stale(self):
+        try:
+            holder = self.lock.read_text(encoding="utf-8").split()
+        except FileNotFoundError:  # released meanwhile: try again
+            return
+        pid = int(holder[0]) if holder and holder[0].isdigit() else None
+        host = holder[1] if len(holder) > 1 else None
+        if pid is not None and host == socket.gethostname() and not _process_alive(pid):
+            try:  # a rename is atomic: of two runs taking over, one wins
+                aside = self.lock.with_name(f"{self.LOCK}.stale-{os.getpid()}")
+                os.rename(self.lock, aside)
+                aside.unlink()
+            except FileNotFoundError:
+                pass
+            return
+        who = f"process {pid} on {host}" if pid is not None else "another process"
+        raise RunFolderError(
+            f"{self.folder} is in use: {who} is training into it (lock file {self.lock}); "
+            "wait for it to finish or choose another --out. If no such run is going on, "
+            "delete the lock file")
+
+    def _release(self):
+        try:
+            if self.lock.read_text(encoding="utf-8").strip() == self.token:
+                self.lock.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 def _sha256(text):
