@@ -30,7 +30,15 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..errors import FileFormatError
-from .pretrained import _size_for_emb_dim, gpt2_param_paths, load_into_gpt, model_configs
+from .pretrained import (
+    _size_for_emb_dim,
+    gpt2_param_paths,
+    load_into_gpt,
+    model_configs,
+    read_small_json,
+    sizes_problem,
+    tensor_size_problems,
+)
 
 __all__ = [
     "export_hf_gpt2",
@@ -45,6 +53,7 @@ CONFIG_NAME = "config.json"
 _PREFIX = "transformer."
 _IGNORED = re.compile(r"(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)$")
 _LEAF = {"g": "weight", "w": "weight", "b": "bias"}
+CONFIG_LIMIT = 1 << 20  # bytes; GPT-2's config.json is about 1 KB
 
 
 def _hf_key(path):
@@ -78,12 +87,17 @@ def _locate(path):
 
 
 def read_hf_config(folder):
-    """config.json of a Hugging Face model folder as a dict, or None if absent."""
+    """config.json of a Hugging Face model folder as a dict, or None if absent.
+
+    FileFormatError naming the file if it is over 1 MiB, not JSON or not an object."""
     path = os.path.join(folder, CONFIG_NAME)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    config = read_small_json(path, CONFIG_LIMIT)
+    if not isinstance(config, dict):
+        raise FileFormatError(f"{path} holds a JSON {type(config).__name__}, not an object "
+                              "of settings: not a Hugging Face config.json", path)
+    return config
 
 
 class _SafetensorsSource:
@@ -102,7 +116,7 @@ class _SafetensorsSource:
         self.prefix = _PREFIX if any(k.startswith(_PREFIX) for k in keys) else ""
         self.keys = {k for k in keys if not _IGNORED.match(k)}
         blocks = {int(m.group(1)) for k in self.keys
-                  if (m := re.match(rf"{re.escape(self.prefix)}h\.(\d+)\.", k))}
+                  if (m := re.match(rf"{re.escape(self.prefix)}h\.(\d{{1,9}})\.", k))}
         self.n_blocks = len(blocks)
         known = {self._key(p) for p in gpt2_param_paths(self.n_blocks)} | {"lm_head.weight"}
         unknown = sorted(self.keys - known)
@@ -136,49 +150,86 @@ class _SafetensorsSource:
         return not np.array_equal(self.get(("lm_head",)), self.get(("wte",)))
 
 
-def hf_config_to_gpt_config(config, drop_rate=0.0):
-    """A GPTModel config from a Hugging Face GPT-2 config.json dict."""
+def hf_config_to_gpt_config(config, drop_rate=0.0, *, path=None):
+    """A GPTModel config from a Hugging Face GPT-2 config.json dict.
+
+    Sizes must be whole numbers >= 1 and n_embd divisible by n_head; a problem is a
+    ValueError, or a FileFormatError naming ``path`` when the dict was read from it."""
+    where = path or "config.json"
+
+    def fail(problem):
+        message = f"{where} {problem}"
+        raise FileFormatError(message, path) if path else ValueError(message)
+
+    if not isinstance(config, dict):
+        fail(f"must be a JSON object of settings, not a {type(config).__name__}")
     if config.get("model_type", "gpt2") != "gpt2":
-        raise ValueError(f"config.json has model_type {config.get('model_type')!r}, not 'gpt2'")
+        fail(f"has model_type {config.get('model_type')!r}, not 'gpt2'")
+    context_key = next((k for k in ("n_positions", "n_ctx") if k in config), None)
+    sizes = {k: config[k] for k in ("vocab_size", "n_embd", "n_head", "n_layer") if k in config}
+    sizes[context_key or "n_positions"] = config[context_key] if context_key else 1024
+    keys = ("vocab_size", context_key or "n_positions", "n_embd", "n_head", "n_layer")
+    problem = sizes_problem(sizes, keys)
+    if problem:
+        fail(problem)
     act = config.get("activation_function", "gelu_new")
     if act not in ("gelu_new", "gelu_pytorch_tanh"):
-        warnings.warn(f"config.json asks for activation {act!r}; tinygpt's GELU is the tanh "
+        warnings.warn(f"{where} asks for activation {act!r}; tinygpt's GELU is the tanh "
                       "form ('gelu_new'), so outputs will differ slightly", stacklevel=2)
     eps = config.get("layer_norm_epsilon", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+        fail(f"has layer_norm_epsilon {eps!r}, not a number >= 0")
     if abs(eps - 1e-5) > 1e-12:
-        warnings.warn(f"config.json has layer_norm_epsilon {eps}; tinygpt uses 1e-5",
+        warnings.warn(f"{where} has layer_norm_epsilon {eps}; tinygpt uses 1e-5",
                       stacklevel=2)
     n_inner = config.get("n_inner")
-    if n_inner not in (None, 4 * config["n_embd"]):
-        raise ValueError(f"config.json has n_inner={n_inner}; tinygpt's feed-forward is "
-                         f"4 * n_embd = {4 * config['n_embd']}")
+    if n_inner is not None and (isinstance(n_inner, bool) or n_inner != 4 * sizes["n_embd"]):
+        fail(f"has n_inner={n_inner!r}; tinygpt's feed-forward is 4 * n_embd = "
+             f"{4 * sizes['n_embd']}")
     return {
-        "vocab_size": int(config["vocab_size"]),
-        "context_length": int(config.get("n_positions", config.get("n_ctx", 1024))),
-        "emb_dim": int(config["n_embd"]),
-        "n_heads": int(config["n_head"]),
-        "n_layers": int(config["n_layer"]),
+        "vocab_size": int(sizes["vocab_size"]),
+        "context_length": int(sizes[keys[1]]),
+        "emb_dim": int(sizes["n_embd"]),
+        "n_heads": int(sizes["n_head"]),
+        "n_layers": int(sizes["n_layer"]),
         "drop_rate": float(drop_rate),
         "qkv_bias": True,
     }
 
 
-def _settings(config, source):
-    """OpenAI-style hparams (n_vocab, n_ctx, n_embd, n_head, n_layer)."""
+def _settings(folder, source):
+    """OpenAI-style hparams (n_vocab, n_ctx, n_embd, n_head, n_layer) from the folder's
+    config.json, checked against the tensors' shapes before any model is built, or
+    from the shapes alone when there is no config.json."""
+    config = read_hf_config(folder)
     if config is not None:
-        cfg = hf_config_to_gpt_config(config)
-        return {"n_vocab": cfg["vocab_size"], "n_ctx": cfg["context_length"],
-                "n_embd": cfg["emb_dim"], "n_head": cfg["n_heads"], "n_layer": cfg["n_layers"]}
+        path = os.path.join(folder, CONFIG_NAME)
+        cfg = hf_config_to_gpt_config(config, path=path)
+        settings = {"n_vocab": cfg["vocab_size"], "n_ctx": cfg["context_length"],
+                    "n_embd": cfg["emb_dim"], "n_head": cfg["n_heads"],
+                    "n_layer": cfg["n_layers"]}
+        problems = tensor_size_problems(settings, source.n_blocks, source.shape_of,
+                                        source._key)
+        if problems:
+            raise FileFormatError(f"{path} and {source.file} disagree: " + "; ".join(problems)
+                                  + ". Use the config.json that came with these weights", path)
+        return settings
     wte, wpe = source.shape_of(("wte",)), source.shape_of(("wpe",))
-    if wte is None or wpe is None:
-        raise FileFormatError(f"{source.file} has no wte.weight / wpe.weight: not a GPT-2 file",
-                              source.file)
+    if wte is None or wpe is None or len(wte) != 2 or len(wpe) != 2:
+        raise FileFormatError(f"{source.file} has no 2-D wte.weight / wpe.weight: not a GPT-2 "
+                              "file", source.file)
     name = _size_for_emb_dim(wte[1])
     if name is None:
         raise ValueError(f"{source.file}: no config.json beside it and emb_dim {wte[1]} is not a "
                          "GPT-2 size, so the number of heads is unknown; add its config.json")
-    return {"n_vocab": wte[0], "n_ctx": wpe[0], "n_embd": wte[1],
-            "n_head": model_configs[name]["n_heads"], "n_layer": source.n_blocks}
+    settings = {"n_vocab": wte[0], "n_ctx": wpe[0], "n_embd": wte[1],
+                "n_head": model_configs[name]["n_heads"], "n_layer": source.n_blocks}
+    problems = tensor_size_problems(settings, source.n_blocks, source.shape_of, source._key)
+    if problems:
+        raise FileFormatError(f"{source.file} lacks GPT-2 tensors of the sizes its wte.weight "
+                              "implies, or they have other shapes: " + "; ".join(problems),
+                              source.file)
+    return settings
 
 
 def load_hf_gpt2_params(path):
@@ -190,7 +241,7 @@ def load_hf_gpt2_params(path):
     """
     file, folder = _locate(path)
     source = _SafetensorsSource(file)
-    settings = _settings(read_hf_config(folder), source)
+    settings = _settings(folder, source)
     params = {"blocks": [{} for _ in range(source.n_blocks)]}
     paths = gpt2_param_paths(source.n_blocks)
     missing = [source._key(p) for p in paths if source.shape_of(p) is None]
@@ -213,8 +264,9 @@ def load_hf_gpt2_params(path):
 def load_hf_gpt2_into_gpt(gpt, path):
     """Copy a Hugging Face GPT-2 into an existing GPTModel, one tensor at a time.
 
-    All shapes are checked first (errors name the key and both shapes; the
-    model is left unchanged); an untied ``lm_head.weight`` goes to ``out_head``.
+    All or nothing: shapes, then every tensor's values (no NaN or infinity), are
+    checked before the first weight changes (errors name the key; the model is left
+    unchanged); an untied ``lm_head.weight`` goes to ``out_head``.
     """
     file, _ = _locate(path)
     source = _SafetensorsSource(file)
@@ -227,9 +279,8 @@ def load_hf_gpt2(path, *, model_cls=None, drop_rate=0.0):
     if model_cls is None:
         from ..model import GPTModel as model_cls
     file, folder = _locate(path)
-    config = read_hf_config(folder)
     source = _SafetensorsSource(file)
-    s = _settings(config, source)
+    s = _settings(folder, source)
     cfg = {"vocab_size": s["n_vocab"], "context_length": s["n_ctx"], "emb_dim": s["n_embd"],
            "n_heads": s["n_head"], "n_layers": s["n_layer"], "drop_rate": float(drop_rate),
            "qkv_bias": True}

@@ -19,8 +19,11 @@ model plus one tensor.
 import functools
 import http.client
 import json
+import math
 import os
 import re
+import socket
+import threading
 import urllib.error
 import urllib.request
 import warnings
@@ -28,7 +31,13 @@ import warnings
 import numpy as np
 
 from ..backend import asarray
-from ..errors import ChecksumError, DownloadError, GPT2FilesMissingError
+from ..errors import (
+    ChecksumError,
+    DownloadError,
+    FileFormatError,
+    GPT2FilesMissingError,
+    TFCheckpointError,
+)
 from ..tokenizer import sha256_file
 from .tf_checkpoint import CheckpointReader
 
@@ -45,11 +54,13 @@ __all__ = [
     "download_gpt2_files",
     "gpt2_config",
     "gpt2_model_size",
+    "load_gpt2_folder",
     "load_gpt2_params_from_tf_ckpt",
     "load_pretrained_gpt2",
     "load_tf_ckpt_into_gpt",
     "load_weights_into_gpt",
     "model_configs",
+    "read_hparams",
 ]
 
 # --------------------------------------------------------------------------- sizes
@@ -120,7 +131,14 @@ def gpt2_config(name="gpt2-small (124M)", **overrides):
 
 
 def config_from_hparams(settings, drop_rate=0.0):
-    """The GPTModel config matching OpenAI's hparams.json (the ``settings`` dict)."""
+    """The GPTModel config matching OpenAI's hparams.json (the ``settings`` dict).
+
+    The five sizes must be whole numbers >= 1 (ValueError naming the key otherwise);
+    that they match a checkpoint's tensors is checked where both are at hand
+    (``load_pretrained_gpt2``)."""
+    problem = sizes_problem(settings)
+    if problem:
+        raise ValueError(f"settings {problem}")
     return {
         "vocab_size": int(settings["n_vocab"]),
         "context_length": int(settings["n_ctx"]),
@@ -130,6 +148,111 @@ def config_from_hparams(settings, drop_rate=0.0):
         "drop_rate": float(drop_rate),
         "qkv_bias": True,
     }
+
+
+# ------------------------------------------------------------- small files, sizes
+#
+# hparams.json and checkpoint are tiny (90 and 77 bytes), and say how large a model to
+# build and where its weights are: both are read with a size cap, and their sizes are
+# believed only once the checkpoint's own tensors agree (before anything is allocated).
+
+HPARAMS_KEYS = ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer")
+SMALL_FILE_LIMIT = 64 << 10  # bytes: checkpoint, hparams.json (a Hugging Face config: 1 MiB)
+
+
+def _short_repr(value, limit=40):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def read_small_file(path, limit=SMALL_FILE_LIMIT, error=FileFormatError):
+    """The bytes of a file that should be small; ``error(message, path)`` if it holds
+    more than ``limit`` bytes (read no further than that)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):  # also keeps a FIFO from blocking the read
+        raise FileNotFoundError(f"{path} does not exist or is not a regular file")
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise error(f"{path} is over {limit:,} bytes, far more than such a file holds: "
+                    "it is not the file it should be; replace it", path)
+    return data
+
+
+def read_small_json(path, limit=SMALL_FILE_LIMIT, error=FileFormatError):
+    """A small JSON file's value; ``error(message, path)`` naming the file if it is too
+    large, not UTF-8, not JSON or nested too deeply."""
+    data = read_small_file(path, limit, error)
+    try:
+        return json.loads(data.decode("utf-8-sig"))  # a byte-order mark is harmless
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply to be a config file; replace it",
+                    path) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise error(f"{path} is not valid JSON ({exc}); replace it", path) from None
+
+
+def sizes_problem(values, keys=HPARAMS_KEYS):
+    """What is wrong with a GPT-2's sizes (a one-line phrase), or None.
+
+    ``values`` maps ``keys``, the names of vocabulary size, context length, width,
+    heads and layers in that order (OpenAI's hparams.json names by default), to whole
+    numbers >= 1; the width must split evenly over the heads. Whether the sizes match
+    the tensors is for the caller to check against the file's shapes."""
+    if not isinstance(values, dict):
+        return f"must be a JSON object with {list(keys)}, not a {type(values).__name__}"
+    missing = [k for k in keys if k not in values]
+    if missing:
+        return f"has no {missing}"
+    for key in keys:
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            return f"{key} must be a whole number, got {_short_repr(value)}"
+        if value < 1:
+            return f"{key} must be >= 1, got {_short_repr(value)}"
+    width, heads = values[keys[2]], values[keys[3]]
+    if width % heads:
+        return (f"{keys[2]}={width} is not divisible by {keys[3]}={heads} (each attention "
+                f"head gets {keys[2]} / {keys[3]} dimensions)")
+    return None
+
+
+def read_hparams(path):
+    """OpenAI's hparams.json (the book's ``settings``), its five sizes checked.
+
+    TFCheckpointError naming the file if it is too large, not JSON, or a size is
+    missing, not a whole number >= 1, or n_embd is not divisible by n_head."""
+    path = os.fspath(path)
+    settings = read_small_json(path, error=TFCheckpointError)
+    problem = sizes_problem(settings)
+    if problem:
+        raise TFCheckpointError(f"{path} {problem}; use OpenAI's hparams.json of this "
+                                "model (download it again)", path)
+    return {**settings, **{k: int(settings[k]) for k in HPARAMS_KEYS}}
+
+
+def tensor_size_problems(settings, n_blocks, shape_of, name_of):
+    """Where the tensors a file holds disagree with ``settings`` (a list of phrases).
+
+    ``n_blocks`` is how many transformer blocks the file has, ``shape_of(path)`` a
+    tensor's shape (Conv1D weights squeezed; None if absent) and ``name_of(path)`` its
+    name in the file. Checked before a model of those sizes is built: once every
+    tensor has the shape the sizes imply, the model is as large as the file's tensors."""
+    n_layer = settings["n_layer"]
+    if n_blocks != n_layer:
+        return [f"n_layer={n_layer} but the file has {n_blocks} transformer block(s)"]
+    V, T, C = settings["n_vocab"], settings["n_ctx"], settings["n_embd"]
+    problems = []
+    for path, expected, _ in _iter_plan(n_layer, V, T, C, 4 * C):
+        found = shape_of(path)
+        if found is None:
+            problems.append(f"{name_of(path)} is missing")
+        elif tuple(found) != expected:
+            problems.append(f"{name_of(path)} has shape {tuple(found)}, the sizes say "
+                            f"{expected}")
+        if len(problems) >= 4:
+            break
+    return problems
 
 
 def _size_for_emb_dim(emb_dim):
@@ -166,6 +289,24 @@ KNOWN_SHA256 = {
 _SIZE_CHECKED_ONLINE = ("checkpoint", "hparams.json", "model.ckpt.data-00000-of-00001",
                         "model.ckpt.meta")
 
+# The most bytes each file may have. OpenAI's are far smaller (checkpoint 77 bytes,
+# hparams.json 90, the index 5-20 KB, the meta graph 0.5-2 MB, encoder.json 1.0 MB,
+# vocab.bpe 0.5 MB, the data file 0.5 GB for 124M to 6.2 GB for 1558M): a server that
+# sends more is cut off there, and a file on disk beyond it is not read.
+MAX_FILE_BYTES = {
+    "checkpoint": SMALL_FILE_LIMIT,
+    "encoder.json": 16 << 20,
+    "hparams.json": SMALL_FILE_LIMIT,
+    "model.ckpt.index": 16 << 20,
+    "model.ckpt.data-00000-of-00001": 7 << 30,
+    "model.ckpt.meta": 64 << 20,
+    "vocab.bpe": 16 << 20,
+}
+# Exact sizes of the files whose sha256 we know.
+_KNOWN_SIZES = {KNOWN_SHA256["encoder.json"]: 1_042_301, KNOWN_SHA256["vocab.bpe"]: 456_318}
+# Without a ``deadline``, a file may take a minute plus its size at this (slow) rate.
+_DEADLINE_BASE_S, _SLOWEST_BYTES_PER_S = 60.0, 50_000
+
 _CHUNK = 1 << 20
 
 
@@ -173,12 +314,30 @@ class _Retryable(Exception):
     """A transfer that stopped early; trying again resumes it."""
 
 
+class _WrongFile(Exception):
+    """The server sends a file that can't be the right one (too large): try the next URL."""
+
+
+def _problem_of(exc, path):
+    """An error's message without the leading path (for the lists that name each file)."""
+    text = str(exc)
+    return text[len(path):].lstrip(": ") if text.startswith(path) else text
+
+
+def _bytes_needed(reader, data_path):
+    """The smallest size of ``data_path`` that holds every tensor the index puts in it."""
+    ends = [offset + size for offset_path, offset, size
+            in (reader.locate(name) for name in reader.variables()) if offset_path == data_path]
+    return max(ends, default=0)
+
+
 def _local_problem(folder, name, known_sha256):
     """Why ``folder/name`` is not usable as it is, or None if it looks right.
 
-    Checks what can be checked without a server: presence, the BPE files'
-    sha256, that the index parses (its blocks carry crc32c), that the data file
-    is as long as the index says and that hparams.json is JSON.
+    Checks what can be checked without a server: presence, a size no larger than
+    MAX_FILE_BYTES, the BPE files' sha256, that the index parses (its blocks carry
+    crc32c), that the data file is as long as the index says, that hparams.json holds
+    five sizes and that 'checkpoint' names a checkpoint inside the folder.
     """
     path = os.path.join(folder, name)
     if not os.path.isfile(path):
@@ -188,19 +347,23 @@ def _local_problem(folder, name, known_sha256):
     size = os.path.getsize(path)
     if size == 0:
         return "empty"
+    if size > MAX_FILE_BYTES.get(name, size):
+        return (f"{size:,} bytes, more than such a file can have "
+                f"({MAX_FILE_BYTES[name]:,}): not OpenAI's {name}")
     if name in known_sha256:
         actual = sha256_file(path)
         if actual != known_sha256[name]:
             return f"sha256 {actual} is not the expected {known_sha256[name]}"
     elif name == "hparams.json":
         try:
-            with open(path, encoding="utf-8") as f:
-                hparams = json.load(f)
-            missing = {"n_vocab", "n_ctx", "n_embd", "n_head", "n_layer"} - set(hparams)
-            if missing:
-                return f"has no {sorted(missing)}"
-        except (ValueError, UnicodeDecodeError) as exc:
-            return f"is not valid JSON ({exc})"
+            read_hparams(path)
+        except (ValueError, OSError) as exc:
+            return _problem_of(exc, path)
+    elif name == "checkpoint":
+        try:
+            _checkpoint_target(folder)
+        except (ValueError, OSError) as exc:
+            return _problem_of(exc, path)
     elif name == "model.ckpt.index":
         try:
             CheckpointReader(os.path.join(folder, "model.ckpt"), verify=False).close()
@@ -209,7 +372,7 @@ def _local_problem(folder, name, known_sha256):
     elif name.startswith("model.ckpt.data-"):
         try:
             with CheckpointReader(os.path.join(folder, "model.ckpt"), verify=False) as reader:
-                needed = reader.expected_data_sizes().get(path, 0)
+                needed = _bytes_needed(reader, path)
         except (ValueError, OSError):
             return None  # the index is at fault; it is fetched first
         if size < needed:
@@ -217,46 +380,151 @@ def _local_problem(folder, name, known_sha256):
     return None
 
 
+def _max_bytes(folder, name, known_sha256):
+    """The most bytes ``name`` may have: its exact size where we know it (the BPE files
+    from their sha256, the data file from the index beside it), else MAX_FILE_BYTES."""
+    cap = MAX_FILE_BYTES[name]
+    size = _KNOWN_SIZES.get(known_sha256.get(name))
+    if size is None and name.startswith("model.ckpt.data-"):
+        try:
+            with CheckpointReader(os.path.join(folder, "model.ckpt"), verify=False) as reader:
+                size = _bytes_needed(reader, os.path.join(folder, name))
+        except (ValueError, OSError):
+            size = None
+    return min(cap, size) if size else cap
+
+
 def _urls_for(name, model_size, base_url, backup_url):
     return [f"{base.rstrip('/')}/{model_size}/{name}" for base in (base_url, backup_url) if base]
 
 
-def _open(url, timeout, headers=None, method="GET"):
-    request = urllib.request.Request(url, headers={"User-Agent": "tinygpt", **(headers or {})},
-                                     method=method)
-    return urllib.request.urlopen(request, timeout=timeout)
+def _header_int(text):
+    """A header's non-negative integer, or None if it is absent or not one."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
 
 
-def _remote_size(urls, timeout):
+class _Deadline:
+    """The time one file may take, all its requests together.
+
+    ``timeout`` bounds each network read, so a server that sends a byte every few
+    seconds never trips it. This watchdog shuts the socket of every connection it
+    opened once the deadline passes, wherever the transfer waits (headers or body);
+    the read then ends and ``passed`` says why.
+    """
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.passed = False
+        self._sockets = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self):
+        with self._lock:
+            self.passed = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shut(sock)
+
+    def watch(self, sock):
+        with self._lock:
+            if not self.passed:
+                self._sockets.append(sock)
+                return
+        _shut(sock)
+
+    def cancel(self):
+        self._timer.cancel()
+        with self._lock:
+            self._sockets = []
+
+    def open(self, url, timeout, headers=None, method="GET"):
+        """urllib.request.urlopen whose connections this deadline can shut."""
+        request = urllib.request.Request(url, headers={"User-Agent": "tinygpt", **(headers or {})},
+                                         method=method)
+        handlers = [_WatchedHTTP(), _WatchedHTTPS()]
+        for handler in handlers:
+            handler.deadline = self
+        return urllib.request.build_opener(*handlers).open(request, timeout=timeout)
+
+
+def _shut(sock):
+    try:  # socket.socket's own shutdown, also for an SSL socket: the blocked read wakes up
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Watched:
+    """A urllib handler whose connections register their socket with ``self.deadline``."""
+
+    deadline = None
+
+    def do_open(self, http_class, req, **kwargs):
+        deadline = self.deadline
+
+        class Connection(http_class):
+            def connect(self):
+                super().connect()
+                deadline.watch(self.sock)
+
+        return super().do_open(Connection, req, **kwargs)
+
+
+class _WatchedHTTP(_Watched, urllib.request.HTTPHandler):
+    pass
+
+
+class _WatchedHTTPS(_Watched, urllib.request.HTTPSHandler):
+    pass
+
+
+def _remote_size(urls, timeout, seconds):
     """Content-Length reported by the first URL that answers a HEAD request, or None."""
     for url in urls:
+        deadline = _Deadline(seconds)
         try:
-            with _open(url, timeout, method="HEAD") as response:
-                length = response.headers.get("Content-Length")
+            with deadline.open(url, timeout, method="HEAD") as response:
+                length = _header_int(response.headers.get("Content-Length"))
                 if length is not None:
-                    return int(length)
-        except (OSError, ValueError):
+                    return length
+        except (OSError, ValueError, http.client.HTTPException):
             continue
+        finally:
+            deadline.cancel()
     return None
 
 
-def _download(url, path, timeout, progress):
-    """Fetch ``url`` into ``path``, resuming ``path + '.part'`` with a Range request."""
+def _download(url, path, timeout, progress, max_bytes, deadline):
+    """Fetch ``url`` into ``path``, resuming ``path + '.part'`` with a Range request.
+
+    Never writes more than ``max_bytes`` (_WrongFile, the part removed) and stops when
+    ``deadline`` passes (_Retryable, the part kept for a later resume).
+    """
     from tqdm import tqdm
 
+    name = os.path.basename(path)
     part = path + ".part"
     have = os.path.getsize(part) if os.path.isfile(part) else 0
+    if have >= max_bytes:  # the part can't be a prefix of the file: start over
+        os.remove(part)
+        have = 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     try:
-        response = _open(url, timeout, headers)
+        response = deadline.open(url, timeout, headers)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # the .part is not a prefix of this file: start over
             os.remove(part)
             raise _Retryable(f"server refused to resume at byte {have} (HTTP 416)") from exc
         raise
     with response:
-        length = response.headers.get("Content-Length")
-        length = int(length) if length is not None else None
+        length = _header_int(response.headers.get("Content-Length"))
         if response.status == 206:
             match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
             if not match or int(match.group(1)) != have:
@@ -270,39 +538,70 @@ def _download(url, path, timeout, progress):
             raise _Retryable(f"unexpected HTTP status {response.status}")
         if total is None and length is not None:
             total = have + length
+        if total is not None and total > max_bytes:
+            raise _WrongFile(f"the server announces {total:,} bytes; {name} has at most "
+                             f"{max_bytes:,}")
+        received, too_many = have, False
         with open(part, mode) as f, tqdm(
             total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=os.path.basename(path), disable=not progress, leave=True,
+            desc=name, disable=not progress, leave=True,
         ) as bar:
-            while True:
-                chunk = response.read(_CHUNK)
+            while not deadline.passed:
+                chunk = response.read1(_CHUNK)  # what one read gives: the deadline is checked
                 if not chunk:
                     break
+                if received + len(chunk) > max_bytes:
+                    too_many = True
+                    break
                 f.write(chunk)
+                received += len(chunk)
                 bar.update(len(chunk))
+    if too_many:
+        os.remove(part)
+        raise _WrongFile(f"the server sent more than {max_bytes:,} bytes, the most {name} "
+                         "can have; the partial file was deleted")
+    if deadline.passed:
+        raise _Retryable(f"stopped at the deadline ({deadline.seconds:g} s) after "
+                         f"{received:,} bytes")
     size = os.path.getsize(part)
     if total is not None and size != total:
         raise _Retryable(f"connection ended after {size} of {total} bytes")
     os.replace(part, path)
 
 
-def _fetch(name, folder, urls, timeout, retries, progress):
-    """Download one file, trying each URL ``retries + 1`` times; resumes across tries."""
+def _fetch(name, folder, urls, timeout, retries, progress, max_bytes, seconds):
+    """Download one file, trying each URL ``retries + 1`` times; resumes across tries.
+
+    At most ``max_bytes`` are accepted, and all tries together stop after ``seconds``.
+    """
     path = os.path.join(folder, name)
     errors = []
-    for url in urls:
-        for _ in range(retries + 1):
-            try:
-                _download(url, path, timeout, progress)
-                return
-            except urllib.error.HTTPError as exc:
-                errors.append(f"{url}: HTTP {exc.code} {exc.reason}")
-                if 400 <= exc.code < 500:
-                    break  # not found / forbidden: retrying this URL won't help
-            except _Retryable as exc:
-                errors.append(f"{url}: {exc}")
-            except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError is OSError
-                errors.append(f"{url}: {type(exc).__name__}: {getattr(exc, 'reason', exc)}")
+    deadline = _Deadline(seconds)
+    try:
+        for url in urls:
+            for _ in range(retries + 1):
+                if deadline.passed:
+                    break
+                try:
+                    _download(url, path, timeout, progress, max_bytes, deadline)
+                    return
+                except urllib.error.HTTPError as exc:
+                    errors.append(f"{url}: HTTP {exc.code} {exc.reason}")
+                    if 400 <= exc.code < 500:
+                        break  # not found / forbidden: retrying this URL won't help
+                except _WrongFile as exc:
+                    errors.append(f"{url}: {exc}")
+                    break
+                except _Retryable as exc:
+                    errors.append(f"{url}: {exc}")
+                except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError too
+                    errors.append(f"{url}: {type(exc).__name__}: {getattr(exc, 'reason', exc)}")
+    finally:
+        deadline.cancel()
+    if deadline.passed:
+        errors.append(f"gave up: {name} did not arrive within its deadline of "
+                      f"{deadline.seconds:g} s (each read may wait up to timeout={timeout:g} s; "
+                      "pass a larger deadline= for a slow connection)")
     raise DownloadError(
         f"could not download {name} into {folder}; tried:\n  " + "\n  ".join(errors)
         + "\nCheck the connection and run again (a partial file resumes), point "
@@ -314,7 +613,7 @@ def _fetch(name, folder, urls, timeout, retries, progress):
 
 def download_gpt2_files(model_size, models_dir, *, base_url=None, backup_url=None,
                         download=True, progress=True, timeout=60.0, retries=2,
-                        known_sha256=None):
+                        known_sha256=None, deadline=None):
     """Make ``models_dir/model_size`` hold OpenAI's seven GPT-2 files; return that folder.
 
     Files already there are checked (see ``_local_problem``); if every file
@@ -324,6 +623,11 @@ def download_gpt2_files(model_size, models_dir, *, base_url=None, backup_url=Non
     book's mirror); while online, files whose content can't be checked on disk
     are compared with the server's size. Downloads go to ``NAME.part`` and
     resume with an HTTP Range request after an interruption.
+
+    Limits: ``timeout`` is how long each network read may wait (seconds);
+    ``deadline`` how long each file may take, all its tries together (default: a
+    minute plus the file's largest size at 50 kB/s). A file never grows past its
+    known size or MAX_FILE_BYTES: a server that sends more is refused.
 
     ``download=False`` never touches the network: it raises GPT2FilesMissingError (a
     FileNotFoundError) if a file is missing or bad. ``known_sha256`` overrides ``KNOWN_SHA256``.
@@ -336,6 +640,12 @@ def download_gpt2_files(model_size, models_dir, *, base_url=None, backup_url=Non
                   or DEFAULT_BACKUP_URL)
     if base_url == backup_url:
         backup_url = None
+    for option, value in (("timeout", timeout), ("deadline", deadline)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 < value < math.inf):
+            raise ValueError(f"{option} must be a number of seconds > 0, got {value!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a whole number >= 0, got {retries!r}")
 
     problems = {name: _local_problem(folder, name, known) for name in GPT2_FILES}
     if not any(problems.values()):
@@ -351,12 +661,15 @@ def download_gpt2_files(model_size, models_dir, *, base_url=None, backup_url=Non
     for name in GPT2_FILES:  # index before data: the data file's check reads the index
         urls = _urls_for(name, size, base_url, backup_url)
         path = os.path.join(folder, name)
+        max_bytes = _max_bytes(folder, name, known)
+        seconds = (deadline if deadline is not None
+                   else _DEADLINE_BASE_S + max_bytes / _SLOWEST_BYTES_PER_S)
         why = _local_problem(folder, name, known)
         resumable = why is not None and why.startswith("truncated")
         if why is None and name in _SIZE_CHECKED_ONLINE:
-            remote = _remote_size(urls, timeout)
+            remote = _remote_size(urls, timeout, min(seconds, _DEADLINE_BASE_S))
             local = os.path.getsize(path)
-            if remote is not None and remote != local:
+            if remote is not None and remote != local and remote <= max_bytes:
                 why = f"{local} bytes, the server has {remote}"
                 resumable = local < remote
         if why is None:
@@ -366,7 +679,7 @@ def download_gpt2_files(model_size, models_dir, *, base_url=None, backup_url=Non
                 os.replace(path, path + ".part")  # likely a prefix of the right file: resume
             else:
                 os.remove(path)
-        _fetch(name, folder, urls, timeout, retries, progress)
+        _fetch(name, folder, urls, timeout, retries, progress, max_bytes, seconds)
         after = _local_problem(folder, name, known)
         if after is not None:
             raise DownloadError(
@@ -376,24 +689,118 @@ def download_gpt2_files(model_size, models_dir, *, base_url=None, backup_url=Non
     return folder
 
 
-def _checkpoint_prefix(folder):
-    """The checkpoint prefix named by the 'checkpoint' file (tf.train.latest_checkpoint)."""
+# --------------------------------------------------------------------------- read
+
+def _checkpoint_target(folder):
+    """What the folder's 'checkpoint' file names (``model_checkpoint_path``, relative to
+    the folder), or None if there is no such file.
+
+    Only a checkpoint inside ``folder`` is accepted: an absolute path, or one that leads
+    out through '..' or a symbolic link, is a TFCheckpointError naming the file.
+    """
     path = os.path.join(folder, "checkpoint")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', f.read(), re.M)
-        if match:
-            prefix = os.path.join(folder, match.group(1))  # joining keeps an absolute path
-            if os.path.isfile(prefix + ".index"):
-                return prefix
-            # written on another machine: the checkpoint lies beside this file
-            return os.path.join(folder, os.path.basename(match.group(1)))
-    return os.path.join(folder, "model.ckpt")
+    if not os.path.lexists(path):
+        return None
+    try:
+        text = read_small_file(path, error=TFCheckpointError).decode("utf-8")
+    except UnicodeDecodeError:
+        raise TFCheckpointError(f"{path} is not a text file: not TensorFlow's 'checkpoint' "
+                                "file; download it again", path) from None
+    match = re.search(r'^model_checkpoint_path:\s*"([^"\n\x00]+)"', text, re.M)
+    if not match:
+        raise TFCheckpointError(f'{path} has no model_checkpoint_path: "..." line (OpenAI\'s '
+                                'says model_checkpoint_path: "model.ckpt"); download it again',
+                                path)
+    name = match.group(1)
+    fix = (f'if the checkpoint lies in {folder}, write model_checkpoint_path: '
+           f'"{os.path.basename(name) or "model.ckpt"}" there')
+    if os.path.isabs(name):
+        raise TFCheckpointError(f"{path} names {name!r}, an absolute path; only a checkpoint "
+                                f"inside the folder is read: {fix}", path)
+    root = os.path.realpath(folder)
+    where = os.path.realpath(os.path.dirname(os.path.join(folder, name + ".index")))
+    if os.path.commonpath([root, where]) != root:
+        raise TFCheckpointError(f"{path} names {name!r}, which leads outside {folder} (to "
+                                f"{where}); only a checkpoint inside the folder is read: {fix}",
+                                path)
+    return name
 
 
-def _read_hparams(folder):
-    with open(os.path.join(folder, "hparams.json"), encoding="utf-8") as f:
-        return json.load(f)
+def _checkpoint_prefix(folder):
+    """The checkpoint prefix named by the 'checkpoint' file (tf.train.latest_checkpoint),
+    always inside ``folder``; ``folder/model.ckpt`` when there is no such file."""
+    name = _checkpoint_target(folder)
+    if name is None:
+        return os.path.join(folder, "model.ckpt")
+    prefix = os.path.join(folder, name)
+    if not os.path.isfile(prefix + ".index"):
+        path = os.path.join(folder, "checkpoint")
+        raise TFCheckpointError(f"{path} names the checkpoint {name!r}, but {prefix}.index "
+                                "does not exist; download the folder again", path)
+    return prefix
+
+
+def _check_checkpoint_sizes(reader, settings, source, path=None):
+    """TFCheckpointError unless the checkpoint's GPT-2 tensors have the shapes that
+    ``settings`` imply and its data files hold their bytes: the index and the files'
+    sizes say both, so nothing is read or built yet. ``source`` names the settings in
+    errors ("settings", or ``path``, the hparams.json they come from)."""
+    variables = reader.variables()
+    blocks = {int(m.group(1)) for n in variables if (m := re.match(r"model/h(\d{1,9})/", n))}
+
+    def shape_of(path):
+        name = _path_to_tf_name(path)
+        return _squeezed_shape(variables[name][0]) if name in variables else None
+
+    problems = tensor_size_problems(settings, len(blocks), shape_of, _path_to_tf_name)
+    if problems:
+        raise TFCheckpointError(
+            f"{source} and the checkpoint {reader.index_path} disagree: "
+            + "; ".join(problems) + ". Use the hparams.json that came with this checkpoint",
+            path,
+        )
+    files = {}
+    for param_path in gpt2_param_paths(settings["n_layer"]):
+        name = _path_to_tf_name(param_path)
+        shape, dtype = variables[name]
+        if not isinstance(dtype, np.dtype) or dtype.kind != "f":
+            raise TFCheckpointError(f"{reader.index_path}: {name} has dtype {dtype}, not a "
+                                    "float type: not GPT-2's weights", reader.index_path)
+        data, offset, size = reader.locate(name)
+        if size != math.prod(shape) * dtype.itemsize:
+            raise TFCheckpointError(f"{reader.index_path}: {name} of shape {shape} needs "
+                                    f"{math.prod(shape) * dtype.itemsize:,} bytes but its "
+                                    f"entry says {size:,}", reader.index_path)
+        if data not in files:
+            files[data] = os.path.getsize(data) if os.path.isfile(data) else None
+        if files[data] is None:
+            raise TFCheckpointError(f"checkpoint data file {data} (for {name}) not found; the "
+                                    "index and data files must lie side by side", data)
+        if offset + size > files[data]:
+            raise TFCheckpointError(f"{data} is truncated: {name} needs bytes {offset:,}.."
+                                    f"{offset + size:,} but the file has {files[data]:,}; "
+                                    "download it again", data)
+
+
+def load_gpt2_folder(folder, *, model_cls=None):
+    """A GPTModel (eval mode) from a folder of OpenAI's files: hparams.json, checkpoint
+    (optional) and the checkpoint it names (``model.ckpt.index`` / ``.data-*``).
+
+    hparams.json is checked against the checkpoint's index before the model is built,
+    so a wrong or hostile size costs nothing; errors name the file. Memory: the model
+    plus one tensor.
+    """
+    if model_cls is None:
+        from ..model import GPTModel as model_cls
+    folder = os.fspath(folder)
+    hparams = os.path.join(folder, "hparams.json")
+    settings = read_hparams(hparams)
+    with CheckpointReader(_checkpoint_prefix(folder)) as reader:
+        _check_checkpoint_sizes(reader, settings, hparams, hparams)
+        gpt = model_cls(config_from_hparams(settings))
+        _load_from_reader(gpt, reader)
+    gpt.eval()
+    return gpt
 
 
 def download_and_load_gpt2(model_size, models_dir, **download_options):
@@ -405,10 +812,11 @@ def download_and_load_gpt2(model_size, models_dir, **download_options):
     ``download_gpt2_files`` (``download=False`` for offline use, URLs, ...).
     """
     folder = download_gpt2_files(model_size, models_dir, **download_options)
-    settings = _read_hparams(folder)
+    hparams = os.path.join(folder, "hparams.json")
+    settings = read_hparams(hparams)
 
     def load():
-        return load_gpt2_params_from_tf_ckpt(_checkpoint_prefix(folder), settings)
+        return _read_params(_checkpoint_prefix(folder), settings, hparams, hparams)
 
     params = _refetch_on_checksum_error(load, model_size, models_dir, download_options)
     return settings, params
@@ -420,15 +828,20 @@ def _refetch_on_checksum_error(load, model_size, models_dir, download_options):
     The data file's size can be checked before reading, its content only while
     reading: this is where a corrupted download shows up.
     """
+    folder = os.path.join(os.fspath(models_dir), gpt2_model_size(model_size))
+    ours = {os.path.normpath(os.path.join(folder, name)) for name in GPT2_FILES}
     try:
         return load()
     except ChecksumError as exc:
-        if not download_options.get("download", True) or exc.path is None:
+        if (not download_options.get("download", True) or exc.path is None
+                or os.path.normpath(exc.path) not in ours):
             raise
-        warnings.warn(f"{exc}; fetching {os.path.basename(exc.path)} again", stacklevel=3)
-        os.remove(exc.path)
-        download_gpt2_files(model_size, models_dir, **download_options)
-        return load()
+        bad, message = exc.path, str(exc)
+    # out of the except block: the failed attempt (maybe a whole model) is freed first
+    warnings.warn(f"{message}; fetching {os.path.basename(bad)} again", stacklevel=3)
+    os.remove(bad)
+    download_gpt2_files(model_size, models_dir, **download_options)
+    return load()
 
 
 # --------------------------------------------------------------------------- params
@@ -436,6 +849,11 @@ def _refetch_on_checksum_error(load, model_size, models_dir, download_options):
 def _squeeze(array):
     """OpenAI stores Conv1D weights as (1, in, out); the book squeezes them to (in, out)."""
     return array[0] if array.ndim == 3 and array.shape[0] == 1 else array
+
+
+def _squeezed_shape(shape):
+    """The shape ``_squeeze`` gives an array of ``shape``."""
+    return tuple(shape[1:]) if len(shape) == 3 and shape[0] == 1 else tuple(shape)
 
 
 def _path_to_tf_name(path):
@@ -451,7 +869,7 @@ def _tf_name_to_path(name):
     parts = name.split("/")
     if len(parts) < 2 or parts[0] != "model":
         return None
-    if re.fullmatch(r"h\d+", parts[1]):
+    if re.fullmatch(r"h\d{1,9}", parts[1]):
         return ("blocks", int(parts[1][1:]), *parts[2:])
     if parts[1:] in (["ln_f", "g"], ["ln_f", "b"]):
         return (parts[2],)
@@ -478,27 +896,33 @@ def load_gpt2_params_from_tf_ckpt(ckpt_path, settings):
     """Read OpenAI's checkpoint into the book's nested params dict (all in memory).
 
     ``ckpt_path`` is the checkpoint prefix (``.../124M/model.ckpt``);
-    ``settings["n_layer"]`` sizes ``params["blocks"]``. Every tensor's crc32c is
-    verified; a missing or extra GPT-2 variable raises ValueError.
+    ``settings["n_layer"]`` sizes ``params["blocks"]``. The sizes in ``settings`` are
+    checked against the checkpoint's index before anything is read, and every
+    tensor's crc32c is verified; a missing or extra GPT-2 variable, or a size that
+    doesn't match, raises ValueError (TFCheckpointError).
     """
+    problem = sizes_problem(settings)
+    if problem:
+        raise ValueError(f"settings {problem}")
+    return _read_params(ckpt_path, settings, "settings")
+
+
+def _read_params(ckpt_path, settings, source, source_path=None):
+    """load_gpt2_params_from_tf_ckpt with checked ``settings``, named ``source`` in
+    errors (``source_path``: the hparams.json they come from)."""
     n_layer = int(settings["n_layer"])
-    params = {"blocks": [{} for _ in range(n_layer)]}
     with CheckpointReader(ckpt_path) as reader:
+        _check_checkpoint_sizes(reader, settings, source, source_path)
         expected = {_path_to_tf_name(p) for p in gpt2_param_paths(n_layer)}
         names = set(reader.variables())
-        missing = sorted(expected - names)
-        if missing:
-            raise ValueError(
-                f"checkpoint {reader.prefix!r} lacks GPT-2 variables {missing[:8]}"
-                f"{' ...' if len(missing) > 8 else ''} (settings say n_layer={n_layer}); "
-                "is it a GPT-2 checkpoint of that size?"
-            )
         extra = sorted(n for n in names - expected if _tf_name_to_path(n) is not None)
         if extra:
-            raise ValueError(
+            raise TFCheckpointError(
                 f"checkpoint {reader.prefix!r} has variables {extra[:8]} that don't fit "
-                f"n_layer={n_layer} from settings; use that checkpoint's own hparams.json"
+                f"n_layer={n_layer} from {source}; use that checkpoint's own hparams.json",
+                source_path,
             )
+        params = {"blocks": [{} for _ in range(n_layer)]}
         for name in sorted(expected):
             path = _tf_name_to_path(name)
             target = params
@@ -531,18 +955,21 @@ def _transpose(array):
 def _plan(n_layers, V, T, C, H, untied_head=False):
     """[(params path, expected source shape, [(model key, transform)])] for a model
     with vocab V, context T, width C, feed-forward width H."""
-    plan = [
-        (("wte",), (V, C), [("tok_emb.weight", _same)]
-         + ([] if untied_head else [("out_head.weight", _same)])),  # weight tying
-        (("wpe",), (T, C), [("pos_emb.weight", _same)]),
-    ]
+    return list(_iter_plan(n_layers, V, T, C, H, untied_head))
+
+
+def _iter_plan(n_layers, V, T, C, H, untied_head=False):
+    """``_plan`` one entry at a time (a check can stop early without building it all)."""
+    yield (("wte",), (V, C), [("tok_emb.weight", _same)]
+           + ([] if untied_head else [("out_head.weight", _same)]))  # weight tying
+    yield (("wpe",), (T, C), [("pos_emb.weight", _same)])
     for i in range(n_layers):
         b, t = ("blocks", i), f"trf_blocks.{i}."
         qkv_w = [(t + f"att.{m}.weight", functools.partial(_third, j, True))
                  for j, m in enumerate(("W_query", "W_key", "W_value"))]
         qkv_b = [(t + f"att.{m}.bias", functools.partial(_third, j, False))
                  for j, m in enumerate(("W_query", "W_key", "W_value"))]
-        plan += [
+        yield from [
             (b + ("ln_1", "g"), (C,), [(t + "norm1.scale", _same)]),
             (b + ("ln_1", "b"), (C,), [(t + "norm1.shift", _same)]),
             (b + ("attn", "c_attn", "w"), (C, 3 * C), qkv_w),
@@ -556,11 +983,10 @@ def _plan(n_layers, V, T, C, H, untied_head=False):
             (b + ("mlp", "c_proj", "w"), (H, C), [(t + "ff.layers.2.weight", _transpose)]),
             (b + ("mlp", "c_proj", "b"), (C,), [(t + "ff.layers.2.bias", _same)]),
         ]
-    plan += [(("g",), (C,), [("final_norm.scale", _same)]),
-             (("b",), (C,), [("final_norm.shift", _same)])]
+    yield (("g",), (C,), [("final_norm.scale", _same)])
+    yield (("b",), (C,), [("final_norm.shift", _same)])
     if untied_head:
-        plan.append((("lm_head",), (V, C), [("out_head.weight", _same)]))
-    return plan
+        yield (("lm_head",), (V, C), [("out_head.weight", _same)])
 
 
 def _fix_hint(C=None):
@@ -636,6 +1062,14 @@ def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False):
             + "\n  - ".join(problems)
         )
 
+    # All or nothing: every tensor is read and checked (a file's crc32c, NaN, infinity,
+    # values the model's dtype can't hold) before the first weight changes, then read
+    # again to copy. Reading twice keeps the peak at the model plus one tensor.
+    for path, _, targets in plan:
+        problem = _values_problem(get(path), params[targets[0][0]].data.dtype)
+        if problem:
+            raise ValueError(f"cannot load {source} into this model (it is unchanged): "
+                             f"{_format_path(path)} {problem}")
     for path, _, targets in plan:
         array = get(path)
         for key, transform in targets:
@@ -643,6 +1077,25 @@ def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False):
             param.data[...] = asarray(transform(array))  # cast to the model's dtype in place
         del array
     return gpt
+
+
+def _values_problem(array, dtype):
+    """Why ``array`` can't become weights of float ``dtype`` (a phrase), or None: it is
+    not numbers, or holds NaN, an infinity or a value too large for ``dtype``. Its min
+    and max say so without a temporary array (NaN makes both NaN)."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "biuf":
+        return f"has dtype {array.dtype}, not numbers"
+    if array.dtype.kind != "f" or array.size == 0:
+        return None
+    limit = float(np.finfo(np.dtype(dtype)).max)
+    if -limit <= float(array.min()) and float(array.max()) <= limit:
+        return None
+    bad = ~(np.abs(array) <= limit)  # only now, to say where: NaN compares False
+    i = int(np.argmax(bad))
+    where = tuple(int(j) for j in np.unravel_index(i, array.shape))
+    return (f"holds {array.reshape(-1)[i]} at index {where} ({int(bad.sum())} such values; "
+            f"weights must be finite numbers a {np.dtype(dtype)} can hold)")
 
 
 def _nested_get(params, path):
@@ -683,9 +1136,17 @@ def load_weights_into_gpt(gpt, params):
     first; on any mismatch a ValueError names the key, the expected and the found
     shape, and no weight changes. Arrays are copied into the existing parameters.
     """
+    if not isinstance(params, dict) or not isinstance(params.get("blocks", []), (list, tuple)):
+        raise TypeError("params must be the book's dict of weights (from "
+                        "download_and_load_gpt2), with a list under 'blocks'; got "
+                        f"{type(params).__name__}")
+
     def shape_of(path):
         value = _nested_get(params, path)
-        return None if value is None else np.shape(value)
+        try:
+            return None if value is None else np.shape(value)
+        except ValueError as exc:  # a ragged list
+            raise ValueError(f"{_format_path(path)} is not an array ({exc})") from None
 
     def get(path):
         return np.asarray(_nested_get(params, path))
@@ -699,41 +1160,40 @@ def load_tf_ckpt_into_gpt(gpt, ckpt_path):
     """Load OpenAI's TensorFlow checkpoint straight into ``gpt``, one tensor at a time.
 
     Same result as ``load_weights_into_gpt(gpt, load_gpt2_params_from_tf_ckpt(...))``
-    but never holds more than one checkpoint tensor beside the model.
+    but never holds more than one checkpoint tensor beside the model. All or
+    nothing: every tensor's shape, crc32c and values are checked before the first
+    weight changes (each tensor is read twice), so on error the model is unchanged.
     """
     with CheckpointReader(ckpt_path) as reader:
-        names = reader.variables()
-        blocks = {int(m.group(1)) for n in names if (m := re.match(r"model/h(\d+)/", n))}
+        return _load_from_reader(gpt, reader)
 
-        def shape_of(path):
-            name = _path_to_tf_name(path)
-            if name not in names:
-                return None
-            shape = names[name][0]
-            return shape[1:] if len(shape) == 3 and shape[0] == 1 else shape
 
-        def get(path):
-            return _squeeze(reader.read(_path_to_tf_name(path)))
+def _load_from_reader(gpt, reader):
+    names = reader.variables()
+    blocks = {int(m.group(1)) for n in names if (m := re.match(r"model/h(\d{1,9})/", n))}
 
-        return load_into_gpt(gpt, f"checkpoint {reader.prefix!r}", len(blocks), shape_of, get)
+    def shape_of(path):
+        name = _path_to_tf_name(path)
+        return _squeezed_shape(names[name][0]) if name in names else None
+
+    def get(path):
+        return _squeeze(reader.read(_path_to_tf_name(path)))
+
+    return load_into_gpt(gpt, f"checkpoint {reader.prefix!r}", len(blocks), shape_of, get)
 
 
 def load_pretrained_gpt2(model_size="124M", models_dir="gpt2", *, model_cls=None,
                          **download_options):
     """Download (or reuse) GPT-2 and return a ``GPTModel`` holding its weights, in eval mode.
 
-    Memory: the model plus one tensor (weights stream from the checkpoint).
+    Memory: the model plus one tensor (weights stream from the checkpoint); hparams.json
+    is checked against the checkpoint before the model is built (``load_gpt2_folder``).
     ``download_options`` are those of ``download_gpt2_files``.
     """
-    if model_cls is None:
-        from ..model import GPTModel as model_cls
     folder = download_gpt2_files(model_size, models_dir, **download_options)
-    gpt = model_cls(config_from_hparams(_read_hparams(folder)))
 
-    def load():  # a retry overwrites every weight, so a half-loaded model is no problem
-        return load_tf_ckpt_into_gpt(gpt, _checkpoint_prefix(folder))
+    def load():
+        return load_gpt2_folder(folder, model_cls=model_cls)
 
-    _refetch_on_checksum_error(load, model_size, models_dir, download_options)
-    gpt.eval()
-    return gpt
+    return _refetch_on_checksum_error(load, model_size, models_dir, download_options)
 
