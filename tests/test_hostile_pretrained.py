@@ -591,12 +591,16 @@ def test_silent_wrong_non_finite_params_are_refused_and_change_nothing(models, b
 
 def test_silent_wrong_params_that_are_not_numbers_change_nothing(models):
     _, params = download_and_load_gpt2("124M", models, download=False, known_sha256={})
-    params["g"] = np.array(["x"] * SIZES["n_embd"])
     model = _model()
     before = _snapshot(model)
-    with pytest.raises(ValueError, match=r"params\['g'\] has dtype <U1, not numbers"):
-        load_weights_into_gpt(model, params)
-    _assert_unchanged(model, before)
+    # strings, and ints or bools (a damaged file's dtype field: float bits read as ints)
+    for bad in (np.array(["x"] * SIZES["n_embd"]), np.ones(SIZES["n_embd"], np.int32),
+                np.ones(SIZES["n_embd"], bool)):
+        params["g"] = bad
+        with pytest.raises(ValueError,
+                           match=r"params\['g'\] has dtype \S+; weights are floating point"):
+            load_weights_into_gpt(model, params)
+        _assert_unchanged(model, before)
 
 
 def test_silent_wrong_nan_in_safetensors_changes_nothing(models, hf):

@@ -45,7 +45,12 @@ Safety: loading never runs code (no pickle, no ``allow_pickle``). Every check
 (format, truncation, checksums, config, shapes, dtypes, finite values, optimizer
 kind, generator state) runs before anything changes; a failure raises
 ``CheckpointError`` (see ``tinygpt.errors``) naming the file and the problem, and
-the model, optimizer and random generator keep their state. Tensors are read one
+the model, optimizer and random generator keep their state. No size in a file is
+trusted: the config is checked against the tensors' names and shapes in the header
+(``gpt_state_shapes``) before any data is read or any model built, and the library
+checks that the tensors tile the file, so the file's length bounds what loading
+allocates (a 300-byte file claiming emb_dim 8192 is refused in microseconds,
+not after 8 GB). Tensors are read one
 at a time with ``pread`` into their own arrays, not through a memory map (whose
 touched pages would count as resident too), so loading needs the tensors' size in
 memory and no more. Writes are atomic: the
@@ -59,6 +64,7 @@ import datetime
 import errno
 import glob
 import json
+import math
 import os
 import re
 import secrets
@@ -658,6 +664,65 @@ def _check_against_model(path, model, weights, head="does not fit the model"):
 _NOT_ITS_CONFIG = "is corrupted: its tensors do not fit the model config stored with them"
 
 
+def gpt_state_shapes(cfg):
+    """Yield (key, shape) of ``GPTModel(cfg).state_dict()``, in its order, without building
+    the model: the config's sizes, to check against a file's tensors before trusting them.
+    Lazy, so a config claiming 10**9 layers costs nothing until its names are asked for."""
+    V, T, C = cfg["vocab_size"], cfg["context_length"], cfg["emb_dim"]
+    yield "tok_emb.weight", (V, C)
+    yield "pos_emb.weight", (T, C)
+    for i in range(cfg["n_layers"]):
+        att, ff = f"trf_blocks.{i}.att", f"trf_blocks.{i}.ff.layers"
+        for proj in ("W_query", "W_key", "W_value"):
+            yield f"{att}.{proj}.weight", (C, C)
+            if cfg["qkv_bias"]:
+                yield f"{att}.{proj}.bias", (C,)
+        yield f"{att}.out_proj.weight", (C, C)
+        yield f"{att}.out_proj.bias", (C,)
+        yield f"{ff}.0.weight", (4 * C, C)
+        yield f"{ff}.0.bias", (4 * C,)
+        yield f"{ff}.2.weight", (C, 4 * C)
+        yield f"{ff}.2.bias", (C,)
+        for norm in ("norm1", "norm2"):
+            yield f"trf_blocks.{i}.{norm}.scale", (C,)
+            yield f"trf_blocks.{i}.{norm}.shift", (C,)
+    yield "final_norm.scale", (C,)
+    yield "final_norm.shift", (C,)
+    yield "out_head.weight", (V, C)
+
+
+def _check_shapes_fit_config(path, config, shapes, head=_NOT_ITS_CONFIG):
+    """The file's tensors (``shapes``: key -> shape, from the header: no data read) are
+    exactly those ``GPTModel(config)`` holds, so building the model costs what the file
+    holds and no more. Returns the parameters' shapes in order. Stops at the 12th problem:
+    a config claiming far more than the file holds costs no more than the file."""
+    problems, expected = [], []
+    for key, shape in gpt_state_shapes(config):
+        if key not in shapes:
+            problems.append(f"tensor {key!r} is missing")
+        elif tuple(shapes[key]) != shape:
+            problems.append(f"tensor {key!r} has shape {tuple(shapes[key])}, the config "
+                            f"implies {shape}")
+        if len(problems) > 11:
+            problems[11:] = ["... (stopped there)"]
+            break
+        expected.append((key, shape))
+    else:
+        known = {key for key, _ in expected}
+        problems += [f"unexpected tensor {k!r}" for k in shapes if k not in known]
+    if problems:
+        raise CheckpointError(path, _listing(head, problems))
+    return [shape for _, shape in expected]
+
+
+def _check_float_codes(path, entries, names):
+    """Weights and moments are floating point: from the header, before any data is read."""
+    bad = [f"tensor {n!r} has dtype {entries[n][0]}, expected floating point"
+           for n in names if _DTYPES[entries[n][0]].kind != "f"]
+    if bad:
+        raise CheckpointError(path, _listing("has bad tensors", bad))
+
+
 def _build_model(config, dtype):
     """A fresh GPTModel whose random init leaves the package generator's state as it was."""
     rng = get_rng()
@@ -675,10 +740,13 @@ def _build_model(config, dtype):
 def load_model(path, dtype=None):
     """Rebuild a GPTModel from a model file (or from a training checkpoint's weights).
 
-    ``dtype``: convert the weights (e.g. numpy.float64); default: as saved. The
-    model comes back in training mode, like ``GPTModel(cfg)``; call ``.eval()``
-    before generating. The package's random generator is left as it was.
+    ``dtype``: convert the weights to float32 or float64 (anything else is a ValueError);
+    default: as saved. The config in the file is checked against its tensors' names and
+    shapes before any data is read or the model built. The model comes back in training
+    mode, like ``GPTModel(cfg)``; call ``.eval()`` before generating. The package's random
+    generator is left as it was.
     """
+    dtype = _float_dtype(dtype)
     path, f = _open_for_reading(path)
     with f:
         container = _read_container(path, f)
@@ -686,13 +754,32 @@ def load_model(path, dtype=None):
         config = _config_from(container)
         prefix = "model." if container.format == CHECKPOINT_FORMAT else ""
         names = [n for n in container.entries if n.startswith(prefix)]
+        _check_shapes_fit_config(
+            path, config, {n[len(prefix):]: container.entries[n][1] for n in names})
+        _check_float_codes(path, container.entries, names)
         arrays = _read_tensors(container, f, names)
     weights = {n[len(prefix):]: a for n, a in arrays.items()}
     saved_dtype = _check_weights(path, weights, "tensor")
-    model = _build_model(config, numpy.dtype(dtype) if dtype is not None else saved_dtype)
+    model = _build_model(config, dtype or saved_dtype)
     _check_against_model(path, model, weights, _NOT_ITS_CONFIG)
     model.load_state_dict(weights)
     return model
+
+
+def _float_dtype(dtype):
+    """``load_model``'s dtype argument: None, or a floating dtype tinygpt computes in."""
+    if dtype is None:
+        return None
+    try:
+        dt = numpy.dtype(dtype)
+    except TypeError:
+        dt = None  # (not compared with ==: numpy takes None for float64)
+    if dt is None or dt.kind != "f" or dt.itemsize not in (4, 8):
+        raise ValueError(
+            f"load_model: dtype must be float32 or float64 (tinygpt computes in those), got "
+            f"{dtype!r}; an integer, bool or complex dtype would change the weights"
+        )
+    return dt
 
 
 def load_checkpoint(path, model=None, optimizer=None, restore_rng=True):
@@ -725,6 +812,7 @@ def load_checkpoint(path, model=None, optimizer=None, restore_rng=True):
         state = _training_state(container)
         rng_state = _rng_state(container)
         extra = _metadata_json(container, "extra", required=False)
+        _check_checkpoint_layout(path, config, opt_meta, container.entries)
         arrays = _read_tensors(container, f, list(container.entries))
 
     weights, moments = _split_tensors(path, arrays, opt_meta)
@@ -739,20 +827,8 @@ def load_checkpoint(path, model=None, optimizer=None, restore_rng=True):
     if model is None:
         model = _build_model(config, dtype)  # leaves the generator as it was
         _check_against_model(path, model, weights, _NOT_ITS_CONFIG)
-    if len(weights) != opt_meta["num_parameters"]:
-        raise CheckpointError(
-            path, f"is corrupted: its optimizer covers {opt_meta['num_parameters']} parameters "
-            f"but it holds {len(weights)} weight tensors"
-        )
     if optimizer is None:
         optimizer = AdamW(model.parameters(), **opt_meta["hyperparameters"])
-    params = list(model.parameters())
-    for name, a in moment_arrays.items():
-        shape = params[int(name.split(".")[1])].shape
-        if tuple(a.shape) != tuple(shape):
-            raise CheckpointError(
-                path, f"tensor {name!r} has shape {tuple(a.shape)}, its parameter {tuple(shape)}"
-            )
 
     # Everything is checked: from here on nothing can fail half-way.
     optimizer_sd = {
@@ -763,8 +839,11 @@ def load_checkpoint(path, model=None, optimizer=None, restore_rng=True):
         },
         "param_groups": [dict(opt_meta["hyperparameters"], params=list(range(len(weights))))],
     }
+    try:  # AdamW checks all of it before changing anything; so first, before the model
+        optimizer.load_state_dict(optimizer_sd)
+    except ValueError as exc:
+        raise CheckpointError(path, f"holds an optimizer state AdamW refuses: {exc}") from None
     model.load_state_dict(weights)
-    optimizer.load_state_dict(optimizer_sd)
     if opt_meta["peak_lr"] is not None:
         optimizer.peak_lr = float(opt_meta["peak_lr"])
     elif hasattr(optimizer, "peak_lr"):
@@ -775,6 +854,26 @@ def load_checkpoint(path, model=None, optimizer=None, restore_rng=True):
         model=model, optimizer=optimizer, state=state, rng_state=rng_state, extra=extra,
         config=config, path=path, created=container.metadata.get("created"),
     )
+
+
+def _check_checkpoint_layout(path, config, opt_meta, entries):
+    """From the header alone (entries: name -> (dtype code, shape, ...)): the weights are
+    the config's, the moments match their parameters, all floating point."""
+    weights, moments = _split_tensors(path, {n: e[1] for n, e in entries.items()}, opt_meta)
+    param_shapes = _check_shapes_fit_config(path, config, weights)
+    if len(weights) != opt_meta["num_parameters"]:
+        raise CheckpointError(
+            path, f"is corrupted: its optimizer covers {opt_meta['num_parameters']} parameters "
+            f"but it holds {len(weights)} weight tensors"
+        )
+    for i, m in moments.items():
+        for k, shape in m.items():
+            if tuple(shape) != param_shapes[i]:
+                raise CheckpointError(
+                    path, f"tensor 'optimizer.{i}.{k}' has shape {tuple(shape)}, its parameter "
+                    f"{param_shapes[i]}"
+                )
+    _check_float_codes(path, entries, list(entries))
 
 
 def _optimizer_meta(container):
@@ -794,7 +893,9 @@ def _optimizer_meta(container):
         and isinstance(n, int) and n >= 0
         and isinstance(steps, dict)
         and all(k.isdigit() and isinstance(v, int) and v >= 1 for k, v in steps.items())
-        and isinstance(meta.get("peak_lr"), (int, float, type(None)))
+        and "peak_lr" in meta and (meta["peak_lr"] is None or (
+            isinstance(meta["peak_lr"], (int, float)) and not isinstance(meta["peak_lr"], bool)
+            and math.isfinite(meta["peak_lr"]) and meta["peak_lr"] >= 0))
     )
     if not ok:
         raise CheckpointError(path, "is corrupted: metadata 'optimizer' is malformed")

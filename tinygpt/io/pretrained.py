@@ -1081,12 +1081,12 @@ def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False):
 
 def _values_problem(array, dtype):
     """Why ``array`` can't become weights of float ``dtype`` (a phrase), or None: it is
-    not numbers, or holds NaN, an infinity or a value too large for ``dtype``. Its min
+    not floating point, or holds NaN, an infinity or a value too large for ``dtype``. Its min
     and max say so without a temporary array (NaN makes both NaN)."""
     array = np.asarray(array)
-    if array.dtype.kind not in "biuf":
-        return f"has dtype {array.dtype}, not numbers"
-    if array.dtype.kind != "f" or array.size == 0:
+    if array.dtype.kind != "f":  # an int or bool tensor is a damaged or foreign file
+        return f"has dtype {array.dtype}; weights are floating point"
+    if array.size == 0:
         return None
     limit = float(np.finfo(np.dtype(dtype)).max)
     if -limit <= float(array.min()) and float(array.max()) <= limit:

@@ -257,11 +257,11 @@ def load(f, map_location=None, weights_only=True):
     with file:
         _refuse_pickles(path, file)
         container = _read_container(path, file)
-        tree = _object_tree(container)
-        if tree is None:  # a plain safetensors file: name -> Tensor, in file order
+        if OBJECT_KEY not in container.metadata:  # plain safetensors: name -> Tensor, in order
             names = sorted(container.entries, key=lambda n: container.entries[n][2:])
             arrays = _read_tensors(container, file, names)
             return {name: Tensor(arrays[name]) for name in names}
+        tree = _object_tree(container)
         names = _check_tree(container, tree)
         arrays = _read_tensors(container, file, names)
     try:
@@ -309,10 +309,8 @@ def _refuse_pickles(path, file):
 
 
 def _object_tree(container):
-    """The parsed ``tinygpt.object`` metadata, or None for a plain safetensors file."""
-    text = container.metadata.get(OBJECT_KEY)
-    if text is None:
-        return None
+    """The parsed ``tinygpt.object`` metadata (which may be JSON null: the object None)."""
+    text = container.metadata[OBJECT_KEY]
     try:
         version = int(container.metadata.get(OBJECT_VERSION_KEY, ""))
     except ValueError:

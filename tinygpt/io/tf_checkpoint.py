@@ -183,6 +183,8 @@ def _parse_shape(buf):
             raise TFCheckpointError("tensor shape of unknown rank")
     if any(d < 0 for d in dims):
         raise TFCheckpointError(f"tensor shape with unknown dimensions {dims}")
+    if len(dims) > 64:  # NumPy's limit, and far beyond any real checkpoint's
+        raise TFCheckpointError(f"tensor shape with {len(dims)} dimensions (at most 64)")
     return tuple(dims)
 
 
