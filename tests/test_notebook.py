@@ -126,3 +126,27 @@ def test_quote_check_finds_a_quote(verdict_text):
     assert _quotes(notebook, verdict_text) == ["cell 0 output 0: 1 run(s) of 8 words"]
     notebook.cells[0].outputs[0].text = "sample: " + " ".join(words[500:507]) + "\n"
     assert _quotes(notebook, verdict_text) == []
+
+
+def test_no_tracked_file_quotes_the_verdict(verdict_text):
+    """The story is someone else's writing: no file of the repository (the README's demo
+    output included) may hold RUN_LENGTH consecutive words of it."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    story = _word_runs(verdict_text)
+    found = []
+    for name in filter(None, listed.stdout.decode("utf-8").split("\0")):
+        path = REPO_ROOT / name
+        if not path.is_file() or path.stat().st_size > 5_000_000:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:  # binary: fixtures, images
+            continue
+        shared = len(_word_runs(text) & story)
+        if shared:
+            found.append(f"{name}: {shared} run(s) of {RUN_LENGTH} words")
+    assert not found, "tracked files quote The Verdict: " + "; ".join(found)

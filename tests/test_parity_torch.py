@@ -156,7 +156,7 @@ def test_torch_state_dict_loads_unchanged_and_keys_match():
 
 
 class _SharedMaskDropout(torch.nn.Module):
-    """torch dropout that draws its keep-mask the way tinygpt does (float64 uniforms >= p
+    """torch dropout that draws its keep-mask the way tinygpt does (float32 uniforms >= p
     from a NumPy generator), so both engines drop exactly the same entries."""
 
     generator = None
@@ -168,13 +168,14 @@ class _SharedMaskDropout(torch.nn.Module):
     def forward(self, x):
         if not self.training or self.p == 0.0:
             return x
-        keep = _SharedMaskDropout.generator.random(tuple(x.shape)) >= self.p
+        keep = (_SharedMaskDropout.generator.random(tuple(x.shape), dtype=np.float32)
+                >= np.float32(self.p))
         return x * torch.from_numpy(keep.astype(np.float32)) * (1.0 / (1.0 - self.p))
 
 
 @pytest.fixture
 def numpy_dropout_masks():
-    """Dropout masks drawn from the NumPy generator (float64 uniforms) on either backend,
+    """Dropout masks drawn from the NumPy generator (float32 uniforms) on either backend,
     the masks _SharedMaskDropout reproduces; CuPy's default, Philox, draws others."""
     previous = tinygpt.backend.dropout_rng()
     tinygpt.backend.set_dropout_rng("numpy")

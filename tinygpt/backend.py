@@ -15,7 +15,8 @@ Randomness. Init, shuffling and sampling draw from one NumPy ``Generator`` on th
 (``get_rng``), so a seeded model starts the same on either backend. Dropout masks come
 from one of two sources (``set_dropout_rng`` or ``TINYGPT_DROPOUT_RNG``):
 
-* ``"numpy"`` (the default on NumPy): float64 uniforms from that same Generator;
+* ``"numpy"`` (the default on NumPy): float32 uniforms from that same Generator
+  (they train like float64 ones and like torch's masks: ``bench/curve_stats.py``);
   on CuPy they are drawn on the CPU and copied over, which reproduces the CPU's masks
   exactly (slow: use it for parity runs);
 * ``"philox"`` (the default on CuPy): the counter-based Philox4x32-10 generator
