@@ -68,6 +68,7 @@ from ..optim import AdamW
 from .checkpoint import (
     _CODES,
     _host_array,
+    _metadata_json,
     _open_for_reading,
     _read_container,
     _read_tensors,
@@ -310,7 +311,6 @@ def _refuse_pickles(path, file):
 
 def _object_tree(container):
     """The parsed ``tinygpt.object`` metadata (which may be JSON null: the object None)."""
-    text = container.metadata[OBJECT_KEY]
     try:
         version = int(container.metadata.get(OBJECT_VERSION_KEY, ""))
     except ValueError:
@@ -320,12 +320,7 @@ def _object_tree(container):
             container.path, f"was written by a newer tinygpt ({OBJECT_VERSION_KEY} {version}; "
             f"this one reads up to {OBJECT_VERSION}): upgrade tinygpt"
         )
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise CheckpointError(
-            container.path, f"is corrupted: metadata {OBJECT_KEY!r} is not valid JSON ({exc})"
-        ) from None
+    return _metadata_json(container, OBJECT_KEY)
 
 
 def _check_tree(container, tree):
