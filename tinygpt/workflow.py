@@ -21,7 +21,6 @@ share (``--lr``, ``--batch-size``, ``--resume``, ...).
 
 import hashlib
 import json
-import math
 import os
 import socket
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy
 
 from .backend import manual_seed
-from .checks import nonnegative_int, positive_int
+from .checks import nonnegative_int, positive_int, real_problem
 from .data import create_dataloader_v1
 from .errors import ModelFileNotCheckpointError, RunFolderError
 from .io.checkpoint import (
@@ -248,16 +247,12 @@ def _checked_settings(settings):
         positive_int(key, settings[key])
     nonnegative_int("seed", settings["seed"])
     nonnegative_int("warmup_steps", settings["warmup_steps"])
-    for key in ("learning_rate", "weight_decay"):
-        value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                math.isfinite(value) and value >= 0 and (value > 0 or key != "learning_rate")):
-            raise ValueError(f"{key} must be a finite number > 0 (weight_decay: >= 0), got "
-                             f"{value!r}")
-    clip = settings["grad_clip"]
-    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
-                             or not (math.isfinite(clip) and clip > 0)):
-        raise ValueError(f"grad_clip must be a finite number > 0 or None, got {clip!r}")
+    problems = [real_problem("learning_rate", settings["learning_rate"], above=0),
+                real_problem("weight_decay", settings["weight_decay"], 0)]
+    if settings["grad_clip"] is not None:
+        problems.append(real_problem("grad_clip", settings["grad_clip"], above=0))
+    if any(problems):
+        raise ValueError("; ".join(p for p in problems if p))
     prompt = settings["start_context"]
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"start_context (--start-context) must be a non-empty text: the "
