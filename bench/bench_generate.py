@@ -26,6 +26,8 @@ _parser.add_argument("--tokens", type=int, default=200, help="new tokens (defaul
 _parser.add_argument("--nocache-tokens", type=int, default=None,
                      help="new tokens for the two uncached runs (default: --tokens)")
 _parser.add_argument("--prompt-length", type=int, default=4)
+_parser.add_argument("--result", default="bench_generate",
+                     help="name of the JSON stored in bench/results/ (default bench_generate)")
 ARGS = _parser.parse_args()
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)
@@ -35,6 +37,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from machine import cpu_busy_fraction  # noqa: E402  (bench/machine.py)
+from record import store  # noqa: E402  (bench/record.py)
 
 from tests.reference.torch_gpt import GPTModel as TorchGPT  # noqa: E402
 from tests.reference.torch_gpt import generate_text_simple as torch_generate  # noqa: E402
@@ -104,6 +107,15 @@ def main():
                   "a busy core slow every run, the many small matrix-vector products of "
                   "cached decoding most. Rerun on a quiet machine (or try --threads 1).")
     rate = n_cached / rows[0][2]
+    store(ARGS.result, {
+        "threads": ARGS.threads, "prompt_tokens": ARGS.prompt_length,
+        "runs": {name: {"tokens": count, "tokens_per_s": round(count / seconds, 2),
+                        "vs_torch_book_loop": round(count / seconds / torch_rate, 2)}
+                 for name, count, seconds in rows},
+        "kv_cache_tokens_per_s": round(rate, 2),
+        "kv_cache_vs_torch_book_loop": round(rate / torch_rate, 2),
+        "greedy_tokens_identical": bool(same),
+    }, busy=busy_before)
     print(f"targets: cache >= 10x torch book loop: {rate / torch_rate:.1f}x "
           f"({'met' if rate / torch_rate >= 10 else 'MISSED'}); >= 30 tokens/s: {rate:.1f} "
           f"({'met' if rate >= 30 else 'MISSED'})")

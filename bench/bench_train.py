@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from machine import cpu_busy_fraction  # noqa: E402
+from record import store  # noqa: E402
+
 B, T = 2, 256
 
 
@@ -146,6 +150,8 @@ def main():
     parser.add_argument("--modes", default="train,eval",
                         help="comma list of train (fwd+bwd+AdamW), eval (no_grad forward), "
                              "fwdbwd (forward+backward, no optimizer)")
+    parser.add_argument("--result", default="bench_train",
+                        help="name of the JSON stored in bench/results/ (default bench_train)")
     parser.add_argument("--worker", choices=["tinygpt", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="train", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -154,7 +160,10 @@ def main():
         return
 
     cfg = {"vocab_size": 50257, "emb_dim": 768, "n_layers": 12}
+    busy = cpu_busy_fraction()
     peak = numpy_peak_gflops(args.threads)
+    figures = {"threads": args.threads, "rounds": args.rounds, "steps": args.steps,
+               "batch": B, "context": T, "numpy_matmul_peak_gflops": round(peak, 1)}
     print(f"threads {args.threads}; NumPy float32 matmul peak {peak:.0f} GFLOP/s; "
           f"GPT_CONFIG_124M, batch {B}, context {T}; {args.rounds} rounds x {args.steps} steps")
     print(f"{'':24}{'tinygpt':>12}{'torch':>12}{'ratio':>8}")
@@ -179,6 +188,17 @@ def main():
               f"{rss['tinygpt'] / rss['torch']:8.2f}")
         print(f"{'  all times':24}{' '.join(f'{t:.2f}' for t in results['tinygpt'])} | "
               f"{' '.join(f'{t:.2f}' for t in results['torch'])}")
+        figures[mode] = {
+            "tinygpt_median_s": round(med["tinygpt"], 4), "torch_median_s": round(med["torch"], 4),
+            "ratio": round(ratio, 3),
+            "tinygpt_gflops": round(gf["tinygpt"], 1), "torch_gflops": round(gf["torch"], 1),
+            "tinygpt_peak_rss_mib": round(rss["tinygpt"]),
+            "torch_peak_rss_mib": round(rss["torch"]),
+            "peak_rss_ratio": round(rss["tinygpt"] / rss["torch"], 3),
+            "tinygpt_times_s": [round(t, 4) for t in results["tinygpt"]],
+            "torch_times_s": [round(t, 4) for t in results["torch"]],
+        }
+    store(args.result, figures, busy=busy)
 
 
 if __name__ == "__main__":
