@@ -194,9 +194,17 @@ def main():
     print(f"\n{'engine':10}{'wall s':>10}{'train':>8}{'val':>8}")
     for engine, r in results.items():
         print(f"{engine:10}{r['seconds']:10.1f}{r['train']:8.3f}{r['val']:8.3f}")
+    figures = {"epochs": args.epochs, "threads": args.threads, "seed": args.seed,
+               "engines": {e: {"wall_s": round(r["seconds"], 1), "final_train_loss": r["train"],
+                               "final_val_loss": r["val"]} for e, r in results.items()}}
     if len(results) == 2:
-        print(f"ratio tinygpt/torch wall time: "
-              f"{results['tinygpt']['seconds'] / results['torch']['seconds']:.2f}")
+        ratio = results["tinygpt"]["seconds"] / results["torch"]["seconds"]
+        figures["wall_time_ratio"] = round(ratio, 3)
+        print(f"ratio tinygpt/torch wall time: {ratio:.2f}")
+    sys.path.insert(0, str(REPO / "bench"))
+    from record import store  # bench/record.py
+
+    store("bench_chapter", figures)
 
 
 if __name__ == "__main__":

@@ -163,6 +163,15 @@ def run(folder, repeat, as_json=False):
     print("peak resident-set growth during each, in a fresh process (MiB):")
     for op, extra in memory.items():
         print(f"  {op:40s} {extra:8.0f}")
+    figures = {
+        "seconds": {"save_checkpoint": save_ckpt_s, "load_checkpoint_into": load_into_s,
+                    "load_checkpoint_build": load_build_s, "save_model": save_model_s,
+                    "load_model": load_model_s},
+        "extra_mib": memory, "checkpoint_bytes": ckpt_bytes, "model_bytes": model_bytes,
+    }
+    from record import store  # bench/record.py
+
+    store("bench_checkpoint", figures)
     if as_json:
         print(json.dumps({
             "seconds": {"save_checkpoint": save_ckpt_s, "load_checkpoint_into": load_into_s,

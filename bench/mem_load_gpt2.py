@@ -114,6 +114,7 @@ def main(argv=None):
     from tests.gpt2_fixtures import gpt2_tensor_shapes, write_gpt2_folder
     from tinygpt.io.pretrained import gpt2_config, gpt2_model_size
 
+    figures = {}
     for name in args.size or ["124M"]:
         size = gpt2_model_size(name)
         cfg = gpt2_config(size)
@@ -142,11 +143,20 @@ def main(argv=None):
                       f" | extra {extra:7.0f} MiB ({extra / largest_mb:.2f} x largest tensor)"
                       f" | load {r['seconds']:.1f} s"
                       + ("" if r["peak_reset"] else "  [peak not resettable]"))
+                figures.setdefault(size, {})[mode] = {
+                    "model_rss_mib": round(r["model_rss_mb"]),
+                    "load_peak_mib": round(r["load_peak_mb"]), "extra_mib": round(extra),
+                    "extra_vs_largest_tensor": round(extra / largest_mb, 2),
+                    "seconds": round(r["seconds"], 2), "peak_reset": r["peak_reset"]}
         finally:
             if args.keep:
                 print(f"  kept {models_dir}")
             else:
                 shutil.rmtree(models_dir, ignore_errors=True)
+    if figures:
+        from record import store  # bench/record.py
+
+        store("mem_load_gpt2", figures)
 
 
 if __name__ == "__main__":

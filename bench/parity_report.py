@@ -64,10 +64,18 @@ def compare(cfg, dtype, T):
 def main():
     torch.set_num_threads(2)
     print(f"{'config':18}{'dtype':9}{'logits':>10}{'loss':>10}{'gradients':>11}  worst gradient")
+    figures = {}
     for label, cfg, T in (("small", SMALL, 16), ("GPT_CONFIG_124M", BIG, 64)):
         for dtype in (np.float64, np.float32):
             lg, ls, gr, name = compare(cfg, dtype, T)
             print(f"{label:18}{np.dtype(dtype).name:9}{lg:10.1e}{ls:10.1e}{gr:11.1e}  {name}")
+            figures.setdefault(label, {})[np.dtype(dtype).name] = {
+                "logits_rel": float(lg), "loss_rel": float(ls), "gradients_rel": float(gr),
+                "worst_gradient": name}
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from record import store  # bench/record.py
+
+    store("parity_report", figures)
 
 
 if __name__ == "__main__":
