@@ -22,35 +22,64 @@ def repo_root():
 
 # --- "The Verdict" ---------------------------------------------------------------------------
 
+REQUIRE_TEXT_ENV = "TINYGPT_REQUIRE_TEXT"
+HOW_TO_SUPPLY_TEXT = (
+    "this test needs the book's the-verdict.txt. Supply it in one of three ways: set "
+    "TINYGPT_DATA to a folder holding it; pass the file with pytest --text PATH; or let "
+    "tinygpt download it once into its cache (needs internet): "
+    "python -c 'import tinygpt; tinygpt.load_verdict()'"
+)
 
-def _verdict_candidates():
-    """Where tests look for the-verdict.txt: $TINYGPT_DATA, then <repo>/../shared/data."""
+
+def pytest_addoption(parser):
+    group = parser.getgroup("tinygpt")
+    group.addoption("--text", metavar="PATH", default=None,
+                    help="the book's the-verdict.txt, for the tests that need it "
+                         "(default: $TINYGPT_DATA/the-verdict.txt, then tinygpt's cache)")
+    group.addoption("--require-text", action="store_true", default=False,
+                    help="fail, not skip, the tests that need the-verdict.txt when it is "
+                         f"missing (also: {REQUIRE_TEXT_ENV}=1; CI sets it)")
+
+
+def _verdict_candidates(config):
+    """Where tests look for the-verdict.txt: --text, $TINYGPT_DATA, tinygpt's cache."""
+    from tinygpt.io.textsource import VERDICT_FILENAME, default_cache_dir
+
     candidates = []
+    given = config.getoption("--text")
+    if given:
+        candidates.append(Path(given).expanduser())
     env = os.environ.get("TINYGPT_DATA", "").strip()
     if env:
-        candidates.append(Path(env).expanduser() / "the-verdict.txt")
-    candidates.append(REPO_ROOT.parent / "shared" / "data" / "the-verdict.txt")
+        candidates.append(Path(env).expanduser() / VERDICT_FILENAME)
+    candidates.append(default_cache_dir() / VERDICT_FILENAME)
     return candidates
 
 
-@pytest.fixture(scope="session")
-def verdict_path():
-    """Path of the book's the-verdict.txt; skips the test when no copy is present."""
-    from tinygpt.io.textsource import VERDICT_SHA256
+def _text_required(config):
+    return config.getoption("--require-text") or os.environ.get(REQUIRE_TEXT_ENV, "") not in (
+        "", "0")
 
-    candidates = _verdict_candidates()
-    for path in candidates:
+
+@pytest.fixture(scope="session")
+def verdict_path(pytestconfig):
+    """Path of the book's the-verdict.txt; skips the test when no copy is present (fails
+    instead under --require-text or TINYGPT_REQUIRE_TEXT=1, as in CI)."""
+    from tinygpt.io.textsource import VERDICT_SHA256, is_verdict_bytes
+
+    for path in _verdict_candidates(pytestconfig):
         if path.is_file():
-            actual = hashlib.sha256(path.read_bytes()).hexdigest()
-            assert actual == VERDICT_SHA256, (
-                f"{path} is not the book's the-verdict.txt (sha256 {actual}, expected "
-                f"{VERDICT_SHA256}): replace it with a fresh copy"
+            data = path.read_bytes()
+            assert is_verdict_bytes(data), (
+                f"{path} is not the book's the-verdict.txt (sha256 "
+                f"{hashlib.sha256(data).hexdigest()}, expected {VERDICT_SHA256}): replace it "
+                "with a fresh copy"
             )
             return path
-    pytest.skip(
-        "the-verdict.txt not found (looked at " + ", ".join(str(p) for p in candidates) + "): "
-        "set TINYGPT_DATA to a folder holding it, or put it in shared/data/ beside the repo"
-    )
+    if _text_required(pytestconfig):
+        pytest.fail(f"the text is required here ({REQUIRE_TEXT_ENV}=1 or --require-text) but "
+                    f"was not found: {HOW_TO_SUPPLY_TEXT}", pytrace=False)
+    pytest.skip(HOW_TO_SUPPLY_TEXT)
 
 
 @pytest.fixture(scope="session")
@@ -121,3 +150,34 @@ def keep_global_rng():
     state = tinygpt.get_rng_state()
     yield
     tinygpt.set_rng_state(state)
+
+
+# --- nothing left behind in the checkout ------------------------------------------------------
+
+GIT_STATUS_AT_START = pytest.StashKey()
+GIT_CLEAN_TEST_FILE = "test_zz_git_clean.py"
+
+
+def git_status():
+    """The set of ``git status --porcelain`` lines of the checkout, or None outside git."""
+    import subprocess
+
+    try:
+        result = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
+                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        return None
+    return set(result.stdout.splitlines())
+
+
+def pytest_sessionstart(session):
+    session.config.stash[GIT_STATUS_AT_START] = git_status()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The check that the suite left the checkout as it found it runs last."""
+    last = [item for item in items if item.path.name == GIT_CLEAN_TEST_FILE]
+    if last:
+        items[:] = [item for item in items if item.path.name != GIT_CLEAN_TEST_FILE] + last
