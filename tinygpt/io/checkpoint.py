@@ -53,28 +53,22 @@ allocates (a 300-byte file claiming emb_dim 8192 is refused in microseconds,
 not after 8 GB). Tensors are read one
 at a time with ``pread`` into their own arrays, not through a memory map (whose
 touched pages would count as resident too), so loading needs the tensors' size in
-memory and no more. Writes are atomic: the
-bytes go to a hidden temporary file beside the target (``.NAME.tmp-XXXXXXXX``), are
-flushed to disk, and the file is renamed over the target, so a crash, a kill or a full
-disk leaves the previous file intact (at worst a stray hidden temporary file, ours or
-the library's own ``.tmpXXXXXX``, which no loader takes for a checkpoint).
+memory and no more. Writes are atomic (``files.atomic_write``): the bytes go to a hidden
+temporary folder beside the target (``.NAME.tmp-XXXXXXXX``), are flushed to disk, and the
+file is renamed over the target, so a crash, a kill or a full disk leaves the previous
+file intact (at worst a stray hidden folder, which no loader takes for a checkpoint). A
+symbolic link is written through to its target, as ``torch.save`` does. Loading first
+checks that the path is a regular file: a named pipe or a device is refused by name.
 """
 
 import datetime
-import errno
-import glob
 import json
 import math
 import os
-import re
-import secrets
-import shutil
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy
-import safetensors.numpy
 from safetensors import SafetensorError, safe_open
 
 from ..autograd import Tensor
@@ -84,6 +78,12 @@ from ..errors import CheckpointError, ModelFileNotCheckpointError
 from ..model import GPTModel, validate_config
 from ..optim import AdamW
 from ..train import TrainingState
+from .files import (
+    atomic_write,
+    check_regular_file,
+    remove_stale_temporaries,  # noqa: F401  (workflow.py takes it from here)
+)
+from .files import save_safetensors as _save_file
 from .tf_checkpoint import crc32c
 
 __all__ = [
@@ -296,7 +296,7 @@ def _write_safetensors(path, tensors, metadata):
         "tensors": {name: crc32c(_bytes_of(array)) for name, array in tensors.items()},
         "header": _header_crc(metadata, entries),
     })
-    _atomic_write(path, lambda tmp: _save_file(tmp, tensors, metadata))
+    atomic_write(path, lambda tmp: _save_file(tmp, tensors, metadata))
 
 
 def _header_crc(metadata, entries):
@@ -311,98 +311,6 @@ def _header_crc(metadata, entries):
 
 def _bytes_of(array):
     return memoryview(array.reshape(-1)).cast("B")
-
-
-def _save_file(tmp, tensors, metadata):
-    """The safetensors library writes the file (streaming each array, no copy in memory)."""
-    try:
-        safetensors.numpy.save_file(tensors, tmp, metadata=metadata)
-    except SafetensorError as exc:  # an I/O error (a full disk): raise it as the OSError it is
-        code = re.search(r"os error (\d+)", str(exc))
-        raise OSError(int(code.group(1)) if code else errno.EIO, str(exc)) from None
-
-
-TEMPORARY = ".{name}.tmp-"  # + 8 hex digits: the private folder of one write in progress
-
-
-def _atomic_write(path, write):
-    """Run ``write(temporary path)`` in a private folder beside ``path``, fsync the file,
-    rename it over ``path``.
-
-    The folder (``.NAME.tmp-XXXXXXXX``) also holds the safetensors library's own temporary
-    file while it writes, so a killed write leaves exactly one thing behind, which
-    ``remove_stale_temporaries`` recognises. On any failure (a full disk, Ctrl-C) the
-    folder is removed and ``path`` keeps its previous content."""
-    folder, name = os.path.split(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(
-            errno.ENOENT,
-            f"cannot save {path}: the folder {folder} does not exist (create it first)",
-        )
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"cannot save {path}: it is a folder")
-    while True:
-        work = os.path.join(folder, TEMPORARY.format(name=name) + secrets.token_hex(4))
-        try:
-            os.mkdir(work, 0o700)
-            break
-        except FileExistsError:
-            continue
-    tmp = os.path.join(work, name)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
-        mode = os.fstat(fd).st_mode & 0o777  # the umask applies, as for any new file
-        os.close(fd)
-        write(tmp)
-        os.chmod(tmp, mode)  # the library's own temporary file (renamed onto tmp) is 0600
-        fd = os.open(tmp, os.O_WRONLY | getattr(os, "O_BINARY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        shutil.rmtree(work, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise OSError(
-                exc.errno, f"could not write {path} ({exc.strerror or exc}); any previous file "
-                "there is unchanged"
-            ) from exc
-        raise
-    shutil.rmtree(work, ignore_errors=True)
-    _fsync_folder(folder)
-
-
-def remove_stale_temporaries(folder, names):
-    """Remove what killed writes of the files ``names`` left in ``folder`` (their
-    ``.NAME.tmp-*`` folders, or files from older versions). Call it only while no other
-    process can be writing those files (e.g. holding the run's lock); returns the paths
-    removed."""
-    removed = []
-    for name in names:
-        for stale in Path(folder).glob(glob.escape(TEMPORARY.format(name=name)) + "*"):
-            if stale.is_dir() and not stale.is_symlink():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                stale.unlink(missing_ok=True)
-            removed.append(stale)
-    return removed
-
-
-def _fsync_folder(folder):
-    """Make the rename itself durable (POSIX; not possible on Windows)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------------
@@ -428,10 +336,7 @@ class _Container:
 
 def _open_for_reading(path):
     path = _target_path(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, "no model file or checkpoint at", path)
-    if os.path.isdir(path):
-        raise CheckpointError(path, "is a folder, not a model file or checkpoint")
+    check_regular_file(path, "a model file or checkpoint", CheckpointError)
     return path, open(path, "rb")
 
 
