@@ -2,11 +2,13 @@
 
     python demos/generate_gpt2.py                       # 124M: download (~500 MB) and generate
     python demos/generate_gpt2.py --size gpt2-xl        # 1558M (6.2 GB download, ~7 GB RAM)
-    python demos/generate_gpt2.py --models-dir ~/gpt2 --offline   # reuse files, no network
+    python demos/generate_gpt2.py --offline             # reuse files, no network
     python demos/generate_gpt2.py --no-loss --prompt "The meaning of life is"
 
 Loads the weights (downloading OpenAI's seven files into MODELS_DIR/SIZE unless
-they are already there, resuming a partial download), generates from the
+they are already there, resuming a partial download; MODELS_DIR is the folder
+'tinygpt download' fills, gpt2/ in tinygpt's cache, unless --models-dir says
+otherwise), generates from the
 book's prompt with the book's settings (top_k 50, temperature 1.5, 25 tokens,
 seed 123), then prints the training and validation loss on "The Verdict" with
 the chapter's data loaders (batch 2, context 256, 90/10 split): exercise 5.5.
@@ -19,15 +21,17 @@ import argparse
 import sys
 import time
 
-from tinygpt.io.pretrained import gpt2_model_size, load_pretrained_gpt2
+from tinygpt.errors import GPT2FilesMissingError
+from tinygpt.io.pretrained import default_gpt2_dir, gpt2_model_size, load_pretrained_gpt2
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="124M",
                         help="124M, 355M, 774M, 1558M or a name like 'gpt2-medium' (default 124M)")
-    parser.add_argument("--models-dir", default="gpt2",
-                        help="folder holding one sub-folder per size (default ./gpt2)")
+    parser.add_argument("--models-dir", default=None,
+                        help="folder holding one sub-folder per size (default: "
+                             f"{default_gpt2_dir()}, where 'tinygpt download' puts them)")
     parser.add_argument("--offline", action="store_true",
                         help="use the files in --models-dir only; never touch the network")
     parser.add_argument("--prompt", default="Every effort moves you")
@@ -68,7 +72,14 @@ def main(argv=None):
 
     size = gpt2_model_size(args.size)
     start = time.perf_counter()
-    gpt = load_pretrained_gpt2(size, args.models_dir, download=not args.offline)
+    try:
+        gpt = load_pretrained_gpt2(size, args.models_dir, download=not args.offline)
+    except GPT2FilesMissingError as exc:  # only with --offline: say it in this demo's terms
+        where = f" --dir {args.models_dir}" if args.models_dir else ""
+        raise GPT2FilesMissingError(
+            exc.size, exc.folder, exc.problems,
+            f"Drop --offline to download them, or run: tinygpt download {size}{where}",
+        ) from None
     print(f"GPT-2 {size} loaded in {time.perf_counter() - start:.1f} s "
           f"({gpt.num_parameters() / 1e6:.0f}M parameters with the untied output head)")
 

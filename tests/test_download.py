@@ -246,13 +246,34 @@ def test_both_failing_gives_a_clear_error(fetch, servers, tmp_path):
     primary.fail_status = 503
     backup.fail_status = 404
     with pytest.raises(DownloadError) as info:
-        fetch(retries=0)
+        fetch(retries=2)
     message = str(info.value)
     assert "checkpoint" in message
     assert f"{primary.url}/124M/checkpoint: HTTP 503" in message
     assert f"{backup.url}/124M/checkpoint: HTTP 404" in message
-    assert str(tmp_path / "models" / "124M") in message
-    assert "download=False" in message and "by hand" in message
+    assert message.count(primary.url) == 1 and message.count(backup.url) == 1  # each URL once
+    assert str(tmp_path / "models" / "124M") in message and "by hand" in message
+    # in words both front ends share: no keyword arguments
+    assert "download=" not in message and "base_url=" not in message
+    # the first download failed: it leaves no empty folder behind
+    assert not (tmp_path / "models").exists()
+
+
+def test_no_network_says_so_and_leaves_no_folder(monkeypatch, tmp_path):
+    import socket
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with pytest.raises(DownloadError) as info:
+        download_gpt2_files("124M", tmp_path / "cache" / "gpt2", base_url="http://a.example",
+                            backup_url="http://b.example", progress=False)
+    message = str(info.value)
+    assert message.startswith("could not download checkpoint into")
+    assert ": no network (name lookup failed); tried:" in message
+    assert message.count("http://a.example") == 1 and message.count("http://b.example") == 1
+    assert not (tmp_path / "cache").exists()
 
 
 def test_unreachable_servers(source, tmp_path):

@@ -374,10 +374,10 @@ def _note(message):
 
 
 def default_models_dir():
-    """Where GPT-2 names live: ``<tinygpt cache>/gpt2`` (see tinygpt.io.textsource)."""
-    from .io.textsource import default_cache_dir
+    """Where GPT-2 names live: ``tinygpt.io.pretrained.default_gpt2_dir()``."""
+    from .io.pretrained import default_gpt2_dir
 
-    return default_cache_dir() / "gpt2"
+    return default_gpt2_dir()
 
 
 def _safetensors_metadata(path):
@@ -434,9 +434,10 @@ def load_any_model(spec, models_dir=None, offline=False):
         model = load_pretrained_gpt2(size, folder, download=not offline,
                                      progress=sys.stderr.isatty())
     except GPT2FilesMissingError as exc:  # only with --offline: say it in the CLI's terms
+        where = f" --dir {models_dir}" if models_dir else ""
         raise CLIError(
-            f"{exc.listing}\nDrop --offline to download them, or run: tinygpt download {spec} "
-            f"--dir {folder}"
+            f"{exc.listing}\nDrop --offline to download them, or run: tinygpt download {spec}"
+            f"{where}"
         ) from None
     model.eval()
     return model, f"GPT-2 {size}"

@@ -6,6 +6,9 @@ The book's three steps, with the same names::
     gpt = GPTModel(gpt2_config("gpt2-small (124M)"))    # NEW_CONFIG of the book
     load_weights_into_gpt(gpt, params)
 
+Without ``models_dir`` the files go to ``default_gpt2_dir()`` (``gpt2/`` in tinygpt's
+cache), the folder the command line and the demos use too.
+
 ``params`` is the book's nested layout (``params["blocks"][i]["attn"]["c_attn"]["w"]``,
 arrays squeezed, OpenAI's Conv1D ``(in, out)`` orientation). TensorFlow is not
 needed: ``tinygpt.io.tf_checkpoint`` reads the checkpoint.
@@ -51,6 +54,7 @@ __all__ = [
     "KNOWN_SHA256",
     "config_from_hparams",
     "download_and_load_gpt2",
+    "default_gpt2_dir",
     "download_gpt2_files",
     "gpt2_config",
     "gpt2_model_size",
@@ -263,6 +267,24 @@ def _size_for_emb_dim(emb_dim):
 
 
 # --------------------------------------------------------------------------- download
+
+
+def default_gpt2_dir():
+    """The one default folder of GPT-2 downloads, for the library, the command line and the
+    demos: ``gpt2/`` in tinygpt's cache, i.e. ``$TINYGPT_CACHE/gpt2``, else
+    ``$XDG_CACHE_HOME/tinygpt/gpt2``, else ``~/.cache/tinygpt/gpt2``. Each size gets a
+    sub-folder (``124M``, ...)."""
+    from .textsource import default_cache_dir
+
+    return default_cache_dir() / "gpt2"
+
+
+def _models_dir(models_dir):
+    """``models_dir`` as a path; None means ``default_gpt2_dir()``."""
+    if models_dir is None:
+        return os.fspath(default_gpt2_dir())
+    return os.path.expanduser(os.fspath(models_dir))
+
 
 GPT2_FILES = (
     "checkpoint",
@@ -569,16 +591,28 @@ def _download(url, path, timeout, progress, max_bytes, deadline):
     os.replace(part, path)
 
 
+def _why(exc):
+    """One network error in a user's words: "no network (name lookup failed)" for a host
+    name that does not resolve, else the error's own reason."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, socket.gaierror):
+        return "no network (name lookup failed)"
+    if isinstance(reason, BaseException):
+        return f"{type(reason).__name__}: {reason}"
+    return f"{type(exc).__name__}: {reason}"
+
+
 def _fetch(name, folder, urls, timeout, retries, progress, max_bytes, seconds):
     """Download one file, trying each URL ``retries + 1`` times; resumes across tries.
 
     At most ``max_bytes`` are accepted, and all tries together stop after ``seconds``.
     """
     path = os.path.join(folder, name)
-    errors = []
+    tried = {}  # url -> what went wrong, each reason once, in order
     deadline = _Deadline(seconds)
     try:
         for url in urls:
+            reasons = tried.setdefault(url, [])
             for _ in range(retries + 1):
                 if deadline.passed:
                     break
@@ -586,35 +620,38 @@ def _fetch(name, folder, urls, timeout, retries, progress, max_bytes, seconds):
                     _download(url, path, timeout, progress, max_bytes, deadline)
                     return
                 except urllib.error.HTTPError as exc:
-                    errors.append(f"{url}: HTTP {exc.code} {exc.reason}")
-                    if 400 <= exc.code < 500:
-                        break  # not found / forbidden: retrying this URL won't help
-                except _WrongFile as exc:
-                    errors.append(f"{url}: {exc}")
-                    break
-                except _Retryable as exc:
-                    errors.append(f"{url}: {exc}")
+                    reason, final = f"HTTP {exc.code} {exc.reason}", 400 <= exc.code < 500
+                except (_WrongFile, _Retryable) as exc:
+                    reason, final = str(exc), isinstance(exc, _WrongFile)
                 except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError too
-                    errors.append(f"{url}: {type(exc).__name__}: {getattr(exc, 'reason', exc)}")
+                    reason, final = _why(exc), False
+                if reason not in reasons:
+                    reasons.append(reason)
+                if final:
+                    break  # not found, forbidden, too large: retrying this URL won't help
     finally:
         deadline.cancel()
+    lines = [f"{url}: {'; '.join(reasons)}" for url, reasons in tried.items() if reasons]
     if deadline.passed:
-        errors.append(f"gave up: {name} did not arrive within its deadline of "
-                      f"{deadline.seconds:g} s (each read may wait up to timeout={timeout:g} s; "
-                      "pass a larger deadline= for a slow connection)")
+        lines.append(f"gave up: {name} did not arrive within its deadline of "
+                     f"{deadline.seconds:g} s")
+    offline = all(reasons == ["no network (name lookup failed)"] for reasons in tried.values())
     raise DownloadError(
-        f"could not download {name} into {folder}; tried:\n  " + "\n  ".join(errors)
-        + "\nCheck the connection and run again (a partial file resumes), point "
-        "TINYGPT_GPT2_URL / TINYGPT_GPT2_BACKUP_URL (or base_url=/backup_url=) at a mirror, "
-        f"or download the files by hand into {folder} ({', '.join(GPT2_FILES)}) "
-        "and call with download=False."
+        f"could not download {name} into {folder}"
+        + (": no network (name lookup failed)" if offline else "")
+        + "; tried:\n  " + "\n  ".join(lines)
+        + "\nCheck the connection and run again (a partial file resumes), set "
+        "TINYGPT_GPT2_URL / TINYGPT_GPT2_BACKUP_URL to a mirror, or copy OpenAI's files "
+        f"({', '.join(GPT2_FILES)}) into {folder} by hand."
     )
 
 
-def download_gpt2_files(model_size, models_dir, *, base_url=None, backup_url=None,
+def download_gpt2_files(model_size, models_dir=None, *, base_url=None, backup_url=None,
                         download=True, progress=True, timeout=60.0, retries=2,
                         known_sha256=None, deadline=None):
     """Make ``models_dir/model_size`` hold OpenAI's seven GPT-2 files; return that folder.
+
+    ``models_dir`` None: ``default_gpt2_dir()``, tinygpt's cache.
 
     Files already there are checked (see ``_local_problem``); if every file
     passes, no request is made at all. Otherwise the missing or bad files are
@@ -633,7 +670,7 @@ def download_gpt2_files(model_size, models_dir, *, base_url=None, backup_url=Non
     FileNotFoundError) if a file is missing or bad. ``known_sha256`` overrides ``KNOWN_SHA256``.
     """
     size = gpt2_model_size(model_size)
-    folder = os.path.join(os.fspath(models_dir), size)
+    folder = os.path.join(_models_dir(models_dir), size)
     known = KNOWN_SHA256 if known_sha256 is None else dict(known_sha256)
     base_url = base_url or os.environ.get("TINYGPT_GPT2_URL") or DEFAULT_BASE_URL
     backup_url = (backup_url or os.environ.get("TINYGPT_GPT2_BACKUP_URL")
@@ -657,7 +694,41 @@ def download_gpt2_files(model_size, models_dir, *, base_url=None, backup_url=Non
             f"for this size into {folder}."
         )
 
+    created = _make_folders(folder)
+    try:
+        _fetch_missing(folder, size, known, base_url, backup_url, timeout,
+                       retries, progress, deadline)
+    except BaseException:
+        _remove_if_empty(created)  # a failed first download leaves no empty folder behind
+        raise
+    return folder
+
+
+def _make_folders(folder):
+    """``os.makedirs(folder)``; returns the folders it created, deepest first."""
+    missing, here = [], os.path.abspath(folder)
+    while not os.path.isdir(here):
+        missing.append(here)
+        parent = os.path.dirname(here)
+        if parent == here:
+            break
+        here = parent
     os.makedirs(folder, exist_ok=True)
+    return missing
+
+
+def _remove_if_empty(folders):
+    for path in folders:  # deepest first: a parent empties once its child is gone
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty (a partial file to resume from), or already gone
+            return
+
+
+def _fetch_missing(folder, size, known, base_url, backup_url, timeout, retries, progress,
+                   deadline):
+    """The download loop of ``download_gpt2_files``: fetch each file that is missing, bad,
+    or (for the files only the server can check) of another size than the server's."""
     for name in GPT2_FILES:  # index before data: the data file's check reads the index
         urls = _urls_for(name, size, base_url, backup_url)
         path = os.path.join(folder, name)
@@ -686,7 +757,6 @@ def download_gpt2_files(model_size, models_dir, *, base_url=None, backup_url=Non
                 f"downloaded {name} from {urls[0]} (or its backup) but it is wrong: {after}. "
                 f"Delete {path} and try again, or fetch it by hand into {folder}."
             )
-    return folder
 
 
 # --------------------------------------------------------------------------- read
@@ -803,8 +873,9 @@ def load_gpt2_folder(folder, *, model_cls=None):
     return gpt
 
 
-def download_and_load_gpt2(model_size, models_dir, **download_options):
+def download_and_load_gpt2(model_size, models_dir=None, **download_options):
     """The book's function: fetch (or reuse) GPT-2 ``model_size`` under ``models_dir``
+    (None: ``default_gpt2_dir()``; the book passes "gpt2", a folder in the working directory)
     and return ``(settings, params)``.
 
     ``settings`` is hparams.json (n_vocab, n_ctx, n_embd, n_head, n_layer);
@@ -828,7 +899,7 @@ def _refetch_on_checksum_error(load, model_size, models_dir, download_options):
     The data file's size can be checked before reading, its content only while
     reading: this is where a corrupted download shows up.
     """
-    folder = os.path.join(os.fspath(models_dir), gpt2_model_size(model_size))
+    folder = os.path.join(_models_dir(models_dir), gpt2_model_size(model_size))
     ours = {os.path.normpath(os.path.join(folder, name)) for name in GPT2_FILES}
     try:
         return load()
@@ -1182,7 +1253,7 @@ def _load_from_reader(gpt, reader):
     return load_into_gpt(gpt, f"checkpoint {reader.prefix!r}", len(blocks), shape_of, get)
 
 
-def load_pretrained_gpt2(model_size="124M", models_dir="gpt2", *, model_cls=None,
+def load_pretrained_gpt2(model_size="124M", models_dir=None, *, model_cls=None,
                          **download_options):
     """Download (or reuse) GPT-2 and return a ``GPTModel`` holding its weights, in eval mode.
 
