@@ -287,3 +287,32 @@ def test_parameter_is_a_leaf_that_requires_grad():
     p = Parameter(np.zeros(3, dtype=np.float32))
     assert p.requires_grad and p.creator is None and p.dtype == np.float32
     assert tinygpt.Tensor is Tensor
+
+
+# --- leaf gradients: each leaf owns a writable array --------------------------------------
+
+
+def test_leaf_grad_from_a_broadcast_view_is_writable_for_clipping():
+    """Sum's backward broadcasts a read-only view; clipping writes into the gradient."""
+    w = tinygpt.nn.Parameter(tinygpt.ones(4))
+    w.sum().backward()
+    assert w.grad.data.flags.writeable and w.grad.data.base is None
+    tinygpt.nn.utils.clip_grad_norm_([w], 0.1)
+    np.testing.assert_allclose(host(w.grad), np.full(4, 0.05), rtol=1e-4)
+
+
+def test_leaf_grads_are_never_one_shared_array():
+    """Add's backward hands the same array to both inputs; each leaf gets its own."""
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    (a + b).sum().backward()
+    assert a.grad.data is not b.grad.data
+    a.grad.data[0] = 7.0
+    np.testing.assert_array_equal(host(b.grad), [1.0, 1.0])
+
+
+def test_zero_grad_without_none_writes_into_every_leaf_grad():
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    (a + b).sum().backward()
+    AdamW([a, b]).zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(host(a.grad), [0.0, 0.0])
+    np.testing.assert_array_equal(host(b.grad), [0.0, 0.0])

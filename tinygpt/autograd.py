@@ -21,6 +21,7 @@ import numpy
 
 from .backend import DEFAULT_DTYPE, Device, check_device, device_name, to_numpy, xp
 from .checks import rectangular
+from .dtypes import Size, torch_dtype
 
 _state = threading.local()
 
@@ -111,6 +112,17 @@ def sum_to_shape(grad, shape):
     return grad.reshape(shape)
 
 
+def _own(array, given):
+    """``array`` as a leaf's own gradient: writable, not a view and not another leaf's
+    (a backward may return a read-only broadcast view, or the same array for two
+    inputs, as Add does). Copies only then; ``given`` collects the arrays handed out."""
+    if array.base is not None or id(array) in given or not getattr(
+            array.flags, "writeable", True):
+        array = array.copy()
+    given.add(id(array))
+    return array
+
+
 def _as_array(value, dtype=None):
     """Arrays keep their dtype; Python numbers and lists become the default float dtype."""
     if isinstance(value, Tensor):
@@ -148,11 +160,11 @@ class Tensor:
     # --- what it is ---------------------------------------------------------------
     @property
     def shape(self):
-        return self.data.shape
+        return Size(self.data.shape)
 
     @property
-    def dtype(self):
-        return self.data.dtype
+    def dtype(self):  # prints as torch.float32; NumPy calls take it as numpy.float32
+        return torch_dtype(self.data.dtype)
 
     @property
     def ndim(self):
@@ -163,7 +175,7 @@ class Tensor:
 
     def size(self, dim=None):
         """The shape (torch's meaning; ``numel()`` counts the elements), or one dim's length."""
-        return tuple(self.data.shape) if dim is None else int(self.data.shape[dim])
+        return Size(self.data.shape) if dim is None else int(self.data.shape[dim])
 
     def numel(self):
         return int(self.data.size)
@@ -300,6 +312,7 @@ class Tensor:
                 "once, or run the forward pass again"
             )
         grads = {id(self): grad}
+        given = set()  # ids of the arrays handed to leaves so far
         for node in reversed(order):
             node_grad = grads.pop(id(node), None)
             fn = node.creator
@@ -307,6 +320,8 @@ class Tensor:
                 if node_grad is not None:
                     if node.grad is not None:
                         node_grad = grad_array(node) + node_grad
+                    else:
+                        node_grad = _own(node_grad, given)
                     node.grad = Tensor(node_grad)
                 continue
             node.creator = None
@@ -556,6 +571,74 @@ class Tensor:
     def gather(self, dim, index):
         return ops.Gather.apply(self, _as_tensor(index), axis=dim)
 
+    # --- the book after chapter 5 and the models a learner meets next ------------------
+    def matmul(self, other):
+        return self @ other
+
+    def sigmoid(self):
+        return ops.Sigmoid.apply(self)
+
+    def cos(self):
+        return ops.Cos.apply(self)
+
+    def sin(self):
+        return ops.Sin.apply(self)
+
+    def rsqrt(self):
+        return ops.Rsqrt.apply(self)
+
+    def repeat_interleave(self, repeats, dim=None, *, output_size=None):
+        """Each entry ``repeats`` times in a row along ``dim`` (the flattened tensor when
+        ``dim`` is None): grouped-query attention's keys shared by several heads."""
+        if isinstance(repeats, Tensor) and repeats.numel() == 1:
+            repeats = int(repeats.item())
+        if not isinstance(repeats, int) or isinstance(repeats, bool):
+            raise NotImplementedError(
+                "repeat_interleave with per-entry repeats (a tensor of counts) is not "
+                "supported by tinygpt; pass one int, or build the index and use x[idx]"
+            )
+        if repeats < 0:
+            raise ValueError(f"repeat_interleave: repeats must be >= 0, got {repeats}")
+        x = self.reshape(-1) if dim is None else self
+        return ops.RepeatInterleave.apply(x, repeats=repeats, axis=dim or 0)
+
+    def nonzero(self, *, as_tuple=False):
+        """Indices of the non-zero entries: an (n, ndim) int64 tensor, or with
+        ``as_tuple=True`` one 1-D tensor per dim (what ``x[...]`` takes)."""
+        found = xp.nonzero(self.data) if self.data.ndim else xp.nonzero(self.data.reshape(1))
+        if as_tuple:
+            return tuple(Tensor(i.astype(numpy.int64, copy=False)) for i in found)
+        if self.data.ndim == 0:
+            return Tensor(xp.zeros((len(found[0]), 0), dtype=numpy.int64))
+        return Tensor(xp.stack(found, axis=1).astype(numpy.int64, copy=False))
+
+    def is_floating_point(self):
+        return self.data.dtype.kind == "f"
+
+    # & | ^ ~ on bool (logical) and integer (bitwise) tensors, as torch; no gradient
+    def __and__(self, other):
+        return _bitwise(xp.bitwise_and, "&", self, other)
+
+    __rand__ = __and__
+
+    def __or__(self, other):
+        return _bitwise(xp.bitwise_or, "|", self, other)
+
+    __ror__ = __or__
+
+    def __xor__(self, other):
+        return _bitwise(xp.bitwise_xor, "^", self, other)
+
+    __rxor__ = __xor__
+
+    def __invert__(self):
+        if self.data.dtype.kind not in "biu":
+            raise TypeError(f"~ (bitwise not) needs a bool or integer tensor, got {self.dtype}; "
+                            "for a float mask compare first, e.g. ~(x > 0)")
+        return Tensor(xp.invert(self.data))
+
+    logical_not = __invert__
+
     # --- dtypes and devices -----------------------------------------------------------
     def astype(self, dtype):
         return ops.Cast.apply(self, dtype=dtype)
@@ -669,7 +752,7 @@ def _tensor_repr(t):
     body = numpy.array2string(values, **options)
     extras = []
     if values.dtype not in (numpy.float32, numpy.int64, numpy.bool_):
-        extras.append(f"dtype={values.dtype}")
+        extras.append(f"dtype={torch_dtype(values.dtype)}")
     if t.creator is not None:
         extras.append(f"grad_fn=<{type(t.creator).__name__}>")
     elif t.requires_grad:
@@ -721,6 +804,17 @@ def _compare(fn, a, b):
     b = b.data if isinstance(b, Tensor) else (
         b if isinstance(b, (int, float, numpy.number, bool)) else xp.asarray(b))
     return Tensor(fn(a.data, b))
+
+
+def _bitwise(fn, symbol, a, b):
+    """``a <symbol> b`` for bool or integer operands (a Tensor, b a Tensor or a number)."""
+    b_data = b.data if isinstance(b, Tensor) else b
+    kinds = (a.data.dtype.kind, getattr(b_data, "dtype", numpy.asarray(b_data).dtype).kind)
+    if any(k not in "biu" for k in kinds):
+        raise TypeError(f"{symbol} needs bool or integer tensors (logical / bitwise), got "
+                        f"{a.dtype} and {getattr(b, 'dtype', type(b).__name__)}; compare "
+                        "first to get bool masks, e.g. (x > 0) {symbol} (y > 0)")
+    return Tensor(fn(a.data, b_data if isinstance(b, Tensor) else xp.asarray(b_data)))
 
 
 def _reduction_args(dim, keepdim, axis, keepdims):
