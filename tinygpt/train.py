@@ -1,5 +1,5 @@
 """The chapter's training workflow, in the book's order: the loss of a batch and of a
-loader, ``train_model_simple`` (listing 5.3 as the book prints it), ``evaluate_model``,
+loader, ``train_model_simple`` (listing 5.3's steps, under the book's names), ``evaluate_model``,
 ``generate_and_print_sample`` and ``plot_losses``.
 
 Below them, ``train_model``: the same loop built from the same helpers, with what a long
@@ -20,7 +20,7 @@ import numpy
 from tqdm import tqdm  # (tqdm.auto warns in notebooks without ipywidgets; bars are terminal-only)
 
 from .autograd import Tensor, no_grad
-from .backend import check_device
+from .backend import check_device, xp
 from .checks import nonnegative_int, positive_int
 from .errors import TinygptError
 from .nn.utils import clip_grad_norm  # appendix D's clipping: torch.nn.utils.clip_grad_norm_
@@ -29,7 +29,9 @@ from .runtime import keep_freed_memory_for_reuse
 
 
 class TrainingDivergedError(TinygptError, RuntimeError):
-    """The loss became NaN or infinite; the weights are those of the last good step."""
+    """The loss or the weights became NaN or infinite. Caught at a step's loss, the
+    weights are those of the last good step; caught after an update (at an evaluation or
+    an epoch's end), they are not: resume from the last checkpoint."""
 
 
 def calc_loss_batch(input_batch, target_batch, model, device=None):
@@ -67,33 +69,40 @@ def calc_loss_loader(data_loader, model, device=None, num_batches=None):
 
 def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                        eval_freq, eval_iter, start_context, tokenizer):
-    """The book's listing 5.3: returns (train_losses, val_losses, track_tokens_seen).
+    """Listing 5.3, step for step under the book's names: returns (train_losses,
+    val_losses, track_tokens_seen).
 
-    The batches are Tensors (tinygpt's DataLoader yields them); ``train_model`` is the
-    same loop with a progress bar, Ctrl-C, resuming and appendix D's extras."""
+    Each batch is one update (clear the gradients, loss, backward, AdamW step); every
+    ``eval_freq`` updates both losses are measured and printed; after each epoch a greedy
+    sample shows what the model writes. ``train_model`` below runs the same updates, in
+    the same order, and adds what a long run needs."""
+    # What figure 5.12 plots: one entry per evaluation.
     train_losses, val_losses, track_tokens_seen = [], [], []
-    tokens_seen, global_step = 0, -1
+    tokens_seen = 0
+    global_step = -1  # raised before it is read, so the first update is step 0
 
     for epoch in range(num_epochs):
-        model.train()  # dropout on
+        model.train()  # dropout is active while the weights are being learned
         for input_batch, target_batch in train_loader:
-            optimizer.zero_grad()  # forget the previous batch's gradients
+            optimizer.zero_grad()  # gradients add up across backward calls: start at zero
             loss = calc_loss_batch(input_batch, target_batch, model, device)
-            loss.backward()  # the gradient of the loss for every parameter
-            optimizer.step()  # one AdamW update
+            loss.backward()  # d(loss)/d(weight), left in every parameter's .grad
+            optimizer.step()  # AdamW moves each weight using its .grad
             tokens_seen += input_batch.numel()
             global_step += 1
 
-            if global_step % eval_freq == 0:  # report every eval_freq steps
-                train_loss, val_loss = evaluate_model(
-                    model, train_loader, val_loader, device, eval_iter)
-                train_losses.append(train_loss)
-                val_losses.append(val_loss)
-                track_tokens_seen.append(tokens_seen)
-                print(f"Ep {epoch + 1} (Step {global_step:06d}): "
-                      f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+            if global_step % eval_freq != 0:
+                continue  # evaluation costs forward passes: only every eval_freq steps
+            train_loss, val_loss = evaluate_model(
+                model, train_loader, val_loader, device, eval_iter)
+            train_losses.append(train_loss)
+            val_losses.append(val_loss)
+            track_tokens_seen.append(tokens_seen)
+            print(f"Ep {epoch + 1} (Step {global_step:06d}): "
+                  f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
 
-        generate_and_print_sample(model, tokenizer, device, start_context)  # once an epoch
+        # The loss is a number; a sample of text shows what it means.
+        generate_and_print_sample(model, tokenizer, device, start_context)
 
     return train_losses, val_losses, track_tokens_seen
 
@@ -267,8 +276,8 @@ def _in_main_thread():
 def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_freq, eval_iter,
                 start_context, tokenizer, device=None, state=None, warmup_steps=0,
                 initial_lr=None, cosine_decay=False, min_lr=0.0, grad_clip=None,
-                stop_after_steps=None, on_epoch_end=None, progress=None, print_fn=None,
-                handle_sigint=True):
+                stop_after_steps=None, on_epoch_end=None, on_evaluate=None, progress=None,
+                print_fn=None, handle_sigint=True):
     """The book's loop with the extras described in the module docstring.
 
     ``train_loader``: tinygpt's ``DataLoader``, or any iterable of ``(input_batch,
@@ -278,20 +287,82 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
     from the start of each epoch. ``state``: a TrainingState to resume from (the
     model, optimizer and random generator must already be restored).
     ``stop_after_steps``: stop (resumably) once ``global_step + 1`` reaches this.
-    ``on_epoch_end(state)`` runs after each epoch's sample, e.g. to save a checkpoint.
+    ``on_epoch_end(state)`` runs after each epoch's sample, e.g. to save a checkpoint;
+    ``on_evaluate(state, train_loss, val_loss)`` after each evaluation, e.g. to log it.
     ``progress``: show a tqdm bar (default: only on a terminal). Returns the
     TrainingState; ``state.interrupted`` is set when Ctrl-C stopped the run between
-    two steps.
+    two steps. A loss or weights that become NaN or infinite raise
+    ``TrainingDivergedError``.
 
     The schedule (appendix D) sets ``lr`` in every param group, from the peak kept as
     ``optimizer.peak_lr`` (the first group's ``lr`` when the run starts). Long runs
     get glibc's malloc tuned for speed (``tinygpt.runtime.keep_freed_memory_for_reuse``).
     """
-    num_epochs = nonnegative_int("num_epochs", num_epochs)
-    eval_freq = positive_int("eval_freq", eval_freq)
-    eval_iter = positive_int("eval_iter", eval_iter)
-    n_batches = _length(train_loader)
+    state = state or TrainingState()
+    n_batches = _check_loop_arguments(train_loader, state, num_epochs, eval_freq, eval_iter,
+                                      cosine_decay, device)
     keep_freed_memory_for_reuse()
+    if not hasattr(optimizer, "peak_lr"):
+        optimizer.peak_lr = optimizer.param_groups[0]["lr"]
+    step_options = dict(
+        peak_lr=optimizer.peak_lr, total_steps=num_epochs * (n_batches or 0),
+        warmup_steps=warmup_steps, initial_lr=initial_lr, cosine_decay=cosine_decay,
+        min_lr=min_lr, grad_clip=grad_clip, device=device)
+    show = sys.stderr.isatty() if progress is None else progress
+    say = print_fn or (tqdm.write if show else print)
+
+    with _StopOnSigint(handle_sigint) as sigint:
+        while state.epoch < num_epochs:
+            model.train()
+            batches = _epoch_batches(train_loader, state)
+            bar = tqdm(total=n_batches, initial=state.batch_in_epoch, disable=not show,
+                       desc=f"epoch {state.epoch + 1}/{num_epochs}", unit="batch", leave=False)
+            trained_before = state.batch_in_epoch
+            with bar:
+                for input_batch, target_batch in batches:
+                    if stop_after_steps is not None and state.global_step + 1 >= stop_after_steps:
+                        return state
+                    if sigint.requested:
+                        state.interrupted = True
+                        return state
+                    _train_step(model, optimizer, input_batch, target_batch, state, bar,
+                                **step_options)
+                    if state.global_step % eval_freq == 0:
+                        _evaluate_and_record(model, train_loader, val_loader, device,
+                                             eval_iter, state, say, on_evaluate)
+            if not _replays_order(train_loader) and state.batch_in_epoch == trained_before:
+                raise ValueError(
+                    f"the training loader gave no batches in epoch {state.epoch + 1}; a "
+                    "generator is used up after one pass: pass a list or a DataLoader"
+                )
+            _check_weights_finite(model, state)  # a bad last step would fail in the sample
+            generate_and_print_sample(model, tokenizer, device, start_context, print_fn=say)
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            state.epoch_order = None
+            if state.epoch == num_epochs:
+                state.finished = True
+            if on_epoch_end is not None:
+                on_epoch_end(state)
+    state.finished = True
+    return state
+
+
+def _check_loop_arguments(train_loader, state, num_epochs, eval_freq, eval_iter,
+                          cosine_decay, device):
+    """Checks ``train_model``'s arguments before any work; returns ``len(train_loader)``
+    (None for a loader without one)."""
+    if state.batch_in_epoch and not _replays_order(train_loader):
+        raise ValueError(
+            f"resuming in the middle of epoch {state.epoch + 1} (after batch "
+            f"{state.batch_in_epoch}) needs tinygpt's DataLoader, which replays the epoch's "
+            f"order; this {type(train_loader).__name__} cannot: resume from a checkpoint "
+            "written at the end of an epoch, or load the data with tinygpt's DataLoader"
+        )
+    nonnegative_int("num_epochs", num_epochs)
+    positive_int("eval_freq", eval_freq)
+    positive_int("eval_iter", eval_iter)
+    n_batches = _length(train_loader)
     if n_batches == 0:
         raise ValueError(
             "the training loader has no batches: use a longer text, a shorter context "
@@ -303,104 +374,88 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
             "pass a list or a DataLoader"
         )
     check_device(device)
-    state = state or TrainingState()
-    replays_order = hasattr(train_loader, "epoch_order") and hasattr(train_loader, "iterate")
-    if state.batch_in_epoch and not replays_order:
-        raise ValueError(
-            f"resuming in the middle of epoch {state.epoch + 1} (after batch "
-            f"{state.batch_in_epoch}) needs tinygpt's DataLoader, which replays the epoch's "
-            f"order; this {type(train_loader).__name__} cannot: resume from a checkpoint "
-            "written at the end of an epoch, or load the data with tinygpt's DataLoader"
-        )
-    if not hasattr(optimizer, "peak_lr"):
-        optimizer.peak_lr = optimizer.param_groups[0]["lr"]
-    peak_lr = optimizer.peak_lr
-    total_steps = num_epochs * (n_batches or 0)
+    return n_batches
+
+
+def _replays_order(loader):
+    return hasattr(loader, "epoch_order") and hasattr(loader, "iterate")
+
+
+def _epoch_batches(train_loader, state):
+    """This epoch's batches from where ``state`` stands. With tinygpt's DataLoader the
+    epoch's order is drawn once and kept in ``state``, so a resumed run replays it; any
+    other iterable is read from its start."""
+    if not _replays_order(train_loader):
+        return train_loader
+    if state.epoch_order is None:
+        state.epoch_order = [int(i) for i in train_loader.epoch_order()]
+        state.batch_in_epoch = 0
+    return train_loader.iterate(numpy.asarray(state.epoch_order), state.batch_in_epoch)
+
+
+def _train_step(model, optimizer, input_batch, target_batch, state, bar, *, peak_lr,
+                total_steps, warmup_steps, initial_lr, cosine_decay, min_lr, grad_clip, device):
+    """One update of the book's loop (zero_grad, loss, backward, step), with appendix D's
+    schedule and clipping; advances ``state`` and the progress bar."""
+    started = time.perf_counter()
+    step = state.global_step + 1
     use_schedule = warmup_steps > 0 or cosine_decay
-    show = sys.stderr.isatty() if progress is None else progress
-    say = print_fn or (tqdm.write if show else print)
+    if use_schedule:
+        lr = learning_rate_at(step, peak_lr, total_steps, warmup_steps, initial_lr,
+                              cosine_decay, min_lr)
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr
+    optimizer.zero_grad()
+    loss = calc_loss_batch(input_batch, target_batch, model, device)
+    loss_value = loss.item()
+    if not math.isfinite(loss_value):
+        raise TrainingDivergedError(
+            f"the training loss became {loss_value} at epoch {state.epoch + 1}, step {step}; "
+            "training stopped before updating the weights. Lower the learning rate, add "
+            "warmup or gradient clipping (grad_clip=1.0), or resume from the last checkpoint"
+        )
+    loss.backward()
+    if grad_clip is not None and (not use_schedule or step >= warmup_steps):
+        clip_grad_norm(model.parameters(), grad_clip)
+    optimizer.step()
+    n_tokens = _numel(input_batch)
+    state.tokens_seen += n_tokens
+    state.global_step = step
+    state.batch_in_epoch += 1
+    seconds = time.perf_counter() - started
+    bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{n_tokens / seconds:.0f}")
+    bar.update(1)
 
-    with _StopOnSigint(handle_sigint) as sigint:
-        while state.epoch < num_epochs:
-            model.train()
-            if replays_order:
-                if state.epoch_order is None:
-                    state.epoch_order = [int(i) for i in train_loader.epoch_order()]
-                    state.batch_in_epoch = 0
-                batches = train_loader.iterate(
-                    numpy.asarray(state.epoch_order), state.batch_in_epoch
-                )
-            else:
-                batches = train_loader
-            bar = tqdm(total=n_batches, initial=state.batch_in_epoch, disable=not show,
-                       desc=f"epoch {state.epoch + 1}/{num_epochs}", unit="batch", leave=False)
-            trained_before = state.batch_in_epoch
-            for input_batch, target_batch in batches:
-                if stop_after_steps is not None and state.global_step + 1 >= stop_after_steps:
-                    bar.close()
-                    return state
-                if sigint.requested:
-                    bar.close()
-                    state.interrupted = True
-                    return state
-                started = time.perf_counter()
-                step = state.global_step + 1
-                if use_schedule:
-                    lr = learning_rate_at(
-                        step, peak_lr, total_steps, warmup_steps, initial_lr, cosine_decay, min_lr
-                    )
-                    for param_group in optimizer.param_groups:
-                        param_group["lr"] = lr
-                optimizer.zero_grad()
-                loss = calc_loss_batch(input_batch, target_batch, model, device)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    bar.close()
-                    raise TrainingDivergedError(
-                        f"the training loss became {loss_value} at epoch {state.epoch + 1}, "
-                        f"step {step}; training stopped before updating the weights. Lower the "
-                        "learning rate, add warmup or gradient clipping (grad_clip=1.0), or "
-                        "resume from the last checkpoint"
-                    )
-                loss.backward()
-                if grad_clip is not None and (not use_schedule or step >= warmup_steps):
-                    clip_grad_norm(model.parameters(), grad_clip)
-                optimizer.step()
-                n_tokens = _numel(input_batch)
-                state.tokens_seen += n_tokens
-                state.global_step = step
-                state.batch_in_epoch += 1
-                seconds = time.perf_counter() - started
-                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{n_tokens / seconds:.0f}")
-                bar.update(1)
 
-                if state.global_step % eval_freq == 0:
-                    train_loss, val_loss = evaluate_model(
-                        model, train_loader, val_loader, device, eval_iter
-                    )
-                    state.train_losses.append(train_loss)
-                    state.val_losses.append(val_loss)
-                    state.track_tokens_seen.append(state.tokens_seen)
-                    say(
-                        f"Ep {state.epoch + 1} (Step {state.global_step:06d}): "
-                        f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}"
-                    )
-            bar.close()
-            if not replays_order and state.batch_in_epoch == trained_before:
-                raise ValueError(
-                    f"the training loader gave no batches in epoch {state.epoch + 1}; a "
-                    "generator is used up after one pass: pass a list or a DataLoader"
-                )
-            generate_and_print_sample(model, tokenizer, device, start_context, print_fn=say)
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            state.epoch_order = None
-            if state.epoch == num_epochs:
-                state.finished = True
-            if on_epoch_end is not None:
-                on_epoch_end(state)
-    state.finished = True
-    return state
+def _evaluate_and_record(model, train_loader, val_loader, device, eval_iter, state, say,
+                         on_evaluate):
+    """The book's evaluation: both losses into ``state``, the "Ep N (Step S)" line."""
+    train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device, eval_iter)
+    if not math.isfinite(train_loss):  # the last update broke the weights
+        raise TrainingDivergedError(
+            f"the training loss became {train_loss} after the update of epoch "
+            f"{state.epoch + 1}, step {state.global_step}. Lower the learning rate, add "
+            "warmup or gradient clipping (grad_clip=1.0), or resume from the last checkpoint"
+        )
+    state.train_losses.append(train_loss)
+    state.val_losses.append(val_loss)
+    state.track_tokens_seen.append(state.tokens_seen)
+    say(f"Ep {state.epoch + 1} (Step {state.global_step:06d}): "
+        f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+    if on_evaluate is not None:
+        on_evaluate(state, train_loss, val_loss)
+
+
+def _check_weights_finite(model, state):
+    """Raises TrainingDivergedError when an update left a NaN or infinite weight (once an
+    epoch: one pass over the parameters, far cheaper than the epoch)."""
+    for name, param in model.named_parameters():
+        if not bool(xp.isfinite(param.data).all()):
+            raise TrainingDivergedError(
+                f"the weights became NaN or infinite ({name}) during epoch {state.epoch + 1}, "
+                f"by step {state.global_step}. Lower the learning rate, add warmup or "
+                "gradient clipping (grad_clip=1.0), or resume from the last checkpoint"
+            )
 
 
 def _length(loader):
