@@ -21,16 +21,20 @@ the causal-mask buffers ``attn.bias`` / ``attn.masked_bias`` of older files are
 ignored.
 """
 
+import errno
 import json
 import os
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 from ..backend import to_numpy
 from ..errors import FileFormatError
+from .files import atomic_write, check_regular_file, save_safetensors
 from .pretrained import (
+    _short_repr,
     _size_for_emb_dim,
     gpt2_param_paths,
     load_into_gpt,
@@ -51,9 +55,24 @@ __all__ = [
 SAFETENSORS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 _PREFIX = "transformer."
+_WEIGHTS = f"Hugging Face GPT-2 weights ({SAFETENSORS_NAME})"
 _IGNORED = re.compile(r"(transformer\.)?h\.\d+\.attn\.(bias|masked_bias)$")
 _LEAF = {"g": "weight", "w": "weight", "b": "bias"}
 CONFIG_LIMIT = 1 << 20  # bytes; GPT-2's config.json is about 1 KB
+
+# Hugging Face's names of GPT-2's tanh GELU, the one GPTModel computes: transformers'
+# NewGELU, GELUTanh, FastGELU and AccurateGELU all evaluate
+# 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), differing only in rounding.
+TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_python_tanh", "gelu_fast", "gelu_accurate")
+# Attention settings that change the function: key -> (GPT-2's value, what another does).
+# reorder_and_upcast_attn is accepted either way: it computes the same scores in float32
+# under fp16 autocast (in float32 the logits agree to 1e-7), a matter of precision only.
+_ATTENTION_SETTINGS = {
+    "scale_attn_weights": (True, "false leaves the attention scores undivided by "
+                                 "sqrt(head_dim)"),
+    "scale_attn_by_inverse_layer_idx": (False, "true divides block i's attention scores by "
+                                               "i + 1 as well"),
+}
 
 
 def _hf_key(path):
@@ -71,7 +90,7 @@ def _locate(path):
     path = os.fspath(path)
     if os.path.isdir(path):
         file = os.path.join(path, SAFETENSORS_NAME)
-        if not os.path.isfile(file):
+        if not os.path.lexists(file):
             sharded = os.path.isfile(os.path.join(path, SAFETENSORS_NAME + ".index.json"))
             raise FileNotFoundError(
                 f"{path} has no {SAFETENSORS_NAME}"
@@ -79,10 +98,12 @@ def _locate(path):
                    if sharded else "")
                 + "; pass the folder of a Hugging Face GPT-2 model or its .safetensors file"
             )
+        check_regular_file(file, _WEIGHTS)
         return file, path
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"{path} not found: pass a Hugging Face GPT-2 folder or "
                                 f"its {SAFETENSORS_NAME}")
+    check_regular_file(path, _WEIGHTS)
     return path, os.path.dirname(path)
 
 
@@ -91,7 +112,7 @@ def read_hf_config(folder):
 
     FileFormatError naming the file if it is over 1 MiB, not JSON or not an object."""
     path = os.path.join(folder, CONFIG_NAME)
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         return None
     config = read_small_json(path, CONFIG_LIMIT)
     if not isinstance(config, dict):
@@ -173,9 +194,19 @@ def hf_config_to_gpt_config(config, drop_rate=0.0, *, path=None):
     if problem:
         fail(problem)
     act = config.get("activation_function", "gelu_new")
-    if act not in ("gelu_new", "gelu_pytorch_tanh"):
-        warnings.warn(f"{where} asks for activation {act!r}; tinygpt's GELU is the tanh "
-                      "form ('gelu_new'), so outputs will differ slightly", stacklevel=2)
+    if act not in TANH_GELUS:
+        exact = (" (the exact erf GELU, not GPT-2's tanh form)" if act in ("gelu", "gelu_python")
+                 else "")
+        fail(f"has activation_function {_short_repr(act)}{exact}: tinygpt computes only GPT-2's "
+             f"tanh GELU ({', '.join(map(repr, TANH_GELUS))}), so it would compute another "
+             "function; use a model trained with one of those")
+    for key, (ours, effect) in _ATTENTION_SETTINGS.items():
+        value = config.get(key, ours)
+        if not isinstance(value, bool):
+            fail(f"has {key}={_short_repr(value)}; it must be true or false")
+        if value is not ours:
+            fail(f"has {key}={str(value).lower()}: {effect}; tinygpt's attention computes "
+                 f"GPT-2's {key}={str(ours).lower()} only, so it would compute another function")
     eps = config.get("layer_norm_epsilon", 1e-5)
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
         fail(f"has layer_norm_epsilon {eps!r}, not a number >= 0")
@@ -299,10 +330,10 @@ def export_hf_gpt2(model, folder):
     ``out_head`` equals ``tok_emb`` exactly, else as its own tensor. A model
     built with ``qkv_bias=False`` gets zero ``c_attn`` biases (same function).
     Memory: one extra copy of the weights (the transposed Conv1D layout).
-    Returns the folder.
+    Each file is written atomically (a private temporary beside it, then a rename) with
+    the mode of a new file, replacing a file of that name; a path where a file (not a
+    folder) stands is refused. Returns the folder.
     """
-    from safetensors.numpy import save_file
-
     cfg = model.cfg
     sd = {name: to_numpy(p.data) for name, p in model.named_parameters()}
     C, L = cfg["emb_dim"], cfg["n_layers"]
@@ -364,11 +395,24 @@ def export_hf_gpt2(model, folder):
         config["bos_token_id"] = config["eos_token_id"] = 50256  # <|endoftext|>
 
     folder = os.fspath(folder)
-    os.makedirs(folder, exist_ok=True)
-    target = os.path.join(folder, SAFETENSORS_NAME)
-    save_file(tensors, target + ".tmp", metadata={"format": "pt"})  # transformers wants "pt"
-    os.replace(target + ".tmp", target)
-    with open(os.path.join(folder, CONFIG_NAME), "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
-        f.write("\n")
+    _export_folder(folder)
+    # each file atomically, weights first: config.json describes weights already in place
+    atomic_write(os.path.join(folder, SAFETENSORS_NAME),  # transformers wants format "pt"
+                 lambda tmp: save_safetensors(tmp, tensors, {"format": "pt"}))
+    text = json.dumps(config, indent=2) + "\n"
+    atomic_write(os.path.join(folder, CONFIG_NAME),
+                 lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return folder
+
+
+def _export_folder(folder):
+    """Create the export's folder, or refuse, saying what stands there instead."""
+    what = (f"export_hf_gpt2 writes a folder ({SAFETENSORS_NAME} and {CONFIG_NAME}); pass the "
+            "path of a folder, new or existing (files of those names in it are replaced)")
+    if os.path.islink(folder) and not os.path.exists(folder):
+        raise FileExistsError(errno.EEXIST, f"cannot export to {folder}: it is a symbolic link "
+                              f"to {os.readlink(folder)}, which does not exist; {what}")
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise FileExistsError(errno.EEXIST, f"cannot export to {folder}: a file of that name "
+                              f"exists; {what}")
+    os.makedirs(folder, exist_ok=True)

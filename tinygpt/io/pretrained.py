@@ -42,6 +42,7 @@ from ..errors import (
     TFCheckpointError,
 )
 from ..tokenizer import sha256_file
+from .files import check_regular_file
 from .tf_checkpoint import CheckpointReader
 
 __all__ = [
@@ -173,8 +174,8 @@ def read_small_file(path, limit=SMALL_FILE_LIMIT, error=FileFormatError):
     """The bytes of a file that should be small; ``error(message, path)`` if it holds
     more than ``limit`` bytes (read no further than that)."""
     path = os.fspath(path)
-    if not os.path.isfile(path):  # also keeps a FIFO from blocking the read
-        raise FileNotFoundError(f"{path} does not exist or is not a regular file")
+    check_regular_file(path, "a file",  # before open: a FIFO would block it
+                       lambda where, problem: error(f"{where} {problem}", where))
     with open(path, "rb") as f:
         data = f.read(limit + 1)
     if len(data) > limit:
@@ -1068,13 +1069,14 @@ def _fix_hint(C=None):
             f"{name!r}]); NEW_CONFIG.update({{'context_length': 1024, 'qkv_bias': True}})")
 
 
-def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False):
+def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False, check_only=False):
     """Copy GPT-2 weights from any source into ``gpt``, tensor by tensor.
 
     ``shape_of(path)`` gives a source tensor's shape (None if absent) without
     reading it; ``get(path)`` gives the array. ``source`` names the source in
     errors; ``n_blocks`` is how many transformer blocks it has. Every shape is
     checked before anything is written, so on error the model is unchanged.
+    ``check_only``: run the checks (shapes, dtypes, finite values) and copy nothing.
     """
     params = dict(gpt.named_parameters())
     cfg = getattr(gpt, "cfg", {})
@@ -1141,6 +1143,8 @@ def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False):
         if problem:
             raise ValueError(f"cannot load {source} into this model (it is unchanged): "
                              f"{_format_path(path)} {problem}")
+    if check_only:
+        return gpt
     for path, _, targets in plan:
         array = get(path)
         for key, transform in targets:
@@ -1188,25 +1192,77 @@ def _nested_get(params, path):
 def assign(left, right):
     """The book's helper of listing 5.5: ``right`` (an array, list or Tensor) as a new
     ``Parameter`` to put in the place of ``left``, after checking that the shapes match
-    (ValueError "Shape mismatch. Left: ..., Right: ..." otherwise)."""
+    (ValueError "Shape mismatch. Left: ..., Right: ..." otherwise). The new parameter
+    has ``left``'s dtype when ``left`` is a tensor (a float64 model stays float64)."""
+    from ..autograd import Tensor
     from ..nn import Parameter
     from ..tensors import tensor
 
     left_shape, right_shape = tuple(np.shape(left)), tuple(np.shape(right))
     if left_shape != right_shape:
         raise ValueError(f"Shape mismatch. Left: {left_shape}, Right: {right_shape}")
-    return Parameter(tensor(right))
+    if not isinstance(right, Tensor):  # a transposed view (q_w.T) becomes row-major
+        right = np.ascontiguousarray(right)
+    return Parameter(tensor(right, dtype=getattr(left, "dtype", None)))
 
 
 def load_weights_into_gpt(gpt, params):
-    """The book's listing 5.5: copy ``params`` (book layout) into GPTModel ``gpt``.
+    """Listing 5.5: put the weights of ``params`` (the book's nested dict from
+    ``download_and_load_gpt2``) into GPTModel ``gpt`` with ``assign``.
 
-    c_attn's weight and bias are split into query/key/value, Conv1D weights are
-    transposed to Linear's (out, in), and the output head reuses ``wte`` (weight
-    tying) unless ``params`` has an untied ``"lm_head"``. All shapes are checked
-    first; on any mismatch a ValueError names the key, the expected and the found
-    shape, and no weight changes. Arrays are copied into the existing parameters.
+    OpenAI's Conv1D weights are (in, out), a Linear's are (out, in): hence the ``.T``.
+    c_attn holds query, key and value side by side: ``np.split`` cuts it in three. The
+    output head reuses ``wte`` (weight tying) unless ``params`` has an untied ``"lm_head"``.
+    All or nothing: ``params`` is checked first (every shape, dtype and value), and a
+    problem raises ValueError naming the key before any weight changes.
     """
+    params = _check_params(gpt, params)  # the same dict, every leaf a NumPy array
+    gpt.pos_emb.weight = assign(gpt.pos_emb.weight, params["wpe"])
+    gpt.tok_emb.weight = assign(gpt.tok_emb.weight, params["wte"])
+
+    for b in range(len(params["blocks"])):
+        block = params["blocks"][b]
+        att, ff = gpt.trf_blocks[b].att, gpt.trf_blocks[b].ff
+        q_w, k_w, v_w = np.split(block["attn"]["c_attn"]["w"], 3, axis=-1)
+        att.W_query.weight = assign(att.W_query.weight, q_w.T)
+        att.W_key.weight = assign(att.W_key.weight, k_w.T)
+        att.W_value.weight = assign(att.W_value.weight, v_w.T)
+        q_b, k_b, v_b = np.split(block["attn"]["c_attn"]["b"], 3, axis=-1)
+        att.W_query.bias = assign(att.W_query.bias, q_b)
+        att.W_key.bias = assign(att.W_key.bias, k_b)
+        att.W_value.bias = assign(att.W_value.bias, v_b)
+        att.out_proj.weight = assign(att.out_proj.weight, block["attn"]["c_proj"]["w"].T)
+        att.out_proj.bias = assign(att.out_proj.bias, block["attn"]["c_proj"]["b"])
+
+        ff.layers[0].weight = assign(ff.layers[0].weight, block["mlp"]["c_fc"]["w"].T)
+        ff.layers[0].bias = assign(ff.layers[0].bias, block["mlp"]["c_fc"]["b"])
+        ff.layers[2].weight = assign(ff.layers[2].weight, block["mlp"]["c_proj"]["w"].T)
+        ff.layers[2].bias = assign(ff.layers[2].bias, block["mlp"]["c_proj"]["b"])
+
+        norm1, norm2 = gpt.trf_blocks[b].norm1, gpt.trf_blocks[b].norm2
+        norm1.scale = assign(norm1.scale, block["ln_1"]["g"])
+        norm1.shift = assign(norm1.shift, block["ln_1"]["b"])
+        norm2.scale = assign(norm2.scale, block["ln_2"]["g"])
+        norm2.shift = assign(norm2.shift, block["ln_2"]["b"])
+
+    gpt.final_norm.scale = assign(gpt.final_norm.scale, params["g"])
+    gpt.final_norm.shift = assign(gpt.final_norm.shift, params["b"])
+    gpt.out_head.weight = assign(gpt.out_head.weight, params.get("lm_head", params["wte"]))
+    return gpt
+
+
+def _as_arrays(node):
+    """``params`` with every leaf a NumPy array (lists and Tensors too: ``.T``, ``np.split``)."""
+    if isinstance(node, dict):
+        return {k: _as_arrays(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)) and node and isinstance(node[0], dict):
+        return [_as_arrays(block) for block in node]  # params["blocks"]
+    return np.asarray(node)
+
+
+def _check_params(gpt, params):
+    """load_weights_into_gpt's check pass: ``load_into_gpt``'s checks of every shape,
+    dtype and value, without copying anything. Returns ``_as_arrays(params)``."""
     if not isinstance(params, dict) or not isinstance(params.get("blocks", []), (list, tuple)):
         raise TypeError("params must be the book's dict of weights (from "
                         "download_and_load_gpt2), with a list under 'blocks'; got "
@@ -1222,9 +1278,9 @@ def load_weights_into_gpt(gpt, params):
     def get(path):
         return np.asarray(_nested_get(params, path))
 
-    blocks = params.get("blocks", [])
-    return load_into_gpt(gpt, "params", len(blocks), shape_of, get,
-                         untied_head="lm_head" in params)
+    load_into_gpt(gpt, "params", len(params.get("blocks", [])), shape_of, get,
+                  untied_head="lm_head" in params, check_only=True)
+    return _as_arrays(params)
 
 
 def load_tf_ckpt_into_gpt(gpt, ckpt_path):

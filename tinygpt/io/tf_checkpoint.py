@@ -44,6 +44,7 @@ import google_crc32c
 import numpy as np
 
 from ..errors import ChecksumError, MissingVariableError, TFCheckpointError, UnsupportedDtypeError
+from .files import check_regular_file
 
 __all__ = [
     "CheckpointReader",
@@ -334,6 +335,10 @@ def _normalise_prefix(prefix):
     return prefix
 
 
+def _tf_error(path, problem):
+    return TFCheckpointError(f"{path} {problem}", path)
+
+
 class CheckpointReader:
     """Read tensors from a TensorFlow checkpoint without TensorFlow.
 
@@ -351,7 +356,9 @@ class CheckpointReader:
         self.prefix = _normalise_prefix(prefix)
         self.verify = verify
         self.index_path = _index_path(self.prefix)
-        if not os.path.isfile(self.index_path):
+        if os.path.lexists(self.index_path):
+            check_regular_file(self.index_path, "a checkpoint index", _tf_error)
+        else:
             folder = os.path.dirname(self.index_path) or "."
             hint = ""
             if os.path.isdir(folder):
@@ -489,6 +496,8 @@ class CheckpointReader:
                     f"checkpoint has {self.num_shards} shard(s)"
                 )
             try:
+                if os.path.lexists(path):
+                    check_regular_file(path, "a checkpoint data file", _tf_error)
                 self._files[shard_id] = open(path, "rb")
             except FileNotFoundError:
                 raise FileNotFoundError(
