@@ -376,16 +376,16 @@ class Linear(Function):
 
     def forward(self, x, weight, bias=None):
         self.x, self.weight = x, weight
-        y = x.reshape(-1, x.shape[-1]) @ weight.T  # (N, out): one product, W^T not copied
+        y = _rows(x) @ weight.T  # (N, out): one product, W^T not copied
         if bias is not None:
             y += bias
         return y.reshape(*x.shape[:-1], weight.shape[0])
 
     def backward(self, dy):
         x, weight = self.x, self.weight
-        dy2 = dy.reshape(-1, dy.shape[-1])  # (N, out)
+        dy2 = _rows(dy)  # (N, out)
         dx = (dy2 @ weight).reshape(x.shape)
-        dweight = dy2.T @ x.reshape(-1, x.shape[-1])
+        dweight = dy2.T @ _rows(x)
         dbias = dy2.sum(axis=0) if len(self.inputs) == 3 else None
         return dx, dweight, dbias
 
@@ -708,7 +708,16 @@ class CrossEntropy(Function):
 # Functional front doors (take Tensors or arrays).
 
 
+def _rows(a):
+    """(…, C) -> (N, C); unlike reshape(-1, C) it also holds when C or N is 0."""
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
+
+
 def linear(x, weight, bias=None):
+    if x.ndim == 0 or weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
+        raise RuntimeError(f"linear: input of shape {tuple(x.shape)} cannot be multiplied by "
+                           f"a weight of shape {tuple(weight.shape)} (out, in): the input's "
+                           "last dim must be in")
     return Linear.apply(x, weight) if bias is None else Linear.apply(x, weight, bias)
 
 

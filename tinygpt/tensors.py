@@ -93,6 +93,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         array = xp.asarray(rectangular(data, "tensor data", "pad the rows to one length"))
     else:
         array = xp.asarray(backend.to_numpy(data) if not isinstance(data, xp.ndarray) else data)
+    if array.dtype.kind not in "biuf":
+        _refuse_data(data, array.dtype)
     if dtype is not None:
         array = array.astype(_dtype(dtype))
     elif not isinstance(data, (numpy.ndarray, xp.ndarray)):
@@ -103,6 +105,21 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     else:
         array = array.copy()
     return _new(array, requires_grad, device)
+
+
+def _refuse_data(data, dtype):
+    """torch's errors for what a tensor cannot hold: text, None, dicts, objects."""
+    if dtype.kind == "c":
+        raise NotImplementedError("complex tensors are not supported by tinygpt; keep the "
+                                  "real and imaginary parts in two float tensors")
+    if dtype.kind in "US":
+        raise TypeError(f"tensor(): invalid data type '{'str' if dtype.kind == 'U' else 'bytes'}'"
+                        "; convert text to numbers first (e.g. a tokenizer's ids)")
+    leaf = data
+    while isinstance(leaf, (list, tuple)) and leaf:
+        leaf = next((v for v in leaf if not isinstance(v, numbers.Number)), leaf[0])
+    raise RuntimeError(f"Could not infer dtype of {type(leaf).__name__}: a tensor holds "
+                       f"numbers or bools, got {dtype} data")
 
 
 def as_tensor(data, dtype=None, device=None):
@@ -280,26 +297,66 @@ def log_softmax(x, dim, dtype=None):
     return ops.LogSoftmax.apply(x, axis=dim)
 
 
-def triu(x, diagonal=0):
-    """The upper triangle of the last two dims (the rest zero), as a product with a
-    constant 0/1 mask, so the gradient passes where the mask is 1."""
+def _triangle(name, x, diagonal):
+    """x times a constant 0/1 mask over its last two dims, so the gradient passes where
+    the mask is 1; a 1-D tensor has no triangle (NumPy would broadcast it to one)."""
     x = _t(x)
-    keep = xp.triu(xp.ones(x.shape[-2:], dtype=x.dtype), k=diagonal)
+    if x.ndim < 2:
+        raise RuntimeError(f"{name}: input tensor must have at least 2 dimensions, got "
+                           f"shape {tuple(x.shape)}")
+    keep = getattr(xp, name)(xp.ones(x.shape[-2:], dtype=x.dtype), k=diagonal)
     return x * Tensor(keep)
+
+
+def triu(x, diagonal=0):
+    """The upper triangle of the last two dims (the rest zero)."""
+    return _triangle("triu", x, diagonal)
 
 
 def tril(x, diagonal=0):
-    x = _t(x)
-    keep = xp.tril(xp.ones(x.shape[-2:], dtype=x.dtype), k=diagonal)
-    return x * Tensor(keep)
+    """The lower triangle of the last two dims (the rest zero)."""
+    return _triangle("tril", x, diagonal)
 
 
-def cat(tensors, dim=0):
+def _joinable(name, tensors):
+    """The sequence's items as Tensors of their common dtype (torch's promotion: NumPy's
+    would turn int64 with float32 into float64); torch's errors for a bare tensor or an
+    empty sequence."""
+    if isinstance(tensors, Tensor):
+        raise TypeError(f"{name}() takes a sequence of tensors (a list or tuple), got one "
+                        f"Tensor; wrap it: {name}([x])")
     tensors = [_t(t) for t in tensors]
+    if not tensors:
+        error = ValueError if name == "cat" else RuntimeError  # torch's classes
+        raise error(f"{name}(): expected a non-empty list of Tensors")
     common = tensors[0]
     for t in tensors[1:]:
         common = t if result_dtype(common, t) == t.dtype else common
-    tensors = [t.to(common.dtype) for t in tensors]
+    return [t.to(common.dtype) for t in tensors]
+
+
+def _joinable(name, tensors):
+    """The sequence's items as Tensors of their common dtype (torch's promotion: NumPy's
+    would turn int64 with float32 into float64); torch's errors for a bare tensor or an
+    empty sequence."""
+    if isinstance(tensors, Tensor):
+        raise TypeError(f"{name}() takes a sequence of tensors (a list or tuple), got one "
+                        f"Tensor; wrap it: {name}([x])")
+    tensors = [_t(t) for t in tensors]
+    if not tensors:
+        error = ValueError if name == "cat" else RuntimeError  # torch's classes
+        raise error(f"{name}(): expected a non-empty list of Tensors")
+    common = tensors[0]
+    for t in tensors[1:]:
+        common = t if result_dtype(common, t) == t.dtype else common
+    return [t.to(common.dtype) for t in tensors]
+
+
+def cat(tensors, dim=0):
+    tensors = _joinable("cat", tensors)
+    if any(t.ndim == 0 for t in tensors):
+        raise RuntimeError("cat(): zero-dimensional tensors cannot be concatenated; "
+                           "use stack(), or reshape them to (1,)")
     return ops.Cat.apply(*tensors, axis=dim)
 
 
@@ -307,7 +364,7 @@ concat = concatenate = cat
 
 
 def stack(tensors, dim=0):
-    tensors = [_t(t) for t in tensors]
+    tensors = _joinable("stack", tensors)
     return ops.Stack.apply(*tensors, axis=dim)
 
 

@@ -41,7 +41,7 @@ from .io.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from .io.textsource import find_verdict
+from .io.textsource import find_verdict, read_text_file
 from .model import GPT_CONFIG_124M, GPTModel, validate_config
 from .optim import AdamW
 from .tokenizer import get_tokenizer
@@ -78,8 +78,7 @@ def read_text(path=None):
     """(path, text) of the UTF-8 text at ``path``, or of "The Verdict" when ``path`` is None."""
     found = find_verdict(path)  # a missing path: FileNotFoundError with a clear message
     try:
-        with open(found, encoding="utf-8") as f:  # text mode, as the book reads it
-            text = f.read()
+        text = read_text_file(found)  # text mode, as the book reads it; a pipe too
     except UnicodeDecodeError as exc:
         raise ValueError(
             f"{found} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
@@ -330,6 +329,10 @@ class _OutputFolder:
         if self.folder.exists() and not self.folder.is_dir():
             raise RunFolderError(f"--out {self.folder} is a file, not a folder: choose "
                                  "another --out")
+        if self.folder.is_symlink() and not self.folder.exists():
+            raise RunFolderError(f"--out {self.folder} is a symbolic link to "
+                                 f"{os.readlink(self.folder)}, which does not exist: create "
+                                 "that folder or choose another --out")
         self.folder.mkdir(parents=True, exist_ok=True)
         self._acquire()
         try:

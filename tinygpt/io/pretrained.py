@@ -603,11 +603,16 @@ def _why(exc):
     return f"{type(exc).__name__}: {reason}"
 
 
-def _fetch(name, folder, urls, timeout, retries, progress, max_bytes, seconds):
+def _fetch(name, folder, urls, timeout, retries, progress, max_bytes, seconds=None,
+           advice=None):
     """Download one file, trying each URL ``retries + 1`` times; resumes across tries.
 
-    At most ``max_bytes`` are accepted, and all tries together stop after ``seconds``.
+    At most ``max_bytes`` are accepted, and all tries together stop after ``seconds``
+    (default: a minute plus ``max_bytes`` at 50 kB/s). The DownloadError ends with
+    ``advice`` (default: how to get GPT-2's files). "The Verdict" comes this way too.
     """
+    if seconds is None:
+        seconds = _DEADLINE_BASE_S + max_bytes / _SLOWEST_BYTES_PER_S
     path = os.path.join(folder, name)
     tried = {}  # url -> what went wrong, each reason once, in order
     deadline = _Deadline(seconds)
@@ -637,13 +642,14 @@ def _fetch(name, folder, urls, timeout, retries, progress, max_bytes, seconds):
         lines.append(f"gave up: {name} did not arrive within its deadline of "
                      f"{deadline.seconds:g} s")
     offline = all(reasons == ["no network (name lookup failed)"] for reasons in tried.values())
+    if advice is None:
+        advice = ("Check the connection and run again (a partial file resumes), set "
+                  "TINYGPT_GPT2_URL / TINYGPT_GPT2_BACKUP_URL to a mirror, or copy OpenAI's "
+                  f"files ({', '.join(GPT2_FILES)}) into {folder} by hand.")
     raise DownloadError(
         f"could not download {name} into {folder}"
         + (": no network (name lookup failed)" if offline else "")
-        + "; tried:\n  " + "\n  ".join(lines)
-        + "\nCheck the connection and run again (a partial file resumes), set "
-        "TINYGPT_GPT2_URL / TINYGPT_GPT2_BACKUP_URL to a mirror, or copy OpenAI's files "
-        f"({', '.join(GPT2_FILES)}) into {folder} by hand."
+        + "; tried:\n  " + "\n  ".join(lines) + "\n" + advice
     )
 
 

@@ -4,12 +4,14 @@ The book downloads ``the-verdict.txt`` next to the notebook. We look for it in
 this order and use the first hit:
 
 1. an explicit ``path`` (the CLI's ``--text PATH``): any text of the user's,
-   used as is, never checksummed;
+   used as is, never checksummed; a pipe (``--text <(zcat notes.gz)``) or a device
+   is read as a stream, at most ``STREAM_LIMIT`` characters;
 2. the folder ``data_dir``, or else the folder named by ``$TINYGPT_DATA``;
 3. the user cache: ``cache_dir``, or ``$TINYGPT_CACHE``, or
    ``$XDG_CACHE_HOME/tinygpt``, or ``~/.cache/tinygpt``;
 4. a download from the book's repository (``url=``, ``$TINYGPT_VERDICT_URL``,
-   or ``VERDICT_URL``) into that cache, written atomically.
+   or ``VERDICT_URL``) into that cache, through the GPT-2 downloader's code: at most
+   ``VERDICT_MAX_BYTES``, within an overall deadline, renamed into place when complete.
 
 A file from steps 2-4 is claimed to be the book's text, so its sha256 must
 match ``VERDICT_SHA256``: a wrong file would quietly change every number the
@@ -18,15 +20,13 @@ supply the file.
 """
 
 import hashlib
-import http.client
 import os
-import tempfile
-import urllib.error
-import urllib.request
+import stat
 import warnings
 from pathlib import Path
 
-from ..errors import VerdictChecksumError, VerdictNotFoundError
+from ..errors import DownloadError, VerdictChecksumError, VerdictNotFoundError
+from .files import regular_file_problem
 
 VERDICT_FILENAME = "the-verdict.txt"
 VERDICT_URL = (
@@ -39,7 +39,13 @@ ENV_DATA = "TINYGPT_DATA"
 ENV_CACHE = "TINYGPT_CACHE"
 ENV_URL = "TINYGPT_VERDICT_URL"
 
-DOWNLOAD_TIMEOUT_S = 30.0
+DOWNLOAD_TIMEOUT_S = 30.0  # each network read; the whole download: about a minute
+# The book's file is 20,479 bytes (a CRLF copy a few hundred more): a server that sends
+# more is cut off here, so an endless body costs 64 KB, not all the memory.
+VERDICT_MAX_BYTES = 64 << 10
+# A text read as a stream (a pipe, a device) has no size to check first: it is cut off
+# at this many characters (a file on disk is bounded by its own size).
+STREAM_LIMIT = 256 << 20
 
 
 def _env_path(name):
@@ -83,45 +89,79 @@ def _checksum_problem(path, data, origin):
     )
 
 
-def download_verdict(dest_dir, url=None, timeout=DOWNLOAD_TIMEOUT_S):
+def download_verdict(dest_dir, url=None, timeout=DOWNLOAD_TIMEOUT_S, deadline=None):
     """Download "The Verdict" into ``dest_dir`` and return the file's path.
 
-    The contents are checked before anything is written, then written to a
-    temporary file in ``dest_dir`` and renamed into place (``os.replace``), so
-    an interrupted download never leaves a half file under the final name.
-    Network failures raise ``urllib.error.URLError`` / ``OSError``; wrong
-    contents raise ``VerdictChecksumError``.
+    The transfer is GPT-2's (``pretrained._fetch``): at most ``VERDICT_MAX_BYTES``, each
+    read waiting at most ``timeout`` seconds and all tries together ``deadline`` seconds
+    (default: about a minute), into ``the-verdict.txt.part``, renamed into place when
+    complete. Contents that are not the book's are deleted at once and raise
+    ``VerdictChecksumError``; a failed transfer (the network, too many bytes, the
+    deadline) raises ``DownloadError`` (an OSError).
     """
+    from .pretrained import _fetch
+
     url = verdict_url(url)
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        data = response.read()
+    dest_dir = Path(dest_dir)
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"cannot create {dest_dir} to download {VERDICT_FILENAME} into ({exc}); "
+                      f"set ${ENV_CACHE} to a writable folder") from exc
+    _fetch(VERDICT_FILENAME, os.fspath(dest_dir), [url], timeout, 1, False, VERDICT_MAX_BYTES,
+           deadline, advice="")
+    target = dest_dir / VERDICT_FILENAME
+    data = target.read_bytes()  # at most VERDICT_MAX_BYTES
     if not is_verdict_bytes(data):
+        target.unlink(missing_ok=True)
         raise VerdictChecksumError(
             f"the file downloaded from {url} is not the book's {VERDICT_FILENAME}: "
             f"{len(data)} bytes with sha256 {hashlib.sha256(data).hexdigest()}, expected "
             f"{VERDICT_SHA256}. Check the URL (${ENV_URL} or url=), or fetch the file from "
             f"{VERDICT_URL} yourself and pass it with --text PATH"
         )
-
-    dest_dir = Path(dest_dir)
-    target = dest_dir / VERDICT_FILENAME
-    tmp_name = None
-    try:
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{VERDICT_FILENAME}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp_name, target)
-        tmp_name = None
-    except OSError as exc:
-        raise OSError(
-            f"downloaded {VERDICT_FILENAME} but could not write it to {dest_dir} ({exc}); "
-            f"set ${ENV_CACHE} to a writable folder"
-        ) from exc
-    finally:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.remove(tmp_name)
     return target
+
+
+def _explicit_text(path):
+    """``path`` if it can be read as a text: a file, or a stream (a pipe, process
+    substitution, a device such as /dev/stdin); FileNotFoundError saying what it is else."""
+    explicit = Path(path).expanduser()
+    problem = regular_file_problem(explicit)
+    if problem is not None and not _is_stream(explicit):
+        hint = (f"; or leave out --text: the book's {VERDICT_FILENAME} is then found "
+                f"through ${ENV_DATA}, the cache or a download"
+                if explicit.name == VERDICT_FILENAME else "")
+        raise FileNotFoundError(
+            f"text file {explicit} {problem}: pass the path of a UTF-8 text file "
+            f"(e.g. a copy of {VERDICT_FILENAME}) or a pipe{hint}"
+        )
+    return explicit
+
+
+def _is_stream(path):
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def read_text_file(path, limit=STREAM_LIMIT):
+    """The text at ``path``, read as the book reads it (UTF-8, text mode).
+
+    A regular file is read whole (its size bounds it); a pipe or a device is read as a
+    stream of at most ``limit`` characters, else ValueError. UnicodeDecodeError as
+    ``open`` raises it."""
+    with open(path, encoding="utf-8") as f:
+        if not _is_stream(path):
+            return f.read()
+        text = f.read(limit + 1)
+    if len(text) > limit:
+        raise ValueError(f"{path} is a stream of more than {limit:,} characters, the most "
+                         "tinygpt reads from a pipe or device; save the text to a file and "
+                         "pass that file")
+    return text
 
 
 def find_verdict(path=None, *, data_dir=None, cache_dir=None, url=None, download=True):
@@ -133,14 +173,7 @@ def find_verdict(path=None, *, data_dir=None, cache_dir=None, url=None, download
     (a FileNotFoundError) when no copy exists and downloading is off or fails.
     """
     if path is not None:
-        explicit = Path(path).expanduser()
-        if not explicit.is_file():
-            what = "is a folder, not a file" if explicit.is_dir() else "does not exist"
-            raise FileNotFoundError(
-                f"text file {explicit} {what}: pass the path of a UTF-8 text file "
-                f"(e.g. a copy of {VERDICT_FILENAME})"
-            )
-        return explicit
+        return _explicit_text(path)
 
     looked = []  # places searched, for the final error message
 
@@ -183,20 +216,9 @@ def find_verdict(path=None, *, data_dir=None, cache_dir=None, url=None, download
     else:
         try:
             return download_verdict(cache, source)
-        except VerdictChecksumError:
-            raise
-        except urllib.error.HTTPError as exc:  # the server answered, with an error
-            reason = f"downloading {source} failed: {exc}"
-        except (
-            urllib.error.URLError,
-            TimeoutError,
-            ConnectionError,
-            http.client.HTTPException,
-        ) as exc:
-            detail = getattr(exc, "reason", None) or exc  # e.g. "Connection refused"
-            reason = f"downloading {source} failed: {detail}"
-        except ValueError as exc:  # a malformed URL
-            reason = f"cannot download from {source!r}: {exc}"
+        except DownloadError as exc:  # one paragraph: what each try met
+            tried = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+            reason = f"downloading failed ({'; '.join(tried) or exc})"
 
     raise VerdictNotFoundError(
         f'Cannot find "The Verdict" ({VERDICT_FILENAME}): looked in {", ".join(looked)}, '
@@ -210,5 +232,4 @@ def find_verdict(path=None, *, data_dir=None, cache_dir=None, url=None, download
 def load_verdict(path=None, *, data_dir=None, cache_dir=None, url=None, download=True):
     """The text of "The Verdict" (or of ``path``), read as the book does (UTF-8 text mode)."""
     found = find_verdict(path, data_dir=data_dir, cache_dir=cache_dir, url=url, download=download)
-    with open(found, encoding="utf-8") as f:
-        return f.read()
+    return read_text_file(found)

@@ -19,6 +19,7 @@ import numpy
 from .. import ops
 from ..autograd import Tensor
 from ..backend import DEFAULT_DTYPE, check_device, get_rng, xp
+from ..checks import embedding_indices, shape
 from . import functional, utils
 from .module import Module, Parameter
 
@@ -151,8 +152,9 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
         check_device(device)
+        out_features, in_features = shape((out_features, in_features), "Linear's features")
         self.in_features, self.out_features = in_features, out_features
-        bound = 1.0 / math.sqrt(in_features)
+        bound = 1.0 / math.sqrt(in_features) if in_features else 0.0  # torch's bound for 0
         self.weight = Parameter(_uniform((out_features, in_features), bound))
         self.register_parameter(
             "bias", Parameter(_uniform((out_features,), bound)) if bias else None)
@@ -180,6 +182,8 @@ class Embedding(Module):
                 "positions' loss with cross_entropy's ignore_index instead"
             )
         check_device(device)
+        num_embeddings, embedding_dim = shape((num_embeddings, embedding_dim),
+                                              "Embedding's sizes")
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         rng = get_rng()
         self.weight = Parameter(
@@ -190,7 +194,7 @@ class Embedding(Module):
 
     def forward(self, ids):
         ids = ids.data if isinstance(ids, Tensor) else xp.asarray(ids)
-        return ops.Embedding.apply(self.weight, ids)
+        return ops.Embedding.apply(self.weight, embedding_indices(ids, self.num_embeddings))
 
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}"
@@ -300,9 +304,13 @@ class GELU(Module):
 
 
 def _match_dtype(x, like):
-    """Cast a floating input to the parameters' dtype once, at the module boundary."""
+    """Cast a floating input to the parameters' dtype once, at the module boundary; an
+    integer or bool input is torch's RuntimeError (a float64 result would be silent)."""
     if not isinstance(x, Tensor):
         x = Tensor(x)
+    if x.dtype.kind != "f":
+        raise RuntimeError(f"expected a floating-point input like the parameters "
+                           f"({like.dtype}), got dtype {x.dtype}; convert it, e.g. x.float()")
     if x.dtype != like.dtype and x.dtype.kind == "f":
         return x.astype(like.dtype)
     return x

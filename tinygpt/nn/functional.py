@@ -8,6 +8,7 @@ dim of ``cross_entropy``'s input is dim 1, so the book's
 
 from .. import ops
 from ..autograd import Tensor
+from ..checks import embedding_indices
 
 __all__ = ["cross_entropy", "dropout", "embedding", "gelu", "linear", "log_softmax",
            "mse_loss", "relu", "softmax"]
@@ -164,4 +165,5 @@ def embedding(input, weight):  # noqa: A002
     """Rows ``weight[input]`` of a (num_embeddings, dim) table; the gradient scatters
     back into ``weight`` (repeated ids add up)."""
     ids = input.data if isinstance(input, Tensor) else Tensor(input).data
-    return ops.Embedding.apply(_tensor(weight), ids)
+    weight = _tensor(weight)
+    return ops.Embedding.apply(weight, embedding_indices(ids, weight.shape[0]))
