@@ -45,9 +45,16 @@ def _closed_port_url():
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory):
-    """The environment of every command: no way out to the internet, a private cache."""
+    """The environment of every command: no way out to the internet, a private cache, and
+    a temporary working folder (``WORKDIR``), so a default output such as runs/<name> never
+    lands in the checkout."""
     env = dict(os.environ)
     env.pop("TINYGPT_DATA", None)
+    # the checkout's tinygpt, also from a working folder outside it (a relative entry such
+    # as tests/fake_cupy made absolute, as it meant here)
+    inherited = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *inherited])
+    env["WORKDIR"] = str(tmp_path_factory.mktemp("workdir"))
     # TINYGPT_BACKEND (and PYTHONPATH, for tests/fake_cupy) are inherited on purpose: under
     # TINYGPT_BACKEND=cupy the commands themselves run on CuPy, not only the test process.
     dead = _closed_port_url()
@@ -66,7 +73,7 @@ def run_cli(env, *args, script=False, timeout=90, **extra_env):
     """Run ``tinygpt ARGS`` (``python -m tinygpt.cli``, or the installed script)."""
     command = ["tinygpt"] if script else [sys.executable, "-m", "tinygpt.cli"]
     return subprocess.run(
-        command + [str(a) for a in args], cwd=REPO_ROOT, env=dict(env, **extra_env),
+        command + [str(a) for a in args], cwd=env["WORKDIR"], env=dict(env, **extra_env),
         capture_output=True, text=True, encoding="utf-8", timeout=timeout,
     )
 
@@ -104,7 +111,7 @@ def start_cli(env, *args):
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "tinygpt.cli"] + [str(a) for a in args], cwd=REPO_ROOT,
+            [sys.executable, "-m", "tinygpt.cli"] + [str(a) for a in args], cwd=env["WORKDIR"],
             env=dict(env, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, encoding="utf-8",
         )
@@ -322,12 +329,31 @@ def test_download_from_an_unreachable_server_fails_cleanly(tmp_path, cli_env):
     result = run_cli(cli_env, "download", "gpt2-small", "--dir", tmp_path, "--timeout", 5)
     line = assert_error(result, 1, "Connection refused", one_line=False)
     assert "could not download" in line
+    assert "=" not in result.stderr.split("tried:")[1].replace("TINYGPT_GPT2", "")  # no kwargs
+    assert not any(tmp_path.iterdir())  # no empty 124M folder left behind
 
 
 def test_offline_without_files_says_how_to_get_them(tmp_path, cli_env):
     result = run_cli(cli_env, "generate", "--model", "gpt2-small", "--models-dir", tmp_path,
                      "--offline")
-    assert_error(result, 2, "tinygpt download gpt2-small", one_line=False)
+    assert_error(result, 2, f"tinygpt download gpt2-small --dir {tmp_path}", one_line=False)
+    assert "download=" not in result.stderr
+    # the default folder: the command needs no --dir
+    default = run_cli(cli_env, "generate", "--model", "gpt2-small", "--offline")
+    assert_error(default, 2, "run: tinygpt download gpt2-small\n", one_line=False)
+    assert str(Path(cli_env["TINYGPT_CACHE"]) / "gpt2" / "124M") in default.stderr
+
+
+def test_generate_gpt2_demo_uses_the_command_lines_folder_and_speaks_options(cli_env):
+    """demos/generate_gpt2.py --offline looks where 'tinygpt download' puts the files, and
+    says what to do in options."""
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "demos" / "generate_gpt2.py"),
+                             "--offline"], cwd=cli_env["WORKDIR"], env=cli_env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert str(Path(cli_env["TINYGPT_CACHE"]) / "gpt2" / "124M") in result.stderr
+    assert "Drop --offline to download them, or run: tinygpt download 124M" in result.stderr
+    assert "download=" not in result.stderr
 
 
 # --- error paths ------------------------------------------------------------------------------
@@ -403,6 +429,36 @@ def test_help_of_every_command_has_examples(capsys):
         assert ("examples:" in text) or command == ["selftest"], command
     assert cli.main([]) == 2  # no command: the help, as a usage error
     assert "commands:" in capsys.readouterr().err
+
+
+def test_python_dash_m_tinygpt_is_the_command(cli_env):
+    result = subprocess.run([sys.executable, "-m", "tinygpt", "--help"], cwd=cli_env["WORKDIR"],
+                            env=cli_env, capture_output=True, text=True, timeout=60)
+    assert_ok(result)
+    assert result.stdout.startswith("usage: tinygpt ") and "tinygpt train" in result.stdout
+    assert_error(subprocess.run([sys.executable, "-m", "tinygpt", "generate", "--model", "gpt5"],
+                                cwd=cli_env["WORKDIR"], env=cli_env, capture_output=True,
+                                text=True, timeout=60), 2, "unknown model")
+
+
+def test_help_texts_offer_what_each_command_uses(capsys):
+    assert cli.main(["download", "--help"]) == 0
+    download = capsys.readouterr().out
+    assert "--threads" not in download and "--no-progress" in download  # nothing to compute
+    assert cli.main(["selftest", "--help"]) == 0
+    selftest = capsys.readouterr().out
+    description = selftest.split("options:")[0]
+    assert "parity" not in description and "no PyTorch" in description
+    for command in ("generate", "eval"):
+        assert cli.main([command, "--help"]) == 0
+        assert "--no-progress" in capsys.readouterr().out, command
+
+
+def test_a_missing_verdict_given_with_text_says_how_to_leave_it_out(cli_env):
+    result = run_cli(cli_env, "train", "--text", "the-verdict.txt", "--config", "small",
+                     "--out", Path(cli_env["WORKDIR"]) / "never")
+    assert_error(result, 2, "the-verdict.txt does not exist", "leave out --text",
+                 "TINYGPT_DATA, the cache or a download")
 
 
 @pytest.mark.skipif(shutil.which("tinygpt") is None, reason="the tinygpt script is not on PATH")

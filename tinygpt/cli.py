@@ -38,6 +38,7 @@ from .errors import (
     TinygptError,
     TokenizerFilesError,
 )
+from .io.progress import progress_bar, progress_enabled, set_progress
 from .train import TrainingDivergedError
 
 PROG = "tinygpt"
@@ -144,9 +145,9 @@ Scratch)") on NumPy, with its own autograd. No PyTorch needed."""
 
 MAIN_EPILOG = """\
 examples:
-  tinygpt train --text the-verdict.txt --config small --epochs 2 --out runs/quick
+  tinygpt train --config small --epochs 2 --out runs/quick
   tinygpt generate --model runs/quick/model.safetensors --prompt "Every effort moves you"
-  tinygpt eval --model runs/quick/model.safetensors --text the-verdict.txt
+  tinygpt eval --model runs/quick/model.safetensors
   tinygpt download gpt2-small
   tinygpt generate --model gpt2-small --prompt "Every effort moves you" --top-k 50 \\
       --temperature 1.5
@@ -187,11 +188,13 @@ With the default temperature 0 decoding is greedy (top-k / top-p then do nothing
 
 EVAL_EPILOG = """\
 examples:
-  tinygpt eval --model runs/quick/model.safetensors --text the-verdict.txt
-  tinygpt eval --model gpt2-small --text the-verdict.txt       # exercise 5.5
+  tinygpt eval --model runs/quick/model.safetensors
+  tinygpt eval --model gpt2-small                              # exercise 5.5
+  tinygpt eval --model runs/quick --text notes.txt
 
 Splits the text 90/10 like 'tinygpt train' and prints the mean cross-entropy loss and
-the perplexity (exp of the loss) of each part."""
+the perplexity (exp of the loss) of each part. Without --text, "The Verdict" is used
+(from $TINYGPT_DATA, the user cache or a checksummed download)."""
 
 DOWNLOAD_EPILOG = """\
 examples:
@@ -218,9 +221,10 @@ def build_parser():
     """The ``tinygpt`` argument parser (exposed for tests and documentation)."""
     from . import __version__
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show the full traceback when an error occurs")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback when an error occurs")
+    common = argparse.ArgumentParser(add_help=False, parents=[debug])
     common.add_argument("--threads", type=positive_int, metavar="N", default=argparse.SUPPRESS,
                         help="CPU threads for matrix products (default: all cores)")
 
@@ -233,9 +237,10 @@ def build_parser():
                         help="CPU threads for matrix products (default: all cores)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
-    def command(name, help_text, description, epilog, handler):
+    def command(name, help_text, description, epilog, handler, computes=True):
         sub = commands.add_parser(name, help=help_text, description=description, epilog=epilog,
-                                  formatter_class=_Formatter, parents=[common])
+                                  formatter_class=_Formatter,
+                                  parents=[common if computes else debug])
         sub.set_defaults(handler=handler)
         return sub
 
@@ -282,6 +287,7 @@ def build_parser():
                    help="rerun the whole window each step like the book (slower, same text)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print only the text (no notes on stderr)")
+    _no_progress_option(p)
 
     # --- eval --------------------------------------------------------------------
     p = command("eval", "training and validation loss and perplexity of a model on a text",
@@ -298,11 +304,12 @@ def build_parser():
     p.add_argument("--seed", type=non_negative_int, default=123,
                    help="seed of the training split's shuffle, which decides the batches "
                         "drop_last leaves out (default 123, as in the book)")
+    _no_progress_option(p)
 
     # --- download ----------------------------------------------------------------
     p = command("download", "fetch OpenAI's pretrained GPT-2 weights",
                 "Download OpenAI's pretrained GPT-2 weights (book section 5.5).",
-                DOWNLOAD_EPILOG, cmd_download)
+                DOWNLOAD_EPILOG, cmd_download, computes=False)
     p.add_argument("model", metavar="MODEL",
                    help="gpt2-small, gpt2-medium, gpt2-large or gpt2-xl (or 124M, 355M, "
                         "774M, 1558M)")
@@ -311,10 +318,13 @@ def build_parser():
     p.add_argument("--timeout", type=positive_float, default=60.0, metavar="SECONDS",
                    help="how long each network read may wait (default 60); each file must "
                         "also arrive within a deadline of a minute plus its size at 50 kB/s")
+    _no_progress_option(p)
 
     # --- selftest ----------------------------------------------------------------
     p = command("selftest", "check the maths: gradients, training, KV cache, save/load",
-                "Run tinygpt's built-in parity checks and print a table of the results.",
+                "Check tinygpt's maths with nothing but tinygpt (no PyTorch): every op's "
+                "gradient, a tiny training run, the KV cache and the save/load round trip; "
+                "prints a table of the results.",
                 SELFTEST_EPILOG, cmd_selftest)
     return parser
 
@@ -352,6 +362,11 @@ def add_training_options(p, out_default):
                    help=f"prompt of the sample printed after each epoch (default "
                         f"{BOOK_PROMPT!r})")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _no_progress_option(p):
+    p.add_argument("--no-progress", action="store_true",
+                   help="hide the progress bars (shown only when stderr is a terminal)")
 
 
 def _model_arguments(p):
@@ -432,7 +447,7 @@ def load_any_model(spec, models_dir=None, offline=False):
     folder = Path(models_dir).expanduser() if models_dir else default_models_dir()
     try:
         model = load_pretrained_gpt2(size, folder, download=not offline,
-                                     progress=sys.stderr.isatty())
+                                     progress=progress_enabled())
     except GPT2FilesMissingError as exc:  # only with --offline: say it in the CLI's terms
         where = f" --dir {models_dir}" if models_dir else ""
         raise CLIError(
@@ -609,7 +624,7 @@ def cmd_eval(args):
           f"split 90/10; windows of {context} tokens, batch size {args.batch_size}")
     rows = []
     for name, loader in (("training", train_loader), ("validation", val_loader)):
-        loss = calc_loss_loader(loader, model)
+        loss = calc_loss_loader(progress_bar(loader, desc=f"{name} loss", unit="batch"), model)
         windows = len(loader) * args.batch_size if loader.drop_last else len(loader.dataset)
         rows.append((name, windows * context, len(loader), loss, _perplexity(loss)))
     print()
@@ -640,7 +655,7 @@ def cmd_download(args):
                        "(or 124M, 355M, 774M, 1558M)") from None
     models_dir = Path(args.dir).expanduser() if args.dir else default_models_dir()
     _note(f"Fetching GPT-2 {size} into {models_dir / size} ...")
-    folder = download_gpt2_files(size, models_dir, progress=sys.stderr.isatty(),
+    folder = download_gpt2_files(size, models_dir, progress=progress_enabled(),
                                  timeout=args.timeout)
     total = sum(os.path.getsize(os.path.join(folder, name)) for name in GPT2_FILES)
     print(f"GPT-2 {size}: {len(GPT2_FILES)} files, {total / 1e6:,.1f} MB in {folder}")
@@ -712,6 +727,7 @@ def main(argv=None):
         parser.print_help(sys.stderr)
         return 2
     debug = getattr(args, "debug", False)
+    set_progress(False if getattr(args, "no_progress", False) else None)  # None: on a terminal
     try:
         if getattr(args, "threads", None) is not None:
             from .runtime import set_num_threads
