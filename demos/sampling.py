@@ -2,6 +2,7 @@
 
 Run from the repository root:
 
+    python3 demos/sampling.py                 # the plot goes to runs/sampling/
     python3 demos/sampling.py --out figures/
 
 Prints each step of the book's example next to the book's numbers and saves the
@@ -70,7 +71,8 @@ def save_temperature_plot(scaled_probas, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for the PNG")
+    parser.add_argument("--out", type=Path, default=Path("runs/sampling"),
+                        help="folder for temperature-plot.png (default runs/sampling)")
     parser.add_argument("--seed", type=int, default=123, help="seed for the sampling draws")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
