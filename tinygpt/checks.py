@@ -138,3 +138,34 @@ def token_ids(ids, vocab_size, where=""):
         bad = lo if lo < 0 else hi
         raise ValueError(f"token id {bad}{where} is outside the vocabulary [0, {vocab_size})")
     return ids.astype(numpy.int64, copy=False)
+
+
+def embedding_indices(ids, num_embeddings):
+    """``ids`` (an array of the backend) checked as torch's embedding checks them: an
+    integer dtype (else RuntimeError) and every id in [0, num_embeddings) (else
+    IndexError; NumPy would wrap a negative id around to a row from the end). Ids on the
+    device cost one synchronisation."""
+    if ids.dtype.kind not in "iu" or ids.dtype == numpy.uint8:
+        raise RuntimeError(f"embedding indices must be integers (int64 or int32), got dtype "
+                           f"{ids.dtype}")
+    if ids.size:
+        lo, hi = (int(v) for v in to_numpy(xp.stack([ids.min(), ids.max()])))
+        if lo < 0 or hi >= num_embeddings:
+            raise IndexError(f"index out of range in self: index {lo if lo < 0 else hi} is "
+                             f"outside [0, {num_embeddings}) (the embedding's rows)")
+    return ids
+
+
+def shape(sizes, what="size"):
+    """``sizes`` (a sequence of dims) as a tuple of ints, checked as torch checks a new
+    tensor's size: a TypeError for a non-integer (2.5 is refused, not cropped), a
+    RuntimeError for a negative dim."""
+    for n in sizes:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise TypeError(f"{what} must be integers, got {n!r:.60} ({type(n).__name__}) "
+                            f"in {list(sizes)!r:.80}")
+    for n in sizes:
+        if n < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {n}: "
+                               f"{[int(v) for v in sizes]}; {what} must be >= 0")
+    return tuple(int(n) for n in sizes)

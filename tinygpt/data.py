@@ -24,6 +24,7 @@ import numpy as np
 from .autograd import Tensor
 from .backend import check_device, get_rng, xp
 from .checks import nonnegative_int, positive_int
+from .tensors import tensor
 from .tokenizer import ENDOFTEXT, get_tokenizer
 
 
@@ -71,10 +72,12 @@ class GPTDatasetV1(Dataset):
         self.n_tokens = len(token_ids)
 
         starts = np.arange(0, self.n_tokens - self.max_length, self.stride, dtype=np.int64)
-        offsets = np.arange(self.max_length, dtype=np.int64)
+        # a window longer than the text gives none; its offsets would only fill memory
+        offsets = np.arange(self.max_length if len(starts) else 0, dtype=np.int64)
         rows = starts[:, None] + offsets[None, :]  # (N, max_length) token positions
-        self.inputs = token_ids[rows]  # (N, max_length) int64
-        self.targets = token_ids[rows + 1]  # (N, max_length) int64, shifted by one
+        shape = (len(starts), self.max_length)
+        self.inputs = token_ids[rows].reshape(shape)  # (N, max_length) int64
+        self.targets = token_ids[rows + 1].reshape(shape)  # (N, max_length), shifted by one
 
     def __len__(self):
         return len(self.inputs)
@@ -91,7 +94,8 @@ def default_collate(batch):
     """Stack a list of samples into one batch, field by field, like torch's.
 
     - Tensors and arrays of one shape (S...) -> a Tensor (B, S...), dtype kept;
-    - Python ints -> int64 (B,), floats -> float64 (B,) (torch's choice), bools -> bool;
+    - Python numbers as torch takes them: a float first -> float64 (B,); an int or bool
+      first -> ``tensor(batch)``'s dtype (ints int64, any float float32, all bools bool);
       NumPy scalars keep their dtype;
     - strings -> as they are (the list, or in a field the tuple, of them);
     - a tuple or list -> a list with each position collated (so ``(x, y)`` samples give
@@ -102,14 +106,15 @@ def default_collate(batch):
     elem = batch[0]
     if isinstance(elem, Tensor) or isinstance(elem, (np.ndarray, xp.ndarray)):
         return _stack(batch)
-    if isinstance(elem, (bool, np.bool_)):
+    if isinstance(elem, np.bool_):
         return Tensor(np.asarray(batch, dtype=np.bool_))
     if isinstance(elem, np.generic) and elem.dtype.kind in "iuf":
         return Tensor(np.asarray(batch, dtype=elem.dtype))
-    if isinstance(elem, numbers.Integral):
-        return Tensor(np.asarray(batch, dtype=np.int64))
-    if isinstance(elem, numbers.Real):
-        return Tensor(np.asarray(batch, dtype=np.float64))
+    if isinstance(elem, (numbers.Integral, numbers.Real)):
+        _same_kind(batch, numbers.Real, "a number")
+        # torch's rule keys on the first sample: [1, 2.5] is float32, [1.5, 2] float64
+        float64 = isinstance(elem, numbers.Real) and not isinstance(elem, numbers.Integral)
+        return tensor(batch, dtype=np.float64 if float64 else None)
     if isinstance(elem, (str, bytes)):
         return batch
     if isinstance(elem, collections.abc.Mapping):
@@ -131,9 +136,23 @@ def default_collate(batch):
     )
 
 
+def _same_kind(batch, kind, what):
+    """A TypeError naming the first sample that is not a ``kind`` like the first one."""
+    for i, sample in enumerate(batch):
+        if not isinstance(sample, kind):
+            raise TypeError(
+                f"default_collate: sample 0 is {what} but sample {i} is a "
+                f"{type(sample).__name__}; return one kind of sample from __getitem__, or "
+                "pass collate_fn=your_function"
+            )
+
+
 def _stack(batch):
-    """Tensors or arrays of one shape (S...) -> one Tensor (B, S...)."""
-    arrays = [item.data if isinstance(item, Tensor) else item for item in batch]
+    """Tensors or arrays of one shape (S...) -> one Tensor (B, S...), in the samples'
+    common dtype by torch's promotion (a float dtype wins over integers)."""
+    arrays = [item.data if isinstance(item, Tensor) else item
+              if isinstance(item, (np.ndarray, xp.ndarray)) else np.asarray(item)
+              for item in batch]
     shapes = {tuple(a.shape) for a in arrays}
     if len(shapes) > 1:
         raise RuntimeError(
@@ -141,6 +160,11 @@ def _stack(batch):
             f"{sorted(shapes)}: make every sample the same length (crop or pad), or pass "
             "collate_fn=your_function"
         )
+    dtypes = {a.dtype for a in arrays}
+    if len(dtypes) > 1:
+        floats = [d for d in dtypes if d.kind == "f"]
+        common = np.result_type(*(floats or dtypes))
+        arrays = [a.astype(common, copy=False) for a in arrays]
     if all(isinstance(a, np.ndarray) for a in arrays):
         return Tensor(np.stack(arrays))  # on the host, then one copy to the device
     return Tensor(xp.stack([xp.asarray(a) for a in arrays]))

@@ -7,6 +7,9 @@ Shapes: b batch, num_tokens (T) tokens, emb_dim / d_out (C) channels, num_heads 
 head_dim (D = C / H), vocab_size (V).
 """
 
+import json
+import numbers
+
 import numpy
 
 from . import ops
@@ -214,8 +217,15 @@ def validate_config(cfg):
             problems.append(problem)
     if "drop_rate" in cfg:
         rate = cfg["drop_rate"]
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
             problems.append(f"'drop_rate' must be a number in [0, 1), got {rate!r}")
+    for key in set(cfg) - set(CONFIG_KEYS):  # saved with the model as they are
+        try:
+            json.dumps({key: cfg[key]})
+        except (TypeError, ValueError):
+            problems.append(f"extra key {key!r} must hold JSON data (numbers, text, lists, "
+                            f"dicts), as the config is saved with the model; got "
+                            f"{type(cfg[key]).__name__}")
     if "qkv_bias" in cfg and not isinstance(cfg["qkv_bias"], (bool, numpy.bool_)):
         problems.append(f"'qkv_bias' must be True or False, got {cfg['qkv_bias']!r}")
     if not problems and cfg["emb_dim"] % cfg["n_heads"] != 0:

@@ -246,6 +246,9 @@ def _checked_settings(settings):
         positive_int(key, settings[key])
     nonnegative_int("seed", settings["seed"])
     nonnegative_int("warmup_steps", settings["warmup_steps"])
+    if not isinstance(settings["cosine_decay"], bool):  # "no" would be truthy: decay on
+        raise ValueError(f"cosine_decay must be True or False, got "
+                         f"{settings['cosine_decay']!r:.60}")
     problems = [real_problem("learning_rate", settings["learning_rate"], above=0),
                 real_problem("weight_decay", settings["weight_decay"], 0)]
     if settings["grad_clip"] is not None:

@@ -411,7 +411,6 @@ class Module:
                 current.data = xp.asarray(array)
             else:
                 current.data[...] = xp.asarray(array, dtype=current.dtype)
-                current._bump_version("load_state_dict")
         return _IncompatibleKeys(missing, unexpected)
 
     # --- printing ---------------------------------------------------------------------

@@ -24,6 +24,10 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if norm_type == math.inf:
         per_grad = xp.stack([xp.abs(g).max() for g in grads]).astype(xp.float64)
         total = float(per_grad.max())
+    elif norm_type == -math.inf:
+        total = float(xp.stack([xp.abs(g).min() for g in grads]).min())
+    elif norm_type == 0.0:  # torch's: the count of non-zero gradients' non-zero counts
+        total = float(sum(int(xp.count_nonzero(g)) > 0 for g in grads))
     elif norm_type == 2.0:  # dot products: no temporary of each gradient's size
         squares = xp.stack([xp.vdot(g.ravel(), g.ravel()) for g in grads])
         total = math.sqrt(float(squares.astype(xp.float64).sum()))  # one host sync for all
