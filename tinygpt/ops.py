@@ -30,6 +30,8 @@ from .checks import integer, rectangular
 class Add(Function):
     """y = a + b;  da = dy, db = dy"""
 
+    reads = ()  # backward needs no input's values
+
     def forward(self, a, b):
         return a + b
 
@@ -39,6 +41,8 @@ class Add(Function):
 
 class Sub(Function):
     """y = a - b;  da = dy, db = -dy"""
+
+    reads = ()  # backward needs no input's values
 
     def forward(self, a, b):
         return a - b
@@ -50,6 +54,8 @@ class Sub(Function):
 class Mul(Function):
     """y = a * b;  da = dy * b, db = dy * a"""
 
+    reads = ((1,), (0,))  # da reads b, db reads a
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a * b
@@ -60,6 +66,8 @@ class Mul(Function):
 
 class Div(Function):
     """y = a / b;  da = dy / b, db = -dy * a / b^2"""
+
+    reads = ((1,), (0, 1))  # da reads b, db reads a and b
 
     def forward(self, a, b):
         self.a, self.b = a, b
@@ -75,6 +83,8 @@ class Div(Function):
 class Neg(Function):
     """y = -x;  dx = -dy"""
 
+    reads = ()  # backward needs no input's values
+
     def forward(self, x):
         return -x
 
@@ -84,6 +94,8 @@ class Neg(Function):
 
 class Exp(Function):
     """y = exp(x);  dx = dy * y"""
+
+    reads, reads_output = ((),), True  # backward reads y, not x
 
     def forward(self, x):
         self.y = xp.exp(x)
@@ -107,6 +119,8 @@ class Log(Function):
 class Tanh(Function):
     """y = tanh(x);  dx = dy * (1 - y^2)"""
 
+    reads, reads_output = ((),), True  # backward reads y, not x
+
     def forward(self, x):
         self.y = xp.tanh(x)
         return self.y
@@ -117,6 +131,8 @@ class Tanh(Function):
 
 class Sqrt(Function):
     """y = sqrt(x);  dx = dy / (2 y)"""
+
+    reads, reads_output = ((),), True  # backward reads y, not x
 
     def forward(self, x):
         self.y = xp.sqrt(x)
@@ -168,6 +184,8 @@ def _power(x, p):
 class Cast(Function):
     """y = x converted to ``dtype``;  dx = dy converted back."""
 
+    reads = ()  # backward needs no input's values
+
     def forward(self, x, dtype):
         self.in_dtype = x.dtype
         return x.astype(dtype)
@@ -182,6 +200,8 @@ class Cast(Function):
 
 class MatMul(Function):
     """y = a @ b (batched over leading dims);  da = dy @ b^T, db = a^T @ dy"""
+
+    reads = ((1,), (0,))  # da reads b, db reads a
 
     def forward(self, a, b):
         self.a, self.b = a, b
@@ -200,6 +220,8 @@ class MatMul(Function):
 class Reshape(Function):
     """y = x viewed as ``shape``;  dx = dy viewed as x's shape"""
 
+    reads, view = (), True
+
     def forward(self, x, shape):
         self.in_shape = x.shape
         return x.reshape(shape)
@@ -211,6 +233,8 @@ class Reshape(Function):
 class Transpose(Function):
     """y = x with axes permuted;  dx = dy with the inverse permutation"""
 
+    reads, view = (), True
+
     def forward(self, x, axes):
         self.inverse = tuple(int(i) for i in numpy.argsort(axes))  # on the host: no sync
         return x.transpose(axes)
@@ -221,6 +245,8 @@ class Transpose(Function):
 
 class GetItem(Function):
     """y = x[index];  dx = zeros with dy scattered (added) back at index"""
+
+    reads, view = (), True
 
     def forward(self, x, index):
         parts = index if isinstance(index, tuple) else (index,)
@@ -252,6 +278,8 @@ def _index_array(i):
 class Sum(Function):
     """y = sum(x, axis);  dx = dy broadcast back to x's shape"""
 
+    reads = ()  # backward needs no input's values
+
     def forward(self, x, axis=None, keepdims=False):
         self.in_shape, self.axis, self.keepdims = x.shape, axis, keepdims
         return xp.asarray(x.sum(axis=axis, keepdims=keepdims))
@@ -264,6 +292,8 @@ class Sum(Function):
 
 class Mean(Function):
     """y = mean(x, axis);  dx = dy / n broadcast back (n = number of averaged entries)"""
+
+    reads = ()  # backward needs no input's values
 
     def forward(self, x, axis=None, keepdims=False):
         self.in_shape, self.axis, self.keepdims = x.shape, axis, keepdims
@@ -280,6 +310,8 @@ class Mean(Function):
 class MaskedFill(Function):
     """y = value where mask else x  (mask broadcast to x);  dx = dy where not mask, else 0"""
 
+    reads = ((1,), ())  # dx reads the mask
+
     def forward(self, x, mask, value):
         self.mask = mask.astype(bool, copy=False)
         return xp.where(self.mask, xp.asarray(value, dtype=x.dtype), x)
@@ -290,6 +322,8 @@ class MaskedFill(Function):
 
 class Where(Function):
     """y = a where condition else b;  da = dy where condition, db = dy elsewhere"""
+
+    reads = ((), (0,), (0,))  # da and db read the condition
 
     def forward(self, condition, a, b):
         self.condition = condition.astype(bool, copy=False)
@@ -303,6 +337,8 @@ class Where(Function):
 class Cat(Function):
     """y = the inputs joined along ``axis``;  each dx = its slice of dy"""
 
+    reads = ()  # backward needs no input's values
+
     def forward(self, *arrays, axis=0):
         self.axis = axis
         self.bounds = numpy.cumsum([a.shape[axis] for a in arrays])[:-1].tolist()
@@ -315,6 +351,8 @@ class Cat(Function):
 class Stack(Function):
     """y = the inputs stacked along a new ``axis``;  each dx = dy taken at its index"""
 
+    reads = ()  # backward needs no input's values
+
     def forward(self, *arrays, axis=0):
         self.axis = axis
         return xp.stack(arrays, axis=axis)
@@ -326,6 +364,8 @@ class Stack(Function):
 class Gather(Function):
     """y = x taken at ``index`` along ``axis`` (torch.gather, NumPy take_along_axis);
     dx = zeros with dy added back at those positions (repeated indices accumulate)"""
+
+    reads = ((1,), ())  # dx reads the index
 
     def forward(self, x, index, axis):
         self.shape, self.index, self.axis = x.shape, index, axis
@@ -374,6 +414,8 @@ class Linear(Function):
 
     Flattening to rows makes each gradient one large matrix product."""
 
+    reads = ((1,), (0,), ())  # dx reads W, dW reads x
+
     def forward(self, x, weight, bias=None):
         self.x, self.weight = x, weight
         y = _rows(x) @ weight.T  # (N, out): one product, W^T not copied
@@ -393,6 +435,8 @@ class Linear(Function):
 class Embedding(Function):
     """y = W[ids]          ids: int (…)  W: (V, C)  y: (…, C)
     dW = scatter-add of dy rows into the rows named by ids (repeated ids accumulate)"""
+
+    reads = ((1,), ())  # dW reads the ids
 
     def forward(self, weight, ids):
         self.ids, self.weight_shape = ids, weight.shape
@@ -511,6 +555,8 @@ def _philox_kernel_draw(dropout_p, *arrays):
 class Dropout(Function):
     """y = x * mask,  mask = 1/(1-p) with probability 1-p else 0;  dx = dy * mask"""
 
+    reads = ((),)  # dx reads the mask, kept by the op
+
     def forward(self, x, p):
         self.p, self.draw = p, _philox_kernel_draw(p, x)
         if self.draw is not None:  # one kernel; the backward redraws the same mask
@@ -535,6 +581,8 @@ def _softmax_inplace(scores):
 class Softmax(Function):
     """y = exp(x - max) / sum(exp(x - max))  over ``axis``;  dx = y * (dy - sum(dy * y))"""
 
+    reads, reads_output = ((),), True  # backward reads y, not x
+
     def forward(self, x, axis=-1):
         self.axis = axis
         y = xp.exp(x - x.max(axis=axis, keepdims=True))
@@ -549,6 +597,8 @@ class Softmax(Function):
 
 class LogSoftmax(Function):
     """y = x - max - log(sum(exp(x - max)))  over ``axis``;  dx = dy - softmax(x) * sum(dy)"""
+
+    reads, reads_output = ((),), True  # backward reads y, not x
 
     def forward(self, x, axis=-1):
         self.axis = axis
