@@ -168,6 +168,19 @@ CASES = [
     ("CrossEntropy-custom-ignore",
      lambda z: ops.cross_entropy(z, np.array([6, 2, 6, 0]), ignore_index=6),
      [_n(4, 7)]),
+    # the book after chapter 5 (appendix A's MLP) and Llama-style blocks
+    ("Sigmoid", lambda x: x.sigmoid(), [_n(3, 5) * 4]),
+    ("SiLU", lambda x: ops.SiLU.apply(x), [_n(3, 5) * 3]),
+    ("Cos", lambda x: x.cos(), [_n(4, 3)]),
+    ("Sin", lambda x: x.sin(), [_n(4, 3)]),
+    ("Rsqrt", lambda x: x.rsqrt(), [_pos(3, 4)]),
+    ("RepeatInterleave", lambda x: x.repeat_interleave(3, dim=1), [_n(2, 4, 3)]),
+    ("RepeatInterleave-flat", lambda x: x.repeat_interleave(2), [_n(2, 3)]),
+    ("BinaryCrossEntropy", lambda p, t: ops.BinaryCrossEntropy.apply(p, t),
+     [_r.uniform(0.1, 0.9, (3, 4)), _r.uniform(0.0, 1.0, (3, 4))]),
+    ("BinaryCrossEntropyWithLogits",
+     lambda z, t: ops.BinaryCrossEntropyWithLogits.apply(z, t),
+     [_n(3, 4) * 3, _r.uniform(0.0, 1.0, (3, 4))]),
 ]
 
 

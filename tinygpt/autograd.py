@@ -142,10 +142,22 @@ def _as_array(value, dtype=None):
     return array
 
 
+class _VersionCounter:
+    """How many times a tensor's values were changed in place (torch's ``t._version``),
+    and by what, last. A view and ``detach()`` share their base's counter, as in torch:
+    a change through either is a change of both."""
+
+    __slots__ = ("value", "changed_by")
+
+    def __init__(self, value=0):
+        self.value, self.changed_by = value, None
+
+
 class Tensor:
     """An array plus the bookkeeping reverse-mode differentiation needs."""
 
-    __slots__ = ("data", "grad", "requires_grad", "creator", "_graph_freed", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "creator", "_graph_freed", "_counter",
+                 "_before", "__weakref__")
     # above NumPy's and CuPy's arrays (CuPy: 100), so ``array * Tensor`` defers to
     # Tensor.__rmul__ on either backend
     __array_priority__ = 1000
@@ -156,6 +168,8 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self.creator = None  # the Function that produced this tensor (None for leaves)
         self._graph_freed = False
+        self._counter = _VersionCounter()
+        self._before = None  # this tensor before its last recorded in-place op (_in_place)
 
     # --- what it is ---------------------------------------------------------------
     @property
@@ -255,7 +269,21 @@ class Tensor:
         return id(self)
 
     def detach(self):
-        return Tensor(self.data)
+        out = Tensor(self.data)
+        out._counter = self._counter  # the same values: a change to one changes both
+        return out
+
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's values have had (torch's counter)."""
+        return self._counter.value
+
+    def _bump_version(self, changed_by):
+        """Record an in-place change of ``.data`` (by the op named ``changed_by``): every
+        writer into a tensor's values calls this, so that a backward needing the old
+        values raises instead of using the new ones."""
+        self._counter.value += 1
+        self._counter.changed_by = changed_by
 
     def clone(self):
         return ops.Cast.apply(self, dtype=self.dtype)  # astype copies; the gradient passes
@@ -302,7 +330,7 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"grad has shape {grad.shape}, expected {self.shape}")
 
-        order = _topological_order(self)
+        order = _topological_order([self])
         # A shared intermediate freed by an earlier backward() would otherwise pass for
         # a leaf, and the tensors before it would silently miss their gradient.
         if any(node._graph_freed for node in order):
@@ -334,7 +362,7 @@ class Tensor:
             for inp, inp_grad in zip(fn.inputs, input_grads):
                 if inp_grad is None or not inp.requires_grad:
                     continue
-                inp_grad = sum_to_shape(inp_grad, inp.shape)
+                inp_grad = sum_to_shape(inp_grad, inp.data.shape)
                 previous = grads.get(id(inp))
                 grads[id(inp)] = inp_grad if previous is None else previous + inp_grad
             fn.inputs = ()  # release what forward saved
@@ -421,6 +449,7 @@ class Tensor:
         parts = tuple(ops._index_array(i) for i in parts)
         value = value.data if isinstance(value, Tensor) else xp.asarray(value)
         self.data[parts if isinstance(index, tuple) else parts[0]] = value
+        self._bump_version("__setitem__")
 
     # --- shape ------------------------------------------------------------------------
     def reshape(self, *shape):
@@ -682,11 +711,13 @@ class Tensor:
 
     def _in_place(self, function, *args, **options):
         """Apply ``function`` to this tensor and make this object its result (torch's
-        in-place ops on our rebinding autograd: the old value lives on as the input)."""
+        in-place ops on our rebinding autograd: the old value lives on as the input,
+        ``_before``, where the Functions that used this tensor earlier find it)."""
         if self.requires_grad and self.creator is None and is_grad_enabled():
             raise RuntimeError(
-                "a leaf tensor that requires grad cannot be changed in place; use the "
-                "out-of-place form (e.g. masked_fill) or work under no_grad()"
+                "a leaf Variable that requires grad is being used in an in-place operation "
+                "(it cannot be changed in place); use the out-of-place form (e.g. "
+                "masked_fill) or work under no_grad()"
             )
         if getattr(self.data, "base", None) is not None:
             raise NotImplementedError(
@@ -697,10 +728,15 @@ class Tensor:
         before = Tensor.__new__(Tensor)
         before.data, before.grad, before.requires_grad = self.data, None, self.requires_grad
         before.creator, before._graph_freed = self.creator, self._graph_freed
+        before._counter, before._before = _VersionCounter(self._version), self._before
         out = function.apply(before, *args, **options)
         self.data = out.data
-        if out.creator is not None:
-            self.creator, self.requires_grad = out.creator, True
+        self._bump_version(function.__name__)
+        fn = out.creator
+        if fn is not None:
+            self.creator, self.requires_grad, self._before = fn, True, before
+            if fn.reads_output:  # the output fn saved is this tensor now
+                fn.output = (self._counter, self._version) + fn.output[2:]
         return self
 
     def __getattr__(self, name):
@@ -873,10 +909,11 @@ def to_arguments(args, kwargs):
         raise TypeError(f"{dtype!r} is not a dtype tinygpt can compute in") from None
 
 
-def _topological_order(root):
-    """Nodes reachable from ``root``, each after all of its inputs (explicit stack)."""
+def _topological_order(roots):
+    """Nodes reachable from ``roots``, each after all of its inputs (explicit stack).
+    Each Function's inputs are taken as they were when it ran (``_inputs_as_run``)."""
     order, visited = [], set()
-    stack = [(root, False)]
+    stack = [(root, False) for root in roots]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -887,10 +924,50 @@ def _topological_order(root):
         visited.add(id(node))
         stack.append((node, True))
         if node.creator is not None:
-            for inp in node.creator.inputs:
+            for inp in _inputs_as_run(node.creator):
                 if inp.requires_grad and id(inp) not in visited:
                     stack.append((inp, False))
     return order
+
+
+def _inputs_as_run(fn):
+    """``fn``'s inputs as they were when it ran, checked against in-place changes since.
+
+    A changed tensor that ``fn`` saved for its backward is torch's error. One it did not
+    save only moved on: its gradient belongs to the value ``fn`` used, which the in-place
+    op kept as ``_before`` (or, for a change that recorded no graph, to the tensor)."""
+    if fn.reads_output and fn.output[0].value != fn.output[1]:
+        raise _modified_error(fn, fn.output[0], fn.output[1], fn.output[2], fn.output[3],
+                              f"output 0 of {type(fn).__name__}")
+    inputs, versions = fn.inputs, fn.versions
+    if all(t._counter.value == v for t, v in zip(inputs, versions)):
+        return inputs
+    saved = fn.saved_inputs()
+    as_run = []
+    for i, (t, v) in enumerate(zip(inputs, versions)):
+        if t._counter.value != v:
+            if i in saved:
+                made_by = None if t.creator is None else f"output 0 of {type(t.creator).__name__}"
+                raise _modified_error(fn, t._counter, v, t.data.dtype, t.data.shape, made_by)
+            while t._before is not None and v <= t._before._counter.value:
+                t = t._before
+        as_run.append(t)
+    fn.inputs, fn.versions = tuple(as_run), tuple(t._counter.value for t in as_run)
+    return fn.inputs
+
+
+def _modified_error(fn, counter, expected, dtype, shape, made_by):
+    """torch's error for a saved tensor changed in place, naming the ops involved."""
+    what = f"[tinygpt.{numpy.dtype(dtype).name} [{', '.join(str(n) for n in shape)}]]"
+    if made_by:
+        what += f", which is {made_by},"
+    return RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: {what} is at version {counter.value}; expected version "
+        f"{expected} instead. Hint: {type(fn).__name__} saved it for backward, and "
+        f"{counter.changed_by or 'an in-place op'} changed it afterwards; use the "
+        "out-of-place form (e.g. x = x.masked_fill(mask, value)) or change a .clone()"
+    )
 
 
 class Function:
@@ -901,10 +978,20 @@ class Function:
 
     ``self.needs_grad`` tells forward whether a graph is being recorded, so it can
     skip saving arrays under ``no_grad()``.
+
+    Version checks (torch's saved tensors): ``reads`` says which inputs backward reads,
+    as one tuple of input positions per input's gradient (None: every input, for any
+    gradient); ``reads_output`` that it reads the output. A tensor among those, changed
+    in place between forward and backward, makes backward raise. ``view``: the output
+    may share input 0's memory (reshape, transpose, basic indexing), and so its
+    version counter.
     """
 
-    inputs = ()
+    inputs = versions = ()
     needs_grad = False
+    reads = None
+    reads_output = False
+    view = False
 
     @classmethod
     def apply(cls, *inputs, **options):
@@ -912,11 +999,23 @@ class Function:
         fn = cls()
         fn.needs_grad = is_grad_enabled() and any(t.requires_grad for t in tensors)
         out = Tensor(fn.forward(*(t.data for t in tensors), **options))
+        if cls.view and xp.may_share_memory(out.data, tensors[0].data):
+            out._counter = tensors[0]._counter
         if fn.needs_grad:
             fn.inputs = tensors
+            fn.versions = tuple(t._counter.value for t in tensors)
+            if cls.reads_output:
+                fn.output = (out._counter, out._counter.value, out.data.dtype, out.data.shape)
             out.requires_grad = True
             out.creator = fn
         return out
+
+    def saved_inputs(self):
+        """Positions of the inputs this backward reads, given which inputs need a gradient."""
+        if self.reads is None:
+            return range(len(self.inputs))
+        return {j for i, t in enumerate(self.inputs) if t.requires_grad
+                for j in (self.reads[i] if i < len(self.reads) else ())}
 
     def forward(self, *arrays, **options):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -186,6 +186,7 @@ class AdamW:
             decay = 1.0 - lr * wd
 
             grad = grad_array(p)
+            p._bump_version("AdamW.step")  # in place, as torch's step under no_grad
             if fused.usable(p.data, grad) and p.data.flags.c_contiguous:
                 fused.adamw_update(p.data, grad, state["exp_avg"], state["exp_avg_sq"],
                                    decay, beta1, beta2, eps, step_size, bias2_sqrt)

@@ -20,12 +20,13 @@ from .. import ops
 from ..autograd import Tensor
 from ..backend import DEFAULT_DTYPE, check_device, get_rng, xp
 from ..checks import embedding_indices, shape
-from . import functional, utils
+from . import functional, init, utils
 from .module import Module, Parameter
 
 __all__ = [
-    "GELU", "CrossEntropyLoss", "Dropout", "Embedding", "LayerNorm", "Linear", "MSELoss",
-    "Module", "ModuleList", "Parameter", "ReLU", "Sequential", "functional", "utils",
+    "GELU", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "Dropout", "Embedding",
+    "Identity", "LayerNorm", "Linear", "MSELoss", "Module", "ModuleList", "Parameter", "ReLU",
+    "RMSNorm", "Sequential", "SiLU", "Sigmoid", "functional", "init", "utils",
 ]
 
 
@@ -228,6 +229,51 @@ class ReLU(Module):
         return functional.relu(x)
 
 
+class SiLU(Module):
+    """x * sigmoid(x) (the gate of a Llama-style SwiGLU feed-forward)."""
+
+    def forward(self, x):
+        return functional.silu(x)
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return functional.sigmoid(x)
+
+
+class Identity(Module):
+    """Returns its input (a placeholder where a layer is removed)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+
+class BCELoss(Module):
+    """``F.binary_cross_entropy`` as a module: probabilities against 0/1 targets."""
+
+    def __init__(self, weight=None, reduction="mean"):
+        super().__init__()
+        self.weight, self.reduction = weight, reduction
+
+    def forward(self, input, target):  # noqa: A002
+        return functional.binary_cross_entropy(input, target, self.weight, self.reduction)
+
+
+class BCEWithLogitsLoss(BCELoss):
+    """``F.binary_cross_entropy_with_logits`` as a module: logits against 0/1 targets."""
+
+    def __init__(self, weight=None, reduction="mean", pos_weight=None):
+        super().__init__(weight, reduction)
+        self.pos_weight = pos_weight
+
+    def forward(self, input, target):  # noqa: A002
+        return functional.binary_cross_entropy_with_logits(
+            input, target, self.weight, self.reduction, self.pos_weight)
+
+
 class MSELoss(Module):
     """Mean squared error, as a module (chapter 4's gradient demonstration uses it)."""
 
@@ -285,6 +331,33 @@ class LayerNorm(Module):
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine=True"
+
+
+class RMSNorm(Module):
+    """torch.nn.RMSNorm: x / sqrt(mean(x^2) + eps) * weight over the last dims
+    (``normalized_shape``); ``eps=None`` is the input dtype's machine epsilon, as torch.
+    Llama-style models use it in place of LayerNorm."""
+
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, device=None,
+                 dtype=None):
+        super().__init__()
+        check_device(device)
+        shape = ((normalized_shape,) if isinstance(normalized_shape, int)
+                 else tuple(normalized_shape))
+        self.normalized_shape, self.eps = tuple(int(n) for n in shape), eps
+        self.elementwise_affine = bool(elementwise_affine)
+        weight = Parameter(numpy.ones(self.normalized_shape, dtype=DEFAULT_DTYPE))
+        self.register_parameter("weight", weight if self.elementwise_affine else None)
+        if dtype is not None:
+            self.to(dtype)
+
+    def forward(self, x):
+        x = _match_dtype(x, self.weight) if self.weight is not None else x
+        return functional.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
 
 
 class GELU(Module):

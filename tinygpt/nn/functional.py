@@ -6,12 +6,15 @@ dim of ``cross_entropy``'s input is dim 1, so the book's
 ``F.cross_entropy(logits.flatten(0, 1), targets.flatten())`` runs as printed.
 """
 
+import numpy
+
 from .. import ops
 from ..autograd import Tensor
 from ..checks import embedding_indices
 
-__all__ = ["cross_entropy", "dropout", "embedding", "gelu", "linear", "log_softmax",
-           "mse_loss", "relu", "softmax"]
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
+           "dropout", "embedding", "gelu", "linear", "log_softmax", "mse_loss", "relu",
+           "rms_norm", "sigmoid", "silu", "softmax"]
 
 
 def _tensor(x):
@@ -167,3 +170,80 @@ def embedding(input, weight):  # noqa: A002
     ids = input.data if isinstance(input, Tensor) else Tensor(input).data
     weight = _tensor(weight)
     return ops.Embedding.apply(weight, embedding_indices(ids, weight.shape[0]))
+
+def silu(input, inplace=False):  # noqa: A002
+    """x * sigmoid(x) (SwiGLU's gate in Llama-style feed-forwards)."""
+    if inplace:
+        raise NotImplementedError("silu(inplace=True) is not supported by tinygpt; use the "
+                                  "returned tensor")
+    return ops.SiLU.apply(_tensor(input))
+
+
+def sigmoid(input):  # noqa: A002
+    return ops.Sigmoid.apply(_tensor(input))
+
+
+def _reduce(losses, reduction, name):
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "none":
+        return losses
+    raise ValueError(f'{name}: reduction must be "mean", "sum" or "none", got {reduction!r}')
+
+
+def _probability_pair(input, target, name):  # noqa: A002
+    """(input, target) as float Tensors of one shape (torch refuses other shapes too)."""
+    x, t = _tensor(input), _tensor(target)
+    if tuple(x.shape) != tuple(t.shape):
+        raise ValueError(f"{name}: target of shape {tuple(t.shape)} must have the input's "
+                         f"shape {tuple(x.shape)}; e.g. target.view(input.shape)")
+    if x.dtype.kind != "f":
+        raise ValueError(f"{name}: input must be floating point, got {x.dtype}")
+    return x, t.to(x.dtype)
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):  # noqa: A002
+    """-(t log(p) + (1 - t) log(1 - p)) of probabilities ``input`` in [0, 1] against
+    ``target``; each log clamped at -100, as torch. ``weight`` scales each element."""
+    p, t = _probability_pair(input, target, "binary_cross_entropy")
+    values = p.data
+    if bool(((values < 0) | (values > 1)).any()):
+        raise ValueError("binary_cross_entropy: all elements of input should be between 0 "
+                         "and 1 (apply sigmoid first, or use binary_cross_entropy_with_logits)")
+    losses = ops.BinaryCrossEntropy.apply(p, t)
+    if weight is not None:
+        losses = losses * weight
+    return _reduce(losses, reduction, "binary_cross_entropy")
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",  # noqa: A002
+                                     pos_weight=None):
+    """binary_cross_entropy(sigmoid(input), target), computed from the logits without
+    overflow."""
+    if pos_weight is not None:
+        raise NotImplementedError(
+            "binary_cross_entropy_with_logits(pos_weight=...) is not supported by tinygpt; "
+            "weight the positive examples with weight= instead"
+        )
+    z, t = _probability_pair(input, target, "binary_cross_entropy_with_logits")
+    losses = ops.BinaryCrossEntropyWithLogits.apply(z, t)
+    if weight is not None:
+        losses = losses * weight
+    return _reduce(losses, reduction, "binary_cross_entropy_with_logits")
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):  # noqa: A002
+    """x / sqrt(mean(x^2) + eps) * weight over the last ``len(normalized_shape)`` dims;
+    ``eps=None`` is the dtype's machine epsilon, as torch."""
+    x = _tensor(input)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(x.shape[x.ndim - len(shape):]) != shape:
+        raise ValueError(f"rms_norm: normalized_shape {shape} must be the input's last dims, "
+                         f"input has shape {tuple(x.shape)}")
+    if eps is None:
+        eps = float(numpy.finfo(x.data.dtype).eps)
+    dims = tuple(range(x.ndim - len(shape), x.ndim))
+    y = x * ((x * x).mean(dims, keepdim=True) + float(eps)).rsqrt()
+    return y if weight is None else y * weight

@@ -411,6 +411,7 @@ class Module:
                 current.data = xp.asarray(array)
             else:
                 current.data[...] = xp.asarray(array, dtype=current.dtype)
+                current._bump_version("load_state_dict")
         return _IncompatibleKeys(missing, unexpected)
 
     # --- printing ---------------------------------------------------------------------

@@ -1,0 +1,161 @@
+"""In-place changes and gradients: version counters, as torch has them.
+
+Every in-place op bumps its tensor's ``_version``; a Function checks, at backward, the
+versions of what it saved (torch's saved tensors). A saved tensor changed in place is
+torch's RuntimeError; one that was not saved keeps its gradient flowing to the value
+the op used. Nothing in a training step or in KV-cache generation trips the check."""
+
+import numpy as np
+import pytest
+
+import tinygpt
+from tinygpt import AdamW, GPTModel, no_grad
+from tinygpt.autograd import Tensor
+from tinygpt.kv_cache import CachedDecoder
+from tinygpt.ops import CausalAttention, cross_entropy
+
+from .checks import host
+
+MODIFIED = "modified by an inplace operation"
+
+
+def test_silent_wrong_gradient_masked_fill_after_exp_raises():
+    """exp saves its output; changing that output in place must not give x.grad = [0, .]."""
+    x = tinygpt.tensor([1.0, 2.0], requires_grad=True)
+    y = x.exp()
+    z = y * 2
+    y.masked_fill_(tinygpt.tensor([True, False]), 0.0)
+    with pytest.raises(RuntimeError, match=MODIFIED + r".*output 0 of Exp, is at version 1; "
+                                             r"expected version 0 instead"):
+        (z.sum() + y.sum()).backward()
+    assert x.grad is None
+
+
+def test_silent_wrong_gradient_setitem_on_a_saved_factor_raises():
+    """x * y saves y for x's gradient; y[0] = 100 afterwards must not give [100, 4]."""
+    x = tinygpt.tensor([1.0, 2.0], requires_grad=True)
+    y = tinygpt.tensor([3.0, 4.0])
+    z = (x * y).sum()
+    y[0] = 100.0
+    with pytest.raises(RuntimeError, match=MODIFIED + r".*version 1; expected version 0.*"
+                                             r"Mul saved it.*__setitem__ changed it"):
+        z.backward()
+    assert x.grad is None
+
+
+@pytest.mark.parametrize("change", [
+    lambda y: y.view(2).__setitem__(0, 100.0),  # a view shares the counter
+    lambda y: y.detach().__setitem__(0, 100.0),  # so does detach()
+    lambda y: y[:].__setitem__(0, 100.0),  # and basic indexing
+])
+def test_silent_wrong_gradient_change_through_a_view_raises(change):
+    x = tinygpt.tensor([1.0, 2.0], requires_grad=True)
+    y = tinygpt.tensor([3.0, 4.0])
+    z = (x * y).sum()
+    change(y)
+    assert y._version == 1
+    with pytest.raises(RuntimeError, match=MODIFIED):
+        z.backward()
+
+
+def test_unsaved_input_changed_in_place_keeps_its_gradient_path():
+    """b * w saves w only (w needs no gradient), so torch allows changing b afterwards:
+    c's gradient still reaches a through the b that c used, not through the fill."""
+    a = tinygpt.tensor([1.0, 2.0], requires_grad=True)
+    w = tinygpt.tensor([1.0, 2.0])
+    b = a * 2
+    c = b * w
+    b.masked_fill_(tinygpt.tensor([True, False]), 0.0)
+    (c.sum() + b.sum()).backward()
+    # torch: d/da of sum(2a * w) + sum(where(mask, 0, 2a)) = 2w + [0, 2]
+    np.testing.assert_allclose(host(a.grad), [2.0, 6.0])
+
+
+def test_saved_input_changed_by_masked_fill_raises_naming_it():
+    a = tinygpt.tensor([1.0, 2.0], requires_grad=True)
+    e = tinygpt.tensor([1.0, 2.0], requires_grad=True)
+    b = a * 2
+    c = b * e  # saves b for e's gradient
+    b.masked_fill_(tinygpt.tensor([True, False]), 0.0)
+    with pytest.raises(RuntimeError, match=r"output 0 of MaskedFill, is at version 1"):
+        c.sum().backward()
+
+
+def test_versions_count_in_place_changes():
+    t = tinygpt.zeros(3)
+    assert t._version == 0
+    t[0] = 1.0
+    t.masked_fill_(tinygpt.tensor([False, True, False]), 2.0)
+    assert t._version == 2
+    assert (t * 1.0)._version == 0  # a new tensor starts at 0
+
+
+def test_in_place_on_a_leaf_that_requires_grad_is_torchs_error():
+    x = tinygpt.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad is being used "
+                                           "in an in-place operation"):
+        x.masked_fill_(tinygpt.tensor([True, False]), 0.0)
+
+
+def test_optimizer_step_bumps_versions_and_a_later_backward_through_it_raises():
+    """As torch: the step changes the weights in place; a graph built before it that
+    saved them cannot be differentiated after it."""
+    w = tinygpt.nn.Parameter(tinygpt.ones(3))
+    x = tinygpt.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    loss = (x * w).sum()
+    (w * 2.0).sum().backward()
+    AdamW([w], lr=0.1).step()
+    assert w._version == 1
+    with pytest.raises(RuntimeError, match=r"Mul saved it.*AdamW.step changed it"):
+        loss.backward()
+
+
+def test_book_attention_steps_with_masked_fill_in_place_backprop_like_the_fused_op():
+    """The book's steps on Tensors: scores, masked_fill_ (in place), softmax, context."""
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 2, 4, 3)) for _ in range(3))
+    grads = []
+    for book in (True, False):
+        queries, keys, values = (Tensor(a, requires_grad=True) for a in (q, k, v))
+        if book:
+            attn_scores = queries @ keys.transpose(2, 3)
+            mask = Tensor(np.triu(np.ones((4, 4), dtype=bool), k=1))
+            attn_scores.masked_fill_(mask, -np.inf)
+            attn_weights = (attn_scores / 3 ** 0.5).softmax(-1)
+            context_vec = attn_weights @ values
+        else:
+            context_vec = CausalAttention.apply(queries, keys, values)
+        (context_vec * context_vec).sum().backward()
+        grads.append([host(t.grad) for t in (queries, keys, values)])
+    for name, book, fused in zip("qkv", *grads):
+        np.testing.assert_allclose(book, fused, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+CFG = {"vocab_size": 17, "context_length": 8, "emb_dim": 8, "n_heads": 2, "n_layers": 2,
+       "drop_rate": 0.1, "qkv_bias": True}
+
+
+def test_training_steps_and_kv_cache_generation_raise_no_false_alarm():
+    """Forward, a KV-cache generation between forward and backward (it must not touch
+    what the graph saved), backward, clipping and AdamW steps: no version error."""
+    tinygpt.manual_seed(0)
+    model = GPTModel(CFG)
+    optimizer = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    ids = np.arange(16).reshape(2, 8) % CFG["vocab_size"]
+    losses = []
+    for _ in range(3):
+        model.train()
+        optimizer.zero_grad()
+        loss = cross_entropy(model(ids), ids)
+        model.eval()
+        with no_grad():
+            decoder = CachedDecoder(model, batch_size=2)
+            decoder.prime(ids[:, :4])
+            for token in range(3):
+                decoder.feed(np.array([token, token]))
+        loss.backward()
+        tinygpt.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all()
+    assert all(p._version == 3 for p in model.parameters())
