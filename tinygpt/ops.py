@@ -153,6 +153,112 @@ class Abs(Function):
         return dy * xp.sign(self.x)
 
 
+class Sigmoid(Function):
+    """y = 1 / (1 + exp(-x));  dx = dy * y (1 - y)
+
+    Computed from exp(-|x|), which never overflows."""
+
+    def forward(self, x):
+        e = xp.exp(-xp.abs(x))
+        self.y = xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+        return self.y
+
+    def backward(self, dy):
+        return dy * (self.y * (1.0 - self.y))
+
+
+class SiLU(Function):
+    """y = x * sigmoid(x)   (SwiGLU's gate);  dx = dy * (s + x s (1 - s)),  s = sigmoid(x)"""
+
+    def forward(self, x):
+        self.x, self.s = x, Sigmoid().forward(x)
+        return x * self.s
+
+    def backward(self, dy):
+        s = self.s
+        return dy * (s * (1.0 + self.x * (1.0 - s)))
+
+
+class Cos(Function):
+    """y = cos(x);  dx = -dy * sin(x)"""
+
+    def forward(self, x):
+        if self.needs_grad:  # RoPE's tables are built without a graph: keep nothing
+            self.x = x
+        return xp.cos(x)
+
+    def backward(self, dy):
+        return -dy * xp.sin(self.x)
+
+
+class Sin(Function):
+    """y = sin(x);  dx = dy * cos(x)"""
+
+    def forward(self, x):
+        if self.needs_grad:
+            self.x = x
+        return xp.sin(x)
+
+    def backward(self, dy):
+        return dy * xp.cos(self.x)
+
+
+class Rsqrt(Function):
+    """y = 1 / sqrt(x);  dx = -dy * y^3 / 2"""
+
+    def forward(self, x):
+        self.y = 1.0 / xp.sqrt(x)
+        return self.y
+
+    def backward(self, dy):
+        y = self.y
+        return dy * (y * y * y) * -0.5
+
+
+class RepeatInterleave(Function):
+    """y = each entry of x ``repeats`` times in a row along ``axis``;
+    dx = dy with each run of ``repeats`` summed back into its entry"""
+
+    def forward(self, x, repeats, axis):
+        self.axis, self.repeats = axis % x.ndim, repeats
+        return xp.repeat(x, repeats, axis=self.axis)
+
+    def backward(self, dy):
+        a, r = self.axis, self.repeats
+        runs = dy.reshape(dy.shape[:a] + (dy.shape[a] // max(r, 1), r) + dy.shape[a + 1:])
+        return runs.sum(axis=a + 1)
+
+
+class BinaryCrossEntropy(Function):
+    """loss_i = -(t log(p) + (1 - t) log(1 - p)), each log clamped at -100 as torch does
+    (p: probabilities, t: targets);  dp = dy (p - t) / max(p (1 - p), 1e-12),
+    dt = dy (log(1 - p) - log(p))"""
+
+    def forward(self, p, t):
+        self.p, self.t = p, t
+        with numpy.errstate(divide="ignore"):
+            self.log_p = xp.maximum(xp.log(p), -100.0)
+            self.log_1mp = xp.maximum(xp.log(1.0 - p), -100.0)
+        return -(t * self.log_p + (1.0 - t) * self.log_1mp)
+
+    def backward(self, dy):
+        p = self.p
+        dp = dy * (p - self.t) / xp.maximum(p * (1.0 - p), 1e-12)
+        return dp, dy * (self.log_1mp - self.log_p)
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    """loss_i = max(z, 0) - z t + log(1 + exp(-|z|))   (= BCE of sigmoid(z), without
+    overflow);  dz = dy (sigmoid(z) - t),  dt = -dy z"""
+
+    def forward(self, z, t):
+        self.z, self.t = z, t
+        return xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
+
+    def backward(self, dy):
+        return dy * (Sigmoid().forward(self.z) - self.t), -dy * self.z
+
+
 class Pow(Function):
     """y = x^p for a constant p;  dx = dy * p * x^(p-1)
 

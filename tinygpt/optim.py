@@ -1,6 +1,8 @@
-"""AdamW with PyTorch's semantics, updating parameters in place.
+"""AdamW and SGD with PyTorch's semantics, updating parameters in place.
 
-For each parameter p with gradient g, at step t (counted per parameter):
+``Optimizer`` holds what they share, as torch's base class does: the param groups, the
+per-parameter state, ``zero_grad`` and ``state_dict`` / ``load_state_dict``. AdamW: for
+each parameter p with gradient g, at step t (counted per parameter):
     p <- p * (1 - lr * weight_decay)                  (decoupled weight decay)
     m <- beta1 m + (1 - beta1) g
     v <- beta2 v + (1 - beta2) g^2
@@ -17,6 +19,9 @@ handful of elementwise passes run on data that sits in the CPU cache instead of
 streaming 163M floats from memory a dozen times. On a GPU each slice would be a dozen
 kernel launches, so there a parameter is one fused kernel (``cuda_kernels.adamw_update``,
 the same bits as the lines below), or with the kernels off, whole-tensor passes.
+
+SGD (appendix A): g <- g + weight_decay p; with momentum, b <- momentum b + (1 - dampening) g
+(b = g at the first step) and g <- b (nesterov: g + momentum b); then p <- p - lr g.
 """
 
 import math
@@ -29,7 +34,6 @@ from .backend import ON_GPU, to_numpy, xp
 from .checks import real_problem, rectangular
 
 CHUNK = 1 << 15
-HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay")
 
 
 def _first_group_setting(name):
@@ -47,15 +51,195 @@ def _first_group_setting(name):
             )
         group = dict(optimizer.param_groups[0], **{name: value})
         problems = []
-        hyper = _checked_hyperparameters(group, group, problems)
+        hyper = optimizer.checked_settings(group, group, problems)
         if problems:
             raise ValueError("; ".join(problems))
-        optimizer.param_groups[0][name] = dict(zip(HYPERPARAMETERS, hyper))[name]
+        optimizer.param_groups[0][name] = dict(zip(optimizer.HYPERPARAMETERS, hyper))[name]
 
     return get, set_
 
 
-class AdamW:
+class Optimizer:
+    """What torch's optimizers share: ``param_groups`` (dicts of settings, read at every
+    ``step()``), ``state`` (per parameter, indexed across the groups in order),
+    ``zero_grad`` and ``state_dict`` / ``load_state_dict``. A subclass names its settings
+    (``HYPERPARAMETERS``, checked by ``checked_settings``) and the arrays it keeps per
+    parameter (``STATE_ARRAYS``), and implements ``step``."""
+
+    HYPERPARAMETERS = ()
+    STATE_ARRAYS = ()
+    STEP_COUNTED = True  # state[i]["step"] is kept (AdamW) or not (SGD)
+
+    def __init__(self, params, defaults):
+        self.defaults = defaults
+        if isinstance(params, (Tensor, dict, str)) or not hasattr(params, "__iter__"):
+            raise TypeError(
+                "params must be an iterable of Tensors or of param-group dicts, e.g. "
+                f"model.parameters() or [p]; got {type(params).__name__}"
+            )
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        self.param_groups = []
+        for group in groups:
+            self.add_param_group(group)
+        self.state = {}  # index -> {"step": int (if counted), <STATE_ARRAYS>: array}
+
+    def add_param_group(self, param_group):
+        """Add a group ``{"params": [...], <settings>}``; missing settings take the
+        optimizer's defaults (the constructor's arguments)."""
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            raise TypeError(
+                "a param group is a dict with a 'params' list, e.g. {'params': "
+                f"model.parameters(), 'weight_decay': 0.0}}; got {param_group!r:.80}"
+            )
+        group = dict(param_group)
+        params = group["params"]
+        if isinstance(params, (dict, str)) or not (
+                isinstance(params, Tensor) or hasattr(params, "__iter__")):
+            raise TypeError(f"a param group's 'params' must be Tensors, got "
+                            f"{type(params).__name__}")
+        params = [params] if isinstance(params, Tensor) else list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__} got a param group with an empty "
+                             "parameter list")
+        for p in params:
+            if not isinstance(p, (Tensor, numpy.ndarray, xp.ndarray)):
+                raise TypeError(f"{type(self).__name__} can only optimize Tensors, but one "
+                                f"of the params "
+                                f"is {type(p).__name__}")
+            if isinstance(p, Tensor) and p.creator is not None:
+                raise ValueError(f"{type(self).__name__} can't optimize a non-leaf Tensor "
+                                 "(the result of an operation); pass the parameters "
+                                 "themselves, e.g. model.parameters()")
+        for key, value in self.defaults.items():
+            group.setdefault(key, value)
+        problems = []
+        hyper = self.checked_settings(group, group, problems)
+        if problems:
+            raise ValueError("; ".join(problems))
+        known = {id(p) for p in self.params}
+        if len({id(p) for p in params}) != len(params) or any(id(p) in known for p in params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        group.update(zip(self.HYPERPARAMETERS, hyper))
+        group["params"] = params
+        self.param_groups.append(group)
+
+    @property
+    def params(self):
+        """Every parameter, group after group: index i here is ``state[i]``'s."""
+        return [p for group in self.param_groups for p in group["params"]]
+
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                grad_array(p)[...] = 0
+
+    def _indexed_params(self):
+        """(i, parameter, its group) for every parameter, i counted across the groups."""
+        i = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                yield i, p, group
+                i += 1
+
+    def state_dict(self):
+        """Like torch's: ``{"state": {i: {"step", <STATE_ARRAYS>}}, "param_groups":
+        [{<HYPERPARAMETERS>, "params": [i, ...]}, ...]}`` (AdamW: "exp_avg", "exp_avg_sq";
+        SGD: "momentum_buffer"), the arrays as Tensors over the optimizer's own (no copy,
+        as in torch)."""
+        groups, first = [], 0
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            if "betas" in packed:
+                packed["betas"] = tuple(group["betas"])
+            packed["params"] = list(range(first, first + len(group["params"])))
+            first += len(group["params"])
+            groups.append(packed)
+        return {
+            "state": {
+                i: {k: Tensor(v) if k in self.STATE_ARRAYS else v for k, v in s.items()}
+                for i, s in self.state.items()
+            },
+            "param_groups": groups,
+        }
+
+    def load_state_dict(self, state_dict):
+        """Restore moments, steps and each group's settings from ``state_dict()``'s shape
+        (moments as Tensors or arrays, e.g. from ``tinygpt.load``). Everything is checked
+        before anything changes: on a problem this raises ValueError listing them all,
+        and the optimizer keeps its state."""
+        try:
+            groups = list(state_dict["param_groups"])
+            states = dict(state_dict["state"])
+        except (KeyError, TypeError):
+            raise ValueError(
+                f"not an {type(self).__name__} state dict: expected keys 'state' and "
+                "'param_groups'"
+            ) from None
+        problems = []
+        if len(groups) != len(self.param_groups):
+            problems.append(
+                f"expected {len(self.param_groups)} param group(s), found {len(groups)}"
+            )
+        # saved parameter id -> index into self.params, group by group, in order
+        index_of, settings, first = {}, [], 0
+        for g, (saved, ours) in enumerate(zip(groups, self.param_groups)):
+            saved_ids = saved.get("params", []) if isinstance(saved, dict) else []
+            if not isinstance(saved_ids, (list, tuple)):
+                problems.append(f"param group {g}: 'params' must be a list of parameter "
+                                f"ids, got {type(saved_ids).__name__}")
+                saved_ids = []
+            if len(saved_ids) != len(ours["params"]):
+                problems.append(
+                    f"param group {g}: state is for {len(saved_ids)} parameters, this "
+                    f"optimizer's group has {len(ours['params'])}"
+                )
+            for k, saved_id in enumerate(saved_ids):
+                if _as_int(saved_id) is None:
+                    problems.append(f"param group {g}: parameter id {saved_id!r:.40} is not "
+                                    "an integer")
+                elif _as_int(saved_id) in index_of:  # would load one state into two params
+                    problems.append(f"param group {g}: parameter id {saved_id!r} appears "
+                                    "more than once")
+                index_of[_as_int(saved_id)] = first + k
+            first += len(ours["params"])
+            settings.append(self.checked_settings(
+                saved if isinstance(saved, dict) else {}, ours, problems))
+
+        params = self.params
+        new_state = {}
+        for key, s in states.items():
+            i = index_of.get(_as_int(key))
+            if i is None or i >= len(params):
+                problems.append(f"state for parameter {key}, which does not exist")
+                continue
+            if i in new_state:
+                problems.append(f"state for parameter {key} is given twice")
+                continue
+            loaded = _checked_parameter_state(key, s, params[i], problems, self.STATE_ARRAYS,
+                                              self.STEP_COUNTED)
+            if loaded is not None:
+                new_state[i] = loaded
+        if problems:
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict failed; the optimizer keeps its "
+                "state. Problems:\n  "
+                + "\n  ".join(problems)
+            )
+        self.state = new_state
+        for group, hyper in zip(self.param_groups, settings, strict=True):
+            group.update(zip(self.HYPERPARAMETERS, hyper))
+
+
+
+
+class AdamW(Optimizer):
     """``torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)``.
 
     ``params``: the parameters (e.g. ``model.parameters()``), or a list of dicts, one
@@ -78,86 +262,22 @@ class AdamW:
                 "AdamW(maximize=True) is not supported by tinygpt; minimise the negated "
                 "objective instead"
             )
-        self.defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
-        if isinstance(params, (Tensor, dict, str)) or not hasattr(params, "__iter__"):
-            raise TypeError(
-                "params must be an iterable of Tensors or of param-group dicts, e.g. "
-                f"model.parameters() or [p]; got {type(params).__name__}"
-            )
-        groups = list(params)
-        if not groups:
-            raise ValueError("AdamW got an empty parameter list")
-        if not isinstance(groups[0], dict):
-            groups = [{"params": groups}]
-        self.param_groups = []
-        for group in groups:
-            self.add_param_group(group)
-        self.state = {}  # index -> {"step": int, "exp_avg": array, "exp_avg_sq": array}
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
+                                  "weight_decay": weight_decay})
 
-    def add_param_group(self, param_group):
-        """Add a group ``{"params": [...], <settings>}``; missing settings take the
-        optimizer's defaults (the constructor's arguments)."""
-        if not isinstance(param_group, dict) or "params" not in param_group:
-            raise TypeError(
-                "a param group is a dict with a 'params' list, e.g. {'params': "
-                f"model.parameters(), 'weight_decay': 0.0}}; got {param_group!r:.80}"
-            )
-        group = dict(param_group)
-        params = group["params"]
-        if isinstance(params, (dict, str)) or not (
-                isinstance(params, Tensor) or hasattr(params, "__iter__")):
-            raise TypeError(f"a param group's 'params' must be Tensors, got "
-                            f"{type(params).__name__}")
-        params = [params] if isinstance(params, Tensor) else list(params)
-        if not params:
-            raise ValueError("AdamW got a param group with an empty parameter list")
-        for p in params:
-            if not isinstance(p, (Tensor, numpy.ndarray, xp.ndarray)):
-                raise TypeError(f"AdamW can only optimize Tensors, but one of the params "
-                                f"is {type(p).__name__}")
-            if isinstance(p, Tensor) and p.creator is not None:
-                raise ValueError("AdamW can't optimize a non-leaf Tensor (the result of an "
-                                 "operation); pass the parameters themselves, e.g. "
-                                 "model.parameters()")
-        for key, value in self.defaults.items():
-            group.setdefault(key, value)
-        problems = []
-        hyper = _checked_hyperparameters(group, group, problems)
-        if problems:
-            raise ValueError("; ".join(problems))
-        known = {id(p) for p in self.params}
-        if len({id(p) for p in params}) != len(params) or any(id(p) in known for p in params):
-            raise ValueError("some parameters appear in more than one parameter group")
-        group.update(zip(HYPERPARAMETERS, hyper))
-        group["params"] = params
-        self.param_groups.append(group)
+    HYPERPARAMETERS = ("lr", "betas", "eps", "weight_decay")
+    STATE_ARRAYS = ("exp_avg", "exp_avg_sq")  # state[i] also holds "step"
 
-    @property
-    def params(self):
-        """Every parameter, group after group: index i here is ``state[i]``'s."""
-        return [p for group in self.param_groups for p in group["params"]]
+    @staticmethod
+    def checked_settings(group, current, problems):
+        return _checked_hyperparameters(group, current, problems)
 
-    # The first group's settings as attributes (tinygpt's older spelling, still used
-    # by code that builds one group, e.g. AdamW(model.parameters(), lr=...)).
+    # The first group's settings as attributes (tinygpt's spelling, used by code that
+    # builds one group, e.g. AdamW(model.parameters(), lr=...)).
     lr = property(*_first_group_setting("lr"))
     betas = property(*_first_group_setting("betas"))
     eps = property(*_first_group_setting("eps"))
     weight_decay = property(*_first_group_setting("weight_decay"))
-
-    def zero_grad(self, set_to_none=True):
-        for p in self.params:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                grad_array(p)[...] = 0
-
-    def _indexed_params(self):
-        """(i, parameter, its group) for every parameter, i counted across the groups."""
-        i = 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                yield i, p, group
-                i += 1
 
     def step(self, closure=None):
         """One AdamW update of every parameter that has a gradient, each with its group's
@@ -240,89 +360,72 @@ class AdamW:
             "weight_decay": float(group["weight_decay"]),
         }
 
-    def state_dict(self):
-        """Like torch's: ``{"state": {i: {"step", "exp_avg", "exp_avg_sq"}}, "param_groups":
-        [{"lr", "betas", "eps", "weight_decay", "params": [i, ...]}, ...]}``, the moments as
-        Tensors over the optimizer's own arrays (no copy, as in torch)."""
-        groups, first = [], 0
-        for group in self.param_groups:
-            packed = {k: v for k, v in group.items() if k != "params"}
-            packed["betas"] = tuple(group["betas"])
-            packed["params"] = list(range(first, first + len(group["params"])))
-            first += len(group["params"])
-            groups.append(packed)
-        return {
-            "state": {
-                i: {"step": s["step"], "exp_avg": Tensor(s["exp_avg"]),
-                    "exp_avg_sq": Tensor(s["exp_avg_sq"])}
-                for i, s in self.state.items()
-            },
-            "param_groups": groups,
-        }
+class SGD(Optimizer):
+    """``torch.optim.SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
+    nesterov=False)``, with param groups and a state dict like AdamW's; ``state[i]``
+    holds the ``momentum_buffer`` of parameter ``i`` once a step with momentum ran."""
 
-    def load_state_dict(self, state_dict):
-        """Restore moments, steps and each group's settings from ``state_dict()``'s shape
-        (moments as Tensors or arrays, e.g. from ``tinygpt.load``). Everything is checked
-        before anything changes: on a problem this raises ValueError listing them all,
-        and the optimizer keeps its state."""
-        try:
-            groups = list(state_dict["param_groups"])
-            states = dict(state_dict["state"])
-        except (KeyError, TypeError):
-            raise ValueError(
-                "not an AdamW state dict: expected keys 'state' and 'param_groups'"
-            ) from None
-        problems = []
-        if len(groups) != len(self.param_groups):
-            problems.append(
-                f"expected {len(self.param_groups)} param group(s), found {len(groups)}"
-            )
-        # saved parameter id -> index into self.params, group by group, in order
-        index_of, settings, first = {}, [], 0
-        for g, (saved, ours) in enumerate(zip(groups, self.param_groups)):
-            saved_ids = saved.get("params", []) if isinstance(saved, dict) else []
-            if not isinstance(saved_ids, (list, tuple)):
-                problems.append(f"param group {g}: 'params' must be a list of parameter "
-                                f"ids, got {type(saved_ids).__name__}")
-                saved_ids = []
-            if len(saved_ids) != len(ours["params"]):
-                problems.append(
-                    f"param group {g}: state is for {len(saved_ids)} parameters, this "
-                    f"optimizer's group has {len(ours['params'])}"
-                )
-            for k, saved_id in enumerate(saved_ids):
-                if _as_int(saved_id) is None:
-                    problems.append(f"param group {g}: parameter id {saved_id!r:.40} is not "
-                                    "an integer")
-                elif _as_int(saved_id) in index_of:  # would load one state into two params
-                    problems.append(f"param group {g}: parameter id {saved_id!r} appears "
-                                    "more than once")
-                index_of[_as_int(saved_id)] = first + k
-            first += len(ours["params"])
-            settings.append(_checked_hyperparameters(
-                saved if isinstance(saved, dict) else {}, ours, problems))
+    HYPERPARAMETERS = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+    STATE_ARRAYS = ("momentum_buffer",)
+    STEP_COUNTED = False
 
-        params = self.params
-        new_state = {}
-        for key, s in states.items():
-            i = index_of.get(_as_int(key))
-            if i is None or i >= len(params):
-                problems.append(f"state for parameter {key}, which does not exist")
-                continue
-            if i in new_state:
-                problems.append(f"state for parameter {key} is given twice")
-                continue
-            loaded = _checked_parameter_state(key, s, params[i], problems)
-            if loaded is not None:
-                new_state[i] = loaded
-        if problems:
-            raise ValueError(
-                "AdamW.load_state_dict failed; the optimizer keeps its state. Problems:\n  "
-                + "\n  ".join(problems)
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
+                 nesterov=False, *, maximize=False, foreach=None, differentiable=False,
+                 fused=None):
+        if maximize or differentiable or fused:
+            raise NotImplementedError(
+                "SGD(maximize=/differentiable=/fused=) is not supported by tinygpt; leave "
+                "them at their defaults (minimise the negated objective to maximise)"
             )
-        self.state = new_state
-        for group, hyper in zip(self.param_groups, settings, strict=True):
-            group.update(zip(HYPERPARAMETERS, hyper))
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
+                                  "weight_decay": weight_decay, "nesterov": nesterov})
+
+    @staticmethod
+    def checked_settings(group, current, problems):
+        """(lr, momentum, dampening, weight_decay, nesterov) as numbers and a bool; the
+        problems added to ``problems`` (then None) as torch checks them."""
+        before = len(problems)
+        values = {name: _number(group.get(name, current[name])) for name in SGD.HYPERPARAMETERS}
+        for name, low in (("lr", 0), ("momentum", 0), ("dampening", None), ("weight_decay", 0)):
+            problem = real_problem(name, values[name], low)
+            if problem is not None:
+                problems.append(problem)
+        if not isinstance(values["nesterov"], (bool, numpy.bool_)):
+            problems.append(f"nesterov must be True or False, got {values['nesterov']!r:.40}")
+        elif len(problems) == before and values["nesterov"] and (
+                values["momentum"] <= 0 or values["dampening"] != 0):
+            problems.append("Nesterov momentum requires a momentum and zero dampening")
+        if len(problems) > before:
+            return None
+        return (float(values["lr"]), float(values["momentum"]), float(values["dampening"]),
+                float(values["weight_decay"]), bool(values["nesterov"]))
+
+    def step(self, closure=None):
+        """p <- p - lr * d,  d = g + weight_decay p, through the momentum buffer when
+        momentum > 0 (the buffer starts as the first step's d)."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for i, p, group in self._indexed_params():
+            if p.grad is None:
+                continue
+            lr, momentum = float(group["lr"]), float(group["momentum"])
+            d = grad_array(p)
+            if group["weight_decay"] != 0:
+                d = d + float(group["weight_decay"]) * p.data
+            if momentum != 0:
+                state = self.state.setdefault(i, {})
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = d.copy()
+                else:
+                    buf *= momentum
+                    buf += (1.0 - float(group["dampening"])) * d
+                d = d + momentum * buf if group["nesterov"] else buf
+            p.data -= lr * d
+            p._bump_version("SGD.step")
+        return loss
 
 
 def _as_int(key):
@@ -333,12 +436,13 @@ def _as_int(key):
         return None
 
 
-def _checked_parameter_state(key, s, param, problems):
-    """{"step", "exp_avg", "exp_avg_sq"} for ``param``, copied onto the device in its
-    dtype; None (and entries in ``problems``) when something is missing or wrong."""
+def _checked_parameter_state(key, s, param, problems, names, step_counted):
+    """{"step" (if ``step_counted``), *names} for ``param``, the arrays copied onto the
+    device in its dtype; None (and entries in ``problems``) when something is missing or
+    wrong."""
     before = len(problems)
     moments = {}
-    for name in ("exp_avg", "exp_avg_sq"):
+    for name in names:
         value = s.get(name) if isinstance(s, dict) else None
         value = value.data if isinstance(value, Tensor) else value
         if value is not None and not isinstance(value, (numpy.ndarray, xp.ndarray)):
@@ -367,6 +471,8 @@ def _checked_parameter_state(key, s, param, problems):
             elif name == "exp_avg_sq" and bool((moments[name] < 0).any()):
                 problems.append(f"parameter {key}: exp_avg_sq (a running mean of squared "
                                 "gradients) has negative values; it must be >= 0")
+    if not step_counted:
+        return None if len(problems) > before else moments
     step = s.get("step") if isinstance(s, dict) else None
     step = step.data if isinstance(step, Tensor) else step
     step_value = _whole_number(step)
@@ -399,7 +505,7 @@ def _checked_hyperparameters(group, current, problems):
     floats; each invalid value is added to ``problems`` (then None is returned).
     Like torch's checks, and also refusing NaN, infinities, bools and strings."""
     before = len(problems)
-    values = {name: group.get(name, current[name]) for name in HYPERPARAMETERS}
+    values = {name: group.get(name, current[name]) for name in AdamW.HYPERPARAMETERS}
     for name in ("lr", "eps", "weight_decay"):
         problem = real_problem(name, _number(values[name]), 0)
         if problem is not None:

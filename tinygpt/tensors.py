@@ -26,19 +26,15 @@ from . import backend, ops
 from .autograd import Tensor, _operands, _ValuesIndices, result_dtype
 from .backend import DEFAULT_DTYPE, Device, check_device, get_rng, xp
 from .checks import nonnegative_int, positive_int, rectangular
+from .dtypes import DTYPES, Size, dtype
 from .sampling import resolve_rng
 
 pi, e, inf, nan = math.pi, math.e, math.inf, math.nan
 device = Device
 
-# torch's dtype names. The package exports them all (torch.float, torch.long, ...);
-# "float", "int" and "bool" would shadow builtins here, so only the package has them.
-DTYPES = {name: numpy.dtype(t) for name, t in {
-    "float32": numpy.float32, "float": numpy.float32, "float64": numpy.float64,
-    "double": numpy.float64, "int64": numpy.int64, "long": numpy.int64,
-    "int32": numpy.int32, "int": numpy.int32, "int16": numpy.int16, "int8": numpy.int8,
-    "uint8": numpy.uint8, "bool": numpy.bool_,
-}.items()}
+# torch's dtype names (``dtypes.py``: NumPy dtypes that print as torch's). The package
+# exports them all (torch.float, torch.long, ...); "float", "int" and "bool" would shadow
+# builtins here, so only the package has them.
 float32, float64, double = DTYPES["float32"], DTYPES["float64"], DTYPES["double"]
 int64, long, int32 = DTYPES["int64"], DTYPES["long"], DTYPES["int32"]
 int16, int8, uint8 = DTYPES["int16"], DTYPES["int8"], DTYPES["uint8"]
@@ -237,6 +233,53 @@ def dot(a, b):
     return _t(a).dot(_t(b))
 
 
+def _elementwise(name):
+    """torch.<name>(x): the Tensor method of that name (gradient and all)."""
+
+    def function(x):
+        return getattr(_t(x), name)()
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"torch.{name}(x), the same as x.{name}()."
+    return function
+
+
+sigmoid, cos, sin, rsqrt = (_elementwise(n) for n in ("sigmoid", "cos", "sin", "rsqrt"))
+
+
+def matmul(a, b):
+    return _t(a) @ _t(b)
+
+
+def repeat_interleave(x, repeats, dim=None, *, output_size=None):
+    return _t(x).repeat_interleave(repeats, dim, output_size=output_size)
+
+
+def nonzero(x, *, as_tuple=False):
+    return _t(x).nonzero(as_tuple=as_tuple)
+
+
+def logical_and(a, b):
+    return _t(a).bool() & _t(b).bool()
+
+
+def logical_or(a, b):
+    return _t(a).bool() | _t(b).bool()
+
+
+def logical_not(x):
+    return ~_t(x).bool()
+
+
+def finfo(dtype=None):
+    """Limits of a float dtype (``eps``, ``max``, ``tiny``), NumPy's finfo."""
+    return numpy.finfo(numpy.dtype(DEFAULT_DTYPE if dtype is None else _dtype(dtype)))
+
+
+def iinfo(dtype):
+    return numpy.iinfo(numpy.dtype(_dtype(dtype)))
+
+
 def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None,
                      profile=None, sci_mode=None):
     """How tensors print (torch's options): digits, summarising, scientific notation."""
@@ -304,6 +347,8 @@ def _triangle(name, x, diagonal):
     if x.ndim < 2:
         raise RuntimeError(f"{name}: input tensor must have at least 2 dimensions, got "
                            f"shape {tuple(x.shape)}")
+    if not x.requires_grad:  # a mask or data: no graph, and a bool mask stays bool
+        return Tensor(getattr(xp, name)(x.data, k=diagonal))
     keep = getattr(xp, name)(xp.ones(x.shape[-2:], dtype=x.dtype), k=diagonal)
     return x * Tensor(keep)
 
@@ -449,7 +494,9 @@ backends = types.SimpleNamespace(
 
 __all__ = [
     "Device", "abs", "allclose", "arange", "argmax", "argmin", "as_tensor", "backends", "bfloat16",
-    "bincount", "dot", "set_printoptions",
+    "bincount", "dot", "set_printoptions", "Size", "dtype", "sigmoid", "cos", "sin", "rsqrt",
+    "matmul", "repeat_interleave", "nonzero", "logical_and", "logical_or", "logical_not",
+    "finfo", "iinfo",
     "cat", "concat", "concatenate", "cuda", "device", "e", "empty", "equal", "exp", "float16",
     "from_numpy", "full", "half", "inf", "is_tensor", "linspace", "log", "log_softmax",
     "manual_seed", "max", "mean", "min", "multinomial", "nan", "numel", "ones",

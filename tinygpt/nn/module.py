@@ -77,7 +77,8 @@ class Module:
                 )
             params[name] = None
         elif isinstance(value, Module):
-            self._forget(name)
+            if name not in modules:  # replacing a child keeps its place, as torch (and
+                self._forget(name)   # a loop over named_children() may replace them)
             modules[name] = value
         elif name in modules:
             if value is not None:
@@ -302,9 +303,9 @@ class Module:
 
     @property
     def dtype(self):
-        """The dtype of the first parameter (tinygpt's; torch modules have no .dtype)."""
+        """The NumPy dtype of the first parameter (tinygpt's; torch modules have no .dtype)."""
         first = next(self.parameters(), None)
-        return first.dtype if first is not None else xp.dtype(DEFAULT_DTYPE)
+        return first.data.dtype if first is not None else xp.dtype(DEFAULT_DTYPE)
 
     # --- state dicts ------------------------------------------------------------------
     def state_dict(self, destination=None, prefix="", keep_vars=False):
