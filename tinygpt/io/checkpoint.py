@@ -84,6 +84,7 @@ from .files import (
     remove_stale_temporaries,  # noqa: F401  (workflow.py takes it from here)
 )
 from .files import save_safetensors as _save_file
+from .progress import file_growth_bar, progress_bar
 from .tf_checkpoint import crc32c
 
 __all__ = [
@@ -296,7 +297,13 @@ def _write_safetensors(path, tensors, metadata):
         "tensors": {name: crc32c(_bytes_of(array)) for name, array in tensors.items()},
         "header": _header_crc(metadata, entries),
     })
-    atomic_write(path, lambda tmp: _save_file(tmp, tensors, metadata))
+    total = sum(array.nbytes for array in tensors.values())
+
+    def write(tmp):
+        with file_growth_bar(tmp, total, f"writing {os.path.basename(path)}"):
+            _save_file(tmp, tensors, metadata)
+
+    atomic_write(path, write)
 
 
 def _header_crc(metadata, entries):
@@ -501,7 +508,8 @@ def _metadata_json(container, key, required=True):
 def _read_tensors(container, f, names):
     """Read ``names`` into fresh arrays, one at a time, checking each one's checksum."""
     arrays = {}
-    for name in names:
+    for name in progress_bar(names, desc=f"reading {os.path.basename(container.path)}",
+                             unit="tensor"):
         try:
             array = container.reader.get_tensor(name)
         except (SafetensorError, ValueError) as exc:  # a shape NumPy cannot hold; a changed file

@@ -43,6 +43,7 @@ from ..errors import (
 )
 from ..tokenizer import sha256_file
 from .files import check_regular_file
+from .progress import progress_bar
 from .tf_checkpoint import CheckpointReader
 
 __all__ = [
@@ -1144,14 +1145,14 @@ def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False, check
     # All or nothing: every tensor is read and checked (a file's crc32c, NaN, infinity,
     # values the model's dtype can't hold) before the first weight changes, then read
     # again to copy. Reading twice keeps the peak at the model plus one tensor.
-    for path, _, targets in plan:
+    for path, _, targets in progress_bar(plan, desc="checking weights", unit="tensor"):
         problem = _values_problem(get(path), params[targets[0][0]].data.dtype)
         if problem:
             raise ValueError(f"cannot load {source} into this model (it is unchanged): "
                              f"{_format_path(path)} {problem}")
     if check_only:
         return gpt
-    for path, _, targets in plan:
+    for path, _, targets in progress_bar(plan, desc="loading weights", unit="tensor"):
         array = get(path)
         for key, transform in targets:
             param = params[key]
