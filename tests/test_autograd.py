@@ -213,7 +213,7 @@ def test_second_backward_raises_clear_error():
     y = (x * x).sum()
     y.backward()
     grad_before = host(x.grad).copy()
-    with pytest.raises(RuntimeError, match="already called"):
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         y.backward()
     np.testing.assert_array_equal(host(x.grad), host(grad_before))
 
@@ -228,7 +228,7 @@ def test_backward_through_a_partly_released_graph_raises():
     c = (a * 4.0).sum()
     b.backward()
     np.testing.assert_allclose(host(x.grad), [6.0, 6.0])
-    with pytest.raises(RuntimeError, match="already called"):
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         c.backward()
     np.testing.assert_allclose(host(x.grad), [6.0, 6.0])
     assert a.grad is None
@@ -316,3 +316,97 @@ def test_zero_grad_without_none_writes_into_every_leaf_grad():
     AdamW([a, b]).zero_grad(set_to_none=False)
     np.testing.assert_array_equal(host(a.grad), [0.0, 0.0])
     np.testing.assert_array_equal(host(b.grad), [0.0, 0.0])
+
+
+# --- retain_graph and autograd.grad ----------------------------------------------------------
+
+
+def test_retain_graph_keeps_the_graph_for_a_second_backward_that_accumulates():
+    x = leaf([1.0, 2.0])
+    y = (x * x).exp().sum()
+    y.backward(retain_graph=True)
+    first = host(x.grad).copy()
+    y.backward()
+    np.testing.assert_allclose(host(x.grad), 2 * first)
+    with pytest.raises(RuntimeError, match="Trying to backward through the graph a second time"):
+        y.backward()  # the second call, without retain_graph, freed it
+
+
+def test_retain_graph_keeps_buffers_ops_reuse_in_backward():
+    """Cross-entropy turns its saved exp buffer into dz; attention works on its buffers:
+    with retain_graph both backward passes give the same gradients."""
+    cfg = {"vocab_size": 11, "context_length": 4, "emb_dim": 8, "n_heads": 2,
+           "n_layers": 1, "drop_rate": 0.0, "qkv_bias": True}
+    model = GPTModel(cfg, dtype=np.float64)
+    ids = np.array([[1, 2, 3, 4]])
+    loss = cross_entropy(model(ids), ids)
+    loss.backward(retain_graph=True)
+    first = {n: host(p.grad).copy() for n, p in model.named_parameters()}
+    loss.backward()
+    for n, p in model.named_parameters():
+        np.testing.assert_allclose(host(p.grad), 2 * first[n], rtol=1e-12, err_msg=n)
+
+
+def test_autograd_grad_returns_gradients_and_leaves_grad_alone():
+    x, w = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    loss = (x * w).exp().sum()
+    gx, gw = tinygpt.autograd.grad(loss, [x, w], retain_graph=True)
+    assert x.grad is None and w.grad is None
+    e = np.exp(np.array([3.0, 8.0]))
+    np.testing.assert_allclose(host(gx), e * [3.0, 4.0])
+    np.testing.assert_allclose(host(gw), e * [1.0, 2.0])
+    (only_w,) = tinygpt.autograd.grad(loss, w)  # the graph was kept; now freed
+    np.testing.assert_allclose(host(only_w), host(gw))
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+
+
+def test_autograd_grad_of_an_intermediate_and_with_grad_outputs():
+    x = leaf([1.0, 2.0])
+    h = x * 3.0
+    (gh,) = tinygpt.autograd.grad((h * h).sum(), h)
+    np.testing.assert_allclose(host(gh), [6.0, 12.0])
+    (gx,) = tinygpt.autograd.grad(x * x, x, grad_outputs=Tensor(np.array([1.0, 10.0])))
+    np.testing.assert_allclose(host(gx), [2.0, 40.0])
+
+
+def test_autograd_grad_errors_are_torchs():
+    x, unused = leaf([1.0, 2.0]), leaf([1.0])
+    with pytest.raises(RuntimeError, match="index 1 appears to not have been used in the graph"):
+        tinygpt.autograd.grad((x * 2.0).sum(), [x, unused])
+    gx, nothing = tinygpt.autograd.grad((x * 2.0).sum(), [x, unused], allow_unused=True)
+    assert nothing is None
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        tinygpt.autograd.grad((x * 2.0).sum(), [Tensor(np.ones(2))])
+    with pytest.raises(RuntimeError, match="element 0 of tensors does not require grad"):
+        tinygpt.autograd.grad(Tensor(np.ones(1)).sum(), [x])
+    with pytest.raises(NotImplementedError, match="finite differences"):
+        tinygpt.autograd.grad((x * x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="only for scalar outputs"):
+        tinygpt.autograd.grad(x * x, x)
+
+
+def test_appendix_a_autograd_grad_matches_torch():
+    """torch.autograd.grad with retain_graph=True, then backward, as appendix A does it."""
+    torch = pytest.importorskip("torch")
+    grads = {}
+    for lib in (tinygpt, torch):
+        x1 = lib.tensor([1.1], dtype=lib.float64)
+        w1 = lib.tensor([2.2], dtype=lib.float64, requires_grad=True)
+        b = lib.tensor([0.0], dtype=lib.float64, requires_grad=True)
+        z = x1 * w1 + b
+        loss = (1.0 + (-z).exp()).log().sum()  # -log(sigmoid(z)): the BCE of target 1
+        g_w1 = lib.autograd.grad(loss, w1, retain_graph=True)
+        g_b = lib.autograd.grad(loss, b, retain_graph=True)
+        loss.backward()
+        grads[lib.__name__] = [np.asarray(host(g[0].detach().numpy()))
+                               for g in (g_w1, g_b)] + [w1.grad.numpy(), b.grad.numpy()]
+    for mine, theirs in zip(grads["tinygpt"], grads["torch"]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-12)
+
+
+def test_backward_inputs_fills_only_those():
+    x, w = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    (x * w).sum().backward(inputs=[w])
+    assert x.grad is None
+    np.testing.assert_allclose(host(w.grad), [1.0, 2.0])

@@ -9,7 +9,10 @@ the result into the graph.
 ``backward()`` walks the graph once, in reverse topological order found with
 an explicit stack (no recursion limit), accumulates gradients of tensors used
 more than once, un-broadcasts in one place (``sum_to_shape``), and releases the
-graph as it goes: a second ``backward()`` through the same graph is an error.
+graph as it goes (a second ``backward()`` through it is torch's error) unless
+``retain_graph=True``. ``grad(outputs, inputs)`` (torch.autograd.grad) returns the
+gradients instead of adding them to ``.grad``. In-place changes bump a tensor's
+version, and backward refuses values a Function saved that changed since.
 """
 
 import contextlib
@@ -295,77 +298,15 @@ class Tensor:
         return self
 
     # --- graph --------------------------------------------------------------------
-    def backward(self, grad=None, retain_graph=None, create_graph=False, *, gradient=None):
-        """Fill ``.grad`` of every leaf this tensor depends on, then free the graph.
+    def backward(self, grad=None, retain_graph=None, create_graph=False, inputs=None, *,
+                 gradient=None):
+        """Add the gradient of this tensor to ``.grad`` of every leaf it depends on (of
+        ``inputs`` only, when given), then free the graph.
 
-        ``gradient`` is torch's name for ``grad``. The graph is always freed, so
-        ``retain_graph=True`` and ``create_graph=True`` (higher derivatives) are not
-        supported."""
-        if retain_graph or create_graph:
-            raise NotImplementedError(
-                "backward(retain_graph=True / create_graph=True) is not supported: tinygpt "
-                "frees the graph as it goes; add the losses and call backward() once, or run "
-                "the forward pass again"
-            )
-        grad = gradient if grad is None else grad
-        if self._graph_freed:
-            raise RuntimeError(
-                "backward() was already called through this graph and its saved arrays "
-                "were freed; run the forward pass again before calling backward() again"
-            )
-        if not self.requires_grad:
-            raise RuntimeError(
-                "this tensor does not require grad: it was computed under no_grad() or "
-                "from tensors that do not require grad"
-            )
-        if grad is None:
-            if self.data.size != 1:
-                raise RuntimeError(
-                    f"backward() without a gradient needs a scalar, got shape {self.shape}; "
-                    "pass grad= of the same shape"
-                )
-            grad = xp.ones_like(self.data)
-        else:
-            grad = _as_array(grad, self.dtype)
-            if grad.shape != self.shape:
-                raise ValueError(f"grad has shape {grad.shape}, expected {self.shape}")
-
-        order = _topological_order([self])
-        # A shared intermediate freed by an earlier backward() would otherwise pass for
-        # a leaf, and the tensors before it would silently miss their gradient.
-        if any(node._graph_freed for node in order):
-            raise RuntimeError(
-                "backward() was already called through part of this graph (a tensor it "
-                "depends on had its saved arrays freed); add the losses and call backward() "
-                "once, or run the forward pass again"
-            )
-        grads = {id(self): grad}
-        given = set()  # ids of the arrays handed to leaves so far
-        for node in reversed(order):
-            node_grad = grads.pop(id(node), None)
-            fn = node.creator
-            if fn is None:  # a leaf: accumulate into .grad (a Tensor, as in torch)
-                if node_grad is not None:
-                    if node.grad is not None:
-                        node_grad = grad_array(node) + node_grad
-                    else:
-                        node_grad = _own(node_grad, given)
-                    node.grad = Tensor(node_grad)
-                continue
-            node.creator = None
-            node._graph_freed = True
-            if node_grad is None:
-                continue
-            input_grads = fn.backward(node_grad)
-            if not isinstance(input_grads, tuple):
-                input_grads = (input_grads,)
-            for inp, inp_grad in zip(fn.inputs, input_grads):
-                if inp_grad is None or not inp.requires_grad:
-                    continue
-                inp_grad = sum_to_shape(inp_grad, inp.data.shape)
-                previous = grads.get(id(inp))
-                grads[id(inp)] = inp_grad if previous is None else previous + inp_grad
-            fn.inputs = ()  # release what forward saved
+        ``gradient`` is torch's name for ``grad``, needed when this tensor is not a
+        scalar. ``retain_graph=True`` keeps the graph and what its Functions saved, so
+        a second backward through it works (and adds to ``.grad`` again)."""
+        backward(self, gradient if grad is None else grad, retain_graph, create_graph, inputs)
 
     # --- operators (implemented in ops.py) ------------------------------------------
     # Mixed dtypes follow torch: a Python float with an integer tensor gives float32, a
@@ -909,6 +850,165 @@ def to_arguments(args, kwargs):
         raise TypeError(f"{dtype!r} is not a dtype tinygpt can compute in") from None
 
 
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """torch.autograd.backward: one backward pass from ``tensors`` (a tensor or a list),
+    each seeded with its ``grad_tensors`` entry (None: 1 for a scalar), adding into
+    ``.grad`` of the leaves, or of ``inputs`` only."""
+    roots, seeds = _seeds(tensors, grad_tensors, create_graph)
+    if inputs is None:
+        _run_backward(roots, seeds, retain_graph)
+        return
+    inputs = _tensors(inputs, "inputs")
+    for t, g in zip(inputs, _run_backward(roots, seeds, retain_graph, inputs)):
+        if g is not None:
+            t.grad = Tensor(g if t.grad is None else grad_array(t) + g)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False, is_grads_batched=False, materialize_grads=False):
+    """torch.autograd.grad: the gradients of ``outputs`` with respect to ``inputs``, a
+    tuple with one Tensor per input; no ``.grad`` changes. ``grad_outputs`` seeds each
+    output (None: 1 for a scalar). An input the outputs do not depend on is an error,
+    or None with ``allow_unused=True`` (zeros with ``materialize_grads=True``)."""
+    if is_grads_batched:
+        raise NotImplementedError("grad(is_grads_batched=True) is not supported; call grad() "
+                                  "once per row of grad_outputs")
+    roots, seeds = _seeds(outputs, grad_outputs, create_graph)
+    inputs = _tensors(inputs, "inputs")
+    for t in inputs:
+        if not t.requires_grad:
+            raise RuntimeError("One of the differentiated Tensors does not require grad")
+    found = _run_backward(roots, seeds, retain_graph, inputs)
+    result = []
+    for i, (t, g) in enumerate(zip(inputs, found)):
+        if g is None and materialize_grads:
+            g = xp.zeros_like(t.data)
+        elif g is None and not allow_unused:
+            raise RuntimeError(
+                f"The differentiated Tensor at index {i} appears to not have been used in the "
+                "graph. Set allow_unused=True if this is the desired behavior."
+            )
+        result.append(None if g is None else Tensor(g))
+    return tuple(result)
+
+
+def _tensors(values, name):
+    values = (values,) if isinstance(values, Tensor) else tuple(values)
+    for v in values:
+        if not isinstance(v, Tensor):
+            raise TypeError(f"{name} must be Tensors, got {type(v).__name__}")
+    return values
+
+
+def _seeds(outputs, grad_outputs, create_graph):
+    """The roots of a backward pass and the gradient each starts with, checked."""
+    if create_graph:
+        raise NotImplementedError(
+            "create_graph=True (a graph of the gradients, for higher derivatives) is not "
+            "supported: tinygpt's backward works on raw arrays; take a second derivative "
+            "by finite differences of the first, or use PyTorch"
+        )
+    roots = _tensors(outputs, "outputs")
+    if grad_outputs is None:
+        grad_outputs = (None,) * len(roots)
+    elif not isinstance(grad_outputs, (list, tuple)):  # one Tensor, array or number
+        grad_outputs = (grad_outputs,)
+    grad_outputs = tuple(grad_outputs)
+    if len(grad_outputs) != len(roots):
+        raise RuntimeError(f"got {len(grad_outputs)} gradients for {len(roots)} outputs")
+    seeds = []
+    for i, (t, g) in enumerate(zip(roots, grad_outputs)):
+        if t._graph_freed:
+            raise RuntimeError(_FREED)
+        if not t.requires_grad:
+            raise RuntimeError(f"element {i} of tensors does not require grad and does not "
+                               "have a grad_fn (it was computed under no_grad() or from "
+                               "tensors that do not require grad)")
+        if g is None:
+            if t.data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs, got shape "
+                    f"{tuple(t.data.shape)}; pass a gradient of the same shape"
+                )
+            g = xp.ones_like(t.data)
+        else:
+            g = _as_array(g, t.data.dtype)
+            if g.shape != t.data.shape:
+                raise ValueError(f"the gradient has shape {tuple(g.shape)}, expected "
+                                 f"{tuple(t.data.shape)} (the output's)")
+        seeds.append(g)
+    return roots, seeds
+
+
+_FREED = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+    "backward through the graph a second time or if you need to access saved tensors after "
+    "calling backward."
+)
+
+
+def _run_backward(roots, seeds, retain_graph=None, wanted=None):
+    """The engine: one pass over the graph behind ``roots`` in reverse topological
+    order, each root starting from its seed gradient.
+
+    Without ``wanted``, gradients are added into the leaves' ``.grad``. With ``wanted``
+    (tensors), no ``.grad`` changes: the gradient reaching each of them is returned
+    (None where none does), and only Functions on a path to them run. Unless
+    ``retain_graph``, each Function is released once it has run."""
+    order = _topological_order(roots)
+    # A shared intermediate freed by an earlier backward would otherwise pass for a leaf,
+    # and the tensors before it would silently miss their gradient.
+    if any(node._graph_freed for node in order):
+        raise RuntimeError(_FREED)
+    grads = {}
+    for root, seed in zip(roots, seeds):
+        previous = grads.get(id(root))
+        grads[id(root)] = seed if previous is None else previous + seed
+    found = needed = None
+    if wanted is not None:
+        found = {id(t): None for t in wanted}
+        needed = set()  # nodes with a wanted tensor among their inputs, or behind them
+        for node in order:
+            fn = node.creator
+            if fn is not None and any(id(i) in found or id(i) in needed for i in fn.inputs):
+                needed.add(id(node))
+    given = set()  # ids of the arrays handed out so far (see _own)
+    for node in reversed(order):
+        node_grad = grads.pop(id(node), None)
+        if found is not None and id(node) in found and node_grad is not None:
+            found[id(node)] = node_grad = _own(node_grad, given)
+        fn = node.creator
+        if fn is None:  # a leaf: accumulate into .grad (a Tensor, as in torch)
+            if found is None and node_grad is not None:
+                if node.grad is not None:
+                    node_grad = grad_array(node) + node_grad
+                else:
+                    node_grad = _own(node_grad, given)
+                node.grad = Tensor(node_grad)
+            continue
+        if needed is not None and id(node) not in needed:
+            continue
+        if not retain_graph:
+            node.creator, node._graph_freed, node._before = None, True, None
+        if node_grad is None:
+            continue
+        fn.retain_graph = bool(retain_graph)
+        input_grads = fn.backward(node_grad)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        for inp, inp_grad in zip(fn.inputs, input_grads):
+            if inp_grad is None or not inp.requires_grad:
+                continue
+            inp_grad = sum_to_shape(inp_grad, inp.data.shape)
+            previous = grads.get(id(inp))
+            grads[id(inp)] = inp_grad if previous is None else previous + inp_grad
+        if not retain_graph:
+            fn.inputs = ()  # release what forward saved
+    return None if found is None else [found[id(t)] for t in wanted]
+
+
 def _topological_order(roots):
     """Nodes reachable from ``roots``, each after all of its inputs (explicit stack).
     Each Function's inputs are taken as they were when it ran (``_inputs_as_run``)."""
@@ -977,7 +1077,8 @@ class Function:
         backward(self, grad_out) -> grad or tuple of grads, one per array input (None = no grad)
 
     ``self.needs_grad`` tells forward whether a graph is being recorded, so it can
-    skip saving arrays under ``no_grad()``.
+    skip saving arrays under ``no_grad()``. ``self.retain_graph`` tells backward whether
+    it may run again: only when it is False may backward reuse a saved buffer in place.
 
     Version checks (torch's saved tensors): ``reads`` says which inputs backward reads,
     as one tuple of input positions per input's gradient (None: every input, for any
@@ -989,6 +1090,7 @@ class Function:
 
     inputs = versions = ()
     needs_grad = False
+    retain_graph = False  # backward(retain_graph=True): backward must keep saved arrays intact
     reads = None
     reads_output = False
     view = False

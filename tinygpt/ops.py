@@ -847,8 +847,11 @@ class CrossEntropy(Function):
             dz = fused.cross_entropy_backward(
                 self.logits, self.targets, self.lse, dloss / self.n, self.ignore_index)
             return dz, None
-        dz = self.exp  # backward runs once (the graph is freed), so reuse the buffer
-        self.exp = None
+        dz = self.exp  # the forward's buffer becomes dz, unless backward may run again
+        if self.retain_graph:
+            dz = dz.copy()
+        else:
+            self.exp = None
         dz /= self.sum_exp
         dz[self.rows, self.targets] -= 1.0
         if self.n == 0:
