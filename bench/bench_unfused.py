@@ -1,14 +1,16 @@
-"""A learner's GPT typed against torch's names (unfused) against tinygpt's fused GPTModel.
+"""The book's steps (``tinygpt.use_fused(False)``) against the fused ops: one training step.
 
     python bench/bench_unfused.py [--threads 2] [--rounds 3] [--steps 3] [--config 124M]
+                                  [--arms fused,book] [--base PATH]
 
-The typed model (tests/book_style.py) builds attention, layer norm and GELU from the
-autograd's primitives, as the book writes them with PyTorch; GPTModel runs the same maths
-as fused ops (one op per layer, forward and backward written by hand). Both train the
+Arms: ``fused`` (GPTModel, the default fast path), ``book`` (the same model running the
+book's attention, layer norm and GELU steps on Tensors), ``torch`` (the book's PyTorch
+model, ``tests/reference/torch_gpt.py``) and ``base`` (the fused GPTModel of another
+checkout at ``--base``, e.g. a worktree of the commit before a change). All train the
 chapter's setting: the config's shape, batch 2, context 256, dropout 0.1, cross-entropy,
-backward, AdamW(lr 4e-4, weight_decay 0.1). Each model runs in its own fresh process and
-the two alternate for ``--rounds`` rounds; the table shows the median step time of each
-and their ratio, in one run. ``--config small`` (2 layers, emb_dim 128) is quick.
+backward, AdamW(lr 4e-4, weight_decay 0.1). Each arm runs in its own fresh process and
+the arms alternate for ``--rounds`` rounds; the table shows each one's median step time
+and its ratio to the first arm. ``--config small`` (2 layers, emb_dim 128) is quick.
 """
 
 import argparse
@@ -28,32 +30,49 @@ CONFIGS = {
     "small": {"vocab_size": 50257, "context_length": T, "emb_dim": 128, "n_heads": 4,
               "n_layers": 2, "drop_rate": 0.1, "qkv_bias": False},
 }
+ARMS = ("fused", "book", "torch", "base")
 
 
-def worker(model_kind, config, steps):
-    """Runs in a child process: one warm-up step, then ``steps`` timed steps."""
+def worker(arm, config, steps, threads):
+    """Runs in a child process (its tinygpt is the one on PYTHONPATH): one warm-up step,
+    then ``steps`` timed steps; prints their times as JSON."""
     import numpy as np
 
-    sys.path.insert(0, str(REPO))
-    import tinygpt
-    from tests.book_style import TypedGPT
-
-    tinygpt.keep_freed_memory_for_reuse()  # as train_model does
     cfg = CONFIGS[config]
     rng = np.random.default_rng(0)
-    ids = tinygpt.tensor(rng.integers(0, cfg["vocab_size"], size=(B, T)))
-    targets = tinygpt.tensor(rng.integers(0, cfg["vocab_size"], size=(B, T)))
-    tinygpt.manual_seed(0)
-    model = (tinygpt.GPTModel if model_kind == "fused" else TypedGPT)(cfg).train()
-    opt = tinygpt.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)
+    ids = rng.integers(0, cfg["vocab_size"], size=(B, T))
+    targets = rng.integers(0, cfg["vocab_size"], size=(B, T))
+    if arm == "torch":
+        import torch
+
+        sys.path.insert(0, str(REPO))
+        from tests.reference.torch_gpt import GPTModel
+
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model = GPTModel(cfg).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)
+        x, y = torch.from_numpy(ids), torch.from_numpy(targets)
+        functional, synchronize = torch.nn.functional, lambda: None
+    else:
+        import tinygpt
+
+        if arm == "book":
+            tinygpt.use_fused(False)
+        tinygpt.keep_freed_memory_for_reuse()  # as train_model does
+        tinygpt.manual_seed(0)
+        model = tinygpt.GPTModel(cfg).train()
+        opt = tinygpt.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)
+        x, y = tinygpt.tensor(ids), tinygpt.tensor(targets)
+        functional, synchronize = tinygpt.nn.functional, tinygpt.backend.synchronize
 
     def step():
         opt.zero_grad()
-        logits = model(ids)
-        loss = tinygpt.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        logits = model(x)
+        loss = functional.cross_entropy(logits.flatten(0, 1), y.flatten())
         loss.backward()
         opt.step()
-        tinygpt.backend.synchronize()
+        synchronize()
 
     step()
     times = []
@@ -70,33 +89,43 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="124M")
-    parser.add_argument("--worker", choices=["fused", "unfused"], help=argparse.SUPPRESS)
+    parser.add_argument("--arms", default="fused,book",
+                        help=f"comma list of {', '.join(ARMS)}; ratios are to the first")
+    parser.add_argument("--base", type=Path, help="the checkout the base arm imports tinygpt from")
+    parser.add_argument("--worker", choices=ARMS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.config, args.steps)
+        worker(args.worker, args.config, args.steps, args.threads)
         return
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[name] = str(args.threads)
-    times = {"fused": [], "unfused": []}
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if not arms or any(a not in ARMS for a in arms):
+        parser.error(f"--arms takes a comma list of {', '.join(ARMS)}, got {args.arms!r}")
+    if "base" in arms and (args.base is None or not (args.base / "tinygpt").is_dir()):
+        parser.error("the base arm needs --base PATH, a checkout holding tinygpt/")
+    times = {arm: [] for arm in arms}
     for _ in range(args.rounds):
-        for kind in times:
+        for arm in arms:
+            root = args.base if arm == "base" else REPO
+            env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep
+                       + os.environ.get("PYTHONPATH", ""))
+            env.pop("TINYGPT_FUSED", None)  # each arm sets its own path
+            for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                env[name] = str(args.threads)
             out = subprocess.run(
-                [sys.executable, __file__, "--worker", kind, "--config", args.config,
-                 "--steps", str(args.steps)], env=env, capture_output=True, text=True)
+                [sys.executable, __file__, "--worker", arm, "--config", args.config,
+                 "--steps", str(args.steps), "--threads", str(args.threads)],
+                env=env, capture_output=True, text=True, cwd=root)
             if out.returncode != 0:
-                raise SystemExit(f"{kind} worker failed:\n{out.stderr[-3000:]}")
-            times[kind] += json.loads(out.stdout.strip().splitlines()[-1])["times"]
-    med = {k: statistics.median(v) for k, v in times.items()}
+                raise SystemExit(f"{arm} worker failed:\n{out.stderr[-3000:]}")
+            times[arm] += json.loads(out.stdout.strip().splitlines()[-1])["times"]
+    med = {arm: statistics.median(v) for arm, v in times.items()}
     backend = os.environ.get("TINYGPT_BACKEND", "numpy")
     print(f"config {args.config}, batch {B}, context {T}, backend {backend}, "
           f"{args.threads} threads; {args.rounds} rounds x {args.steps} steps")
-    print(f"{'':34}{'median s':>10}")
-    print(f"{'fused GPTModel (tinygpt ops)':34}{med['fused']:10.3f}")
-    print(f"{'typed model (torch-style code)':34}{med['unfused']:10.3f}")
-    print(f"ratio unfused / fused: {med['unfused'] / med['fused']:.2f}")
-    for kind, values in times.items():
-        print(f"  {kind:8} all times: {' '.join(f'{t:.2f}' for t in values)}")
+    print(f"{'arm':8}{'median s':>10}{f'/ {arms[0]}':>12}   all times")
+    for arm in arms:
+        print(f"{arm:8}{med[arm]:10.3f}{med[arm] / med[arms[0]]:12.3f}   "
+              + " ".join(f"{t:.2f}" for t in times[arm]))
 
 
 if __name__ == "__main__":

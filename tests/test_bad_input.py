@@ -159,7 +159,7 @@ def test_load_state_dict_lists_every_offending_key_and_keeps_weights(model):
     before = snapshot(model)
     sd = other_weights(model)  # every valid key carries new values: a partial load would show
     del sd["pos_emb.weight"], sd["trf_blocks.1.norm2.shift"]  # missing
-    sd["trf_blocks.0.att.mask"] = np.zeros((6, 6))  # the torch model's buffer: ignored
+    sd["trf_blocks.0.att.mask"] = np.triu(np.ones((6, 6)), 1)  # the torch model's: fine
     sd["extra.weight"], sd["trf_blocks.9.ff.layers.0.bias"] = np.zeros(3), np.zeros(3)  # unexpected
     sd["out_head.weight"] = np.zeros((CFG["vocab_size"], CFG["emb_dim"] + 1))  # mis-shaped
     sd["trf_blocks.0.att.W_query.bias"] = np.zeros((CFG["emb_dim"], 1))  # mis-shaped

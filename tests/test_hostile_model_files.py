@@ -114,7 +114,7 @@ def test_gpt_state_shapes_are_the_models():
     for cfg in (CFG, dict(CFG, qkv_bias=True, n_layers=3), dict(CFG, n_layers=1, emb_dim=8)):
         model = GPTModel(cfg)
         assert list(gpt_state_shapes(cfg)) == [
-            (k, tuple(v.shape)) for k, v in model.state_dict().items()]
+            (k, tuple(v.shape)) for k, v in model.named_parameters()]
 
 
 # --- an unbounded allocation: the config's sizes trusted before the tensors --------------
@@ -200,7 +200,7 @@ def test_silent_wrong_result_load_model_integer_dtype(files, dtype):
 def test_silent_wrong_result_load_model_float_dtype_converts_exactly(files, dtype):
     saved = load_file(str(files["model"]))
     model = load_model(files["model"], dtype=dtype)
-    for name, value in model.state_dict().items():
+    for name, value in model.named_parameters():
         array = np.asarray(value.data)
         assert array.dtype == np.dtype(dtype)
         np.testing.assert_array_equal(array, saved[name].astype(array.dtype))

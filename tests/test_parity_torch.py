@@ -149,10 +149,13 @@ def test_torch_state_dict_loads_unchanged_and_keys_match():
     ours = GPTModel(SMALL_BIAS)
     sd = {k: v.numpy() for k, v in ref.state_dict().items()}  # mask buffers included
     ours.load_state_dict(sd)
-    ref_keys = [k for k in ref.state_dict() if not k.endswith(".att.mask")]
-    assert list(ours.state_dict()) == [k for k in ref_keys]
+    assert list(ours.state_dict()) == list(ref.state_dict())  # the mask buffers too
     for k, v in ours.state_dict().items():
         assert v.shape == tuple(ref.state_dict()[k].shape), k
+    back = TorchGPT(SMALL_BIAS)  # ours loads into the book's model, strictly
+    back.load_state_dict({k: torch.tensor(host(v)) for k, v in ours.state_dict().items()})
+    for k, v in back.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), ref.state_dict()[k].numpy(), err_msg=k)
 
 
 class _SharedMaskDropout(torch.nn.Module):

@@ -19,7 +19,14 @@ from .errors import (
     VerdictChecksumError,
     VerdictNotFoundError,
 )
-from .generate import UncachedDecoder, generate, generate_stream, generate_text_simple
+from .fast_path import is_fused_enabled, use_fused
+from .generation import (
+    UncachedDecoder,
+    generate,
+    generate_fast,
+    generate_stream,
+    generate_text_simple,
+)
 from .io.checkpoint import Checkpoint, load_checkpoint, load_model, save_checkpoint, save_model
 from .io.hf_gpt2 import export_hf_gpt2, load_hf_gpt2, load_hf_gpt2_into_gpt
 from .io.pretrained import (

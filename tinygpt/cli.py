@@ -5,7 +5,7 @@ the module that does it:
 
     tinygpt train     tinygpt.workflow.pretrain (what demos/train_verdict.py calls too):
                       tinygpt.train.train_model, a checkpoint each epoch, the files
-    tinygpt generate  tinygpt.generate.generate_stream (listing 5.4, with a KV cache)
+    tinygpt generate  tinygpt.generation.generate_stream (listing 5.4, with a KV cache)
     tinygpt eval      tinygpt.train.calc_loss_loader (exercise 5.5)
     tinygpt download  tinygpt.io.pretrained.download_gpt2_files (section 5.5)
     tinygpt selftest  tinygpt.selftest
@@ -528,7 +528,7 @@ def _asked_config(args):
 
 def cmd_generate(args):
     from .backend import to_numpy
-    from .generate import generate_stream
+    from .generation import generate_stream
     from .tokenizer import ENDOFTEXT_ID, get_tokenizer, text_to_token_ids
 
     started = time.perf_counter()

@@ -1,22 +1,29 @@
 """The book's GPT-2 model: chapter 3's attention and chapter 4's layers, used throughout
-chapter 5. The classes come in the book's order, with its names and shapes; each forward
-reads as the book writes it, and one hop down (``ops.py``) each heavy step is a fused op
-with its backward written by hand beside its forward.
+chapter 5. The classes come in the book's order, with its names and shapes.
+
+Attention, layer norm and GELU each show the book's steps on Tensors, and beside them one
+``if`` to the fast path: the same maths as one fused op, called by torch's functional
+name (``F.scaled_dot_product_attention``, ``F.layer_norm``, ``F.gelu``; the ops, with
+their backward written by hand, are in ``ops.py``). ``tinygpt.use_fused(False)`` runs the
+book's steps; the default is the fused ops. Both give the same numbers.
 
 Shapes: b batch, num_tokens (T) tokens, emb_dim / d_out (C) channels, num_heads (H),
 head_dim (D = C / H), vocab_size (V).
 """
 
 import json
+import math
 import numbers
 
 import numpy
 
-from . import ops
 from .autograd import Tensor
-from .backend import DEFAULT_DTYPE, xp
+from .backend import DEFAULT_DTYPE, to_numpy, xp
 from .checks import int_problem, rectangular, token_ids
+from .fast_path import is_fused_enabled
 from .nn import Dropout, Embedding, Linear, Module, Parameter, Sequential, _match_dtype
+from .nn import functional as F
+from .tensors import ones, triu
 
 GPT_CONFIG_124M = {
     "vocab_size": 50257,  # GPT-2's BPE vocabulary
@@ -46,9 +53,12 @@ class MultiHeadAttention(Module):
         self.W_value = Linear(d_in, d_out, bias=qkv_bias)
         self.out_proj = Linear(d_out, d_out)
         self.dropout = Dropout(dropout)
-        # The book registers the causal mask as a (context_length, context_length) buffer;
-        # here ops.causal_mask builds it on demand (and the state dict has no such key).
         self.context_length = context_length
+        # True above the diagonal: for each query (row), the later tokens it must not see.
+        # A buffer, so the state dict holds it as the book's does; bool, so .to(dtype)
+        # leaves it as it is.
+        self.register_buffer(
+            "mask", triu(ones(context_length, context_length, dtype=bool), diagonal=1))
 
     def forward(self, x):
         b, num_tokens, d_in = x.shape
@@ -56,19 +66,36 @@ class MultiHeadAttention(Module):
         queries = self.W_query(x)
         values = self.W_value(x)
 
-        # Split the last dim into heads: (b, num_tokens, d_out)
+        # Each head gets its own head_dim slice of d_out: (b, num_tokens, d_out)
         # -> (b, num_tokens, num_heads, head_dim) -> (b, num_heads, num_tokens, head_dim)
         keys = keys.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
         queries = queries.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
         values = values.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
 
-        # attn_scores = queries @ keys^T, the causal mask, softmax(/ sqrt(head_dim)),
-        # dropout, then @ values: one op whose forward is those lines (ops.CausalAttention)
-        p = self.dropout.p if self.training else 0.0
-        context_vec = ops.CausalAttention.apply(queries, keys, values, dropout_p=p)
-        # (b, num_heads, num_tokens, head_dim) -> (b, num_tokens, d_out)
-        context_vec = context_vec.transpose(1, 2).reshape(b, num_tokens, self.d_out)
-        return self.out_proj(context_vec)
+        if is_fused_enabled():  # the fast path: the steps below as one fused op
+            p = self.dropout.p if self.training else 0.0
+            context_vec = F.scaled_dot_product_attention(
+                queries, keys, values, dropout_p=p, is_causal=True).transpose(1, 2)
+        else:
+            # Every query against every key of its head: (b, num_heads, num_tokens, num_tokens)
+            attn_scores = queries @ keys.transpose(2, 3)
+            # A token may attend to itself and the tokens before it: the mask's
+            # top-left (num_tokens, num_tokens) corner marks the later ones, whose
+            # scores become -inf, i.e. weight 0 after the softmax
+            mask_bool = self.mask.bool()[:num_tokens, :num_tokens]
+            attn_scores.masked_fill_(mask_bool, -math.inf)
+            # dividing by sqrt(head_dim) keeps the scores' spread near 1, so the softmax
+            # does not saturate and its gradients do not vanish
+            attn_weights = F.softmax(attn_scores / self.head_dim**0.5, dim=-1)
+            attn_weights = self.dropout(attn_weights)
+            # each token's weighted sum of the values, then heads before tokens undone:
+            # (b, num_heads, num_tokens, head_dim) -> (b, num_tokens, num_heads, head_dim)
+            context_vec = (attn_weights @ values).transpose(1, 2)
+
+        # The heads side by side again: (b, num_tokens, d_out)
+        context_vec = context_vec.contiguous().view(b, num_tokens, self.d_out)
+        context_vec = self.out_proj(context_vec)
+        return context_vec
 
 
 # ----------------------------------------------------------------------------------
@@ -76,8 +103,8 @@ class MultiHeadAttention(Module):
 
 
 class LayerNorm(Module):
-    """Normalise each token's vector to mean 0 and variance 1 (biased variance, eps 1e-5),
-    then scale and shift: one fused op (``ops.LayerNorm``)."""
+    """Each token's vector to mean 0 and variance 1 (over emb_dim), then a learned
+    ``scale`` and ``shift``."""
 
     def __init__(self, emb_dim):
         super().__init__()
@@ -87,15 +114,27 @@ class LayerNorm(Module):
 
     def forward(self, x):  # (..., emb_dim) -> the same shape
         x = _match_dtype(x, self.scale)
-        return ops.LayerNorm.apply(x, self.scale, self.shift, eps=self.eps)
+        if is_fused_enabled():  # the fast path: the steps below as one fused op
+            return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
+        mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
+        # the biased variance (divide by emb_dim, not emb_dim - 1), as GPT-2 was trained
+        var = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1)
+        norm_x = (x - mean) / (var + self.eps).sqrt()  # eps: no division by 0
+        return self.scale * norm_x + self.shift
 
 
 class GELU(Module):
-    """GPT-2's tanh approximation of GELU (``ops.GELU``):
-    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    """GPT-2's activation: the tanh approximation of GELU."""
 
     def forward(self, x):
-        return ops.GELU.apply(x)
+        if is_fused_enabled():  # the fast path: the formula below as one fused op
+            return F.gelu(x, approximate="tanh")
+        # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): near x for large positive x,
+        # near 0 for large negative x, and smooth (with a small dip) in between
+        return 0.5 * x * (1.0 + (_SQRT_2_OVER_PI * (x + 0.044715 * x**3)).tanh())
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)  # a Python float: float32 stays float32
 
 
 class FeedForward(Module):
@@ -146,7 +185,9 @@ class GPTModel(Module):
     """in_idx: token ids (b, num_tokens), num_tokens <= context_length
     -> logits (b, num_tokens, vocab_size)."""
 
-    _ignored_state_keys = (".att.mask",)  # the book's causal-mask buffers: rebuilt here
+    # a state dict may leave the causal masks out (tinygpt's own files, GPT-2 weights
+    # converted): each block keeps the one it built
+    _optional_state_keys = (".att.mask",)
 
     def __init__(self, cfg, dtype=None):
         super().__init__()
@@ -172,6 +213,16 @@ class GPTModel(Module):
         x = self.final_norm(x)
         logits = self.out_head(x)  # (b, num_tokens, vocab_size)
         return logits
+
+    def _state_value_problem(self, name, array):
+        """A mask given to ``load_state_dict`` must be the causal one, the only mask the
+        fused attention computes (the book's float masks are, and load as bool)."""
+        if not name.endswith(".att.mask"):
+            return None
+        causal = numpy.triu(numpy.ones(array.shape, dtype=bool), 1)
+        if not numpy.array_equal(to_numpy(array) != 0, causal):
+            return "is not the causal mask (nonzero exactly above the diagonal)"
+        return None
 
     def check_input(self, in_idx):
         """The ids as an int array (b, num_tokens) of the backend, or a ValueError that

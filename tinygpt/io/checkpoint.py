@@ -156,7 +156,8 @@ def save_model(model, path):
     """Write ``model``'s weights and config to ``path`` (a safetensors file), atomically."""
     path = _target_path(path)
     config = _model_config(path, model)
-    tensors = {name: _host_array(value) for name, value in model.state_dict().items()}
+    # the weights only: GPTModel builds its causal-mask buffers itself
+    tensors = {name: _host_array(p) for name, p in model.named_parameters()}
     _check_finite_for_save(path, tensors)
     metadata = {
         FORMAT_KEY: MODEL_FORMAT,
@@ -200,7 +201,7 @@ def save_checkpoint(path, model, optimizer, state, extra=None):
     except (TypeError, ValueError) as exc:
         raise CheckpointError(path, f"extra cannot be stored as JSON: {exc}") from None
 
-    tensors = {f"model.{k}": _host_array(v) for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": _host_array(p) for k, p in model.named_parameters()}
     steps = {}
     for i in sorted(optimizer.state):
         s = optimizer.state[i]
@@ -578,8 +579,9 @@ _NOT_ITS_CONFIG = "is corrupted: its tensors do not fit the model config stored 
 
 
 def gpt_state_shapes(cfg):
-    """Yield (key, shape) of ``GPTModel(cfg).state_dict()``, in its order, without building
-    the model: the config's sizes, to check against a file's tensors before trusting them.
+    """Yield (name, shape) of ``GPTModel(cfg)``'s parameters (what a tinygpt file holds), in
+    order, without building the model: the config's sizes, to check against a file's
+    tensors before trusting them.
     Lazy, so a config claiming 10**9 layers costs nothing until its names are asked for."""
     V, T, C = cfg["vocab_size"], cfg["context_length"], cfg["emb_dim"]
     yield "tok_emb.weight", (V, C)

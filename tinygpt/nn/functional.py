@@ -10,11 +10,12 @@ import numpy
 
 from .. import ops
 from ..autograd import Tensor
+from ..backend import xp
 from ..checks import embedding_indices
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
-           "dropout", "embedding", "gelu", "linear", "log_softmax", "mse_loss", "relu",
-           "rms_norm", "sigmoid", "silu", "softmax"]
+           "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "mse_loss",
+           "relu", "rms_norm", "scaled_dot_product_attention", "sigmoid", "silu", "softmax"]
 
 
 def _tensor(x):
@@ -164,12 +165,87 @@ def gelu_approximation(approximate):
     raise ValueError(f'approximate must be "none" or "tanh", got {approximate!r}')
 
 
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # noqa: A002
+    """(x - mean) / sqrt(var + eps) * weight + bias over the last dim (biased variance):
+    ``ops.LayerNorm``, one fused op. ``weight`` None is ones, ``bias`` None zeros."""
+    x = _tensor(input)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if len(shape) != 1:
+        raise NotImplementedError(
+            f"layer_norm over the last {len(shape)} dims is not supported by tinygpt; "
+            "flatten those dims into the last one first (x.flatten(-2)) and normalise that")
+    if x.ndim == 0 or x.shape[-1] != shape[0]:
+        raise ValueError(f"layer_norm: normalized_shape {shape} must be the input's last dim, "
+                         f"input has shape {tuple(x.shape)}")
+    weight = Tensor(xp.ones(shape, dtype=x.dtype)) if weight is None else _tensor(weight)
+    bias = Tensor(xp.zeros(shape, dtype=x.dtype)) if bias is None else _tensor(bias)
+    for name, t in (("weight", weight), ("bias", bias)):
+        if tuple(t.shape) != shape:
+            raise ValueError(f"layer_norm: {name} must have shape {shape}, got {tuple(t.shape)}")
+        if t.dtype != x.dtype:
+            raise ValueError(f"layer_norm: input is {x.dtype} but {name} is {t.dtype}; "
+                             f"convert one, e.g. input.to({t.dtype})")
+    return ops.LayerNorm.apply(x, weight, bias, eps=float(eps))
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, enable_gqa=False):
+    """Causal attention, ``ops.CausalAttention`` (one fused op): softmax(query @ key^T /
+    sqrt(head_dim), later keys masked) with dropout ``dropout_p`` on the weights, @ value.
+
+    query, key, value: (b, num_heads, num_tokens, head_dim) -> (b, num_heads, num_tokens,
+    head_dim). As in torch, ``dropout_p`` applies whatever the module's mode: pass 0.0
+    in eval (``dropout_p=p if self.training else 0.0``). tinygpt's fused attention is
+    the causal one only, so ``is_causal=True`` is required."""
+    steps = ("or write the steps out: attn_scores = query @ key.transpose(2, 3), "
+             "masked_fill_, softmax, @ value (as tinygpt.model.MultiHeadAttention does)")
+    if attn_mask is not None:
+        raise NotImplementedError(
+            "scaled_dot_product_attention(attn_mask=...) is not supported by tinygpt; for "
+            f"the causal mask pass is_causal=True and attn_mask=None, {steps}")
+    if not is_causal:
+        raise NotImplementedError(
+            "scaled_dot_product_attention without is_causal=True (attention to later "
+            f"tokens) is not supported by tinygpt; pass is_causal=True, {steps}")
+    if scale is not None:
+        raise NotImplementedError(
+            "scaled_dot_product_attention(scale=...) is not supported by tinygpt, only the "
+            "default 1/sqrt(head_dim); multiply query by scale * sqrt(head_dim) first")
+    if enable_gqa:
+        raise NotImplementedError(
+            "scaled_dot_product_attention(enable_gqa=True) is not supported by tinygpt; "
+            "give key and value as many heads as query")
+    if isinstance(dropout_p, bool) or not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be a probability in [0, 1), got {dropout_p!r}")
+    q, k, v = _tensor(query), _tensor(key), _tensor(value)
+    if not q.ndim == k.ndim == v.ndim == 4:
+        raise NotImplementedError(
+            "scaled_dot_product_attention takes 4-D (batch, heads, tokens, head_dim) "
+            f"tensors in tinygpt, got shapes {tuple(q.shape)}, {tuple(k.shape)}, "
+            f"{tuple(v.shape)}; reshape to 4-D (e.g. x[None] for one sequence)")
+    if q.shape[-2] != k.shape[-2]:
+        raise NotImplementedError(
+            f"causal attention of {q.shape[-2]} queries to {k.shape[-2]} keys is not "
+            "supported by scaled_dot_product_attention in tinygpt (torch aligns that mask "
+            "to the top left); give it all positions' queries, or use tinygpt.KVCache")
+    if (q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3]
+            or q.shape[-1] != k.shape[-1]):
+        raise ValueError(f"scaled_dot_product_attention: query {tuple(q.shape)}, key "
+                         f"{tuple(k.shape)} and value {tuple(v.shape)} do not fit: they need "
+                         "the same batch, heads and tokens, and query and key one head_dim")
+    if not q.dtype == k.dtype == v.dtype:
+        raise ValueError(f"scaled_dot_product_attention: query, key and value must have one "
+                         f"dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    return ops.CausalAttention.apply(q, k, v, dropout_p=float(dropout_p))
+
+
 def embedding(input, weight):  # noqa: A002
     """Rows ``weight[input]`` of a (num_embeddings, dim) table; the gradient scatters
     back into ``weight`` (repeated ids add up)."""
     ids = input.data if isinstance(input, Tensor) else Tensor(input).data
     weight = _tensor(weight)
     return ops.Embedding.apply(weight, embedding_indices(ids, weight.shape[0]))
+
 
 def silu(input, inplace=False):  # noqa: A002
     """x * sigmoid(x) (SwiGLU's gate in Llama-style feed-forwards)."""

@@ -49,9 +49,9 @@ class Module:
     """Base class of every layer and model. Subclasses call ``super().__init__()`` first,
     then assign Parameters, Modules and ``register_buffer`` tensors as attributes."""
 
-    # state-dict keys of buffers the book's torch model has and a subclass rebuilds
-    # itself (GPTModel: the causal masks); load_state_dict skips them quietly
-    _ignored_state_keys = ()
+    # state-dict key endings of buffers a subclass builds itself, which a state dict may
+    # leave out (GPTModel: the causal masks, which tinygpt's own files do not hold)
+    _optional_state_keys = ()
 
     def __init__(self):
         object.__setattr__(self, "training", True)
@@ -360,11 +360,9 @@ class Module:
                             f"as 'tok_emb.weight'), got {bad_key!r:.60} "
                             f"({type(bad_key).__name__})")
         entries = self._state_entries()
-        given = OrderedDict(
-            (k, v) for k, v in state_dict.items()
-            if k in entries or not any(k.endswith(s) for s in self._ignored_state_keys)
-        )
-        missing = [k for k in entries if k not in given]
+        given = OrderedDict(state_dict.items())
+        missing = [k for k in entries if k not in given
+                   and not any(k.endswith(s) for s in self._optional_state_keys)]
         unexpected = [k for k in given if k not in entries]
         errors = []
         if strict and missing:
@@ -397,6 +395,8 @@ class Module:
             elif (problem := _cast_problem(array, array.dtype if assign else current.dtype,
                                            is_parameter)) is not None:
                 errors.append(f"{name}: {problem}.")
+            elif (problem := self._state_value_problem(name, array)) is not None:
+                errors.append(f"{name}: {problem}.")
             else:
                 arrays[name] = array
         if errors:
@@ -414,6 +414,11 @@ class Module:
                 current.data[...] = xp.asarray(array, dtype=current.dtype)
                 current._bump_version("load_state_dict")
         return _IncompatibleKeys(missing, unexpected)
+
+    def _state_value_problem(self, name, array):
+        """What a subclass's own rule finds wrong with ``array`` (shape and dtype already
+        fit) as the value of ``name``, or None."""
+        return None
 
     # --- printing ---------------------------------------------------------------------
     def extra_repr(self):
