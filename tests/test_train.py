@@ -211,7 +211,8 @@ def test_demo_quick_run_writes_plot_weights_and_summary(tmp_path, verdict_path):
     assert lines[-4].startswith("Every effort moves you") and lines[-3] == ""
     assert re.fullmatch(r"Done in \d+\.\d s \(\d+\.\d tokens/s\)\. Final train loss "
                         r"\d+\.\d{3}, val loss \d+\.\d{3}", lines[-2]), lines[-2]
-    files = ("loss-plot.png", "model.safetensors", "checkpoint.safetensors", "summary.json")
+    files = ("loss-plot.png", "model.safetensors", "checkpoint.safetensors", "metrics.csv",
+             "summary.json")
     assert lines[-1] == "Wrote " + ", ".join(str(out / name) for name in files)
     for name in files:
         assert (out / name).is_file(), name

@@ -3,8 +3,8 @@
 Each subcommand is a thin front over the library, so what it does can be read in
 the module that does it:
 
-    tinygpt train     tinygpt.workflow.pretrain (what demos/train_verdict.py calls too):
-                      tinygpt.train.train_model, a checkpoint each epoch, the files
+    tinygpt train     tinygpt.workflow.pretrain (the steps demos/train_verdict.py spells
+                      out): tinygpt.train.train_model, checkpoints, metrics.csv, the files
     tinygpt generate  tinygpt.generation.generate_stream (listing 5.4, with a KV cache)
     tinygpt eval      tinygpt.train.calc_loss_loader (exercise 5.5)
     tinygpt download  tinygpt.io.pretrained.download_gpt2_files (section 5.5)
@@ -28,7 +28,6 @@ import time
 import traceback
 from pathlib import Path
 
-from . import checks
 from .backend import BackendError
 from .errors import (
     DownloadError,
@@ -39,6 +38,15 @@ from .errors import (
     TokenizerFilesError,
 )
 from .io.progress import progress_bar, progress_enabled, set_progress
+from .options import (  # the option types and training options, shared with the demo
+    _number,
+    add_training_options,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    settings_from,
+)
 from .train import TrainingDivergedError
 
 PROG = "tinygpt"
@@ -57,47 +65,8 @@ class CLIError(Exception):
 
 
 # ----------------------------------------------------------------------------------
-# Option types: a bad value becomes "argument --x: ..." from argparse (exit 2).
-
-
-def _number(text, kind):
-    try:
-        value = kind(text)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if kind is float and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
-
-
-def _int_option(minimum):
-    """The type of an integer option >= ``minimum``: the library's check, in its words."""
-
-    def parse(text):
-        try:
-            return checks.positive_int(None, _number(text, int), minimum)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
-
-
-def _float_option(low, inclusive):
-    """The type of a number option > ``low`` (>= ``low`` when ``inclusive``)."""
-    rule = ">=" if inclusive else ">"
-
-    def parse(text):
-        value = _number(text, float)
-        if value < low or (value == low and not inclusive):
-            raise argparse.ArgumentTypeError(f"must be a number {rule} {low:g}, got {text}")
-        return value
-
-    return parse
-
-
-positive_int, non_negative_int = _int_option(1), _int_option(0)
-positive_float, non_negative_float = _float_option(0.0, False), _float_option(0.0, True)
+# Option types (the numbers' are in options.py): a bad value becomes "argument --x: ..."
+# from argparse (exit 2).
 
 
 def probability(text):
@@ -164,12 +133,14 @@ examples:
 
 Writes into --out: model.safetensors (weights + config, for 'tinygpt generate'),
 checkpoint.safetensors (weights, optimizer, training state and random generator;
-written after every epoch and on Ctrl-C: --resume carries on exactly where the run
-stopped), loss-plot.png (the book's figure 5.12) and summary.json.
+written every --checkpoint-every epochs, after the last and on Ctrl-C: --resume carries
+on exactly where the run stopped), metrics.csv (a row per evaluation: step, tokens_seen,
+train_loss, val_loss, learning_rate, elapsed_s), loss-plot.png (the book's figure 5.12)
+and summary.json, written last.
 The text is split 90/10 into training and validation data, cut into windows of
 --context-length tokens (stride = context length). Without --text, "The Verdict" is
 used (from $TINYGPT_DATA, the user cache or a checksummed download). The same run as
-demos/train_verdict.py: both call tinygpt.workflow.pretrain."""
+demos/train_verdict.py: both run tinygpt.workflow's steps."""
 
 GENERATE_EPILOG = """\
 examples:
@@ -258,9 +229,6 @@ def build_parser():
                    help="cosine learning-rate decay after warmup (appendix D)")
     p.add_argument("--grad-clip", type=positive_float, metavar="NORM",
                    help="clip the gradient norm to this value (appendix D; default off)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the run that --out holds (a new run, or --resume into "
-                        "another run's folder); without it such a folder is refused")
 
     # --- generate ----------------------------------------------------------------
     p = command("generate", "continue a prompt, streaming the text as it is produced",
@@ -327,41 +295,6 @@ def build_parser():
                 "prints a table of the results.",
                 SELFTEST_EPILOG, cmd_selftest)
     return parser
-
-
-def add_training_options(p, out_default):
-    """The options of a training run that ``tinygpt train`` and demos/train_verdict.py
-    share. Each is None when left out: the book's value for a new run, the run's own on
-    --resume (tinygpt.workflow.pretrain). ``out_default`` describes --out's default."""
-    from .workflow import train_configs
-
-    p.add_argument("--text", metavar="FILE",
-                   help='UTF-8 text to train on (default: "The Verdict")')
-    p.add_argument("--config", choices=sorted(train_configs()),
-                   help="model size: 124M (the chapter's GPT-2 with context 256, the "
-                        "default) or small (2 layers, 128 wide, context 64: seconds per epoch)")
-    p.add_argument("--epochs", dest="num_epochs", type=positive_int, metavar="N",
-                   help="train until this many epochs are done (default 10; with --resume: "
-                        "the run's own target)")
-    p.add_argument("--resume", metavar="CKPT",
-                   help="continue from a checkpoint.safetensors written by an earlier run")
-    p.add_argument("--out", metavar="DIR",
-                   help=f"output folder (default: {out_default}; with --resume: the "
-                        "checkpoint's folder)")
-    p.add_argument("--batch-size", type=positive_int, metavar="B", help="default 2")
-    p.add_argument("--lr", dest="learning_rate", type=positive_float, metavar="LR",
-                   help="peak learning rate (default 0.0004)")
-    p.add_argument("--weight-decay", type=non_negative_float, metavar="WD",
-                   help="AdamW weight decay (default 0.1)")
-    p.add_argument("--seed", type=non_negative_int, help="random seed (default 123)")
-    p.add_argument("--eval-freq", type=positive_int, metavar="STEPS",
-                   help="evaluate every this many steps (default 5)")
-    p.add_argument("--eval-iter", type=positive_int, metavar="BATCHES",
-                   help="batches per evaluation (default 5)")
-    p.add_argument("--start-context", metavar="TEXT",
-                   help=f"prompt of the sample printed after each epoch (default "
-                        f"{BOOK_PROMPT!r})")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _no_progress_option(p):
@@ -494,12 +427,12 @@ def _describe(model):
 
 
 def cmd_train(args):
-    from .workflow import SETTINGS, pretrain
+    from .workflow import pretrain
 
-    given = {key: getattr(args, key) for key in SETTINGS if getattr(args, key) is not None}
-    run = pretrain(_asked_config(args), given, text=args.text, out=args.out,
+    run = pretrain(_asked_config(args), settings_from(args), text=args.text, out=args.out,
                    resume=args.resume, overwrite=args.overwrite,
-                   progress=False if args.no_progress else None)
+                   progress=False if args.no_progress else None,
+                   checkpoint_every=args.checkpoint_every, keep_last=args.keep_last)
     if run.state.interrupted:
         return 130
     print(f"Next: tinygpt generate --model {run.model_path} --prompt "

@@ -1,32 +1,41 @@
 """One pretraining run, from a text to the files it leaves: the code behind both
 ``tinygpt train`` and ``demos/train_verdict.py``.
 
-``pretrain(gpt_config, settings)`` does the chapter's section 5.2 on any UTF-8 text:
+A run follows the chapter's section 5.2 on any UTF-8 text. ``demos/train_verdict.py``'s
+``main`` writes its steps out in the book's order; ``pretrain(gpt_config, settings)``,
+behind ``tinygpt train``, takes the same steps through the helpers here:
 
-1. read the text ("The Verdict" by default) and split it 90/10 into the book's training
-   and validation loaders (``split_loaders``: windows of the context length, stride the
-   same);
-2. seed the generator, build ``GPTModel(gpt_config)`` and ``AdamW``;
-3. run ``tinygpt.train.train_model`` (the book's loop: "Ep N (Step ...)" lines every
-   ``eval_freq`` steps, a sample after every epoch), saving ``checkpoint.safetensors``
-   after every epoch and when Ctrl-C stops the run between two steps;
-4. write ``model.safetensors``, ``loss-plot.png`` (figure 5.12) and ``summary.json`` into
-   the output folder, and say what it wrote.
+1. ``start_run`` checks the settings, the config and the text (or the checkpoint to
+   resume), then, entered with ``with``, readies and locks the output folder and returns
+   the ``Run``;
+2. the text is split 90/10 into the book's two loaders (``split_loaders``);
+3. ``GPTModel(gpt_config)`` and ``AdamW``, seeded (on resume: the checkpoint's);
+4. ``Run.train`` runs ``tinygpt.train.train_model`` (the book's loop), appends a row to
+   ``metrics.csv`` at every evaluation, and saves ``checkpoint.safetensors`` every
+   ``checkpoint_every`` epochs, after the last one, and when Ctrl-C stops the run;
+5. ``plot_losses`` draws ``loss-plot.png`` (figure 5.12), ``save_model`` writes
+   ``model.safetensors``, and ``Run.finish`` writes ``summary.json``, last.
 
-A checkpoint keeps the run's settings, and the path and sha256 of its text, so
-``pretrain(None, {}, resume=path)`` carries on exactly where a run stopped. Mistakes
+One folder holds one run. A folder that holds another run is refused unless
+``overwrite``, which deletes that run's files before anything is trained. A checkpoint
+keeps the run's settings, the path and sha256 of its text, and its wall time, so
+``pretrain(None, {}, resume=path)`` carries on exactly where a run stopped; resuming a
+run whose every epoch is trained but whose final files are missing or older than its
+checkpoint (the process was stopped while writing them) writes them again. Mistakes
 raise ValueError (or a file error) whose message names the options both front ends
 share (``--lr``, ``--batch-size``, ``--resume``, ...).
 """
 
+import csv
 import hashlib
 import json
 import os
+import re
+import shlex
 import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy
@@ -65,6 +74,17 @@ SETTINGS = {
 
 RESUME_COMMAND = "tinygpt train --resume {checkpoint}"
 
+# The files of a run, in the order the closing line lists them.
+CHECKPOINT, MODEL, PLOT, METRICS, SUMMARY = (
+    "checkpoint.safetensors", "model.safetensors", "loss-plot.png", "metrics.csv",
+    "summary.json")
+RUN_FILES = (PLOT, MODEL, CHECKPOINT, METRICS, SUMMARY)
+# Older checkpoints that --keep-last keeps, named by the step they were saved at.
+KEPT = "checkpoint-step-{step:06d}.safetensors"
+_KEPT_PATTERN = re.compile(r"checkpoint-step-(\d{6,})\.safetensors")
+METRICS_COLUMNS = ("step", "tokens_seen", "train_loss", "val_loss", "learning_rate",
+                   "elapsed_s")
+
 
 def train_configs():
     """Name -> GPT config. ``124M`` is the chapter's model; ``small`` trains in seconds."""
@@ -90,56 +110,68 @@ def read_text(path=None):
 
 
 def split_loaders(text, context, batch_size, tokenizer):
-    """The chapter's loaders: 90/10 split by characters, windows of ``context`` tokens."""
+    """The chapter's (train_loader, val_loader): the first 90% of the characters to train
+    on (shuffled, the last partial batch dropped), the rest to validate on; windows of
+    ``context`` tokens, each starting where the previous one ended."""
     split_idx = int(0.90 * len(text))
-    train_loader = create_dataloader_v1(
-        text[:split_idx], batch_size=batch_size, max_length=context, stride=context,
-        drop_last=True, shuffle=True, num_workers=0, name="training", tokenizer=tokenizer)
-    val_loader = create_dataloader_v1(
-        text[split_idx:], batch_size=batch_size, max_length=context, stride=context,
-        drop_last=False, shuffle=False, num_workers=0, name="validation", tokenizer=tokenizer)
-    return train_loader, val_loader
-
-
-@dataclass
-class Run:
-    """A run as ``pretrain`` leaves it: the model, the optimizer, where the training stands
-    (``state.interrupted`` after Ctrl-C), the run's settings and its folder."""
-
-    model: GPTModel
-    optimizer: AdamW
-    state: TrainingState
-    settings: dict
-    out: Path
-
-    @property
-    def checkpoint_path(self):
-        return self.out / "checkpoint.safetensors"
-
-    @property
-    def model_path(self):
-        return self.out / "model.safetensors"
+    parts = (("training", text[:split_idx], True), ("validation", text[split_idx:], False))
+    return tuple(
+        create_dataloader_v1(part, batch_size=batch_size, max_length=context, stride=context,
+                             drop_last=train, shuffle=train, num_workers=0, name=name,
+                             tokenizer=tokenizer)
+        for name, part, train in parts)
 
 
 def pretrain(gpt_config, settings=None, *, text=None, out=None, resume=None, overwrite=False,
-             progress=None, resume_command=RESUME_COMMAND):
+             progress=None, resume_command=RESUME_COMMAND, checkpoint_every=1, keep_last=1):
     """Train a ``GPTModel(gpt_config)`` on ``text`` (a path; None: "The Verdict") and write
     the run into ``out`` (default ``runs/<text name>``); returns the ``Run``.
+
+    The arguments are ``start_run``'s; ``progress``: show a progress bar (default: on a
+    terminal). After Ctrl-C the run's ``state.interrupted`` is set and the checkpoint
+    saved; the final files are written only by a finished run."""
+    with start_run(gpt_config, settings, text=text, out=out, resume=resume,
+                   overwrite=overwrite, resume_command=resume_command,
+                   checkpoint_every=checkpoint_every, keep_last=keep_last) as run:
+        tokenizer = get_tokenizer()
+        train_loader, val_loader = split_loaders(
+            run.text, run.config["context_length"], run.settings["batch_size"], tokenizer)
+        model, optimizer = run.model_and_optimizer()
+        state = run.train(model, optimizer, train_loader, val_loader, tokenizer, progress)
+        if not state.interrupted:
+            epochs_seen = numpy.linspace(0, state.epoch, len(state.train_losses))
+            plot_losses(epochs_seen, state.track_tokens_seen, state.train_losses,
+                        state.val_losses, path=run.plot_path, show=False)
+            save_model(model, run.model_path)
+            run.finish()
+    return run
+
+
+def start_run(gpt_config, settings=None, *, text=None, out=None, resume=None,
+              overwrite=False, resume_command=RESUME_COMMAND, checkpoint_every=1,
+              keep_last=1):
+    """Check a run's inputs and return its folder guard; ``with start_run(...) as run``
+    readies and locks the folder and gives the ``Run``.
 
     ``settings``: any of ``SETTINGS`` (the rest are the book's). With ``resume`` (a
     checkpoint) the run carries on with the checkpoint's model and settings, into the
     checkpoint's folder unless ``out`` says otherwise; ``gpt_config`` and ``settings`` then
     hold only what the caller asks for explicitly, and a value other than the run's is
-    refused, except ``num_epochs``, the epoch to train to. ``overwrite``: start afresh in a
-    folder that holds a run. ``progress``: show a progress bar (default: on a terminal).
-    ``resume_command``: how to carry on, with ``{checkpoint}``, printed after Ctrl-C."""
+    refused, except ``num_epochs``, the epoch to train to. ``overwrite``: delete the run
+    that ``out`` holds and start afresh there. ``resume_command``: how to carry on, with
+    ``{checkpoint}``, printed after Ctrl-C or a divergence. ``checkpoint_every``: save
+    the checkpoint every this many epochs (the last epoch and Ctrl-C always save);
+    ``keep_last``: how many checkpoints to keep, the latest included (older ones as
+    ``checkpoint-step-NNNNNN.safetensors``).
+
+    Everything the inputs can show to be wrong fails here, before a folder is made or a
+    model built: the settings, the config, the text, the checkpoint."""
     settings = dict(settings or {})
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         raise ValueError(f"unknown settings {unknown}; the settings are {', '.join(SETTINGS)}")
-    # Everything the inputs can show to be wrong fails here, before the model is built
-    # and long before an epoch ends: the settings, the text against the context length,
-    # the output folder.
+    checkpoint_every = positive_int("checkpoint_every (--checkpoint-every)", checkpoint_every)
+    keep_last = positive_int("keep_last (--keep-last)", keep_last)
     if resume is None:
         if gpt_config is None:
             raise ValueError("a new run needs a model config (e.g. GPT_CONFIG_124M); only "
@@ -148,95 +180,207 @@ def pretrain(gpt_config, settings=None, *, text=None, out=None, resume=None, ove
         settings = _checked_settings(dict(SETTINGS, **settings))
         text_path, text = read_text(text)
         out = Path(out).expanduser() if out else Path("runs") / text_path.stem
-        run = Run(None, None, TrainingState(), settings, out)
-        context = gpt_config["context_length"]
+        run = Run(dict(gpt_config), settings, text_path, text, out)
     else:
-        run, text_path, text = _resume(Path(resume).expanduser(), gpt_config, settings, text, out)
-        settings, context = run.settings, run.model.cfg["context_length"]
-    with _OutputFolder(run, resumed_from=resume, overwrite=overwrite):
-        tokenizer = get_tokenizer()
-        train_loader, val_loader = split_loaders(text, context, settings["batch_size"],
-                                                 tokenizer)
-        if run.model is None:  # a new run: the book's model and AdamW, seeded
-            manual_seed(settings["seed"])
-            run.model = GPTModel(gpt_config)
-            run.optimizer = AdamW(run.model.parameters(), lr=settings["learning_rate"],
-                                  weight_decay=settings["weight_decay"])
-        return _train(run, text_path, text, train_loader, val_loader, tokenizer, progress,
-                      resume_command)
+        run = _resume(Path(resume).expanduser(), gpt_config, settings, text, out)
+    run.checkpoint_every, run.keep_last, run.resume_command = (
+        checkpoint_every, keep_last, resume_command)
+    return _OutputFolder(run, overwrite)
 
 
-def _train(run, text_path, text, train_loader, val_loader, tokenizer, progress,
-           resume_command):
-    """The training itself, with a checkpoint after every epoch and on Ctrl-C, then the
-    files; the output folder is ready and locked."""
-    settings, cfg, num_epochs = run.settings, run.model.cfg, run.settings["num_epochs"]
-    extra = dict(settings, text=str(text_path.resolve()), text_sha256=_sha256(text))
+class Run:
+    """One run in its folder: its config and settings, its text, and, once trained, the
+    model, the optimizer and where the training stands (``state.interrupted`` after
+    Ctrl-C). ``start_run`` makes it; its methods are the steps the front ends call."""
 
-    def save(state):
-        save_checkpoint(run.checkpoint_path, run.model, run.optimizer, state, extra=dict(extra))
+    def __init__(self, config, settings, text_path, text, out, model=None, optimizer=None,
+                 state=None, resumed_from=None, elapsed_before=0.0):
+        self.config, self.settings, self.text_path, self.text = config, settings, text_path, text
+        self.out = out
+        self.model, self.optimizer = model, optimizer
+        self.state = state or TrainingState()
+        self.resumed_from = resumed_from  # the checkpoint this run carries on from
+        # The newest checkpoint of this run, and its step: what advice may point at.
+        self.last_checkpoint = resumed_from
+        self.last_step = self.state.global_step if resumed_from else None
+        self.elapsed_before = elapsed_before  # wall seconds of the run's earlier sessions
+        self.checkpoint_every, self.keep_last, self.resume_command = 1, 1, RESUME_COMMAND
+        self.extra = dict(settings, text=str(text_path.resolve()), text_sha256=_sha256(text))
+        self.started = self.seconds = None
+        self.tokens_before = self.state.tokens_seen
+        self.training_done = False
 
-    carry_on = "  " + resume_command.format(checkpoint=run.checkpoint_path)
-    print(f"Model: {run.model.num_parameters():,} parameters, context {cfg['context_length']}; "
-          f"text {len(text):,} characters; {len(train_loader)} training and "
-          f"{len(val_loader)} validation batches")
-    started, tokens_before = time.perf_counter(), run.state.tokens_seen
-    try:
-        run.state = train_model(
-            run.model, train_loader, val_loader, run.optimizer, num_epochs=num_epochs,
+    resumed = property(lambda self: self.resumed_from is not None)
+    checkpoint_path = property(lambda self: self.out / CHECKPOINT)
+    model_path = property(lambda self: self.out / MODEL)
+    plot_path = property(lambda self: self.out / PLOT)
+    metrics_path = property(lambda self: self.out / METRICS)
+    summary_path = property(lambda self: self.out / SUMMARY)
+
+    def model_and_optimizer(self):
+        """The book's ``GPTModel(gpt_config)`` and ``AdamW``, seeded with the run's seed;
+        on resume, the checkpoint's (its random generator is restored already)."""
+        if self.resumed:
+            return self.model, self.optimizer
+        manual_seed(self.settings["seed"])
+        model = GPTModel(self.config)
+        optimizer = AdamW(model.parameters(), lr=self.settings["learning_rate"],
+                          weight_decay=self.settings["weight_decay"])
+        return model, optimizer
+
+    def train(self, model, optimizer, train_loader, val_loader, tokenizer, progress=None):
+        """``train_model`` with the run's settings: a metrics.csv row at every evaluation,
+        checkpoints as ``checkpoint_every`` says; after Ctrl-C, the checkpoint and a
+        line saying how to carry on. Returns the TrainingState."""
+        self.model, self.optimizer, settings = model, optimizer, self.settings
+        print(f"Model: {model.num_parameters():,} parameters, context "
+              f"{model.cfg['context_length']}; text {len(self.text):,} characters; "
+              f"{len(train_loader)} training and {len(val_loader)} validation batches")
+        self._start_metrics()
+        self.started = time.perf_counter()
+        self.state = train_model(
+            model, train_loader, val_loader, optimizer, num_epochs=settings["num_epochs"],
             eval_freq=settings["eval_freq"], eval_iter=settings["eval_iter"],
-            start_context=settings["start_context"], tokenizer=tokenizer, state=run.state,
+            start_context=settings["start_context"], tokenizer=tokenizer, state=self.state,
             warmup_steps=settings["warmup_steps"], cosine_decay=bool(settings["cosine_decay"]),
-            grad_clip=settings["grad_clip"], on_epoch_end=save, progress=progress,
-        )
-    except TrainingDivergedError as exc:
-        hint = (f"\nThe last good epoch's checkpoint is {run.checkpoint_path}; resume with:\n"
-                + carry_on) if run.checkpoint_path.is_file() else ""
-        raise TrainingDivergedError(f"{exc}{hint}") from None
-    except KeyboardInterrupt:  # a second Ctrl-C: stopped mid-step, nothing saved now
-        if run.checkpoint_path.is_file():
-            print(f"\nAborted. The checkpoint of the last finished epoch is "
-                  f"{run.checkpoint_path}; continue with:\n{carry_on}", file=sys.stderr)
-        raise
-    seconds = time.perf_counter() - started
-    if run.state.interrupted:
-        save(run.state)
-        print(f"Stopped at epoch {run.state.epoch + 1}, step {run.state.global_step}. "
-              f"Checkpoint saved to {run.checkpoint_path}; continue with:\n{carry_on}")
-        return run
-    _write_results(run, extra, seconds, run.state.tokens_seen - tokens_before)
-    return run
+            grad_clip=settings["grad_clip"], on_epoch_end=self._epoch_end,
+            on_evaluate=self._log_metrics, progress=progress)
+        self.seconds = time.perf_counter() - self.started
+        if self.state.interrupted:
+            self.save_checkpoint()
+            print(self._stopped_message())
+        else:
+            self.training_done = True
+        return self.state
+
+    def save_checkpoint(self):
+        """Write checkpoint.safetensors (weights, AdamW state, training state, generator,
+        settings); the one it replaces is kept as checkpoint-step-N when ``keep_last``
+        asks for more than one, and the oldest kept ones beyond that are deleted."""
+        if self.keep_last > 1 and self.last_step is not None and self._own_checkpoint():
+            _keep(self.checkpoint_path, self.out / KEPT.format(step=self.last_step))
+        extra = dict(self.extra, elapsed_seconds=round(self.elapsed(), 3))
+        save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.state,
+                        extra=extra)
+        self.last_checkpoint, self.last_step = self.checkpoint_path, self.state.global_step
+        for old in kept_checkpoints(self.out)[:-(self.keep_last - 1) or None]:
+            old.unlink(missing_ok=True)
+
+    def finish(self):
+        """Write summary.json, the last of the run's files, and print the closing lines."""
+        state, seconds = self.state, self.seconds or 0.0
+        tokens = state.tokens_seen - self.tokens_before
+        summary = {
+            "epochs": state.epoch,
+            "global_step": state.global_step,
+            "final_train_loss": state.train_losses[-1] if state.train_losses else None,
+            "final_val_loss": state.val_losses[-1] if state.val_losses else None,
+            "wall_seconds": round(seconds, 2),
+            "tokens_trained": tokens,
+            "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+            "parameters": self.model.num_parameters(),
+            "config": self.model.cfg,
+            "settings": self.extra,
+        }
+        _write_atomically(self.summary_path, json.dumps(summary, indent=2) + "\n")
+        losses = ""
+        if state.train_losses:
+            losses = (f" Final train loss {state.train_losses[-1]:.3f}, "
+                      f"val loss {state.val_losses[-1]:.3f}")
+        print(f"\nDone in {seconds:.1f} s ({summary['tokens_per_second']} tokens/s).{losses}")
+        wrote = [self.out / name for name in RUN_FILES if (self.out / name).is_file()]
+        print("Wrote " + ", ".join(str(path) for path in wrote))
+
+    def elapsed(self):
+        """Wall seconds of the whole run, its earlier sessions included."""
+        now = 0.0 if self.started is None else time.perf_counter() - self.started
+        return self.elapsed_before + now
+
+    def command_to_resume(self, checkpoint=None):
+        """The exact command that carries this run on from ``checkpoint`` (default: the
+        last one saved)."""
+        checkpoint = Path(checkpoint or self.last_checkpoint)
+        command = self.resume_command.format(checkpoint=shlex.quote(str(checkpoint)))
+        if checkpoint.parent.resolve() != self.out.resolve():
+            command += f" --out {shlex.quote(str(self.out))}"
+        return command
+
+    def _epoch_end(self, state):
+        if state.finished or state.epoch % self.checkpoint_every == 0:
+            self.save_checkpoint()
+
+    def _own_checkpoint(self):
+        return (self.last_checkpoint is not None and self.checkpoint_path.is_file()
+                and Path(self.last_checkpoint).resolve() == self.checkpoint_path.resolve())
+
+    def _start_metrics(self):
+        """metrics.csv: the header, then, on resume, the earlier sessions' rows up to the
+        checkpoint's step (rows after it belong to steps that are trained again)."""
+        rows = []
+        if self.resumed:
+            source = Path(self.resumed_from).parent / METRICS
+            if source.is_file():
+                with open(source, newline="", encoding="utf-8") as f:
+                    rows = [row for row in csv.reader(f)][1:]
+                rows = [row for row in rows if row and row[0].isdigit()
+                        and int(row[0]) <= self.state.global_step]
+        lines = [METRICS_COLUMNS] + rows
+        _write_atomically(self.metrics_path, "".join(",".join(r) + "\n" for r in lines))
+
+    def _log_metrics(self, state, train_loss, val_loss):
+        row = (state.global_step, state.tokens_seen, f"{train_loss:.6f}", f"{val_loss:.6f}",
+               f"{self.optimizer.param_groups[0]['lr']:.6g}", f"{self.elapsed():.2f}")
+        with open(self.metrics_path, "a", encoding="utf-8") as f:  # closing flushes it
+            f.write(",".join(str(v) for v in row) + "\n")
+
+    def _stopped_message(self):
+        state = self.state
+        lines = [f"Stopped at epoch {state.epoch + 1}, step {state.global_step}. Saved "
+                 f"{self.checkpoint_path} (weights, optimizer and training state) and "
+                 f"{self.metrics_path.name} up to this step."]
+        if self.model_path.is_file():
+            lines.append(f"{self.model_path} still holds the weights of the run's previous "
+                         "finish; it is replaced when the run finishes.")
+        else:
+            lines.append(f"{MODEL}, {PLOT} and {SUMMARY} are written when the run finishes.")
+        return "\n".join(lines + ["Continue with:", "  " + self.command_to_resume()])
+
+    def _advice(self):
+        """What to do after a failure, naming only this run's files."""
+        if self.last_checkpoint is None or not Path(self.last_checkpoint).is_file():
+            return "No checkpoint of this run was saved, so there is nothing to resume."
+        return (f"The last checkpoint of this run is {self.last_checkpoint} (step "
+                f"{self.last_step}); resume with:\n  {self.command_to_resume()}")
 
 
-def _write_results(run, extra, seconds, tokens):
-    """The model file, the loss plot and summary.json; prints the closing lines."""
-    state, num_epochs = run.state, run.settings["num_epochs"]
-    plot_path, summary_path = run.out / "loss-plot.png", run.out / "summary.json"
-    save_model(run.model, run.model_path)
-    wrote = [run.model_path, run.checkpoint_path, summary_path]
-    if state.train_losses:
-        epochs_seen = numpy.linspace(0, num_epochs, len(state.train_losses))
-        plot_losses(epochs_seen, state.track_tokens_seen, state.train_losses, state.val_losses,
-                    path=plot_path, show=False)
-        wrote.insert(0, plot_path)
-    summary = {
-        "epochs": num_epochs,
-        "final_train_loss": state.train_losses[-1] if state.train_losses else None,
-        "final_val_loss": state.val_losses[-1] if state.val_losses else None,
-        "wall_seconds": round(seconds, 2),
-        "tokens_trained": tokens,
-        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
-        "parameters": run.model.num_parameters(),
-        "config": run.model.cfg,
-        "settings": extra,
-    }
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    losses = ""
-    if state.train_losses:
-        losses = (f" Final train loss {state.train_losses[-1]:.3f}, "
-                  f"val loss {state.val_losses[-1]:.3f}")
-    print(f"\nDone in {seconds:.1f} s ({summary['tokens_per_second']} tokens/s).{losses}")
-    print("Wrote " + ", ".join(str(path) for path in wrote))
+def kept_checkpoints(folder):
+    """The older checkpoints ``keep_last`` keeps in ``folder``, oldest first."""
+    found = []
+    for path in Path(folder).glob("checkpoint-step-*.safetensors"):
+        match = _KEPT_PATTERN.fullmatch(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def _keep(path, kept):
+    """Give the file ``path`` a second name ``kept`` (a hard link: no copy, and the
+    atomic write that replaces ``path`` then leaves ``kept`` whole)."""
+    kept.unlink(missing_ok=True)
+    try:
+        os.link(path, kept)
+    except OSError:  # a file system without hard links
+        import shutil
+
+        shutil.copyfile(path, kept)
+
+
+def _write_atomically(path, text):
+    """Write ``text`` to ``path`` through a temporary beside it, renamed over it, so a
+    reader (or a killed run) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid():08x}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _checked_settings(settings):
@@ -246,9 +390,6 @@ def _checked_settings(settings):
         positive_int(key, settings[key])
     nonnegative_int("seed", settings["seed"])
     nonnegative_int("warmup_steps", settings["warmup_steps"])
-    if not isinstance(settings["cosine_decay"], bool):  # "no" would be truthy: decay on
-        raise ValueError(f"cosine_decay must be True or False, got "
-                         f"{settings['cosine_decay']!r:.60}")
     problems = [real_problem("learning_rate", settings["learning_rate"], above=0),
                 real_problem("weight_decay", settings["weight_decay"], 0)]
     if settings["grad_clip"] is not None:
@@ -263,8 +404,8 @@ def _checked_settings(settings):
 
 
 def _resume(path, gpt_config, asked, text, out):
-    """(run, text path, text) of the run saved in checkpoint ``path``, checked against what
-    the caller ``asked`` for; the checkpoint restores the random generator too."""
+    """The ``Run`` saved in checkpoint ``path``, checked against what the caller ``asked``
+    for; the checkpoint restores the random generator too."""
     try:
         ckpt = load_checkpoint(path)
     except ModelFileNotCheckpointError:
@@ -288,9 +429,13 @@ def _resume(path, gpt_config, asked, text, out):
     settings["num_epochs"] = positive_int("num_epochs",
                                           asked.get("num_epochs", settings["num_epochs"]))
     _checked_settings(settings)  # a checkpoint's metadata is input too
-    if ckpt.state.epoch >= settings["num_epochs"]:
-        raise ValueError(f"{path} has already trained {ckpt.state.epoch} epoch(s); pass "
-                         f"--epochs N with N > {ckpt.state.epoch} to train further")
+    state = ckpt.state
+    out = Path(out).expanduser() if out else path.parent
+    if state.epoch >= settings["num_epochs"]:
+        if _final_files_match(out, state):
+            raise ValueError(f"{path} has already trained {state.epoch} epoch(s); pass "
+                             f"--epochs N with N > {state.epoch} to train further")
+        settings["num_epochs"] = state.epoch  # nothing to train: only the files to write
     if text is None and saved.get("text") is not None:
         text = saved["text"]
         if not Path(text).is_file():
@@ -301,32 +446,52 @@ def _resume(path, gpt_config, asked, text, out):
         raise ValueError(f"{text_path} is not the text the checkpoint was trained on "
                          f"({saved.get('text')}, sha256 {saved['text_sha256'][:12]}...); "
                          "pass that text with --text")
-    state = ckpt.state
-    print(f"Resuming {path}: epoch {state.epoch + 1}, step {state.global_step}, "
-          f"{state.tokens_seen:,} tokens seen; training to epoch {settings['num_epochs']}")
-    out = Path(out).expanduser() if out else path.parent
-    return Run(ckpt.model, ckpt.optimizer, state, settings, out), text_path, text
+    if state.epoch >= settings["num_epochs"]:
+        print(f"Resuming {path}: all {state.epoch} epoch(s) are trained, but {out} lacks "
+              f"the final files of step {state.global_step}: writing them")
+    else:
+        print(f"Resuming {path}: epoch {state.epoch + 1}, step {state.global_step}, "
+              f"{state.tokens_seen:,} tokens seen; training to epoch {settings['num_epochs']}")
+    elapsed = saved.get("elapsed_seconds", 0.0)
+    elapsed = float(elapsed) if isinstance(elapsed, (int, float)) and elapsed >= 0 else 0.0
+    return Run(ckpt.config, settings, text_path, text, out, ckpt.model, ckpt.optimizer,
+               state, resumed_from=path, elapsed_before=elapsed)
+
+
+def _final_files_match(out, state):
+    """Whether ``out`` holds the final files of the run at ``state``: summary.json, written
+    last, names its step, and the model file is there."""
+    try:
+        summary = json.loads((out / SUMMARY).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(summary, dict) and summary.get("global_step") == state.global_step
+            and (out / MODEL).is_file())
 
 
 class _OutputFolder:
-    """The run's output folder, made ready and locked before anything is built.
+    """The run's output folder, made ready and locked before anything is built; entered,
+    it gives the ``Run``.
 
-    Refused (RunFolderError): a folder that holds another run, unless ``overwrite``
-    (a resumed run may carry on in its own checkpoint's folder); a folder that another
-    process is training into, as its lock file ``.tinygpt-train.lock`` says (the PID and
-    host; a lock whose process is gone is stale and taken over); a folder standing
-    where one of the run's files goes. Temporary files that a killed run's atomic writes
-    left behind are removed: with the lock held, none can be in use."""
+    Refused (RunFolderError): a folder that holds another run (a checkpoint or a model
+    file), unless ``overwrite``, which then deletes that run's files (a resumed run may
+    carry on in its own checkpoint's folder); a folder that another process is training
+    into, as its lock file ``.tinygpt-train.lock`` says (the PID and host; a lock whose
+    process is gone is stale and taken over); a folder standing where one of the run's
+    files goes. Temporary files that a killed run's atomic writes left behind are
+    removed: with the lock held, none can be in use.
+
+    Leaving it: after Ctrl-C it says what is saved and how to carry on; a divergence gets
+    the same advice appended; a run that fails before writing anything removes the
+    folders it made."""
 
     LOCK = ".tinygpt-train.lock"
-    FILES = ("checkpoint.safetensors", "model.safetensors", "loss-plot.png", "summary.json")
 
-    def __init__(self, run, resumed_from=None, overwrite=False):
-        self.folder, self.run = run.out, run
-        self.resumed_from = Path(resumed_from).expanduser() if resumed_from else None
-        self.overwrite = overwrite
+    def __init__(self, run, overwrite=False):
+        self.folder, self.run, self.overwrite = run.out, run, overwrite
         self.lock = self.folder / self.LOCK
         self.token = f"{os.getpid()} {socket.gethostname()} {time.time():.0f}"
+        self.made = []  # the folders this run created, deepest last
 
     def __enter__(self):
         if self.folder.exists() and not self.folder.is_dir():
@@ -336,36 +501,70 @@ class _OutputFolder:
             raise RunFolderError(f"--out {self.folder} is a symbolic link to "
                                  f"{os.readlink(self.folder)}, which does not exist: create "
                                  "that folder or choose another --out")
+        self.made = [p for p in (self.folder, *self.folder.parents) if not p.exists()][::-1]
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._acquire()
         try:
-            self._check()
+            self._acquire()
+            try:
+                self._check()
+            except BaseException:
+                self._release()
+                raise
         except BaseException:
-            self._release()
+            self._remove_made_folders()
             raise
-        return self
+        return self.run
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, exc_type, exc, tb):
+        replacement = None
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            print("\n" + self._aborted_message(), file=sys.stderr, flush=True)
+        elif exc_type is not None and issubclass(exc_type, TrainingDivergedError):
+            replacement = TrainingDivergedError(f"{exc}\n{self.run._advice()}")
         self._release()
+        if exc_type is not None:
+            self._remove_made_folders()
+        if replacement is not None:
+            raise replacement from None
+        return False
+
+    def _aborted_message(self):
+        run = self.run
+        if run.training_done and run.last_checkpoint is not None:
+            return (f"Interrupted while writing the final files. {run.last_checkpoint} "
+                    "holds the finished run; write them with:\n  " + run.command_to_resume())
+        return "Aborted: nothing more was saved now. " + run._advice()
 
     def _check(self):
-        for name in self.FILES:
+        for name in (*RUN_FILES, self.LOCK):
             if (self.folder / name).is_dir():
                 raise RunFolderError(f"{self.folder / name} is a folder, where the run writes "
                                      "a file: move it away or choose another --out")
-        own = (self.resumed_from is not None
-               and self.resumed_from.resolve().parent == self.folder.resolve())
-        if not (own or self.overwrite) and (self.run.checkpoint_path.is_file()
-                                            or self.run.model_path.is_file()):
-            how = ("" if self.resumed_from is None
-                   else f"{self.resumed_from} would be continued into it; ")
+        resumed = self.run.resumed_from
+        own = resumed is not None and resumed.resolve().parent == self.folder.resolve()
+        holds = [self.folder / CHECKPOINT, self.folder / MODEL, *kept_checkpoints(self.folder)]
+        if not (own or self.overwrite) and any(path.is_file() for path in holds):
+            how = "" if resumed is None else f"{resumed} would be continued into it; "
+            carry_on = (f"continue that run with --resume {self.folder / CHECKPOINT}, "
+                        if (self.folder / CHECKPOINT).is_file() else "")
             raise RunFolderError(
-                f"{self.folder} already holds a run; {how}continue that run with --resume "
-                f"{self.run.checkpoint_path}, choose another --out, or pass --overwrite to "
-                "replace it")
-        remove_stale_temporaries(self.folder, self.FILES)  # none in use: the lock is ours
+                f"{self.folder} already holds a run; {how}{carry_on}choose another --out, or "
+                "pass --overwrite to replace it")
+        names = [*RUN_FILES, *(p.name for p in kept_checkpoints(self.folder))]
+        remove_stale_temporaries(self.folder, names)  # none in use: the lock is ours
+        if not own:  # a new run here: nothing of an earlier one stays to be mixed in
+            for name in names:
+                (self.folder / name).unlink(missing_ok=True)
         with tempfile.NamedTemporaryFile(dir=self.folder, prefix=".tinygpt-write-test-"):
             pass  # fail now, not after an epoch, if the folder can't take files
+
+    def _remove_made_folders(self):
+        """Remove the folders this run made, if nothing was written into them."""
+        for folder in reversed(self.made):
+            try:
+                folder.rmdir()  # only an empty folder goes
+            except OSError:
+                return
 
     def _acquire(self):
         for _ in range(10):
