@@ -390,6 +390,9 @@ def _checked_settings(settings):
         positive_int(key, settings[key])
     nonnegative_int("seed", settings["seed"])
     nonnegative_int("warmup_steps", settings["warmup_steps"])
+    if not isinstance(settings["cosine_decay"], bool):  # "no" would be truthy: decay on
+        raise ValueError(f"cosine_decay must be True or False, got "
+                         f"{settings['cosine_decay']!r:.60}")
     problems = [real_problem("learning_rate", settings["learning_rate"], above=0),
                 real_problem("weight_decay", settings["weight_decay"], 0)]
     if settings["grad_clip"] is not None:
@@ -494,6 +497,10 @@ class _OutputFolder:
         self.made = []  # the folders this run created, deepest last
 
     def __enter__(self):
+        if self.folder.is_symlink() and not self.folder.exists():
+            raise RunFolderError(f"--out {self.folder} is a symbolic link to "
+                                 f"{os.readlink(self.folder)}, which does not exist: create "
+                                 "that folder or choose another --out")
         if self.folder.exists() and not self.folder.is_dir():
             raise RunFolderError(f"--out {self.folder} is a file, not a folder: choose "
                                  "another --out")
