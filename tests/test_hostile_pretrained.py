@@ -721,3 +721,74 @@ def test_the_honest_folder_still_loads_the_same_by_every_route(models, origin):
         assert np.array_equal(host(pa.data), host(pc.data)), key
     assert math.isfinite(float(host(a.state_dict()["tok_emb.weight"]).sum()))
     assert sorted(os.listdir(folder)) == sorted(GPT2_FILES)
+
+
+# --- 6. Hugging Face settings that change the function -------------------------------------
+
+# (key, value, what transformers then computes differently)
+CHANGES_THE_FUNCTION = [
+    ("scale_attn_by_inverse_layer_idx", True, "scale_attn_by_inverse_layer_idx=true"),
+    ("scale_attn_weights", False, "scale_attn_weights=false"),
+    ("activation_function", "relu", "activation_function 'relu'"),
+    ("activation_function", "gelu", "the exact erf GELU"),
+    ("activation_function", "quick_gelu", "tinygpt computes only GPT-2's tanh GELU"),
+]
+KEEPS_THE_FUNCTION = [("activation_function", "gelu_pytorch_tanh"),
+                      ("activation_function", "gelu_fast"),
+                      ("activation_function", "gelu_accurate"),
+                      ("reorder_and_upcast_attn", True),  # float32 scores under fp16 only
+                      ("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False)]
+
+
+@pytest.mark.parametrize("key,value,match", CHANGES_THE_FUNCTION, ids=lambda v: str(v)[:24])
+def test_silent_wrong_hf_config_that_changes_the_function_is_refused(hf, key, value, match):
+    _edit_json(hf / "config.json", lambda c: {**c, key: value})
+    with pytest.raises(FileFormatError, match=match) as info:
+        load_hf_gpt2(hf, model_cls=_no_model)
+    assert info.value.path == str(hf / "config.json")
+    assert key in str(info.value) and str(hf / "config.json") in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_unclear_error_hf_attention_switch_that_is_not_a_bool(hf, value):
+    _edit_json(hf / "config.json", lambda c: {**c, "scale_attn_weights": value})
+    with pytest.raises(FileFormatError, match="scale_attn_weights=.* must be true or false"):
+        load_hf_gpt2(hf, model_cls=_no_model)
+
+
+def _transformers_logits(folder, ids):
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    model = transformers.GPT2LMHeadModel.from_pretrained(str(folder), attn_implementation="eager")
+    with torch.no_grad():
+        return model.eval()(torch.from_numpy(ids)).logits.numpy()
+
+
+def test_hf_settings_refused_are_those_transformers_computes_differently(tmp_path):
+    """Each refused setting changes transformers' logits (by 1e-3 of their largest for the
+    erf GELU, 0.04 to 0.24 for the others); each accepted one leaves them within float32
+    rounding (under 1e-5), and tinygpt computes those."""
+    from tinygpt.backend import manual_seed
+
+    manual_seed(0)
+    model = _model()
+    for name, p in model.named_parameters():  # weights of a trained model's size: the
+        if name.startswith("trf_blocks") and p.ndim == 2:  # settings' effects show
+            p.data[...] *= 30
+    hf = Path(export_hf_gpt2(model, tmp_path / "hf"))
+    ids = np.random.default_rng(0).integers(0, 64, (2, 16))
+    reference = _transformers_logits(hf, ids)
+    ours = host(load_hf_gpt2(hf)(ids))
+    scale = np.abs(reference).max()
+    assert np.abs(ours - reference).max() <= 1e-4 * scale
+    for i, (key, value, _) in enumerate(CHANGES_THE_FUNCTION):
+        folder = Path(shutil.copytree(hf, tmp_path / f"changed{i}"))
+        _edit_json(folder / "config.json", lambda c, k=key, v=value: {**c, k: v})
+        diff = np.abs(_transformers_logits(folder, ids) - reference).max()
+        assert diff > 5e-4 * scale, (key, value, diff)
+    for i, (key, value) in enumerate(KEEPS_THE_FUNCTION):
+        folder = Path(shutil.copytree(hf, tmp_path / f"kept{i}"))
+        _edit_json(folder / "config.json", lambda c, k=key, v=value: {**c, k: v})
+        theirs = _transformers_logits(folder, ids)
+        assert np.abs(theirs - reference).max() <= 5e-5 * scale, (key, value)
+        assert np.array_equal(host(load_hf_gpt2(folder)(ids)), ours), (key, value)
