@@ -4,16 +4,19 @@ import http.server
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from tinygpt.errors import VerdictChecksumError, VerdictNotFoundError
+from tinygpt.errors import DownloadError, VerdictChecksumError, VerdictNotFoundError
 from tinygpt.io.textsource import (
     VERDICT_FILENAME,
+    VERDICT_MAX_BYTES,
     VERDICT_SHA256,
     VERDICT_URL,
     default_cache_dir,
+    download_verdict,
     find_verdict,
     load_verdict,
     verdict_url,
@@ -293,3 +296,78 @@ def test_default_url(monkeypatch):
         "01_main-chapter-code/the-verdict.txt"
     )
     assert os.path.basename(VERDICT_URL) == VERDICT_FILENAME
+
+
+# --- hostile servers: the download is bounded in bytes and in time ----------------------------
+
+
+class _HostileServer:
+    """127.0.0.1: ``/endless`` sends bytes without a length until the client leaves (13 GB
+    at most); ``/trickle`` sends the right length, then a byte every 0.2 s (40 s at most)."""
+
+    def __init__(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                try:
+                    if self.path == "/endless":
+                        self.send_response(200)
+                        self.send_header("Connection", "close")
+                        self.end_headers()
+                        for _ in range(200_000):
+                            self.wfile.write(b"x" * 65536)
+                    else:
+                        self.send_response(200)
+                        self.send_header("Content-Length", "20479")
+                        self.end_headers()
+                        for _ in range(200):
+                            self.wfile.write(b"y")
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                except OSError:  # the client hung up: what it should do
+                    pass
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def hostile():
+    srv = _HostileServer()
+    yield srv
+    srv.close()
+
+
+def test_unbounded_download_endless_body_stops_at_the_cap(tmp_path, hostile):
+    started = time.perf_counter()
+    with pytest.raises(VerdictNotFoundError, match="more than 65,536 bytes") as info:
+        find_verdict(cache_dir=tmp_path, url=hostile.base + "/endless")
+    assert time.perf_counter() - started < 10
+    assert "\n" not in str(info.value) and "--text PATH" in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # the partial file is deleted
+
+
+def test_unbounded_download_trickling_server_stops_at_the_deadline(tmp_path, hostile):
+    """Each read waits at most ``timeout``; a byte every 0.2 s never trips it, the overall
+    deadline does (the GPT-2 downloader's, shared)."""
+    started = time.perf_counter()
+    with pytest.raises(DownloadError, match="deadline of 1 s"):
+        download_verdict(tmp_path, hostile.base + "/trickle", timeout=5.0, deadline=1.0)
+    assert time.perf_counter() - started < 5
+    assert not (tmp_path / VERDICT_FILENAME).exists()
+
+
+def test_download_is_capped_near_the_known_size():
+    assert 20_479 < VERDICT_MAX_BYTES <= 4 * 20_479
