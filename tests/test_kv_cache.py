@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tinygpt.autograd import no_grad
-from tinygpt.generate import generate
+from tinygpt.generation import generate_fast
 from tinygpt.kv_cache import CachedDecoder, KVCache, cached_next_logits
 from tinygpt.model import GPT_CONFIG_124M, GPTModel
 
@@ -112,8 +112,8 @@ def test_cached_and_uncached_generate_give_identical_greedy_tokens(name, batch):
     model = make_model(cfg, seed=2)
     prompt = np.random.default_rng(batch).integers(0, 97, size=(batch, 5))
     for context_size in (16, 7):
-        a = generate(model, prompt, 30, context_size, use_cache=True)
-        b = generate(model, prompt, 30, context_size, use_cache=False)
+        a = generate_fast(model, prompt, 30, context_size, use_cache=True)
+        b = generate_fast(model, prompt, 30, context_size, use_cache=False)
         np.testing.assert_array_equal(host(a), host(b))
 
 

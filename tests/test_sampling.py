@@ -1,6 +1,7 @@
-"""Tests for tinygpt.sampling: the book's section 5.3 numbers, exact top-k/top-p sets,
-greedy decoding, argument checks, and a chi-square test that sampling draws from the
-exact probabilities."""
+"""Tests for tinygpt.sampling: the book's section 5.3 numbers and helpers
+(``softmax_with_temperature``, ``print_sampled_tokens``, ``topk``), exact top-k/top-p sets,
+greedy decoding, argument checks, a chi-square test that sampling draws from the exact
+probabilities, and that the fast path draws what ``multinomial`` draws."""
 
 import math
 import subprocess
@@ -19,9 +20,9 @@ from tinygpt.sampling import (
     sample_next_token,
     softmax,
     softmax_with_temperature,
-    topk,
     validate_sampling_args,
 )
+from tinygpt.tensors import multinomial, tensor, topk
 
 from .checks import host
 
@@ -133,6 +134,15 @@ def test_softmax_with_temperature_book_tables(T):
     assert probs.dtype == np.float32
     np.testing.assert_allclose(host(probs), BOOK_PROBS[T], atol=1e-5)
     np.testing.assert_allclose(host(next_token_probabilities(LOGITS, T)), host(probs), rtol=1e-6)
+
+
+def test_softmax_with_temperature_is_the_books_two_steps():
+    import tinygpt
+
+    for T in [1, 0.1, 5, 1.4]:
+        probs = softmax_with_temperature(tensor(LOGITS), T)
+        assert isinstance(probs, tinygpt.Tensor)
+        np.testing.assert_array_equal(host(probs), host(tinygpt.softmax(tensor(LOGITS) / T, dim=0)))
 
 
 def test_softmax_with_temperature_matches_torch():
@@ -402,6 +412,16 @@ def test_sampling_one_uniform_per_row_and_rng_kinds():
         backend.set_rng_state(saved)
 
 
+def test_sampling_draws_what_multinomial_draws():
+    # the fast path's draw is multinomial's: the same generator state, the same tokens
+    x = np.random.default_rng(12).standard_normal((4, 30)).astype(np.float32)
+    for kw in SETTINGS[1:-1]:
+        ids = sample_next_token(x, rng=np.random.default_rng(8), **kw)
+        probs = next_token_probabilities(x, kw["temperature"], kw.get("top_k"), kw.get("top_p"))
+        expected = multinomial(tensor(probs), 1, generator=np.random.default_rng(8))
+        np.testing.assert_array_equal(host(ids), host(expected))
+
+
 def test_zero_probability_tokens_never_drawn():
     x = np.array([-np.inf, 0.0, -np.inf, 0.0, -np.inf], dtype=np.float32)
     ids = sample_next_token(np.broadcast_to(x, (2000, 5)), 1.0, rng=0)[:, 0]
@@ -516,6 +536,22 @@ def test_print_sampled_tokens(capsys):
     np.testing.assert_array_equal(host(again), host(counts))
     big = print_sampled_tokens(probas, WORDS, num_samples=10_000, seed=7)
     assert_counts_match(big, probas, "print_sampled_tokens")
+
+
+def test_print_sampled_tokens_counts_multinomial_draws(capsys):
+    probas = softmax_with_temperature(LOGITS, 5)
+    saved = backend.get_rng_state()
+    try:
+        backend.manual_seed(1)
+        counts = print_sampled_tokens(probas)  # the book's call: the toy vocabulary
+        assert [float(x) for x in backend.get_rng().random(2)] == [
+            float(x) for x in np.random.default_rng(1).random(2)]  # package generator untouched
+    finally:
+        backend.set_rng_state(saved)
+    gen = np.random.default_rng(123)
+    draws = [multinomial(probas, 1, generator=gen).item() for _ in range(1000)]
+    np.testing.assert_array_equal(host(counts), np.bincount(draws, minlength=9))
+    assert capsys.readouterr().out.splitlines()[3] == f"{int(counts[3])} x forward"
 
 
 def test_print_sampled_tokens_bad_input():

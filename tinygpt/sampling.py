@@ -1,8 +1,13 @@
 """Decoding strategies of section 5.3: temperature scaling, top-k and top-p (nucleus) sampling.
 
-Pure NumPy, no model: these functions turn next-token logits into filtered logits,
-exact probabilities or sampled token ids. The model-driven ``generate`` loop calls
-``sample_next_token(logits[:, -1, :], ...)`` once per step.
+The book's helpers are here as the book writes them: ``softmax_with_temperature`` (scale,
+then ``softmax``) and ``print_sampled_tokens`` (``multinomial`` draws counted with
+``bincount``). Listing 5.4's own top-k is ``topk`` + ``where`` inside ``generate``
+(``tinygpt/generation.py``).
+
+The rest is the fast generator's step, in NumPy, no model: these functions turn
+next-token logits into filtered logits, exact probabilities or sampled token ids.
+``generate_fast`` calls ``sample_next_token(logits[:, -1, :], ...)`` once per step.
 
 Shapes: ``logits`` is ``(B, V)`` (a batch of rows, each processed independently) or
 ``(V,)`` (one row). Everything works along the last axis.
@@ -12,7 +17,7 @@ The pipeline, in the book's order (listing 5.4), then nucleus filtering on top::
     logits --top-k--> keep exactly k per row, others -inf
            --/ T----> temperature scaling (T > 0; T == 0 means greedy, no scaling)
            --top-p--> keep the smallest set of most probable tokens with mass >= p
-           --softmax-> probabilities      --inverse CDF--> token ids
+           --softmax-> probabilities      --multinomial--> token ids
 
 Tie-breaking rule (used everywhere, documented once): among equal logits the
 LOWER token id ranks first. Greedy decoding picks the first maximum, like
@@ -39,7 +44,7 @@ import numbers
 import numpy as np
 
 from tinygpt.autograd import Tensor
-from tinygpt.backend import DEFAULT_DTYPE, get_rng
+from tinygpt.backend import DEFAULT_DTYPE, get_rng, to_numpy
 from tinygpt.checks import nonnegative_int, positive_int, rectangular
 
 # A nucleus whose mass falls short of p by less than this counts as reaching p.
@@ -86,22 +91,16 @@ def softmax(logits, axis=-1):
 
 
 def softmax_with_temperature(logits, temperature):
-    """The book's ``softmax_with_temperature``: softmax(logits / T) along the last axis.
+    """Section 5.3.1: the logits divided by the temperature, then softmax (last axis).
 
-    T > 1 flattens the distribution, T < 1 sharpens it. T must be > 0 here (dividing by
-    0 is undefined); for greedy decoding use ``next_token_probabilities(logits, 0.0)``.
-    A T so small that logits / T would overflow (1e-40, 5e-324) still gives
-    softmax(logits / T): one-hot at the maximum (shared evenly by exact ties), not NaN.
+    T > 1 flattens the distribution, T < 1 sharpens it; T must be > 0. Returns a Tensor,
+    as ``torch.softmax`` does. Like torch's, a T so small that logits / T overflows
+    (1e-40) gives NaN; ``next_token_probabilities`` handles that limit (one-hot at the
+    maximum).
     """
-    t = _check_temperature(temperature)
-    if t == 0.0:
-        raise ValueError(
-            "softmax_with_temperature needs temperature > 0 (it divides the logits by T); "
-            "for greedy decoding use next_token_probabilities(logits, 0.0) or "
-            "sample_next_token(logits, temperature=0.0)"
-        )
-    x = _as_float_array(logits)
-    return _like_input(softmax(_scale(x, t), axis=-1), logits)
+    logits = _check_book_temperature(logits, temperature)
+    scaled_logits = logits / temperature
+    return tensors.softmax(scaled_logits, dim=-1)
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -140,6 +139,17 @@ def validate_sampling_args(temperature, top_k, top_p, vocab_size):
                 "use top_p=None or 1.0 to disable nucleus filtering"
             )
     return t, k, p
+
+
+def _check_book_temperature(logits, temperature):
+    """softmax_with_temperature's arguments checked: the logits as a float Tensor."""
+    if _check_temperature(temperature) == 0.0:
+        raise ValueError(
+            "softmax_with_temperature needs temperature > 0 (it divides the logits by T); "
+            "for greedy decoding use next_token_probabilities(logits, 0.0) or "
+            "sample_next_token(logits, temperature=0.0)"
+        )
+    return Tensor(_as_float_array(logits))
 
 
 def _check_temperature(temperature):
@@ -305,39 +315,7 @@ def resolve_rng(rng, name="rng"):
     )
 
 
-def _inverse_cdf(probs, u):
-    """Token ids (B,) from probabilities (B, V) and one uniform u in [0, 1) per row.
-
-    The id is the first index whose cumulative probability exceeds u * row_total, so
-    token i is chosen with probability probs[i] / row_total and a zero-probability
-    token never is (its CDF step is flat).
-    """
-    cdf = np.cumsum(probs, axis=-1, dtype=np.float64)  # (B, V)
-    target = u * cdf[:, -1]  # scale by the total: a sum of 0.9999999 must not bias the tail
-    ids = np.sum(cdf <= target[:, None], axis=-1)  # (B,) count of steps at or below target
-    # Guard against u * total rounding up to total: clamp to the last nonzero token.
-    last_nonzero = probs.shape[-1] - 1 - np.argmax(probs[:, ::-1] > 0, axis=-1)
-    return np.minimum(ids, last_nonzero)
-
-
 # ----------------------------------------------------------------------------- public API
-
-
-def topk(logits, k):
-    """``torch.topk`` along the last axis: (values, indices), largest first.
-
-    Ties rank the lower token id first, the same rule ``process_logits`` uses, so
-    ``indices`` are exactly the tokens top-k filtering keeps. Shapes: (..., V) ->
-    (..., k) and (..., k) int64.
-    """
-    x = _as_float_array(logits)
-    if x.ndim < 1:
-        raise ValueError("topk needs at least a 1-D array of logits")
-    _, k, _ = validate_sampling_args(0.0, k, None, x.shape[-1])
-    if k is None:
-        raise ValueError("topk needs an integer k >= 1, got None")
-    idx = np.argsort(-x, axis=-1, kind="stable")[..., :k].astype(np.int64)
-    return _like_input((np.take_along_axis(x, idx, axis=-1), idx), logits)
 
 
 def process_logits(logits, temperature=0.0, top_k=None, top_p=None):
@@ -385,8 +363,9 @@ def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, rng=None)
 
     - ``temperature == 0``: greedy argmax of the raw logits (ties: lowest id), even
       when top_k/top_p are set (they never remove the argmax); ``rng`` is not used.
-    - otherwise: draw from ``next_token_probabilities`` by inverse CDF, with exactly
-      one uniform number per row from ``rng``.
+    - otherwise: draw from ``next_token_probabilities`` with ``multinomial`` (one
+      uniform number per row from ``rng``), so the same generator state draws the same
+      tokens as listing 5.4's ``generate``.
 
     rng: None (the package generator, ``tinygpt.backend.get_rng()``), an int seed (a
     fresh generator, so the call is reproducible on its own), or a
@@ -398,30 +377,40 @@ def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, rng=None)
         ids = np.argmax(x, axis=-1)  # (B,) first maximum
     else:
         probs = softmax(_filter(x, t, k, p), axis=-1)  # (B, V)
-        u = gen.random(x.shape[0])  # (B,) float64 in [0, 1)
-        ids = _inverse_cdf(probs, u)
+        ids = to_numpy(tensors.multinomial(Tensor(probs), 1, generator=gen).data)[:, 0]
     ids = ids.astype(np.int64).reshape(-1, 1)  # (B, 1)
     return _like_input(ids[0] if was_1d else ids, logits)
 
 
-def print_sampled_tokens(probas, inverse_vocab=None, num_samples=1000, seed=123):
-    """The book's helper: draw ``num_samples`` tokens from ``probas`` and print counts.
+def print_sampled_tokens(probas, inverse_vocab=None, num_samples=1_000, seed=123):
+    """Section 5.3.1: draw ``num_samples`` tokens from ``probas`` (V,) with ``multinomial``,
+    count them with ``bincount`` and print "count x word" per vocabulary entry.
 
-    probas: (V,) probabilities. inverse_vocab: id -> word (a dict or a list); by default
-    section 5.3's ``TOY_INVERSE_VOCAB``, so ``print_sampled_tokens(probas)`` runs as the
-    book calls it. Prints one line "``count`` x ``word``" for EVERY vocabulary entry,
-    zeros included (the book's ``bincount`` stops at the largest sampled id), and
-    returns the counts, int64 (V,). ``seed``: an int seeds a fresh generator (a
-    Generator or None, the package one, are used as they are). NumPy's stream differs
-    from torch's, so the counts differ from the book's but follow the same distribution
-    (expected count of token i: num_samples * probas[i]).
+    inverse_vocab: id -> word (a dict or a list); by default section 5.3's
+    ``TOY_INVERSE_VOCAB``, so ``print_sampled_tokens(probas)`` runs as the book calls it.
+    seed: the book seeds torch's generator with 123 first; here an int seeds a generator
+    of its own (the package's is left alone), a Generator is used as it is, None is the
+    package generator. NumPy's stream differs from torch's, so the counts differ from the
+    book's but follow the same distribution (expected count of token i: num_samples *
+    probas[i]). Returns the counts, an int64 Tensor (V,).
     """
+    probas, inverse_vocab, generator = _check_print_args(probas, inverse_vocab, seed)
+    sample = [tensors.multinomial(probas, num_samples=1, generator=generator).item()
+              for _ in range(positive_int("num_samples", num_samples))]
+    # minlength: every word gets a line, zeros included (the book's stops at the largest id)
+    sampled_ids = tensors.bincount(tensors.tensor(sample), minlength=len(probas))
+    for i, freq in enumerate(sampled_ids):
+        print(f"{freq} x {inverse_vocab[i]}")
+    return sampled_ids
+
+
+def _check_print_args(probas, inverse_vocab, seed):
+    """print_sampled_tokens' arguments checked: (probas (V,) Tensor, id -> word, generator)."""
     p = _as_float_array(probas)
     if p.ndim != 1:
         raise ValueError(f"probas must be a 1-D array of shape (V,), got shape {p.shape}")
     if not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
         raise ValueError("probas must be finite, non-negative and have a positive sum")
-    num_samples = positive_int("num_samples", num_samples)
     if inverse_vocab is None:
         if p.shape[0] != len(TOY_INVERSE_VOCAB):
             raise ValueError(
@@ -430,26 +419,19 @@ def print_sampled_tokens(probas, inverse_vocab=None, num_samples=1000, seed=123)
                 "inverse_vocab (id -> word) for another vocabulary"
             )
         inverse_vocab = TOY_INVERSE_VOCAB
-    words = []
     for i in range(p.shape[0]):
         try:
-            words.append(inverse_vocab[i])
+            inverse_vocab[i]
         except (KeyError, IndexError):
             raise ValueError(
                 f"inverse_vocab has no entry for token id {i}; it must map every id "
                 f"0..{p.shape[0] - 1} to a word"
             ) from None
-    gen = resolve_rng(seed, "seed")
-    u = gen.random(int(num_samples))  # (N,)
-    cdf = np.cumsum(p, dtype=np.float64)  # (V,)
-    # Same rule as _inverse_cdf: the first id whose CDF exceeds u * total.
-    ids = np.searchsorted(cdf, u * cdf[-1], side="right")
-    ids = np.minimum(ids, p.shape[0] - 1 - np.argmax(p[::-1] > 0))
-    counts = np.bincount(ids, minlength=p.shape[0]).astype(np.int64)
-    for count, word in zip(counts, words, strict=True):
-        print(f"{count} x {word}")
-    return _like_input(counts, probas)
+    return Tensor(p), inverse_vocab, resolve_rng(seed, "seed")
 
+
+# Last: tensors.py imports resolve_rng from here, so this module must be complete first.
+from tinygpt import tensors  # noqa: E402
 
 __all__ = [
     "TOY_INVERSE_VOCAB",
@@ -463,6 +445,5 @@ __all__ = [
     "sample_next_token",
     "softmax",
     "softmax_with_temperature",
-    "topk",
     "validate_sampling_args",
 ]

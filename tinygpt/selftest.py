@@ -227,16 +227,16 @@ def check_kv_cache_logits():
 
 
 def check_kv_cache_tokens():
-    from .generate import generate
+    from .generation import generate_fast
 
     model = _tiny_model(numpy.float32)
     prompt = numpy.random.default_rng(5).integers(0, TINY["vocab_size"], size=(2, 3))
     differing = 0
     for settings in ({"temperature": 0.0}, {"temperature": 1.0, "top_k": 20, "top_p": 0.9}):
-        a = generate(model, prompt, 12, TINY["context_length"], rng=7, use_cache=True,
-                     **settings)
-        b = generate(model, prompt, 12, TINY["context_length"], rng=7, use_cache=False,
-                     **settings)
+        a = generate_fast(model, prompt, 12, TINY["context_length"], rng=7, use_cache=True,
+                          **settings)
+        b = generate_fast(model, prompt, 12, TINY["context_length"], rng=7, use_cache=False,
+                          **settings)
         differing += int((a != b).sum()) if a.shape == b.shape else a.size
     if differing:
         raise CheckFailed(f"{differing} generated tokens differ with and without the cache",
@@ -337,7 +337,7 @@ def run_checks(progress=None):
         add(_run("kv-cache", "logits = no-cache forward", check_kv_cache_logits,
                  needs=("tinygpt.kv_cache",)))
         add(_run("kv-cache", "tokens = no-cache tokens", check_kv_cache_tokens,
-                 needs=("tinygpt.generate", "tinygpt.kv_cache")))
+                 needs=("tinygpt.generation", "tinygpt.kv_cache")))
         add(_run("save/load", "round trip", check_save_load, needs=("tinygpt.io.checkpoint",)))
     finally:
         set_rng_state(rng_state)

@@ -120,11 +120,10 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
 
 
 def generate_and_print_sample(model, tokenizer, device, start_context, print_fn=print):
-    """Greedy 50-token continuation of ``start_context``, printed on one line.
-
-    The book calls ``generate_text_simple``; ``generate`` at temperature 0 picks the
-    same tokens (tests/test_kv_cache.py) with the KV cache, several times faster."""
-    from .generate import generate
+    """Greedy 50-token continuation of ``start_context`` with ``generate_text_simple``,
+    printed on one line (the book's helper; ``generate_fast`` gives the same tokens
+    with the KV cache)."""
+    from .generation import generate_text_simple
     from .tokenizer import text_to_token_ids, token_ids_to_text
 
     check_device(device)
@@ -133,9 +132,8 @@ def generate_and_print_sample(model, tokenizer, device, start_context, print_fn=
     context_size = model.pos_emb.weight.shape[0]
     encoded = text_to_token_ids(start_context, tokenizer)
     with no_grad():
-        token_ids = generate(
-            model=model, idx=encoded, max_new_tokens=50, context_size=context_size,
-            temperature=0.0,
+        token_ids = generate_text_simple(
+            model=model, idx=encoded, max_new_tokens=50, context_size=context_size
         )
     decoded_text = token_ids_to_text(token_ids, tokenizer)
     print_fn(decoded_text.replace("\n", " "))
