@@ -585,6 +585,21 @@ class Tensor:
     def is_floating_point(self):
         return self.data.dtype.kind == "f"
 
+    def copy_(self, src):
+        """Write ``src``'s values (broadcast, in this tensor's dtype) into this tensor, in
+        place: outside any graph, e.g. a parameter under no_grad()."""
+        if self.requires_grad and is_grad_enabled():
+            if self.creator is not None:
+                raise NotImplementedError(
+                    "copy_ into a tensor computed in a graph is not supported by tinygpt; "
+                    "use the new values directly (or torch.where) instead")
+            raise RuntimeError(
+                "a leaf Variable that requires grad is being used in an in-place operation; "
+                "wrap the copy in torch.no_grad(), as loading weights does")
+        self.data[...] = xp.asarray(_as_array(src), dtype=self.data.dtype)
+        self._bump_version("copy_")
+        return self
+
     # & | ^ ~ on bool (logical) and integer (bitwise) tensors, as torch; no gradient
     def __and__(self, other):
         return _bitwise(xp.bitwise_and, "&", self, other)

@@ -518,7 +518,9 @@ class Linear(Function):
     """y = x @ W^T + b           x: (…, in)  W: (out, in)  b: (out,)  y: (…, out)
     dx = dy @ W,  dW = dy2^T @ x2,  db = sum over rows of dy   (x2, dy2: rows flattened)
 
-    Flattening to rows makes each gradient one large matrix product."""
+    Flattening to rows makes each gradient one large matrix product. A gradient nobody
+    needs is not computed: a frozen layer (weight.requires_grad False, as in finetuning)
+    costs no dW, and the first layer after frozen ones no dx."""
 
     reads = ((1,), (0,), ())  # dx reads W, dW reads x
 
@@ -531,10 +533,11 @@ class Linear(Function):
 
     def backward(self, dy):
         x, weight = self.x, self.weight
+        wanted = [t.requires_grad for t in self.inputs] + [False]
         dy2 = _rows(dy)  # (N, out)
-        dx = (dy2 @ weight).reshape(x.shape)
-        dweight = dy2.T @ _rows(x)
-        dbias = dy2.sum(axis=0) if len(self.inputs) == 3 else None
+        dx = (dy2 @ weight).reshape(x.shape) if wanted[0] else None
+        dweight = dy2.T @ _rows(x) if wanted[1] else None
+        dbias = dy2.sum(axis=0) if wanted[2] else None
         return dx, dweight, dbias
 
 
@@ -580,14 +583,17 @@ class LayerNorm(Function):
         if self.xhat is None:
             return fused.layer_norm_backward(dy, self.x, self.scale, self.mean, self.rstd)
         xhat, C = self.xhat, self.scale.shape[0]
-        g = dy * self.scale
-        g_xhat = g * xhat
-        dx = g - g.mean(axis=-1, keepdims=True)
-        dx -= xhat * g_xhat.mean(axis=-1, keepdims=True)
-        dx *= self.rstd
-        dy2 = dy.reshape(-1, C)
-        dscale = (dy * xhat).reshape(-1, C).sum(axis=0)
-        return dx, dscale, dy2.sum(axis=0)
+        x_wanted, scale_wanted, shift_wanted = (t.requires_grad for t in self.inputs)
+        dx = None
+        if x_wanted:  # not needed after frozen layers
+            g = dy * self.scale
+            g_xhat = g * xhat
+            dx = g - g.mean(axis=-1, keepdims=True)
+            dx -= xhat * g_xhat.mean(axis=-1, keepdims=True)
+            dx *= self.rstd
+        dscale = (dy * xhat).reshape(-1, C).sum(axis=0) if scale_wanted else None
+        dshift = dy.reshape(-1, C).sum(axis=0) if shift_wanted else None
+        return dx, dscale, dshift
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
