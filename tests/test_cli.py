@@ -381,6 +381,7 @@ def test_texts_that_cannot_be_trained_on(tmp_path, cli_env):
     short.write_text("Too short to hold one window of 64 tokens.", encoding="utf-8")
     assert_error(run_cli(cli_env, "train", "--text", short, "--config", "small"), 2,
                  "not enough for one window of max_length=64")
+    assert not (Path(cli_env["WORKDIR"]) / "runs" / "short").exists()  # a refused run: no folder
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("café crème".encode("latin-1"))
     assert_error(run_cli(cli_env, "train", "--text", latin1), 2, "is not UTF-8 text")
