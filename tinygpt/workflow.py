@@ -348,7 +348,8 @@ class Run:
     def _advice(self):
         """What to do after a failure, naming only this run's files."""
         if self.last_checkpoint is None or not Path(self.last_checkpoint).is_file():
-            return "No checkpoint of this run was saved, so there is nothing to resume."
+            return ("No checkpoint of this run was saved, so there is nothing to resume: "
+                    "start the run again with the changes above.")
         return (f"The last checkpoint of this run is {self.last_checkpoint} (step "
                 f"{self.last_step}); resume with:\n  {self.command_to_resume()}")
 
