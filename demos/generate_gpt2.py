@@ -23,6 +23,7 @@ import time
 
 from tinygpt.errors import GPT2FilesMissingError
 from tinygpt.io.pretrained import default_gpt2_dir, gpt2_model_size, load_pretrained_gpt2
+from tinygpt.io.progress import progress_enabled
 
 
 def parse_args(argv=None):
@@ -73,7 +74,8 @@ def main(argv=None):
     size = gpt2_model_size(args.size)
     start = time.perf_counter()
     try:
-        gpt = load_pretrained_gpt2(size, args.models_dir, download=not args.offline)
+        gpt = load_pretrained_gpt2(size, args.models_dir, download=not args.offline,
+                                   progress=progress_enabled())  # bars only on a terminal
     except GPT2FilesMissingError as exc:  # only with --offline: say it in this demo's terms
         where = f" --dir {args.models_dir}" if args.models_dir else ""
         raise GPT2FilesMissingError(
