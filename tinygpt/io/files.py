@@ -67,7 +67,7 @@ def check_regular_file(path, what="a file", error=None):
     if problem is None:
         return
     if not os.path.lexists(path) or _dangling(path) is not None:
-        raise FileNotFoundError(errno.ENOENT, f"{path} {problem}: no {what} there")
+        raise FileNotFoundError(errno.ENOENT, f"{path} {problem}; expected {what}")
     problem = f"{problem}; expected {what}"
     if error is None:
         from ..errors import FileFormatError
