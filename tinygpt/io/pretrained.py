@@ -642,7 +642,8 @@ def _fetch(name, folder, urls, timeout, retries, progress, max_bytes, seconds=No
     if deadline.passed:
         lines.append(f"gave up: {name} did not arrive within its deadline of "
                      f"{deadline.seconds:g} s")
-    offline = all(reasons == ["no network (name lookup failed)"] for reasons in tried.values())
+    offline = bool(tried) and all(reasons == ["no network (name lookup failed)"]
+                                  for reasons in tried.values())
     if advice is None:
         advice = ("Check the connection and run again (a partial file resumes), set "
                   "TINYGPT_GPT2_URL / TINYGPT_GPT2_BACKUP_URL to a mirror, or copy OpenAI's "
