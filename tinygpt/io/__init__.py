@@ -6,6 +6,7 @@
     tf_checkpoint.py  a NumPy reader for TensorFlow checkpoints (OpenAI's format)
     hf_gpt2.py        Hugging Face's GPT-2 files, read and written
     textsource.py     "The Verdict": found on disk or downloaded, checked by sha256
+    files.py          what a path is before it is opened; atomic writes beside the target
 
 Their public names are importable from ``tinygpt`` itself; the errors they raise are
 in ``tinygpt.errors``.
