@@ -65,9 +65,14 @@ def _text_required(config):
 def verdict_path(pytestconfig):
     """Path of the book's the-verdict.txt; skips the test when no copy is present (fails
     instead under --require-text or TINYGPT_REQUIRE_TEXT=1, as in CI)."""
+    return find_verdict_for_tests(pytestconfig)
+
+
+def find_verdict_for_tests(config):
+    """The ``verdict_path`` fixture's search, for a pytest ``config``."""
     from tinygpt.io.textsource import VERDICT_SHA256, is_verdict_bytes
 
-    for path in _verdict_candidates(pytestconfig):
+    for path in _verdict_candidates(config):
         if path.is_file():
             data = path.read_bytes()
             assert is_verdict_bytes(data), (
@@ -76,7 +81,7 @@ def verdict_path(pytestconfig):
                 "with a fresh copy"
             )
             return path
-    if _text_required(pytestconfig):
+    if _text_required(config):
         pytest.fail(f"the text is required here ({REQUIRE_TEXT_ENV}=1 or --require-text) but "
                     f"was not found: {HOW_TO_SUPPLY_TEXT}", pytrace=False)
     pytest.skip(HOW_TO_SUPPLY_TEXT)
