@@ -23,7 +23,7 @@ import threading
 import numpy
 
 from .backend import DEFAULT_DTYPE, Device, check_device, device_name, to_numpy, xp
-from .checks import rectangular
+from .checks import dim_index, rectangular
 from .dtypes import Size, torch_dtype
 
 _state = threading.local()
@@ -159,7 +159,7 @@ class _VersionCounter:
 class Tensor:
     """An array plus the bookkeeping reverse-mode differentiation needs."""
 
-    __slots__ = ("data", "grad", "requires_grad", "creator", "_graph_freed", "_counter",
+    __slots__ = ("data", "_grad", "_requires_grad", "creator", "_graph_freed", "_counter",
                  "_before", "__weakref__")
     # above NumPy's and CuPy's arrays (CuPy: 100), so ``array * Tensor`` defers to
     # Tensor.__rmul__ on either backend
@@ -167,9 +167,11 @@ class Tensor:
 
     def __init__(self, data, requires_grad=False, dtype=None):
         self.data = _as_array(data, dtype)
-        self.grad = None
-        self.requires_grad = bool(requires_grad)
+        self._grad = None
         self.creator = None  # the Function that produced this tensor (None for leaves)
+        self._requires_grad = False
+        if requires_grad:
+            self.requires_grad = True  # checked: floating point only
         self._graph_freed = False
         self._counter = _VersionCounter()
         self._before = None  # this tensor before its last recorded in-place op (_in_place)
@@ -192,7 +194,9 @@ class Tensor:
 
     def size(self, dim=None):
         """The shape (torch's meaning; ``numel()`` counts the elements), or one dim's length."""
-        return Size(self.data.shape) if dim is None else int(self.data.shape[dim])
+        if dim is None:
+            return Size(self.data.shape)
+        return int(self.data.shape[dim_index(dim, self.data.ndim)])
 
     def numel(self):
         return int(self.data.size)
@@ -202,6 +206,51 @@ class Tensor:
     @property
     def device(self):
         return Device(device_name())
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        """torch's rules: only floating-point tensors require gradients, and only a
+        leaf's flag can be changed."""
+        if value and self.data.dtype.kind != "f":
+            raise RuntimeError(
+                f"only Tensors of floating point dtype can require gradients (this one is "
+                f"{self.data.dtype}); convert it first, e.g. t.float()"
+            )
+        if self.creator is not None and not value:
+            raise RuntimeError(
+                "you can only change requires_grad flags of leaf variables; use "
+                "t.detach() for a copy outside the graph"
+            )
+        self._requires_grad = bool(value)
+
+    @property
+    def grad(self):
+        """The gradient that backward() added up here (a Tensor), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        """Assigning a gradient checks it as torch does: a Tensor (or a backend array) of
+        this tensor's shape and dtype, or None."""
+        if value is not None:
+            array = value.data if isinstance(value, Tensor) else value
+            if not isinstance(array, (xp.ndarray, numpy.ndarray)):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got grad "
+                                f"of type {type(value).__name__}")
+            if tuple(array.shape) != tuple(self.data.shape):
+                raise RuntimeError(
+                    f"assigned grad has data of a different size: a gradient of size "
+                    f"{list(array.shape)} for a tensor of size {list(self.data.shape)}; the "
+                    "gradient and the tensor must have the same size"
+                )
+            if array.dtype != self.data.dtype:
+                raise RuntimeError(f"assigned grad has data of a different type: "
+                                   f"{array.dtype} for a tensor of {self.data.dtype}")
+        self._grad = value
 
     @property
     def is_leaf(self):
@@ -406,44 +455,55 @@ class Tensor:
     def flatten(self, start_dim=0, end_dim=-1):
         """Like torch: merge dims start_dim..end_dim (inclusive) into one."""
         n = self.ndim
+        start, end = dim_index(start_dim, n), dim_index(end_dim, n)
         if n == 0:
             return self.reshape(1)
-        start, end = start_dim % n, end_dim % n
+        if start > end:
+            raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
         merged = 1
         for size in self.shape[start:end + 1]:
             merged *= size
         return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1:])
 
     def unsqueeze(self, dim):
-        dim = dim % (self.ndim + 1)
+        dim = dim_index(dim, self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
     def squeeze(self, dim=None):
         """Drop dims of length 1 (all, or ``dim`` only when its length is 1, as torch)."""
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
-        dims = {d % max(self.ndim, 1) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
+        dims = {dim_index(d, self.ndim)
+                for d in (dim if isinstance(dim, (tuple, list)) else (dim,))}
         keep = tuple(n for i, n in enumerate(self.shape) if not (i in dims and n == 1))
         return self if keep == self.shape else self.reshape(keep)
 
     def transpose(self, *axes):
         """``transpose(a, b)`` swaps two axes (torch style); ``transpose()`` reverses all;
         ``transpose((..))`` permutes (NumPy style)."""
-        if len(axes) == 2 and all(isinstance(a, int) for a in axes):
+        if len(axes) == 2:
             order = list(range(self.ndim))
-            a, b = axes[0] % self.ndim, axes[1] % self.ndim
-            order[a], order[b] = order[b], order[a]
-            axes = tuple(order)
-        elif len(axes) == 1:
-            axes = tuple(axes[0])
-        elif not axes:
-            axes = tuple(reversed(range(self.ndim)))
-        return ops.Transpose.apply(self, axes=axes)
+            a, b = dim_index(axes[0], self.ndim), dim_index(axes[1], self.ndim)
+            if order:  # a 0-d tensor takes dims 0 and -1 and stays as it is
+                order[a], order[b] = order[b], order[a]
+            return ops.Transpose.apply(self, axes=tuple(order))
+        if not axes:
+            return ops.Transpose.apply(self, axes=tuple(reversed(range(self.ndim))))
+        return self.permute(*axes)
 
     def permute(self, *dims):
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
-        return ops.Transpose.apply(self, axes=tuple(d % self.ndim for d in dims))
+        if len(dims) != self.ndim:
+            raise RuntimeError(
+                "permute(): number of dimensions in the tensor input does not match the "
+                "length of the desired ordering of dimensions i.e. input.dim() = "
+                f"{self.ndim} is not equal to len(dims) = {len(dims)}"
+            )
+        axes = tuple(dim_index(d, self.ndim) for d in dims)
+        if len(set(axes)) != len(axes):
+            raise RuntimeError("permute(): duplicate dims are not allowed.")
+        return ops.Transpose.apply(self, axes=axes)
 
     @property
     def T(self):
@@ -451,11 +511,11 @@ class Tensor:
 
     # --- reductions: torch's dim= / keepdim= (NumPy's axis= / keepdims= work too) -----
     def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        axis, keepdims = _reduction_args(dim, keepdim, axis, keepdims)
+        axis, keepdims = _reduction_args(self, dim, keepdim, axis, keepdims)
         return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
 
     def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        axis, keepdims = _reduction_args(dim, keepdim, axis, keepdims)
+        axis, keepdims = _reduction_args(self, dim, keepdim, axis, keepdims)
         if self.dtype.kind != "f":
             raise RuntimeError(
                 f"mean() needs a floating-point tensor, got {self.dtype}; use .float().mean()"
@@ -465,12 +525,16 @@ class Tensor:
     def var(self, dim=None, keepdim=False, unbiased=True, *, correction=None):
         """Variance over ``dim``: sum((x - mean)^2) / (n - correction); ``unbiased=False``
         (the book's layer norm) divides by n. Built from ops, so it has a gradient."""
-        axis, _ = _reduction_args(dim, keepdim, None, None)
+        axis, _ = _reduction_args(self, dim, keepdim, None, None)
         correction = (1 if unbiased else 0) if correction is None else correction
         n = self.numel() if axis is None else int(numpy.prod(
             [self.shape[a] for a in (axis if isinstance(axis, tuple) else (axis,))]))
         centered = self - self.mean(axis, keepdim=True)
-        return (centered * centered).sum(axis, keepdim=keepdim) * (1.0 / max(n - correction, 0))
+        squares = (centered * centered).sum(axis, keepdim=keepdim)
+        if n - correction > 0:
+            return squares * (1.0 / (n - correction))
+        with numpy.errstate(invalid="ignore"):  # no degrees of freedom: nan (0/0), as torch
+            return squares * numpy.inf
 
     def std(self, dim=None, keepdim=False, unbiased=True, *, correction=None):
         return self.var(dim, keepdim, unbiased, correction=correction).sqrt()
@@ -485,11 +549,12 @@ class Tensor:
 
     def argmax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """Index of the largest entry (the first one; flat when ``dim`` is None)."""
-        axis, keepdims = _reduction_args(dim, keepdim, axis, keepdims)
+        axis, keepdims = _reduction_args(self, dim, keepdim, axis, keepdims)
         return Tensor(_argext(xp.argmax, self.data, axis, keepdims))
 
     def argmin(self, dim=None, keepdim=False):
-        return Tensor(_argext(xp.argmin, self.data, dim, keepdim))
+        axis, keepdim = _reduction_args(self, dim, keepdim, None, None)
+        return Tensor(_argext(xp.argmin, self.data, axis, keepdim))
 
     def any(self):
         return Tensor(xp.any(self.data))
@@ -524,10 +589,10 @@ class Tensor:
         return self @ other
 
     def softmax(self, dim):
-        return ops.Softmax.apply(self, axis=dim)
+        return ops.Softmax.apply(self, axis=dim_index(dim, self.ndim))
 
     def log_softmax(self, dim):
-        return ops.LogSoftmax.apply(self, axis=dim)
+        return ops.LogSoftmax.apply(self, axis=dim_index(dim, self.ndim))
 
     def masked_fill(self, mask, value):
         """A copy with ``value`` where ``mask`` (broadcast to this shape) is true."""
@@ -539,7 +604,11 @@ class Tensor:
         return self._in_place(ops.MaskedFill, _as_tensor(mask), value=value)
 
     def gather(self, dim, index):
-        return ops.Gather.apply(self, _as_tensor(index), axis=dim)
+        index = _as_tensor(index)
+        if index.ndim != self.ndim:
+            raise RuntimeError("Index tensor must have the same number of dimensions as input "
+                               f"tensor ({index.ndim} and {self.ndim})")
+        return ops.Gather.apply(self, index, axis=dim_index(dim, self.ndim))
 
     # --- the book after chapter 5 and the models a learner meets next ------------------
     def matmul(self, other):
@@ -682,7 +751,7 @@ class Tensor:
                 "the out-of-place form, e.g. x = x.masked_fill(mask, value)"
             )
         before = Tensor.__new__(Tensor)
-        before.data, before.grad, before.requires_grad = self.data, None, self.requires_grad
+        before.data, before._grad, before._requires_grad = self.data, None, self.requires_grad
         before.creator, before._graph_freed = self.creator, self._graph_freed
         before._counter, before._before = _VersionCounter(self._version), self._before
         out = function.apply(before, *args, **options)
@@ -690,7 +759,7 @@ class Tensor:
         self._bump_version(function.__name__)
         fn = out.creator
         if fn is not None:
-            self.creator, self.requires_grad, self._before = fn, True, before
+            self.creator, self._requires_grad, self._before = fn, True, before
             if fn.reads_output:  # the output fn saved is this tensor now
                 fn.output = (self._counter, self._version) + fn.output[2:]
         return self
@@ -809,10 +878,21 @@ def _bitwise(fn, symbol, a, b):
     return Tensor(fn(a.data, b_data if isinstance(b, Tensor) else xp.asarray(b_data)))
 
 
-def _reduction_args(dim, keepdim, axis, keepdims):
+def _reduction_args(t, dim, keepdim, axis, keepdims):
+    """The axis (or axes, or None for all) and keepdims of a reduction of ``t``, from
+    torch's dim= / keepdim= or NumPy's axis= / keepdims=, each dim checked."""
     axis = dim if axis is None else axis
-    if isinstance(axis, list):
-        axis = tuple(axis)
+    ndim = t.data.ndim
+    if isinstance(axis, (tuple, list)):
+        axes = tuple(dim_index(d, ndim) for d in axis)
+        for i, d in enumerate(axes):
+            if d in axes[:i]:
+                raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
+        axis = axes
+    elif axis is not None:
+        axis = dim_index(axis, ndim)
+    if ndim == 0:  # a 0-d tensor reduces over dim 0 or -1 to itself
+        axis = None
     return axis, bool(keepdim if keepdims is None else keepdims)
 
 
@@ -840,6 +920,7 @@ def _extreme(t, dim, keepdim, largest):
         return ops.Where.apply(Tensor(take_a), a, b)
     if dim is None:
         return ops.Max.apply(t, axis=None, keepdims=False, largest=largest)
+    dim = dim_index(dim, t.ndim)
     values = ops.Max.apply(t, axis=dim, keepdims=keepdim, largest=largest)
     indices = _argext(xp.argmax if largest else xp.argmin, t.data, dim, keepdim)
     return _ValuesIndices(values, Tensor(indices))
@@ -1001,7 +1082,7 @@ def _run_backward(roots, seeds, retain_graph=None, wanted=None):
                     node_grad = grad_array(node) + node_grad
                 else:
                     node_grad = _own(node_grad, given)
-                node.grad = Tensor(node_grad)
+                node._grad = Tensor(node_grad)
             continue
         if needed is not None and id(node) not in needed:
             continue
@@ -1014,7 +1095,7 @@ def _run_backward(roots, seeds, retain_graph=None, wanted=None):
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for inp, inp_grad in zip(fn.inputs, input_grads):
-            if inp_grad is None or not inp.requires_grad:
+            if inp_grad is None or not inp._requires_grad:
                 continue
             inp_grad = sum_to_shape(inp_grad, inp.data.shape)
             previous = grads.get(id(inp))
@@ -1040,7 +1121,7 @@ def _topological_order(roots):
         stack.append((node, True))
         if node.creator is not None:
             for inp in _inputs_as_run(node.creator):
-                if inp.requires_grad and id(inp) not in visited:
+                if inp._requires_grad and id(inp) not in visited:
                     stack.append((inp, False))
     return order
 
@@ -1055,7 +1136,10 @@ def _inputs_as_run(fn):
         raise _modified_error(fn, fn.output[0], fn.output[1], fn.output[2], fn.output[3],
                               f"output 0 of {type(fn).__name__}")
     inputs, versions = fn.inputs, fn.versions
-    if all(t._counter.value == v for t, v in zip(inputs, versions)):
+    for t, v in zip(inputs, versions):
+        if t._counter.value != v:
+            break
+    else:  # nothing changed (a plain loop: this runs for every node)
         return inputs
     saved = fn.saved_inputs()
     as_run = []
@@ -1114,16 +1198,16 @@ class Function:
     def apply(cls, *inputs, **options):
         tensors = tuple(t if isinstance(t, Tensor) else Tensor(t) for t in inputs)
         fn = cls()
-        fn.needs_grad = is_grad_enabled() and any(t.requires_grad for t in tensors)
+        fn.needs_grad = is_grad_enabled() and any([t._requires_grad for t in tensors])
         out = Tensor(fn.forward(*(t.data for t in tensors), **options))
         if cls.view and xp.may_share_memory(out.data, tensors[0].data):
             out._counter = tensors[0]._counter
         if fn.needs_grad:
             fn.inputs = tensors
-            fn.versions = tuple(t._counter.value for t in tensors)
+            fn.versions = tuple([t._counter.value for t in tensors])
             if cls.reads_output:
                 fn.output = (out._counter, out._counter.value, out.data.dtype, out.data.shape)
-            out.requires_grad = True
+            out._requires_grad = True
             out.creator = fn
         return out
 

@@ -169,3 +169,21 @@ def shape(sizes, what="size"):
             raise RuntimeError(f"Trying to create tensor with negative dimension {n}: "
                                f"{[int(v) for v in sizes]}; {what} must be >= 0")
     return tuple(int(n) for n in sizes)
+
+
+def dim_index(dim, ndim):
+    """``dim`` as an index into ``ndim`` dims (negative ones count from the end), checked
+    as torch checks every dim argument: a non-integer is a TypeError, one out of range
+    torch's IndexError. A 0-d tensor takes dims -1 and 0, as in torch; ops that add a
+    dim (unsqueeze, stack) pass ndim + 1.
+
+        dim_index(-1, 3) -> 2
+        dim_index(5, 2)  -> IndexError: Dimension out of range (expected to be in range
+                            of [-2, 1], but got 5)"""
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"a dim must be an integer, got {dim!r:.60} ({type(dim).__name__})")
+    n = max(int(ndim), 1)
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+                         f"but got {dim})")
+    return int(dim) % n

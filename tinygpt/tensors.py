@@ -25,7 +25,7 @@ import numpy
 from . import backend, ops
 from .autograd import Tensor, _operands, _ValuesIndices, result_dtype
 from .backend import DEFAULT_DTYPE, Device, check_device, get_rng, xp
-from .checks import nonnegative_int, positive_int, rectangular
+from .checks import dim_index, nonnegative_int, positive_int, rectangular
 from .dtypes import DTYPES, Size, dtype
 from .sampling import resolve_rng
 
@@ -332,12 +332,12 @@ def argmin(x, dim=None, keepdim=False):
 
 def softmax(x, dim, dtype=None):
     x = _t(x) if dtype is None else _t(x).to(dtype)
-    return ops.Softmax.apply(x, axis=dim)
+    return x.softmax(dim)
 
 
 def log_softmax(x, dim, dtype=None):
     x = _t(x) if dtype is None else _t(x).to(dtype)
-    return ops.LogSoftmax.apply(x, axis=dim)
+    return x.log_softmax(dim)
 
 
 def _triangle(name, x, diagonal):
@@ -385,7 +385,7 @@ def cat(tensors, dim=0):
     if any(t.ndim == 0 for t in tensors):
         raise RuntimeError("cat(): zero-dimensional tensors cannot be concatenated; "
                            "use stack(), or reshape them to (1,)")
-    return ops.Cat.apply(*tensors, axis=dim)
+    return ops.Cat.apply(*tensors, axis=dim_index(dim, tensors[0].ndim))
 
 
 concat = concatenate = cat
@@ -393,7 +393,7 @@ concat = concatenate = cat
 
 def stack(tensors, dim=0):
     tensors = _joinable("stack", tensors)
-    return ops.Stack.apply(*tensors, axis=dim)
+    return ops.Stack.apply(*tensors, axis=dim_index(dim, tensors[0].ndim + 1))
 
 
 def where(condition, input=None, other=None):  # noqa: A002 - torch's argument names
@@ -415,6 +415,7 @@ def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
     """(values, indices) of the ``k`` largest (or smallest) entries along ``dim``,
     largest first; among equal values the lower index comes first."""
     x = _t(x)
+    dim = dim_index(dim, x.ndim)
     n = x.shape[dim]
     if not 1 <= positive_int("k", k) <= n:
         raise ValueError(f"topk: k must be in [1, {n}] for a dim of length {n}, got {k}")

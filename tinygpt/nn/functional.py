@@ -116,14 +116,14 @@ def softmax(input, dim=None, dtype=None):  # noqa: A002
     if dim is None:
         raise TypeError("softmax needs dim= (which dim sums to 1), e.g. softmax(x, dim=-1)")
     x = _tensor(input) if dtype is None else _tensor(input).to(dtype)
-    return ops.Softmax.apply(x, axis=dim)
+    return x.softmax(dim)  # the dim checked there
 
 
 def log_softmax(input, dim=None, dtype=None):  # noqa: A002
     if dim is None:
         raise TypeError("log_softmax needs dim=, e.g. log_softmax(x, dim=-1)")
     x = _tensor(input) if dtype is None else _tensor(input).to(dtype)
-    return ops.LogSoftmax.apply(x, axis=dim)
+    return x.log_softmax(dim)  # the dim checked there
 
 
 def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
