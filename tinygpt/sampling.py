@@ -252,6 +252,8 @@ def _top_k_mask(x, k):
     above = x > kth  # (B, V)
     tied = x == kth  # (B, V)
     slots = k - above.sum(axis=-1, keepdims=True)  # (B, 1) places left for tied tokens
+    if (tied.sum(axis=-1, keepdims=True) == slots).all():  # no tie to break: skip the cumsum
+        return above | tied
     return above | (tied & (np.cumsum(tied, axis=-1) <= slots))
 
 
