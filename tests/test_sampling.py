@@ -175,6 +175,17 @@ def test_top3_book_example():
     assert probs.dtype == np.float32
 
 
+def test_topk_has_torchs_semantics():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(13).standard_normal((3, 7, 5)).astype(np.float32)
+    for kw in [dict(), dict(dim=1), dict(dim=0, largest=False), dict(dim=-1, sorted=True)]:
+        ours, ref = topk(tensor(x), 2, **kw), torch.topk(torch.tensor(x), 2, **kw)
+        np.testing.assert_array_equal(host(ours.values), ref.values.numpy(), err_msg=repr(kw))
+        np.testing.assert_array_equal(host(ours.indices), ref.indices.numpy(), err_msg=repr(kw))
+        values, indices = ours
+        assert indices.dtype == np.int64 and values.shape == tuple(ref.values.shape)
+
+
 def test_top_k_ties_keep_exactly_k_lowest_ids_first():
     logits = np.array([1.0, 2.0, 2.0, 2.0, 0.0], dtype=np.float32)
     # The book's `logits < min_val` rule would keep ids 1, 2, 3 for k = 2.
