@@ -159,3 +159,42 @@ def test_training_steps_and_kv_cache_generation_raise_no_false_alarm():
         losses.append(loss.item())
     assert np.isfinite(losses).all()
     assert all(p._version == 3 for p in model.parameters())
+
+
+@pytest.mark.parametrize("name,change", [
+    ("copy_", lambda t: t.copy_(tinygpt.ones(3))),
+    ("add_", lambda t: t.add_(1.0)),
+    ("mul_", lambda t: t.mul_(2.0)),
+    ("fill_", lambda t: t.fill_(2.0)),
+    ("zero_", lambda t: t.zero_()),
+    ("masked_fill_", lambda t: t.masked_fill_(tinygpt.tensor([True, False, True]), 0.0)),
+    ("__setitem__", lambda t: t.__setitem__(0, 5.0)),
+    ("nn.init", lambda t: tinygpt.nn.init.normal_(t)),
+])
+def test_every_in_place_op_bumps_the_version_and_is_caught(name, change):
+    if name.endswith("_") and not hasattr(tinygpt.Tensor, name):
+        pytest.skip(f"Tensor.{name} is not there yet")
+    w = tinygpt.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    t = tinygpt.tensor([4.0, 5.0, 6.0])
+    loss = (w * t).sum()  # saves t for w's gradient
+    change(t)
+    assert t._version == 1
+    with pytest.raises(RuntimeError, match=MODIFIED):
+        loss.backward()
+
+
+def test_sgd_step_bumps_the_version():
+    w = tinygpt.nn.Parameter(tinygpt.ones(3))
+    (w * 2.0).sum().backward()
+    tinygpt.optim.SGD([w], lr=0.1, momentum=0.9).step()
+    assert w._version == 1
+    np.testing.assert_allclose(host(w.data), np.full(3, 0.8), rtol=1e-6)
+
+
+def test_sigmoid_saves_its_output_as_torch_does():
+    x = tinygpt.tensor([1.0, 2.0], requires_grad=True)
+    y = tinygpt.sigmoid(x)
+    z = y * 2
+    y.masked_fill_(tinygpt.tensor([True, False]), 0.0)
+    with pytest.raises(RuntimeError, match="output 0 of Sigmoid"):
+        z.sum().backward()

@@ -158,6 +158,8 @@ class Sigmoid(Function):
 
     Computed from exp(-|x|), which never overflows."""
 
+    reads, reads_output = ((),), True  # backward reads y, not x
+
     def forward(self, x):
         e = xp.exp(-xp.abs(x))
         self.y = xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
@@ -206,6 +208,8 @@ class Sin(Function):
 class Rsqrt(Function):
     """y = 1 / sqrt(x);  dx = -dy * y^3 / 2"""
 
+    reads, reads_output = ((),), True  # backward reads y, not x
+
     def forward(self, x):
         self.y = 1.0 / xp.sqrt(x)
         return self.y
@@ -218,6 +222,8 @@ class Rsqrt(Function):
 class RepeatInterleave(Function):
     """y = each entry of x ``repeats`` times in a row along ``axis``;
     dx = dy with each run of ``repeats`` summed back into its entry"""
+
+    reads = ()  # backward needs no input's values
 
     def forward(self, x, repeats, axis):
         self.axis, self.repeats = axis % x.ndim, repeats
