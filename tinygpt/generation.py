@@ -98,7 +98,7 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
 
         if top_k is not None:  # top-k: logits below the k-th largest can never be drawn
             top_logits, _ = topk(logits, top_k)
-            min_val = top_logits[:, -1:]  # (B, 1): the k-th largest of each row
+            min_val = top_logits[:, -1:]  # (B, 1): each row against its own k-th largest
             logits = where(logits < min_val, tensor(float("-inf")), logits)
 
         if temperature > 0.0:  # flatter (T > 1) or sharper (T < 1), then a random draw
