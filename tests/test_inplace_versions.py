@@ -135,9 +135,16 @@ CFG = {"vocab_size": 17, "context_length": 8, "emb_dim": 8, "n_heads": 2, "n_lay
        "drop_rate": 0.1, "qkv_bias": True}
 
 
-def test_training_steps_and_kv_cache_generation_raise_no_false_alarm():
-    """Forward, a KV-cache generation between forward and backward (it must not touch
-    what the graph saved), backward, clipping and AdamW steps: no version error."""
+@pytest.mark.parametrize("fused", [True, False])
+def test_training_steps_and_kv_cache_generation_raise_no_false_alarm(fused):
+    """Forward (the fused ops, or the book's steps with masked_fill_), a KV-cache
+    generation between forward and backward (it must not touch what the graph saved),
+    backward, clipping and AdamW steps: no version error."""
+    with tinygpt.use_fused(fused):
+        _train_and_generate()
+
+
+def _train_and_generate():
     tinygpt.manual_seed(0)
     model = GPTModel(CFG)
     optimizer = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
