@@ -62,9 +62,10 @@ def test_silent_wrong_result_pretrain_cosine_decay_must_be_a_bool(tmp_path):
     from tinygpt.workflow import pretrain
 
     cfg = dict(GPT_CONFIG_124M, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
+    text = tmp_path / "text.txt"
+    text.write_text("a few words to train on, repeated. " * 40, encoding="utf-8")
     with pytest.raises(ValueError, match="cosine_decay must be True or False, got 'no'"):
-        pretrain(cfg, {"cosine_decay": "no"}, text=tmp_path / "missing.txt",
-                 out=tmp_path / "run")
+        pretrain(cfg, {"cosine_decay": "no"}, text=text, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -205,3 +206,32 @@ def test_settings_numpy_drop_rate_accepted():
         assert type(clean["drop_rate"]) is float and clean["drop_rate"] == pytest.approx(rate)
     with pytest.raises(ValueError, match="drop_rate"):
         validate_config(dict(GPT_CONFIG_124M, drop_rate=np.float32(1.0)))
+
+
+# --- found by bench/fuzz_api.py ---------------------------------------------------------------
+
+
+def test_fuzz_found_topk_k_zero_and_too_large_as_torch():
+    values, indices = t.topk(t.tensor([[3.0, 1.0, 2.0]]), 0)
+    assert values.shape == indices.shape == (1, 0)
+    assert _torch_error(lambda: torch.topk(torch.ones(2), 3)) is RuntimeError
+    with pytest.raises(RuntimeError, match="selected index k out of range"):
+        t.topk(t.ones(2), 3)
+
+
+def test_fuzz_found_layer_norm_wrong_last_dim():
+    assert _torch_error(lambda: torch.nn.LayerNorm(3)(torch.ones(2, 4))) is RuntimeError
+    with pytest.raises(RuntimeError, match=r"expected input with shape \[\*, 3\]"):
+        tnn.LayerNorm(3)(t.ones(2, 4))
+
+
+def test_fuzz_found_tensor_nan_as_integers_and_huge_ints():
+    assert _torch_error(lambda: torch.tensor([1.5, float("nan")], dtype=torch.int64)) is (
+        RuntimeError)
+    with pytest.raises(RuntimeError, match="cannot be converted to type int64"):
+        t.tensor([1.5, float("nan")], dtype=t.int64)
+    assert float(t.tensor(2**70, dtype=t.float32)) == float(torch.tensor(2**70,
+                                                                         dtype=torch.float32))
+    assert _torch_error(lambda: torch.tensor([1, 2**70])) is ValueError
+    with pytest.raises(ValueError, match="Overflow when unpacking long long: 1180591620717411"):
+        t.tensor([1, 2**70])

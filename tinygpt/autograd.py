@@ -361,28 +361,30 @@ class Tensor:
     # Mixed dtypes follow torch: a Python float with an integer tensor gives float32, a
     # float tensor keeps its dtype against Python numbers and integer tensors.
     def __add__(self, other):
-        return ops.Add.apply(*_operands(self, other))
+        return _broadcast(ops.Add, *_operands(self, other))
 
     def __radd__(self, other):
-        return ops.Add.apply(*reversed(_operands(self, other)))
+        return _broadcast(ops.Add, *reversed(_operands(self, other)))
 
     def __sub__(self, other):
-        return ops.Sub.apply(*_operands(self, other))
+        _no_bool_subtraction(self, other)
+        return _broadcast(ops.Sub, *_operands(self, other))
 
     def __rsub__(self, other):
-        return ops.Sub.apply(*reversed(_operands(self, other)))
+        _no_bool_subtraction(self, other)
+        return _broadcast(ops.Sub, *reversed(_operands(self, other)))
 
     def __mul__(self, other):
-        return ops.Mul.apply(*_operands(self, other))
+        return _broadcast(ops.Mul, *_operands(self, other))
 
     def __rmul__(self, other):
-        return ops.Mul.apply(*reversed(_operands(self, other)))
+        return _broadcast(ops.Mul, *reversed(_operands(self, other)))
 
     def __truediv__(self, other):
-        return ops.Div.apply(*_operands(self, other, true_division=True))
+        return _broadcast(ops.Div, *_operands(self, other, true_division=True))
 
     def __rtruediv__(self, other):
-        return ops.Div.apply(*reversed(_operands(self, other, true_division=True)))
+        return _broadcast(ops.Div, *reversed(_operands(self, other, true_division=True)))
 
     def __pow__(self, exponent):
         if isinstance(exponent, Tensor):
@@ -400,10 +402,10 @@ class Tensor:
         return ops.Neg.apply(self)
 
     def __matmul__(self, other):
-        return ops.MatMul.apply(*_operands(self, other))
+        return _matmul(self, other)
 
     def __rmatmul__(self, other):
-        return ops.MatMul.apply(*reversed(_operands(self, other)))
+        return _matmul(Tensor(other) if not isinstance(other, Tensor) else other, self)
 
     # comparisons give bool tensors (no gradient); ``t == None`` is False, as in torch
     def __eq__(self, other):
@@ -445,7 +447,14 @@ class Tensor:
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        return ops.Reshape.apply(self, shape=tuple(int(n) for n in shape))
+        shape = tuple(int(n) for n in shape)
+        try:
+            return ops.Reshape.apply(self, shape=shape)
+        except ValueError:  # NumPy's words; torch's error and class
+            if list(shape).count(-1) > 1:
+                raise RuntimeError("only one dimension can be inferred") from None
+            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size "
+                               f"{self.numel()}") from None
 
     view = reshape
 
@@ -492,6 +501,8 @@ class Tensor:
         return self.permute(*axes)
 
     def permute(self, *dims):
+        if not dims:
+            raise TypeError('permute() missing 1 required positional arguments: "dims"')
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         if len(dims) != self.ndim:
@@ -508,6 +519,13 @@ class Tensor:
     @property
     def T(self):
         return self.transpose()
+
+    def t(self):
+        """The transpose of a matrix; a vector or a number as it is (torch's t())."""
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
+                               f"{self.ndim}D; use transpose(dim0, dim1)")
+        return self.transpose(0, 1) if self.ndim == 2 else self
 
     # --- reductions: torch's dim= / keepdim= (NumPy's axis= / keepdims= work too) -----
     def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
@@ -550,10 +568,12 @@ class Tensor:
     def argmax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """Index of the largest entry (the first one; flat when ``dim`` is None)."""
         axis, keepdims = _reduction_args(self, dim, keepdim, axis, keepdims)
+        _no_bool("argmax", self)
         return Tensor(_argext(xp.argmax, self.data, axis, keepdims))
 
     def argmin(self, dim=None, keepdim=False):
         axis, keepdim = _reduction_args(self, dim, keepdim, None, None)
+        _no_bool("argmin", self)
         return Tensor(_argext(xp.argmin, self.data, axis, keepdim))
 
     def any(self):
@@ -589,19 +609,43 @@ class Tensor:
         return self @ other
 
     def softmax(self, dim):
-        return ops.Softmax.apply(self, axis=dim_index(dim, self.ndim))
+        _floating("softmax", self)
+        axis = dim_index(dim, self.ndim)
+        if self.data.size == 0:  # nothing to normalise (NumPy's max has no identity)
+            return self * 1.0
+        return ops.Softmax.apply(self, axis=axis)
 
     def log_softmax(self, dim):
-        return ops.LogSoftmax.apply(self, axis=dim_index(dim, self.ndim))
+        _floating("log_softmax", self)
+        axis = dim_index(dim, self.ndim)
+        if self.data.size == 0:
+            return self * 1.0
+        return ops.LogSoftmax.apply(self, axis=axis)
 
     def masked_fill(self, mask, value):
         """A copy with ``value`` where ``mask`` (broadcast to this shape) is true."""
-        return ops.MaskedFill.apply(self, _as_tensor(mask), value=value)
+        return ops.MaskedFill.apply(self, _fill_mask(self, mask, value, False), value=value)
 
     def masked_fill_(self, mask, value):
         """``masked_fill`` in place, as the book's attention does: this tensor object now
         holds the filled values, and gradients flow through the fill to what it was."""
-        return self._in_place(ops.MaskedFill, _as_tensor(mask), value=value)
+        return self._in_place(ops.MaskedFill, _fill_mask(self, mask, value, True), value=value)
+
+    def add_(self, other, *, alpha=1):
+        """self += alpha * other in place (the version bumps; gradients flow as for +)."""
+        other = other if alpha == 1 else other * alpha
+        return self._in_place(ops.Add, _in_place_operand(self, other, "add_"))
+
+    def mul_(self, other):
+        return self._in_place(ops.Mul, _in_place_operand(self, other, "mul_"))
+
+    def fill_(self, value):
+        """Every entry set to ``value`` in place; no gradient reaches the old values."""
+        value = value.item() if isinstance(value, Tensor) else value
+        return self._in_place(ops.MaskedFill, Tensor(xp.ones((), dtype=bool)), value=value)
+
+    def zero_(self):
+        return self.fill_(0)
 
     def gather(self, dim, index):
         index = _as_tensor(index)
@@ -825,6 +869,115 @@ def _as_tensor(value):
     return value if isinstance(value, Tensor) else Tensor(value)
 
 
+# --- torch's errors for arguments NumPy would take or reject in its own words -----------
+
+
+def _broadcast_error(a_shape, b_shape):
+    """torch's RuntimeError for two shapes that do not broadcast."""
+    for i in range(1, min(len(a_shape), len(b_shape)) + 1):
+        m, n = a_shape[-i], b_shape[-i]
+        if m != n and 1 not in (m, n):
+            return RuntimeError(
+                f"The size of tensor a ({m}) must match the size of tensor b ({n}) at "
+                f"non-singleton dimension {max(len(a_shape), len(b_shape)) - i}")
+    return RuntimeError(f"shapes {list(a_shape)} and {list(b_shape)} do not broadcast")
+
+
+def _broadcast(function, a, b):
+    """``function.apply(a, b)``, with torch's error when the shapes do not broadcast."""
+    try:
+        return function.apply(a, b)
+    except ValueError as exc:
+        if "could not be broadcast" not in str(exc):
+            raise
+        raise _broadcast_error(a.shape, b.shape) from None
+
+
+def _no_bool_subtraction(a, b):
+    if a.dtype.kind == "b" or isinstance(b, bool) or (
+            isinstance(b, Tensor) and b.dtype.kind == "b"):
+        raise RuntimeError(
+            "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+            "trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+
+
+def _matmul(a, b):
+    """a @ b with torch's checks: tensors of at least one dim and of one dtype."""
+    if not isinstance(b, Tensor):
+        if isinstance(b, (bool, int, float, numpy.number, numpy.bool_)):
+            raise TypeError(f"unsupported operand type(s) for @: 'Tensor' and "
+                            f"'{type(b).__name__}'")
+        b = Tensor(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
+                           f"{a.ndim}D and {b.ndim}D")
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {a.dtype} "
+                           f"!= {b.dtype}")
+    if a.dtype.kind == "b":
+        raise NotImplementedError("matmul of bool tensors is not supported (nor by torch); "
+                                  "convert them first, e.g. a.float() @ b.float()")
+    try:
+        return ops.MatMul.apply(a, b)
+    except ValueError:  # NumPy's gufunc message
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({list(a.shape)} @ "
+                           f"{list(b.shape)})") from None
+
+
+def _no_bool(name, t):
+    if t.dtype.kind == "b":
+        raise RuntimeError(f"{name}(): does not support bool input")
+
+
+def _floating(name, t):
+    if t.dtype.kind != "f":  # torch has no integer kernel either
+        raise NotImplementedError(f"{name} of a {t.dtype} tensor is not supported (nor by "
+                                  f"torch); convert it first: x.float().{name}(dim)")
+
+
+def _in_place_operand(x, other, name):
+    """``other`` as a Tensor of ``x``'s dtype that broadcasts to exactly ``x``'s shape, or
+    torch's error: an in-place result keeps its tensor's dtype and shape."""
+    dtype = result_dtype(x, other)
+    if dtype != x.dtype and (x.dtype.kind in "iub" and dtype.kind == "f" or x.dtype.kind == "b"):
+        raise RuntimeError(f"{name}: result type {dtype} can't be cast to the desired output "
+                           f"type {x.dtype}")
+    other = other if isinstance(other, Tensor) else Tensor(xp.asarray(other, dtype=x.dtype))
+    if other.shape != x.shape:
+        try:
+            shape = numpy.broadcast_shapes(x.shape, other.shape)
+        except ValueError:
+            raise _broadcast_error(x.shape, other.shape) from None
+        if shape != x.shape:
+            raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the "
+                               f"broadcast shape {list(shape)}")
+    return other if other.dtype == x.dtype else ops.Cast.apply(other, dtype=x.dtype)
+
+
+def _fill_mask(x, mask, value, in_place):
+    """The mask of masked_fill, checked as torch checks it: bool, broadcastable to ``x``
+    (to exactly ``x``'s shape in place), and a value the dtype can hold."""
+    mask = _as_tensor(mask)
+    if mask.dtype.kind != "b":
+        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with "
+                           f"dtype {mask.dtype}")
+    small, big = mask.data.shape, x.data.shape
+    if small != big and not (len(small) <= len(big) and all(
+            m == 1 or m == n for m, n in zip(reversed(small), reversed(big)))):
+        try:  # the mask does not broadcast to x: a larger result, or an error
+            shape = numpy.broadcast_shapes(x.shape, mask.shape)
+        except ValueError:
+            raise _broadcast_error(x.shape, mask.shape) from None
+        if in_place and shape != x.shape:
+            raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the "
+                               f"broadcast shape {list(shape)}")
+    if x.dtype.kind in "iub" and isinstance(value, (float, numpy.floating)) and not (
+            numpy.isfinite(value)):
+        raise RuntimeError(f"value cannot be converted to type {x.dtype} without overflow: "
+                           f"{value}")
+    return mask
+
+
 def result_dtype(a, b):
     """The dtype of ``a op b`` by torch's rules (a: a Tensor; b: a Tensor or a number):
     a Python float with an integer tensor gives float32; a float tensor keeps its dtype
@@ -836,6 +989,8 @@ def result_dtype(a, b):
             return da
         if (da.kind == "f") != (db.kind == "f"):
             return da if da.kind == "f" else db  # the float side wins, whatever its width
+        if (a.ndim == 0) != (b.ndim == 0) and (da.kind == "b") == (db.kind == "b"):
+            return db if a.ndim == 0 else da  # a 0-d tensor of the same kind defers
         return xp.dtype(numpy.promote_types(da, db))
     if isinstance(b, (bool, numpy.bool_)):
         return da
@@ -921,6 +1076,7 @@ def _extreme(t, dim, keepdim, largest):
     if dim is None:
         return ops.Max.apply(t, axis=None, keepdims=False, largest=largest)
     dim = dim_index(dim, t.ndim)
+    dim = dim if t.ndim else None  # a 0-d tensor is its own extreme
     values = ops.Max.apply(t, axis=dim, keepdims=keepdim, largest=largest)
     indices = _argext(xp.argmax if largest else xp.argmin, t.data, dim, keepdim)
     return _ValuesIndices(values, Tensor(indices))

@@ -89,9 +89,16 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         array = xp.asarray(rectangular(data, "tensor data", "pad the rows to one length"))
     else:
         array = xp.asarray(backend.to_numpy(data) if not isinstance(data, xp.ndarray) else data)
+    if array.dtype.kind == "O" and dtype is not None and _dtype(dtype).kind in "fb" and (
+            isinstance(_odd_leaf(data), numbers.Integral)):
+        # ints beyond int64, asked for as floats (or bools): torch converts them
+        array = xp.asarray(numpy.asarray(data, dtype=numpy.float64))
     if array.dtype.kind not in "biuf":
         _refuse_data(data, array.dtype)
     if dtype is not None:
+        if array.dtype.kind == "f" and _dtype(dtype).kind in "iu" and not xp.isfinite(array).all():
+            raise RuntimeError(f"value cannot be converted to type {_dtype(dtype)} without "
+                               "overflow: the data holds nan or inf")
         array = array.astype(_dtype(dtype))
     elif not isinstance(data, (numpy.ndarray, xp.ndarray)):
         if array.dtype.kind == "f":
@@ -103,6 +110,20 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     return _new(array, requires_grad, device)
 
 
+def _odd_leaf(data):
+    """The first value in ``data``, depth first, that is not a number or overflows int64
+    (else ``data``): what a tensor's error names."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, (list, tuple)):
+            stack.extend(reversed(value))
+        elif not isinstance(value, numbers.Number) or (
+                isinstance(value, int) and not -2**63 <= value < 2**63):
+            return value
+    return data
+
+
 def _refuse_data(data, dtype):
     """torch's errors for what a tensor cannot hold: text, None, dicts, objects."""
     if dtype.kind == "c":
@@ -111,9 +132,10 @@ def _refuse_data(data, dtype):
     if dtype.kind in "US":
         raise TypeError(f"tensor(): invalid data type '{'str' if dtype.kind == 'U' else 'bytes'}'"
                         "; convert text to numbers first (e.g. a tokenizer's ids)")
-    leaf = data
-    while isinstance(leaf, (list, tuple)) and leaf:
-        leaf = next((v for v in leaf if not isinstance(v, numbers.Number)), leaf[0])
+    leaf = _odd_leaf(data)
+    if isinstance(leaf, numbers.Integral):
+        raise ValueError(f"Overflow when unpacking long long: {leaf} does not fit in int64; "
+                         "pass dtype=float32 for a rounded value")
     raise RuntimeError(f"Could not infer dtype of {type(leaf).__name__}: a tensor holds "
                        f"numbers or bools, got {dtype} data")
 
@@ -385,7 +407,18 @@ def cat(tensors, dim=0):
     if any(t.ndim == 0 for t in tensors):
         raise RuntimeError("cat(): zero-dimensional tensors cannot be concatenated; "
                            "use stack(), or reshape them to (1,)")
-    return ops.Cat.apply(*tensors, axis=dim_index(dim, tensors[0].ndim))
+    axis = dim_index(dim, tensors[0].ndim)
+    first = tensors[0].shape
+    for i, t in enumerate(tensors[1:], 1):
+        if t.ndim != len(first):
+            raise RuntimeError(f"Tensors must have same number of dimensions: got "
+                               f"{len(first)} and {t.ndim}")
+        bad = next((d for d in range(len(first)) if d != axis and t.shape[d] != first[d]), None)
+        if bad is not None:
+            raise RuntimeError(f"Sizes of tensors must match except in dimension {axis}. "
+                               f"Expected size {first[bad]} but got size {t.shape[bad]} for "
+                               f"tensor number {i} in the list.")
+    return ops.Cat.apply(*tensors, axis=axis)
 
 
 concat = concatenate = cat
@@ -393,7 +426,13 @@ concat = concatenate = cat
 
 def stack(tensors, dim=0):
     tensors = _joinable("stack", tensors)
-    return ops.Stack.apply(*tensors, axis=dim_index(dim, tensors[0].ndim + 1))
+    axis = dim_index(dim, tensors[0].ndim + 1)
+    for i, t in enumerate(tensors[1:], 1):
+        if t.shape != tensors[0].shape:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got "
+                               f"{list(tensors[0].shape)} at entry 0 and {list(t.shape)} at "
+                               f"entry {i}")
+    return ops.Stack.apply(*tensors, axis=axis)
 
 
 def where(condition, input=None, other=None):  # noqa: A002 - torch's argument names
@@ -416,9 +455,12 @@ def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
     largest first; among equal values the lower index comes first."""
     x = _t(x)
     dim = dim_index(dim, x.ndim)
-    n = x.shape[dim]
-    if not 1 <= positive_int("k", k) <= n:
-        raise ValueError(f"topk: k must be in [1, {n}] for a dim of length {n}, got {k}")
+    n = x.shape[dim] if x.ndim else 1
+    if nonnegative_int("k", k) > n:  # k = 0 gives empty results, as in torch
+        raise RuntimeError(f"topk: selected index k out of range: k must be in [0, {n}] for "
+                           f"a dim of length {n}, got {k}")
+    if x.ndim == 0:  # torch gives the element itself, for k = 0 too
+        return _ValuesIndices(x.reshape(()), Tensor(xp.zeros((), dtype=numpy.int64)))
     keys = -x.data if largest else x.data
     indices = xp.argsort(keys, axis=dim, kind="stable")
     indices = xp.take(indices, xp.arange(int(k)), axis=dim)

@@ -325,6 +325,10 @@ class LayerNorm(Module):
 
     def forward(self, x):
         x = _match_dtype(x, self.weight)
+        if x.ndim == 0 or x.shape[-1] != self.normalized_shape[0]:
+            raise RuntimeError(f"Given normalized_shape={list(self.normalized_shape)}, expected "
+                               f"input with shape [*, {self.normalized_shape[0]}], but got "
+                               f"input of size {list(x.shape)}")
         shift = self.bias if self.bias is not None else Tensor(
             xp.zeros(self.normalized_shape, dtype=self.weight.dtype))
         return ops.LayerNorm.apply(x, self.weight, shift, eps=self.eps)
