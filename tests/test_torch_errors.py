@@ -235,3 +235,10 @@ def test_fuzz_found_tensor_nan_as_integers_and_huge_ints():
     assert _torch_error(lambda: torch.tensor([1, 2**70])) is ValueError
     with pytest.raises(ValueError, match="Overflow when unpacking long long: 1180591620717411"):
         t.tensor([1, 2**70])
+
+
+@pytest.mark.parametrize("data", [None, [1, None], set(), {}, object()])
+def test_junk_accepted_tensor_with_a_dtype_is_a_type_error_as_in_torch(data):
+    assert _torch_error(lambda: torch.tensor(data, dtype=torch.float32)) is TypeError
+    with pytest.raises(TypeError, match="cannot be converted to a number"):
+        t.tensor(data, dtype=t.float32)

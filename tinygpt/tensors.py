@@ -94,7 +94,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         # ints beyond int64, asked for as floats (or bools): torch converts them
         array = xp.asarray(numpy.asarray(data, dtype=numpy.float64))
     if array.dtype.kind not in "biuf":
-        _refuse_data(data, array.dtype)
+        _refuse_data(data, array.dtype, asked=dtype is not None)
     if dtype is not None:
         if array.dtype.kind == "f" and _dtype(dtype).kind in "iu" and not xp.isfinite(array).all():
             raise RuntimeError(f"value cannot be converted to type {_dtype(dtype)} without "
@@ -124,8 +124,9 @@ def _odd_leaf(data):
     return data
 
 
-def _refuse_data(data, dtype):
-    """torch's errors for what a tensor cannot hold: text, None, dicts, objects."""
+def _refuse_data(data, dtype, asked=False):
+    """torch's errors for what a tensor cannot hold: text, None, dicts, objects (a
+    TypeError when a dtype was ``asked`` for, as torch converts each value to it)."""
     if dtype.kind == "c":
         raise NotImplementedError("complex tensors are not supported by tinygpt; keep the "
                                   "real and imaginary parts in two float tensors")
@@ -136,6 +137,9 @@ def _refuse_data(data, dtype):
     if isinstance(leaf, numbers.Integral):
         raise ValueError(f"Overflow when unpacking long long: {leaf} does not fit in int64; "
                          "pass dtype=float32 for a rounded value")
+    if asked:
+        raise TypeError(f"tensor(): a {type(leaf).__name__} cannot be converted to a "
+                        "number; a tensor holds numbers or bools")
     raise RuntimeError(f"Could not infer dtype of {type(leaf).__name__}: a tensor holds "
                        f"numbers or bools, got {dtype} data")
 
