@@ -112,6 +112,17 @@ def test_misleading_memory_error_huge_max_length_says_text_too_short():
         create_dataloader_v1("a short text " * 20, batch_size=1, max_length=10**15, stride=1)
 
 
+def test_misleading_memory_error_huge_context_length_in_a_run_says_text_too_short(tmp_path):
+    from tinygpt.workflow import pretrain
+
+    text = tmp_path / "text.txt"
+    text.write_text("a few words to train on, repeated. " * 40, encoding="utf-8")
+    cfg = dict(GPT_CONFIG_124M, context_length=10**12, emb_dim=8, n_heads=2, n_layers=1)
+    with pytest.raises(ValueError, match="not enough for one window of max_length=10{12}"):
+        pretrain(cfg, {"num_epochs": 1}, text=text, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 # --- raw errors where torch gives a result or a clear error -------------------------------
 
 
