@@ -533,16 +533,19 @@ class Tensor:
         return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
 
     def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        axis, keepdims = _reduction_args(self, dim, keepdim, axis, keepdims)
-        if self.dtype.kind != "f":
+        if self.dtype.kind != "f":  # checked before the dims, as torch does
             raise RuntimeError(
                 f"mean() needs a floating-point tensor, got {self.dtype}; use .float().mean()"
             )
+        axis, keepdims = _reduction_args(self, dim, keepdim, axis, keepdims)
         return ops.Mean.apply(self, axis=axis, keepdims=keepdims)
 
     def var(self, dim=None, keepdim=False, unbiased=True, *, correction=None):
         """Variance over ``dim``: sum((x - mean)^2) / (n - correction); ``unbiased=False``
         (the book's layer norm) divides by n. Built from ops, so it has a gradient."""
+        if self.data.dtype.kind != "f":
+            raise RuntimeError("std and var only support floating point and complex dtypes; "
+                               "convert first, e.g. x.float().var()")
         axis, _ = _reduction_args(self, dim, keepdim, None, None)
         correction = (1 if unbiased else 0) if correction is None else correction
         n = self.numel() if axis is None else int(numpy.prod(
@@ -567,13 +570,13 @@ class Tensor:
 
     def argmax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         """Index of the largest entry (the first one; flat when ``dim`` is None)."""
-        axis, keepdims = _reduction_args(self, dim, keepdim, axis, keepdims)
         _no_bool("argmax", self)
+        axis, keepdims = _reduction_args(self, dim, keepdim, axis, keepdims)
         return Tensor(_argext(xp.argmax, self.data, axis, keepdims))
 
     def argmin(self, dim=None, keepdim=False):
-        axis, keepdim = _reduction_args(self, dim, keepdim, None, None)
         _no_bool("argmin", self)
+        axis, keepdim = _reduction_args(self, dim, keepdim, None, None)
         return Tensor(_argext(xp.argmin, self.data, axis, keepdim))
 
     def any(self):
