@@ -29,7 +29,9 @@ squeeze, permute, flatten, reshape, view), ``join`` (cat, stack), ``topk``, ``in
 torch's weights copied in), ``cross_entropy`` (ignore_index, targets out of range),
 ``tensor`` (``tensor()`` on odd inputs), ``inplace`` (in-place changes of saved tensors
 followed by backward: torch's version-counter errors, or the same gradients),
-``grad`` (backward through a random chain, gradients compared).
+``grad`` (backward through a random chain, gradients compared), ``where`` (conditions of
+any dtype, broadcasting), ``triangle`` (tril/triu of any rank and diagonal), ``create``
+(zeros, ones, full, arange with odd sizes, fills and ranges).
 
 The acceptance (issue 23): 0 silent mismatches and 0 raw errors. Prints a markdown table
 of family x outcome, and with ``--verbose`` each failure; ``--store`` writes the table to
@@ -453,10 +455,57 @@ def fam_grad(rng):
     return f"backward through {steps} from shape {a.shape}", call
 
 
+def fam_where(rng):
+    cond = rand_array(rng, rand_shape(rng, 3), rng.choice((np.bool_, np.bool_, np.int64)))
+    a = rand_array(rng, rand_shape(rng, 3)) if rng.random() < 0.8 else rng.choice((0.0, 2))
+    b = rand_array(rng, rand_shape(rng, 3)) if rng.random() < 0.8 else rng.choice((1.5, -1))
+
+    def call(lib):
+        x = T(lib, a) if isinstance(a, np.ndarray) else a
+        y = T(lib, b) if isinstance(b, np.ndarray) else b
+        return lib.where(T(lib, cond), x, y)
+
+    show = lambda v: f"{v.shape} {v.dtype}" if isinstance(v, np.ndarray) else repr(v)  # noqa: E731
+    return f"where({show(cond)}, {show(a)}, {show(b)})", call
+
+
+def fam_triangle(rng):
+    a = rand_array(rng)
+    op = rng.choice(("tril", "triu"))
+    diagonal = rng.choice((0, 0, 1, -1, 5, -5))
+
+    def call(lib):
+        return getattr(lib, op)(T(lib, a), diagonal=diagonal)
+
+    return f"{op}(shape {a.shape} {a.dtype}, diagonal={diagonal})", call
+
+
+def fam_create(rng):
+    op = rng.choice(("zeros", "ones", "full", "arange", "empty_like_shape"))
+    size = rng.choice(((2, 3), (0,), (3,), (-1,), (2, -2), (1.5,), (np.int64(2),), ()))
+    fill = rng.choice((0, 1.5, True, -2))
+    start, end, step = rng.choice(((0, 5, 1), (5, 0, -1), (0, 1, 0.25), (0, 5, 0), (2, 2, 1),
+                                   (0, 3.5, 1), (0, -3, 1)))
+
+    def call(lib):
+        if op == "full":
+            return lib.full(size, fill)
+        if op == "arange":
+            return lib.arange(start, end, step)
+        if op == "empty_like_shape":
+            return lib.zeros(*size).shape
+        return getattr(lib, op)(*size)
+
+    what = f"arange({start}, {end}, {step})" if op == "arange" else (
+        f"full({size}, {fill!r})" if op == "full" else f"{op}{size}")
+    return what, call
+
+
 FAMILIES = {"reduce": fam_reduce, "shape": fam_shape, "join": fam_join, "topk": fam_topk,
             "index": fam_index, "masked_fill": fam_masked_fill, "binary": fam_binary,
             "module": fam_module, "cross_entropy": fam_cross_entropy, "tensor": fam_tensor,
-            "inplace": fam_inplace, "grad": fam_grad}
+            "inplace": fam_inplace, "grad": fam_grad, "where": fam_where,
+            "triangle": fam_triangle, "create": fam_create}
 
 
 # ----------------------------------------------------------------------------------

@@ -561,14 +561,19 @@ def test_clear_error_cached_decoder_sizes(model):
 
 
 def test_silent_wrong_result_torch_functions_truncating_sizes():
-    for call, name in [(lambda: tinygpt.zeros(2.5), "size"), (lambda: tinygpt.ones(-1), "size"),
-                       (lambda: tinygpt.rand(2, 1.5), "size"),
-                       (lambda: tinygpt.linspace(0, 1, 2.5), "steps"),
-                       (lambda: tinygpt.topk(tinygpt.tensor([1.0, 2.0]), 1.5), "k"),
-                       (lambda: tinygpt.multinomial(tinygpt.tensor([1.0, 2.0]), 0), "num_samples"),
-                       (lambda: tinygpt.multinomial(tinygpt.tensor([1.0]), 1.5), "num_samples"),
-                       (lambda: tinygpt.arange(0, 5, 0), "step")]:
-        with pytest.raises(ValueError, match=name):
+    # torch's classes: a fractional size is a TypeError, a negative one or a zero step
+    # a RuntimeError
+    for call, name, error in [
+            (lambda: tinygpt.zeros(2.5), "size", TypeError),
+            (lambda: tinygpt.ones(-1), "size", RuntimeError),
+            (lambda: tinygpt.rand(2, 1.5), "size", TypeError),
+            (lambda: tinygpt.linspace(0, 1, 2.5), "steps", ValueError),
+            (lambda: tinygpt.topk(tinygpt.tensor([1.0, 2.0]), 1.5), "k", ValueError),
+            (lambda: tinygpt.multinomial(tinygpt.tensor([1.0, 2.0]), 0), "num_samples",
+             ValueError),
+            (lambda: tinygpt.multinomial(tinygpt.tensor([1.0]), 1.5), "num_samples", ValueError),
+            (lambda: tinygpt.arange(0, 5, 0), "step", RuntimeError)]:
+        with pytest.raises(error, match=name):
             call()
     assert tinygpt.zeros(np.int64(2), 3).shape == (2, 3)
 

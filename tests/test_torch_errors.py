@@ -253,3 +253,23 @@ def test_junk_accepted_tensor_with_a_dtype_is_a_type_error_as_in_torch(data):
     assert _torch_error(lambda: torch.tensor(data, dtype=torch.float32)) is TypeError
     with pytest.raises(TypeError, match="cannot be converted to a number"):
         t.tensor(data, dtype=t.float32)
+
+
+def test_fuzz_found_where_condition_and_shapes():
+    x = [1.0, 2.0]
+    assert _torch_error(lambda: torch.where(torch.tensor([1, 0]), torch.tensor(x), 0.0)) is (
+        RuntimeError)
+    with pytest.raises(RuntimeError, match="condition to be a boolean tensor"):
+        t.where(t.tensor([1, 0]), t.tensor(x), 0.0)
+    with pytest.raises(RuntimeError, match="do not broadcast"):
+        t.where(t.tensor([True, False, True]), t.tensor(x), 0.0)
+
+
+def test_fuzz_found_creation_sizes_and_ranges_as_torch():
+    for call in (lambda m: m.zeros(), lambda m: m.ones(1.5), lambda m: m.zeros(-1),
+                 lambda m: m.arange(0, -3, 1), lambda m: m.arange(0, 5, 0)):
+        expected = _torch_error(lambda call=call: call(torch))
+        assert expected is not None and _torch_error(lambda call=call: call(t)) is expected
+    assert t.zeros(()).shape == ()
+    assert t.full((2,), True).dtype == t.bool and t.full((2,), 2).dtype == t.int64
+    assert t.arange(2, 2, 1).shape == (0,)

@@ -25,7 +25,7 @@ import numpy
 from . import backend, ops
 from .autograd import Tensor, _operands, _ValuesIndices, result_dtype
 from .backend import DEFAULT_DTYPE, Device, check_device, get_rng, xp
-from .checks import dim_index, nonnegative_int, positive_int, rectangular
+from .checks import dim_index, nonnegative_int, positive_int, rectangular, shape
 from .dtypes import DTYPES, Size, dtype
 from .sampling import resolve_rng
 
@@ -62,10 +62,15 @@ def _dtype(dtype, default=None):
 
 
 def _size(size):
-    """``zeros(2, 3)`` and ``zeros((2, 3))`` both mean shape (2, 3)."""
+    """``zeros(2, 3)`` and ``zeros((2, 3))`` both mean shape (2, 3); ``zeros(())`` is a
+    0-d tensor and ``zeros()`` torch's TypeError. Sizes are checked as torch checks them
+    (2.5 is refused, not cropped)."""
+    if not size:
+        raise TypeError('missing 1 required positional arguments: "size" (a 0-d tensor is '
+                        "size ())")
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
-    return tuple(nonnegative_int("size", n) for n in size)  # 2.5 is refused, not cropped
+    return shape(size)
 
 
 def _new(array, requires_grad=False, device=None):
@@ -170,8 +175,8 @@ def empty(*size, dtype=None, device=None, requires_grad=False):
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
-    default = numpy.int64 if isinstance(fill_value, numbers.Integral) and not isinstance(
-        fill_value, bool) else DEFAULT_DTYPE
+    default = numpy.bool_ if isinstance(fill_value, (bool, numpy.bool_)) else (
+        numpy.int64 if isinstance(fill_value, numbers.Integral) else DEFAULT_DTYPE)
     array = xp.full(_size((size,)), fill_value, dtype=_dtype(dtype, default))
     return _new(array, requires_grad, device)
 
@@ -189,7 +194,10 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     if end is None:
         start, end = 0, start
     if step == 0:
-        raise ValueError("arange: step must be nonzero")
+        raise RuntimeError("arange: step must be nonzero")
+    if (end - start) * step < 0:  # NumPy gives an empty range; torch refuses
+        raise RuntimeError(f"arange: upper bound and lower bound inconsistent with step "
+                           f"sign: from {start} to {end} by {step}")
     ints = all(isinstance(v, numbers.Integral) for v in (start, end, step))
     default = numpy.int64 if ints else DEFAULT_DTYPE
     return _new(xp.arange(start, end, step, dtype=_dtype(dtype, default)), requires_grad,
@@ -445,13 +453,20 @@ def where(condition, input=None, other=None):  # noqa: A002 - torch's argument n
     condition = _t(condition)
     if input is None and other is None:
         return tuple(Tensor(i) for i in xp.nonzero(condition.data))
+    if condition.dtype.kind != "b":
+        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a "
+                           f"tensor with dtype {condition.dtype}")
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
         input = tensor(input)
     if not isinstance(input, Tensor):
         other, input = _operands(other, input)
     else:
         input, other = _operands(input, other)
-    return ops.Where.apply(condition, input, other)
+    try:
+        return ops.Where.apply(condition, input, other)
+    except ValueError:  # NumPy's words; torch's class
+        shapes = [list(t.shape) for t in (condition, input, other)]
+        raise RuntimeError(f"where: the shapes {shapes} do not broadcast") from None
 
 
 def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
