@@ -53,6 +53,12 @@ def gradcheck(name, fn, *arrays):
 _r = np.random.default_rng(42)
 
 
+def _assigned(x, index, value):
+    """x[index] = value, as a learner writes it (Tensor.__setitem__ in a graph)."""
+    x[index] = value
+    return x
+
+
 def _n(*shape):
     return _r.standard_normal(shape)
 
@@ -114,6 +120,8 @@ CASES = [
     ("MaskedFill", lambda a: ops.MaskedFill.apply(a, np.triu(np.ones((4, 4)), 1) > 0,
                                                  value=-3.0), [_n(2, 4, 4)]),
     ("MaskedFill-in-place", lambda a: (a * 1.0).masked_fill_(np.eye(3) > 0, 0.0), [_n(3, 3)]),
+    ("SetItem", lambda a, b: ops.SetItem.apply(a, b, index=(slice(None), 1)), [_n(3, 4), _n(3)]),
+    ("SetItem-in-place", lambda a, b: _assigned(a * 1.0, np.array([2, 0]), b), [_n(3, 2), _n(2)]),
     ("Where", lambda a, b: ops.Where.apply(np.array([[True, False, True]]), a, b),
      [_n(2, 3), _n(2, 3)]),
     ("Where-broadcast", lambda a, b: ops.Where.apply(np.array([True, False]), a, b),

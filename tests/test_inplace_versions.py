@@ -205,3 +205,38 @@ def test_sigmoid_saves_its_output_as_torch_does():
     y.masked_fill_(tinygpt.tensor([True, False]), 0.0)
     with pytest.raises(RuntimeError, match="output 0 of Sigmoid"):
         z.sum().backward()
+
+
+def test_setitem_in_a_graph_gives_torchs_gradients():
+    """x[index] = value on a tensor in a graph is an in-place op, as in torch: the old
+    entries get no gradient, ``value`` gets its share, later uses see the new values."""
+    torch = pytest.importorskip("torch")
+    grads = {}
+    for lib in (tinygpt, torch):
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        v = lib.tensor(5.0, requires_grad=True)
+        y = x * 2
+        y[0] = v * 3
+        y[1:] = y[1:] * 3.0 + y[:2]  # uses y before this assignment
+        (y * lib.tensor([1.0, 2.0, 3.0])).sum().backward()
+        grads[lib.__name__] = [np.asarray(t.detach().numpy()) for t in (y, x.grad, v.grad)]
+    for name, mine, theirs in zip(("y", "x.grad", "v.grad"), grads["tinygpt"], grads["torch"]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-6, err_msg=name)
+
+
+def test_setitem_on_a_saved_output_is_torchs_error_and_allowed_under_no_grad():
+    x = tinygpt.tensor([1.0, 2.0], requires_grad=True)
+    y = x.exp()
+    z = y.sum()
+    y[0] = 1.0
+    with pytest.raises(RuntimeError, match=r"output 0 of Exp.*__setitem__ changed it"):
+        (z + y.sum()).backward()
+    y = x * 2
+    y[1:] = y[1:] * y[1:]  # the product saved views of y, which this assignment changes
+    with pytest.raises(RuntimeError, match=MODIFIED):
+        y.sum().backward()  # torch: "output 0 of AsStrided, is at version 1"
+    with no_grad():  # a leaf's values, as loading or init change them
+        x[0] = 7.0
+    assert x._version == 1 and x.tolist() == [7.0, 2.0]
+    with pytest.raises(RuntimeError, match="a leaf Variable that requires grad"):
+        x[0] = 1.0

@@ -430,17 +430,21 @@ class Tensor:
         return ops.GetItem.apply(self, index=index)
 
     def __setitem__(self, index, value):
-        """In-place assignment, for tensors outside any graph (data, not parameters)."""
-        if self.requires_grad:
-            raise NotImplementedError(
-                "assigning into a tensor that requires grad is not supported (its graph "
-                "would lose track); build the new values with torch.where or torch.cat, or "
-                "assign under no_grad() to .data of a detached copy"
-            )
+        """``x[index] = value`` in place, as torch: outside a graph it writes into the
+        array; where a gradient is recorded (x or value requires grad) it is an in-place
+        op (SetItem), so gradients reach x's other entries and ``value``."""
         parts = index if isinstance(index, tuple) else (index,)
         parts = tuple(ops._index_array(i) for i in parts)
-        value = value.data if isinstance(value, Tensor) else xp.asarray(value)
-        self.data[parts if isinstance(index, tuple) else parts[0]] = value
+        index = parts if isinstance(index, tuple) else parts[0]
+        value_requires_grad = isinstance(value, Tensor) and value.requires_grad
+        if (self.requires_grad or value_requires_grad) and is_grad_enabled():
+            value = value if isinstance(value, Tensor) else Tensor(
+                xp.asarray(value, dtype=self.data.dtype))
+            if value.data.dtype != self.data.dtype:
+                value = ops.Cast.apply(value, dtype=self.data.dtype)
+            self._in_place(ops.SetItem, value, index=index)
+            return
+        self.data[index] = value.data if isinstance(value, Tensor) else xp.asarray(value)
         self._bump_version("__setitem__")
 
     # --- shape ------------------------------------------------------------------------
@@ -803,7 +807,7 @@ class Tensor:
         before._counter, before._before = _VersionCounter(self._version), self._before
         out = function.apply(before, *args, **options)
         self.data = out.data
-        self._bump_version(function.__name__)
+        self._bump_version("__setitem__" if function is ops.SetItem else function.__name__)
         fn = out.creator
         if fn is not None:
             self.creator, self._requires_grad, self._before = fn, True, before

@@ -378,6 +378,25 @@ class GetItem(Function):
         return dx
 
 
+class SetItem(Function):
+    """y = x with y[index] = value (value broadcast to x[index]): ``x[index] = value`` on
+    a tensor in a graph, recorded by ``Tensor.__setitem__`` as an in-place op;
+    dx = dy with zeros at index,  dvalue = dy[index] (summed to value's shape)"""
+
+    reads = ()  # backward needs only the index
+
+    def forward(self, x, value, index):
+        self.index = index
+        y = x.copy()
+        y[index] = value
+        return y
+
+    def backward(self, dy):
+        dx = dy.copy()
+        dx[self.index] = 0
+        return dx, dy[self.index]
+
+
 def _index_array(i):
     """An index part as ``x[...]`` takes it: arrays, lists and Tensors become backend arrays."""
     if isinstance(i, Tensor):
