@@ -83,9 +83,10 @@ def machine(busy=None):
     }
 
 
-def store(name, figures, busy=None, command=None):
-    """Write ``bench/results/<name>.json`` and return its path. ``busy`` is the share of
-    the CPU other work used just before the run (``machine.cpu_busy_fraction()``)."""
+def store(name, figures, busy=None, command=None, folder=RESULTS):
+    """Write ``<folder>/<name>.json`` (default ``bench/results/``) and return its path.
+    ``busy`` is the share of the CPU other work used just before the run
+    (``machine.cpu_busy_fraction()``)."""
     if busy is None:
         busy = cpu_busy_fraction(0.5)
     result = {
@@ -97,8 +98,9 @@ def store(name, figures, busy=None, command=None):
         "machine": machine(busy),
         "figures": figures,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=1, sort_keys=False) + "\n")
     os.replace(tmp, path)

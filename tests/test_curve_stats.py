@@ -1,4 +1,4 @@
-"""bench/curve_stats.py's arithmetic: the statistics against published values, the spike
+"""tools/curve_stats.py's arithmetic: the statistics against published values, the spike
 and curve summary, the compact vocabulary and the float32 mask. Nothing is trained or timed."""
 
 import importlib.util
@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("scipy")
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "curve_stats.py"
+_PATH = Path(__file__).resolve().parents[1] / "tools" / "curve_stats.py"
 _spec = importlib.util.spec_from_file_location("curve_stats", _PATH)
 curve_stats = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(curve_stats)

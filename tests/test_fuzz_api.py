@@ -1,6 +1,6 @@
-"""A quick fixed-seed run of bench/fuzz_api.py (issue 23): random torch-named calls on
+"""A quick fixed-seed run of tools/fuzz_api.py : random torch-named calls on
 tinygpt and on torch end in the same numbers, torch's error class, or a clear refusal;
-never a silent mismatch or a raw error. ``python bench/fuzz_api.py --cases 2000`` is the
+never a silent mismatch or a raw error. ``python tools/fuzz_api.py --cases 2000`` is the
 full run."""
 
 import importlib.util
@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "fuzz_api.py"
+_PATH = Path(__file__).resolve().parents[1] / "tools" / "fuzz_api.py"
 _spec = importlib.util.spec_from_file_location("fuzz_api", _PATH)
 fuzz_api = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fuzz_api)

@@ -1,7 +1,7 @@
-"""A quick fixed-seed run of bench/fuzz_files.py (issue 15): damaged and hostile model
+"""A quick fixed-seed run of tools/fuzz_files.py : damaged and hostile model
 files, checkpoints, tinygpt.save files and TensorFlow checkpoints end in a clean error
 naming the file or load what the file holds; no traceback, no silent wrong result, nothing
-over the memory or time limit. ``python bench/fuzz_files.py --cases 2000`` is the full run.
+over the memory or time limit. ``python tools/fuzz_files.py --cases 2000`` is the full run.
 """
 
 import importlib.util
@@ -15,7 +15,7 @@ import pytest
 if not hasattr(os, "fork"):
     pytest.skip("the fuzzer forks a child per case", allow_module_level=True)
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "fuzz_files.py"
+_PATH = Path(__file__).resolve().parents[1] / "tools" / "fuzz_files.py"
 _spec = importlib.util.spec_from_file_location("fuzz_files", _PATH)
 fuzz_files = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fuzz_files)

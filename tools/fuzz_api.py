@@ -1,8 +1,8 @@
 """Fuzz tinygpt's torch-named API against torch itself (issue 23, deliverable 7).
 
-    python bench/fuzz_api.py --cases 2000 --seed 0            # the full run, stored
-    python bench/fuzz_api.py --cases 300 --families inplace --verbose
-    python bench/fuzz_api.py --seed 0 --case 17 --verbose      # rerun one case
+    python tools/fuzz_api.py --cases 2000 --seed 0            # the full run, stored
+    python tools/fuzz_api.py --cases 300 --families inplace --verbose
+    python tools/fuzz_api.py --seed 0 --case 17 --verbose      # rerun one case
 
 Each case draws one call with random arguments from a family (below), with tiny tensors
 (at most 4 elements a dim, 3 dims) of random dtypes, and runs the same call twice: with
@@ -35,7 +35,7 @@ any dtype, broadcasting), ``triangle`` (tril/triu of any rank and diagonal), ``c
 
 The acceptance (issue 23): 0 silent mismatches and 0 raw errors. Prints a markdown table
 of family x outcome, and with ``--verbose`` each failure; ``--store`` writes the table to
-bench/results/fuzz_api.json with the date, commit, machine and command (bench/record.py).
+tools/results/fuzz_api.json with the date, commit, machine and command (bench/record.py).
 """
 
 import argparse
@@ -636,7 +636,7 @@ def main(argv=None):
     parser.add_argument("--case", type=int, help="run only this case (with --seed)")
     parser.add_argument("--verbose", action="store_true", help="a line per case")
     parser.add_argument("--store", action="store_true",
-                        help="write bench/results/fuzz_api.json (bench/record.py)")
+                        help="write tools/results/fuzz_api.json (bench/record.py)")
     args = parser.parse_args(argv)
     families = tuple(f for f in args.families.split(",") if f)
     unknown = set(families) - set(FAMILIES)
@@ -651,9 +651,10 @@ def main(argv=None):
         print(f"\ncase {f['case']} ({f['family']}): {f['call']}\n  -> {f['outcome']}: "
               f"{f['detail']}")
     if args.store:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
         from record import store  # bench/record.py
 
-        store("fuzz_api", {
+        store("fuzz_api", folder=Path(__file__).resolve().parent / "results", figures={
             "cases": n, "seed": args.seed, "seconds": round(took, 1),
             "torch": torch.__version__, "table": counts,
             "totals": {o: sum(c[o] for c in counts.values()) for o in OUTCOMES},

@@ -1,8 +1,8 @@
 """Fuzz tinygpt's file readers with damaged and hostile files (issue 15, deliverable 6).
 
-    python bench/fuzz_files.py --cases 2000 --seed 0
-    python bench/fuzz_files.py --kinds model,tf --cases 200 --verbose
-    python bench/fuzz_files.py --seed 0 --case 17 --verbose       # rerun one case
+    python tools/fuzz_files.py --cases 2000 --seed 0
+    python tools/fuzz_files.py --kinds model,tf --cases 200 --verbose
+    python tools/fuzz_files.py --seed 0 --case 17 --verbose       # rerun one case
 
 Writes small valid files once (a GPT model of emb_dim 16, 2 layers, vocab 64), then,
 case by case, mutates one at random and loads it with the reader of its kind:

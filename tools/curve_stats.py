@@ -1,8 +1,8 @@
 """Is our training curve PyTorch's? The chapter's run over many seeds, three arms, tested.
 
-    python bench/curve_stats.py --text the-verdict.txt [--seeds 12] [--config compact]
+    python tools/curve_stats.py --text the-verdict.txt [--seeds 12] [--config compact]
                                 [--arms f64,f32,torch] [--out results.json] [--threads 1]
-    python bench/curve_stats.py --check-uniforms    # the keep masks themselves
+    python tools/curve_stats.py --check-uniforms    # the keep masks themselves
 
 Arms (each run in its own process, one after the other):
 
@@ -26,7 +26,7 @@ context 256, the 90/10 split, drop_rate 0.1, shuffled batches. Seeds 1..N. Model
 
 Per run it records the curve and from it: the final train and val loss, and the largest
 spike, max over evaluations of train loss / previous evaluation's train loss. Results go
-to a JSON file (default ``bench/results/curve_stats-<config>.json``) after every run;
+to a JSON file (default ``tools/results/curve_stats-<config>.json``) after every run;
 runs already there are skipped, so the script can be stopped and rerun. It prints, as
 markdown, each arm's mean and SD, and for each pair of arms the difference of means with
 its 95% CI, Welch's t-test p and the Mann-Whitney U p (two-sided).
@@ -280,7 +280,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="results JSON "
-                        "(default bench/results/curve_stats-<config>.json)")
+                        "(default tools/results/curve_stats-<config>.json)")
     parser.add_argument("--report-only", action="store_true", help="print the table, run nothing")
     parser.add_argument("--check-uniforms", action="store_true",
                         help="test the float32 / float64 keep masks themselves, then stop")
@@ -305,7 +305,7 @@ def main():
     unknown = set(arms) - set(ARMS)
     if unknown:
         parser.error(f"unknown arm(s) {sorted(unknown)}; choose from {', '.join(ARMS)}")
-    out = args.out or REPO / "bench" / "results" / f"curve_stats-{args.config}.json"
+    out = args.out or REPO / "tools" / "results" / f"curve_stats-{args.config}.json"
     data = load(out)
     key = f"{args.config}-epochs{args.epochs}"
     results = data.setdefault(key, {})
