@@ -644,10 +644,17 @@ def main():
     for note in notes:
         print(note)
     print(f"total wall time of the bench: {time.perf_counter() - started:.0f} s")
+    raw["total_wall_s"] = time.perf_counter() - started
     if args.json:
-        raw["total_wall_s"] = time.perf_counter() - started
         write_json()
         print(f"wrote {args.json}")
+    if not smoke and rows:  # a CPU smoke run's numbers mean nothing: never stored
+        from record import store  # bench/record.py
+
+        store("bench_gpu", {"info": info, "gpu_busy_before": gpu_busy,
+                            "table": [dict(zip(header, row)) for row in rows],
+                            "notes": notes, "failures": runner.failures, "raw": raw},
+              busy=cpu_busy)
     if runner.failures:
         print(f"{len(runner.failures)} worker(s) failed:\n  " + "\n  ".join(runner.failures))
         sys.exit(1)

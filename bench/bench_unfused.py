@@ -92,6 +92,8 @@ def main():
     parser.add_argument("--arms", default="fused,book",
                         help=f"comma list of {', '.join(ARMS)}; ratios are to the first")
     parser.add_argument("--base", type=Path, help="the checkout the base arm imports tinygpt from")
+    parser.add_argument("--result", default="bench_unfused",
+                        help="name of the JSON stored in bench/results/ (default bench_unfused)")
     parser.add_argument("--worker", choices=ARMS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -102,6 +104,11 @@ def main():
         parser.error(f"--arms takes a comma list of {', '.join(ARMS)}, got {args.arms!r}")
     if "base" in arms and (args.base is None or not (args.base / "tinygpt").is_dir()):
         parser.error("the base arm needs --base PATH, a checkout holding tinygpt/")
+    sys.path.insert(0, str(REPO / "bench"))
+    from machine import cpu_busy_fraction  # bench/machine.py
+    from record import store  # bench/record.py
+
+    busy = cpu_busy_fraction()
     times = {arm: [] for arm in arms}
     for _ in range(args.rounds):
         for arm in arms:
@@ -126,6 +133,14 @@ def main():
     for arm in arms:
         print(f"{arm:8}{med[arm]:10.3f}{med[arm] / med[arms[0]]:12.3f}   "
               + " ".join(f"{t:.2f}" for t in times[arm]))
+    store(args.result, {
+        "config": args.config, "batch": B, "context": T, "backend": backend,
+        "threads": args.threads, "rounds": args.rounds, "steps": args.steps,
+        "base": str(args.base) if "base" in arms else None,
+        "arms": {arm: {"median_s": round(med[arm], 4),
+                       f"vs_{arms[0]}": round(med[arm] / med[arms[0]], 3),
+                       "times_s": [round(t, 4) for t in times[arm]]} for arm in arms},
+    }, busy=busy)
 
 
 if __name__ == "__main__":
