@@ -12,7 +12,7 @@ from tinygpt import AdamW, GPTModel, Parameter, no_grad
 from tinygpt.autograd import Function, Tensor, enable_grad, is_grad_enabled, sum_to_shape
 from tinygpt.ops import cross_entropy
 
-from .checks import host
+from .helpers.assertions import host
 
 
 def leaf(values):

@@ -12,7 +12,7 @@ import pytest
 
 import tinygpt
 
-from .checks import assert_close, host
+from .helpers.assertions import assert_close, host
 
 torch = pytest.importorskip("torch")
 TOL = 1e-9

@@ -35,7 +35,7 @@ from tinygpt.io.checkpoint import (
 from tinygpt.io.tf_checkpoint import crc32c
 from tinygpt.train import TrainingState, calc_loss_batch
 
-from .checks import host
+from .helpers.assertions import host
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(vocab_size=64, context_length=16, emb_dim=8, n_heads=2, n_layers=2, drop_rate=0.1,
@@ -123,9 +123,6 @@ def write_raw(path, tensors, metadata, fix_crc=True):
             "tensors": {k: crc32c(np.ascontiguousarray(v).tobytes()) for k, v in tensors.items()},
             "header": checkpoint_module._header_crc(metadata, entries),
         })
-    if fix_crc and "tinygpt.crc32" in metadata:
-        metadata["tinygpt.crc32"] = json.dumps(
-            {k: zlib.crc32(np.ascontiguousarray(v).tobytes()) for k, v in tensors.items()})
     safetensors.numpy.save_file(tensors, str(path), metadata=metadata)
     return path
 
@@ -134,7 +131,8 @@ def as_version_1(tensors, meta):
     """What the format-1 writer stored: a zlib CRC-32 per tensor, no header checksum."""
     meta = {k: v for k, v in meta.items() if k != "tinygpt.crc32c"}
     meta["tinygpt.format_version"] = "1"
-    meta["tinygpt.crc32"] = "{}"  # filled in by write_raw
+    meta["tinygpt.crc32"] = json.dumps(
+        {k: zlib.crc32(np.ascontiguousarray(v).tobytes()) for k, v in tensors.items()})
     return tensors, meta
 
 
@@ -468,7 +466,7 @@ def test_bad_checkpoint_raises_naming_the_file_and_changes_nothing(tmp_path, sav
 
 
 def test_an_edited_loss_history_names_the_file_and_says_why(tmp_path, saved):
-    """Issue 15: one extra train_losses entry, no other change, is refused as corruption."""
+    """One extra train_losses entry, no other change, is refused as corruption."""
     bad = BAD_CHECKPOINTS["one more train loss"][0](saved["ckpt"], tmp_path / "bad.safetensors")
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(bad)
@@ -476,25 +474,14 @@ def test_an_edited_loss_history_names_the_file_and_says_why(tmp_path, saved):
     assert "metadata" in info.value.problem and "edited or damaged" in info.value.problem
 
 
-def test_a_version_1_file_still_loads_and_its_crc32_still_verifies(tmp_path, saved):
-    v1 = {name: write_raw(tmp_path / f"v1-{name}.safetensors",
-                          *as_version_1(*read_raw(saved[name])))
-          for name in ("ckpt", "weights")}
-    meta = read_raw(v1["ckpt"])[1]
-    assert meta["tinygpt.format_version"] == "1" and "tinygpt.crc32c" not in meta
-    ckpt = load_checkpoint(v1["ckpt"])
-    for k, v in saved["model"].state_dict().items():
-        assert np.array_equal(host(ckpt.model.state_dict()[k]), host(v)), k
-    for i, s in saved["optimizer"].state.items():
-        assert np.array_equal(host(ckpt.optimizer.state[i]["exp_avg_sq"]), host(s["exp_avg_sq"]))
-    assert ckpt.state.train_losses == saved["state"].train_losses
-    assert np.array_equal(host(logits_of(load_model(v1["weights"]))),
-                          host(logits_of(saved["model"])))
+def test_a_version_1_file_is_refused(tmp_path, saved):
+    """Only the current format is read: a file tagged version 1 (a zlib CRC-32 per tensor,
+    no header checksum) is a CheckpointError naming the file and the version."""
     for name, load in (("ckpt", load_checkpoint), ("weights", load_model)):
-        flipped = _flip("data")(v1[name], tmp_path / f"v1-{name}-flipped.safetensors")
-        with pytest.raises(CheckpointError, match="checksum") as info:
-            load(flipped)
-        assert str(flipped) in str(info.value)
+        v1 = write_raw(tmp_path / f"v1-{name}.safetensors", *as_version_1(*read_raw(saved[name])))
+        with pytest.raises(CheckpointError, match="format version 1") as info:
+            load(v1)
+        assert str(v1) in str(info.value)
 
 
 def _raw_file(header, data=b""):
@@ -519,7 +506,7 @@ HOSTILE_FILES = {
     "header nested 100k deep": _raw_file(_DEEP.encode()),
     "tensor entry nested 100k deep": _raw_file(f'{{"w": {_DEEP}}}'.encode()),
     "metadata nested 100k deep": _raw_file({"__metadata__": {
-        "tinygpt.format": "model", "tinygpt.format_version": "1", "config": _DEEP,
+        "tinygpt.format": "model", "tinygpt.format_version": "2", "config": _DEEP,
         "tinygpt.object": _DEEP, "tinygpt.object_version": "1"}}),
     "bfloat16": _raw_file({"w": _tensor_entry([2], "BF16", 4)}, bytes(4)),
 }

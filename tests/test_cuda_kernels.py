@@ -16,7 +16,7 @@ from tinygpt.autograd import Tensor
 from tinygpt.kv_cache import CachedDecoder
 from tinygpt.optim import AdamW
 
-from .checks import assert_close, host
+from .helpers.assertions import assert_close, host
 
 pytestmark = [
     pytest.mark.skipif(not backend.kernels_enabled(),

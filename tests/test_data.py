@@ -10,7 +10,7 @@ from tinygpt.backend import get_rng_state, manual_seed
 from tinygpt.data import DataLoader, GPTDatasetV1, create_dataloader_v1
 from tinygpt.tokenizer import get_tokenizer
 
-from .checks import host
+from .helpers.assertions import host
 
 EOT = "<|endoftext|>"  # one token each: a text of exactly n tokens is EOT * n
 

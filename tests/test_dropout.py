@@ -10,7 +10,7 @@ import tinygpt
 from tinygpt import Dropout, GPTModel, ops
 from tinygpt.autograd import Tensor
 
-from .checks import host
+from .helpers.assertions import host
 
 CFG = {"vocab_size": 53, "context_length": 12, "emb_dim": 16, "n_heads": 4,
        "n_layers": 2, "drop_rate": 0.2, "qkv_bias": False}

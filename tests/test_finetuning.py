@@ -14,7 +14,7 @@ import pytest
 import tinygpt
 from tinygpt import GPTModel
 
-from .checks import assert_close, host
+from .helpers.assertions import assert_close, host
 
 torch = pytest.importorskip("torch")
 from .reference.torch_gpt import GPTModel as TorchGPT  # noqa: E402

@@ -15,7 +15,7 @@ import tinygpt
 from tinygpt import ops
 from tinygpt.autograd import Tensor
 
-from .checks import assert_close, host
+from .helpers.assertions import assert_close, host
 
 TOL = 1e-12
 

@@ -11,7 +11,7 @@ from tinygpt.autograd import Tensor, is_grad_enabled
 from tinygpt.generation import generate, generate_fast, generate_stream, generate_text_simple
 from tinygpt.model import GPT_CONFIG_124M, GPTModel
 
-from .checks import host
+from .helpers.assertions import host
 
 torch = pytest.importorskip("torch")
 from .reference.torch_gpt import GPTModel as TorchGPT  # noqa: E402

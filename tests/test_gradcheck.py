@@ -21,7 +21,7 @@ from tinygpt.autograd import Function, Tensor
 from tinygpt.backend import asarray
 from tinygpt.testing import CheckFailed, check_gradient
 
-from .checks import assert_close, host
+from .helpers.assertions import assert_close, host
 
 WORST = {}  # op name -> worst relative error seen (printed at the end of the module)
 

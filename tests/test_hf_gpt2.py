@@ -16,8 +16,8 @@ from tinygpt.io.hf_gpt2 import (
 from tinygpt.io.pretrained import gpt2_config, load_gpt2_params_from_tf_ckpt, load_weights_into_gpt
 from tinygpt.model import GPTModel
 
-from .checks import host
 from .gpt2_fixtures import write_gpt2_folder
+from .helpers.assertions import host
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 

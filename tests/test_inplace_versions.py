@@ -14,7 +14,7 @@ from tinygpt.autograd import Tensor
 from tinygpt.kv_cache import CachedDecoder
 from tinygpt.ops import CausalAttention, cross_entropy
 
-from .checks import host
+from .helpers.assertions import host
 
 MODIFIED = "modified by an inplace operation"
 

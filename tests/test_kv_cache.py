@@ -11,7 +11,7 @@ from tinygpt.generation import generate_fast
 from tinygpt.kv_cache import CachedDecoder, KVCache, cached_next_logits
 from tinygpt.model import GPT_CONFIG_124M, GPTModel
 
-from .checks import assert_close, host
+from .helpers.assertions import assert_close, host
 
 SMALL = {
     "vocab_size": 97, "context_length": 16, "emb_dim": 32, "n_heads": 4,

@@ -13,7 +13,7 @@ import tinygpt.nn.functional as F
 from tinygpt import GPTModel, Tensor
 from tinygpt.backend import BACKEND, BackendError
 
-from .checks import assert_close, host
+from .helpers.assertions import assert_close, host
 
 pytestmark = pytest.mark.usefixtures("keep_global_rng")
 

@@ -6,7 +6,7 @@ import pytest
 import tinygpt
 from tinygpt import GPT_CONFIG_124M, AdamW, GPTModel, cross_entropy, perplexity
 
-from .checks import assert_close, host
+from .helpers.assertions import assert_close, host
 
 torch = pytest.importorskip("torch")
 from .reference.torch_gpt import GPTModel as TorchGPT  # noqa: E402
@@ -98,6 +98,17 @@ def test_seed_123_book_loss_and_perplexity():
     assert abs(loss.item() - ref_loss) < 1e-4
     assert abs(loss.item() - 10.7940) < 1e-4
     assert abs(perplexity(loss) - 48725.8) / 48725.8 < 1e-3
+
+
+def test_perplexity_past_overflow_is_inf_as_torch_exp():
+    """One perplexity (ops.perplexity, which `tinygpt eval` prints): exp of the loss,
+    inf where exp overflows (a loss above ~709.78), as torch.exp gives; never an error."""
+    for loss in (0.0, 10.794, 709.0, 709.8, 800.0, 1e6, float("inf")):
+        expected = torch.exp(torch.tensor(loss, dtype=torch.float64)).item()
+        assert perplexity(loss) == pytest.approx(expected, rel=1e-12)
+        assert perplexity(tinygpt.tensor(loss, dtype=tinygpt.float64)) == perplexity(loss)
+    assert perplexity(np.float32(800.0)) == float("inf")
+    assert np.isnan(perplexity(float("nan")))
 
 
 def test_ten_adamw_steps_match_torch():

@@ -14,7 +14,7 @@ from tinygpt import backend, ops
 from tinygpt.autograd import Tensor
 from tinygpt.philox import philox4x32, uniforms
 
-from .checks import host
+from .helpers.assertions import host
 
 pytestmark = pytest.mark.usefixtures("keep_global_rng")
 

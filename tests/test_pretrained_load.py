@@ -24,8 +24,8 @@ from tinygpt.io.pretrained import (
 )
 from tinygpt.model import GPT_CONFIG_124M, GPTModel
 
-from .checks import assert_close, host
 from .gpt2_fixtures import gpt2_tensors, write_gpt2_folder, write_tf_checkpoint
+from .helpers.assertions import assert_close, host
 
 SMALL = {"n_vocab": 96, "n_ctx": 24}
 

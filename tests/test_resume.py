@@ -1,6 +1,6 @@
 """Exact resume: stopping, saving, and carrying on in a new process changes nothing.
 
-tests/resume_worker.py runs the same small training run (dropout on, shuffled
+tests/helpers/resume_worker.py runs the same small training run (dropout on, shuffled
 batches, warmup + cosine decay + clipping) straight through, and stopped three
 ways: after 17 steps (inside epoch 2), after exactly one epoch with
 ``stop_after_steps``, and by ``on_epoch_end`` right after saving the epoch-1
@@ -20,7 +20,7 @@ import pytest
 from safetensors import safe_open
 
 REPO = Path(__file__).resolve().parents[1]
-WORKER = REPO / "tests" / "resume_worker.py"
+WORKER = REPO / "tests" / "helpers" / "resume_worker.py"
 BATCHES_PER_EPOCH = 12
 
 

@@ -24,7 +24,7 @@ from tinygpt.sampling import (
 )
 from tinygpt.tensors import multinomial, tensor, topk
 
-from .checks import host
+from .helpers.assertions import host
 
 ROOT = Path(__file__).resolve().parents[1]
 

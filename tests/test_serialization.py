@@ -21,7 +21,7 @@ from tinygpt.io.serialization import OBJECT_KEY, load, save
 from tinygpt.nn import Linear
 from tinygpt.train import calc_loss_batch
 
-from .checks import host
+from .helpers.assertions import host
 
 TINY = dict(vocab_size=64, context_length=16, emb_dim=8, n_heads=2, n_layers=2, drop_rate=0.1,
             qkv_bias=True)

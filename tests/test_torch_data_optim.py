@@ -26,7 +26,7 @@ from tinygpt.tokenizer import get_tokenizer, text_to_token_ids, token_ids_to_tex
 from tinygpt.train import calc_loss_loader, evaluate_model, plot_losses, train_model_simple
 from tinygpt.utils.data import DataLoader, Dataset
 
-from .checks import host
+from .helpers.assertions import host
 
 pytestmark = pytest.mark.usefixtures("keep_global_rng")
 

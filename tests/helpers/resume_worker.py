@@ -1,8 +1,10 @@
 """A small training run that tests/test_resume.py drives in fresh processes.
 
-    python tests/resume_worker.py prepare FOLDER   # the run straight through, and three
-                                                   # interrupted copies, each saving a checkpoint
-    python tests/resume_worker.py resume CKPT OUT  # load CKPT here, finish the run, save OUT
+    python tests/helpers/resume_worker.py prepare FOLDER   # the run straight through, and
+                                                           # three interrupted copies, each
+                                                           # saving a checkpoint
+    python tests/helpers/resume_worker.py resume CKPT OUT  # load CKPT here, finish the run,
+                                                           # save OUT
 
 ``prepare`` writes ``straight.safetensors`` (the state at the end of an
 uninterrupted run) and ``mid-epoch.safetensors`` (stopped after ``MID_STEP``
@@ -25,7 +27,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
 import tinygpt  # noqa: E402
