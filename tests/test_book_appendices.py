@@ -13,15 +13,9 @@ import pytest
 import tinygpt
 
 from .helpers.assertions import assert_close, host
+from .helpers.torch_twins import TOL, compare_parameters, copy_weights
 
 torch = pytest.importorskip("torch")
-TOL = 1e-9
-
-
-def copy_weights(ours, ref):
-    ours.to(tinygpt.float64)
-    ours.load_state_dict({k: v.detach().numpy().copy() for k, v in ref.state_dict().items()})
-    return ours
 
 
 def compare_gradients(ours, ref):
@@ -32,14 +26,8 @@ def compare_gradients(ours, ref):
         assert_close(f"grad {name}", p.grad, ref_params[name].grad.numpy(), TOL, floor=floor)
 
 
-def compare_parameters(ours, ref, what):
-    ref_params = dict(ref.named_parameters())
-    for name, p in ours.named_parameters():
-        assert_close(f"{what} {name}", p, ref_params[name].detach().numpy(), TOL)
-
-
 # ----------------------------------------------------------------------------------
-# Appendix A: autograd by hand, and SGD on a small MLP with sigmoid and BCE.
+# Appendix A: autograd by hand, sigmoid and BCE (SGD on its MLP: test_optim.py).
 
 
 def test_logistic_regression_gradients_by_autograd_grad_and_backward():
@@ -58,73 +46,6 @@ def test_logistic_regression_gradients_by_autograd_grad_and_backward():
         results.append([grad_L_w1[0], grad_L_b[0], w1.grad, b.grad, loss])
     for name, ours, ref in zip(("dL/dw1", "dL/db", "w1.grad", "b.grad", "loss"), *results):
         assert_close(name, ours, ref.detach().numpy(), TOL)
-
-
-def make_mlp(lib, num_inputs, num_outputs):
-    nn = lib.nn
-    return nn.Sequential(
-        nn.Linear(num_inputs, 30), nn.ReLU(),
-        nn.Linear(30, 20), nn.ReLU(),
-        nn.Linear(20, num_outputs),
-    )
-
-
-@pytest.mark.parametrize("loss_name", ["sigmoid+bce", "bce_with_logits"])
-@pytest.mark.parametrize("settings", [
-    {"lr": 0.5},
-    {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3},
-    {"lr": 0.1, "momentum": 0.9, "dampening": 0.2},
-    {"lr": 0.1, "momentum": 0.8, "nesterov": True, "weight_decay": 1e-2},
-], ids=["plain", "momentum-decay", "dampening", "nesterov"])
-def test_sgd_on_an_mlp_matches_torch_step_by_step(loss_name, settings):
-    torch.manual_seed(0)
-    ref = make_mlp(torch, 2, 1).double()
-    ours = copy_weights(make_mlp(tinygpt, 2, 1), ref)
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((8, 2))
-    y = (X[:, :1] > 0).astype(np.float64)
-    runs = {}
-    for lib, model in ((tinygpt, ours), (torch, ref)):
-        F = lib.nn.functional
-        optimizer = lib.optim.SGD(model.parameters(), **settings)
-        losses = []
-        for _ in range(3):
-            logits = model(lib.tensor(X))
-            if loss_name == "sigmoid+bce":
-                loss = F.binary_cross_entropy(lib.sigmoid(logits), lib.tensor(y))
-            else:
-                loss = F.binary_cross_entropy_with_logits(logits, lib.tensor(y))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        runs[lib.__name__] = (losses, optimizer)
-    np.testing.assert_allclose(runs["tinygpt"][0], runs["torch"][0], rtol=TOL)
-    compare_parameters(ours, ref, "after 3 SGD steps:")
-
-    # the state dict round trip, and param_groups read at every step
-    ours_opt, ref_opt = runs["tinygpt"][1], runs["torch"][1]
-    assert len(ours_opt.state_dict()["state"]) == len(ref_opt.state_dict()["state"])
-    fresh = tinygpt.optim.SGD(ours.parameters(), **settings)
-    fresh.load_state_dict(ref_opt.state_dict())
-    for group in fresh.param_groups + ref_opt.param_groups:
-        group["lr"] = 0.01
-    for lib, model, optimizer in ((tinygpt, ours, fresh), (torch, ref, ref_opt)):
-        optimizer.zero_grad()
-        lib.nn.functional.binary_cross_entropy_with_logits(
-            model(lib.tensor(X)), lib.tensor(y)).backward()
-        optimizer.step()
-    compare_parameters(ours, ref, "after a step from the loaded state:")
-
-
-def test_sgd_refuses_what_torch_refuses_and_maximize():
-    p = tinygpt.nn.Parameter(tinygpt.zeros(2))
-    with pytest.raises(ValueError, match="Nesterov"):
-        tinygpt.optim.SGD([p], lr=0.1, nesterov=True)
-    with pytest.raises(ValueError, match="lr"):
-        tinygpt.optim.SGD([p], lr=-1.0)
-    with pytest.raises(NotImplementedError, match="maximize"):
-        tinygpt.optim.SGD([p], lr=0.1, maximize=True)
 
 
 def test_binary_cross_entropy_values_and_gradients_match_torch():
