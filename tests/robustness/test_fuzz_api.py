@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-_PATH = Path(__file__).resolve().parents[1] / "tools" / "fuzz_api.py"
+_PATH = Path(__file__).resolve().parents[2] / "tools" / "fuzz_api.py"
 _spec = importlib.util.spec_from_file_location("fuzz_api", _PATH)
 fuzz_api = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fuzz_api)

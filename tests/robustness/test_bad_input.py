@@ -10,7 +10,7 @@ from tinygpt import AdamW, GPTModel, validate_config
 from tinygpt.backend import asarray
 from tinygpt.ops import cross_entropy
 
-from .helpers.assertions import host
+from ..helpers.assertions import host
 
 CFG = {"vocab_size": 29, "context_length": 6, "emb_dim": 12, "n_heads": 3,
        "n_layers": 2, "drop_rate": 0.1, "qkv_bias": True}

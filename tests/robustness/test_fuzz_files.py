@@ -15,7 +15,7 @@ import pytest
 if not hasattr(os, "fork"):
     pytest.skip("the fuzzer forks a child per case", allow_module_level=True)
 
-_PATH = Path(__file__).resolve().parents[1] / "tools" / "fuzz_files.py"
+_PATH = Path(__file__).resolve().parents[2] / "tools" / "fuzz_files.py"
 _spec = importlib.util.spec_from_file_location("fuzz_files", _PATH)
 fuzz_files = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fuzz_files)
