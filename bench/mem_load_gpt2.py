@@ -4,7 +4,7 @@
     python bench/mem_load_gpt2.py --size 124M --size 1558M --dir /big/tmp
 
 Writes a synthetic checkpoint with the real shapes of the size (OpenAI's layout,
-with tests/gpt2_fixtures.py's writer: no TensorFlow needed) into a temporary
+with tests/helpers/gpt2_fixtures.py's writer: no TensorFlow needed) into a temporary
 folder, then, each in a fresh Python process:
 
 - ``model``: build ``GPTModel(gpt2_config(size))`` only;
@@ -111,8 +111,9 @@ def main(argv=None):
         child(args.child, args.dir, args.size[0])
         return
 
-    from tests.gpt2_fixtures import gpt2_tensor_shapes, write_gpt2_folder
     from tinygpt.io.pretrained import gpt2_config, gpt2_model_size
+
+    from tests.helpers.gpt2_fixtures import gpt2_tensor_shapes, write_gpt2_folder
 
     figures = {}
     for name in args.size or ["124M"]:

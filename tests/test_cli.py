@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tinygpt import cli
 
-from .gpt2_fixtures import write_gpt2_folder
-from .test_download import _Server
+from .helpers.file_server import FileServer
+from .helpers.gpt2_fixtures import write_gpt2_folder
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -296,7 +295,7 @@ def gpt2_server(tmp_path_factory):
     encoder_json, vocab_bpe = gpt2_data_files()
     shutil.copyfile(encoder_json, folder / "encoder.json")
     shutil.copyfile(vocab_bpe, folder / "vocab.bpe")
-    server = _Server({f"/124M/{p.name}": p.read_bytes() for p in folder.iterdir()})
+    server = FileServer({f"/124M/{p.name}": p.read_bytes() for p in folder.iterdir()})
     yield server, folder
     server.close()
 

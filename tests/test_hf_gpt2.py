@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-
 from tinygpt.autograd import no_grad
 from tinygpt.io.hf_gpt2 import (
     export_hf_gpt2,
@@ -16,8 +15,8 @@ from tinygpt.io.hf_gpt2 import (
 from tinygpt.io.pretrained import gpt2_config, load_gpt2_params_from_tf_ckpt, load_weights_into_gpt
 from tinygpt.model import GPTModel
 
-from .gpt2_fixtures import write_gpt2_folder
 from .helpers.assertions import host
+from .helpers.gpt2_fixtures import write_gpt2_folder
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 

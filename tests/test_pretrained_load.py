@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tinygpt.autograd import no_grad
 from tinygpt.io.pretrained import (
     download_and_load_gpt2,
@@ -24,8 +23,8 @@ from tinygpt.io.pretrained import (
 )
 from tinygpt.model import GPT_CONFIG_124M, GPTModel
 
-from .gpt2_fixtures import gpt2_tensors, write_gpt2_folder, write_tf_checkpoint
 from .helpers.assertions import assert_close, host
+from .helpers.gpt2_fixtures import gpt2_tensors, write_gpt2_folder, write_tf_checkpoint
 
 SMALL = {"n_vocab": 96, "n_ctx": 24}
 

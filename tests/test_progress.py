@@ -3,7 +3,6 @@ checkpoints, loading GPT-2 weights, 'tinygpt eval'): on stderr, only on a termin
 default, never with --no-progress."""
 
 import pytest
-
 import tinygpt
 from tinygpt import cli
 from tinygpt.io import progress
@@ -47,7 +46,7 @@ def test_no_bars_off_a_terminal_or_when_turned_off(tiny_model, tmp_path, capsys,
 def test_loading_gpt2_weights_shows_progress(tmp_path, capsys, restore_progress):
     from tinygpt.io.pretrained import load_gpt2_folder
 
-    from .gpt2_fixtures import write_gpt2_folder
+    from .helpers.gpt2_fixtures import write_gpt2_folder
 
     write_gpt2_folder(tmp_path / "124M", n_layer=1, n_embd=16, n_head=2, n_ctx=8, n_vocab=64)
     progress.set_progress(True)

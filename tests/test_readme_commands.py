@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from .gpt2_fixtures import write_gpt2_folder
-from .test_download import _Server
+from .helpers.file_server import FileServer
+from .helpers.gpt2_fixtures import write_gpt2_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # TINYGPT_README: check a draft (a file of the same layout) before it becomes README.md
@@ -147,7 +147,7 @@ def gpt2_origin(tmp_path_factory):
     encoder_json, vocab_bpe = gpt2_data_files()
     shutil.copyfile(encoder_json, folder / "encoder.json")
     shutil.copyfile(vocab_bpe, folder / "vocab.bpe")
-    server = _Server({f"/124M/{p.name}": p.read_bytes() for p in folder.iterdir()})
+    server = FileServer({f"/124M/{p.name}": p.read_bytes() for p in folder.iterdir()})
     yield server.url
     server.close()
 

@@ -28,7 +28,7 @@ from tinygpt.io.tf_checkpoint import (  # noqa: E402
 )
 
 from .fixtures.write_tf_fixture import fixture_tensors  # noqa: E402
-from .gpt2_fixtures import gpt2_tensors, write_tf_checkpoint  # noqa: E402
+from .helpers.gpt2_fixtures import gpt2_tensors, write_tf_checkpoint  # noqa: E402
 
 
 def _tensors():
@@ -179,7 +179,7 @@ def test_corrupted_index_block(tf_ckpt, tmp_path):
 
 
 def test_sstable_without_bundle_header(tmp_path):
-    from .gpt2_fixtures import _write_sstable
+    from .helpers.gpt2_fixtures import _write_sstable
 
     _write_sstable(str(tmp_path / "x.index"), [(b"a", b"1"), (b"b", b"2")])
     with pytest.raises(TFCheckpointError, match="no tensor-bundle header"):

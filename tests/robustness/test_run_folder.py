@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tinygpt import cli, workflow
 from tinygpt.errors import RunFolderError
 from tinygpt.io.checkpoint import load_checkpoint, load_model
@@ -25,7 +24,7 @@ from tinygpt.train import TrainingDivergedError
 
 from . import test_hostile_runs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = dict(GPT_CONFIG_124M, context_length=8, emb_dim=16, n_heads=2, n_layers=1)
 QUICK = {"num_epochs": 1, "eval_freq": 4, "eval_iter": 1, "batch_size": 4,
          "start_context": "river"}

@@ -9,7 +9,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 import tinygpt
 from tinygpt import sampling
 from tinygpt.autograd import Tensor, enable_grad, is_grad_enabled, no_grad

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 import tinygpt as t
 import tinygpt.nn as tnn
 from tinygpt.data import DataLoader, Dataset, create_dataloader_v1, default_collate

@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 from tinygpt import workflow
 from tinygpt.errors import RunFolderError
 from tinygpt.model import GPT_CONFIG_124M

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import tinygpt
 from tinygpt.errors import CheckpointError, FileFormatError, RunFolderError, TFCheckpointError
 from tinygpt.io.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
@@ -34,7 +33,7 @@ from tinygpt.workflow import read_text
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(os.name != "posix", reason="FIFOs, devices and links as on POSIX")]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CFG = {"vocab_size": 64, "context_length": 16, "emb_dim": 16, "n_heads": 2, "n_layers": 2,
        "drop_rate": 0.0, "qkv_bias": False}
 LONG = "m" * 234 + ".safetensors"  # 246 bytes: a legal name; with ".tmp-" around it, not

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tinygpt.errors import (
     ChecksumError,
     DownloadError,
@@ -43,13 +42,13 @@ from tinygpt.io.pretrained import (
 from tinygpt.io.tf_checkpoint import CheckpointReader
 from tinygpt.model import GPTModel
 
+from ..helpers.gpt2_fixtures import _entry_proto, _header_proto, _write_sstable, write_gpt2_folder
 from .checks import host
-from .gpt2_fixtures import _entry_proto, _header_proto, _write_sstable, write_gpt2_folder
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(os.name != "posix", reason="sockets and paths as on POSIX")]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SIZES = {"n_layer": 2, "n_embd": 32, "n_head": 4, "n_ctx": 16, "n_vocab": 64}
 DATA = "model.ckpt.data-00000-of-00001"
 MB = 1 << 20
@@ -533,11 +532,11 @@ def test_checkpoint_file_naming_another_prefix_inside_the_folder_loads_it(models
 
 
 def test_bad_checkpoint_file_is_fetched_again_online(models, elsewhere, origin):
-    from .test_download import _Server
+    from ..helpers.file_server import FileServer
 
     folder = models / "124M"
     _write_checkpoint_file(folder, f'model_checkpoint_path: "{elsewhere / "model.ckpt"}"\n')
-    server = _Server({f"/124M/{p.name}": p.read_bytes() for p in origin[0].iterdir()})
+    server = FileServer({f"/124M/{p.name}": p.read_bytes() for p in origin[0].iterdir()})
     try:
         settings, params = download_and_load_gpt2(
             "124M", models, base_url=server.url, backup_url=server.url, progress=False,
