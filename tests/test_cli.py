@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tinygpt import cli
 
 from .helpers.file_server import FileServer

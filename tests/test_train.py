@@ -8,9 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import tinygpt
-from tinygpt import GPT_CONFIG_124M, AdamW, GPTModel
 from tinygpt.backend import asarray
 from tinygpt.data import DataLoader, GPTDatasetV1, create_dataloader_v1
 from tinygpt.tokenizer import get_tokenizer
@@ -26,7 +23,10 @@ from tinygpt.train import (
     train_model_simple,
 )
 
-from .checks import host
+import tinygpt
+from tinygpt import GPT_CONFIG_124M, AdamW, GPTModel
+
+from .helpers.assertions import host
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(GPT_CONFIG_124M, context_length=32, emb_dim=32, n_heads=4, n_layers=2,

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tinygpt
 from tinygpt.errors import CheckpointError, FileFormatError, RunFolderError, TFCheckpointError
 from tinygpt.io.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from tinygpt.io.files import remove_stale_temporaries, temporary_prefix
@@ -29,6 +28,8 @@ from tinygpt.io.tf_checkpoint import CheckpointReader
 from tinygpt.model import GPTModel
 from tinygpt.optim import AdamW
 from tinygpt.workflow import read_text
+
+import tinygpt
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(os.name != "posix", reason="FIFOs, devices and links as on POSIX")]

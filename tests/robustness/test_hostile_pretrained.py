@@ -42,8 +42,8 @@ from tinygpt.io.pretrained import (
 from tinygpt.io.tf_checkpoint import CheckpointReader
 from tinygpt.model import GPTModel
 
+from ..helpers.assertions import host
 from ..helpers.gpt2_fixtures import _entry_proto, _header_proto, _write_sstable, write_gpt2_folder
-from .checks import host
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(os.name != "posix", reason="sockets and paths as on POSIX")]
