@@ -111,9 +111,8 @@ def main(argv=None):
         child(args.child, args.dir, args.size[0])
         return
 
-    from tinygpt.io.pretrained import gpt2_config, gpt2_model_size
-
     from tests.helpers.gpt2_fixtures import gpt2_tensor_shapes, write_gpt2_folder
+    from tinygpt.io.pretrained import gpt2_config, gpt2_model_size
 
     figures = {}
     for name in args.size or ["124M"]:

@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+
 from tinygpt.errors import DownloadError
 from tinygpt.io.pretrained import (
     GPT2_FILES,

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from tinygpt.autograd import no_grad
 from tinygpt.io.hf_gpt2 import (
     export_hf_gpt2,

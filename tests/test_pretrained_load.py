@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tinygpt.autograd import no_grad
 from tinygpt.io.pretrained import (
     download_and_load_gpt2,

@@ -3,11 +3,11 @@ checkpoints, loading GPT-2 weights, 'tinygpt eval'): on stderr, only on a termin
 default, never with --no-progress."""
 
 import pytest
-from tinygpt.io import progress
-from tinygpt.io.checkpoint import load_model, save_model
 
 import tinygpt
 from tinygpt import cli
+from tinygpt.io import progress
+from tinygpt.io.checkpoint import load_model, save_model
 
 TINY = dict(tinygpt.GPT_CONFIG_124M, vocab_size=64, context_length=8, emb_dim=16, n_heads=2,
             n_layers=1)

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import tinygpt
+from tinygpt import GPT_CONFIG_124M, AdamW, GPTModel
 from tinygpt.backend import asarray
 from tinygpt.data import DataLoader, GPTDatasetV1, create_dataloader_v1
 from tinygpt.tokenizer import get_tokenizer
@@ -22,9 +25,6 @@ from tinygpt.train import (
     train_model,
     train_model_simple,
 )
-
-import tinygpt
-from tinygpt import GPT_CONFIG_124M, AdamW, GPTModel
 
 from .helpers.assertions import host
 

@@ -71,6 +71,15 @@ from safetensors.numpy import load_file
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import tinygpt  # noqa: E402
+from tests.helpers.gpt2_fixtures import (  # noqa: E402
+    _field_bytes,
+    _field_fixed32,
+    _field_varint,
+    _write_sstable,
+    gpt2_tensors,
+    write_tf_checkpoint,
+)
 from tinygpt.autograd import Tensor  # noqa: E402
 from tinygpt.backend import get_rng_state, manual_seed  # noqa: E402
 from tinygpt.errors import TinygptError, UnsupportedDtypeError  # noqa: E402
@@ -86,16 +95,6 @@ from tinygpt.io.tf_checkpoint import (  # noqa: E402
 from tinygpt.model import GPTModel  # noqa: E402
 from tinygpt.optim import AdamW  # noqa: E402
 from tinygpt.train import TrainingState  # noqa: E402
-
-import tinygpt  # noqa: E402
-from tests.helpers.gpt2_fixtures import (  # noqa: E402
-    _field_bytes,
-    _field_fixed32,
-    _field_varint,
-    _write_sstable,
-    gpt2_tensors,
-    write_tf_checkpoint,
-)
 
 KINDS = ("model", "checkpoint", "object", "tf", "tf_fixture")
 OUTCOMES = ("clean error", "loaded, identical", "loaded, as edited", "loaded, different",

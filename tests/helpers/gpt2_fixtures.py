@@ -12,6 +12,7 @@ import os
 import struct
 
 import numpy as np
+
 from tinygpt.io.tf_checkpoint import TABLE_MAGIC, crc32c, mask_crc32c
 
 GPT2_FILES = (

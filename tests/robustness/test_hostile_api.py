@@ -9,6 +9,9 @@ import warnings
 
 import numpy as np
 import pytest
+
+import tinygpt
+from tinygpt import sampling
 from tinygpt.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from tinygpt.generation import generate_fast as generate
 from tinygpt.generation import generate_stream, generate_text_simple
@@ -19,9 +22,6 @@ from tinygpt.nn.module import Parameter
 from tinygpt.ops import cross_entropy
 from tinygpt.optim import AdamW
 from tinygpt.tokenizer import token_ids_to_text
-
-import tinygpt
-from tinygpt import sampling
 
 from ..helpers.assertions import host
 
@@ -97,9 +97,8 @@ def test_silent_wrong_result_tiny_temperature_only_cold_rows_are_shifted():
 
 
 def test_silent_wrong_result_tiny_temperature_cli(tmp_path, capsys):
-    from tinygpt.io.checkpoint import save_model
-
     from tinygpt import cli
+    from tinygpt.io.checkpoint import save_model
 
     tinygpt.manual_seed(3)
     tiny = GPTModel({"vocab_size": 50257, "context_length": 8, "emb_dim": 8, "n_heads": 1,

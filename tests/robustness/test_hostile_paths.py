@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tinygpt.workflow import read_text
+
+import tinygpt
 from tinygpt.errors import CheckpointError, FileFormatError, RunFolderError, TFCheckpointError
 from tinygpt.io.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from tinygpt.io.files import remove_stale_temporaries, temporary_prefix
@@ -27,9 +30,6 @@ from tinygpt.io.textsource import find_verdict, read_text_file
 from tinygpt.io.tf_checkpoint import CheckpointReader
 from tinygpt.model import GPTModel
 from tinygpt.optim import AdamW
-from tinygpt.workflow import read_text
-
-import tinygpt
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(os.name != "posix", reason="FIFOs, devices and links as on POSIX")]

@@ -8,10 +8,10 @@ import sys
 import time
 
 import pytest
-from tinygpt.errors import RunFolderError
-from tinygpt.model import GPT_CONFIG_124M
 
 from tinygpt import workflow
+from tinygpt.errors import RunFolderError
+from tinygpt.model import GPT_CONFIG_124M
 
 TINY = dict(GPT_CONFIG_124M, context_length=8, emb_dim=16, n_heads=2, n_layers=1)
 QUICK = {"num_epochs": 1, "eval_freq": 50, "eval_iter": 1}

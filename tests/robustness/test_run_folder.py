@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tinygpt import cli, workflow
 from tinygpt.errors import RunFolderError
 from tinygpt.io.checkpoint import load_checkpoint, load_model
 from tinygpt.model import GPT_CONFIG_124M
 from tinygpt.train import TrainingDivergedError
-
-from tinygpt import cli, workflow
 
 from . import test_hostile_runs
 

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
+
+import tinygpt as t
 import tinygpt.nn as tnn
 from tinygpt.data import DataLoader, Dataset, create_dataloader_v1, default_collate
 from tinygpt.model import GPT_CONFIG_124M, validate_config
-
-import tinygpt as t
 
 torch = pytest.importorskip("torch")
 
