@@ -1,8 +1,8 @@
-"""torch's data loading and chapter 5's helpers, the way the book calls them.
-
-The code under test is written against torch's names (``import tinygpt as torch``);
-where PyTorch defines the answer (default collate) the real torch computes the reference.
-AdamW's param groups are in test_optim.py."""
+"""The book's own calls, written against torch's names (``import tinygpt as torch``): a
+learner's Dataset and DataLoader, default collate, shuffle and drop_last, and chapter 5's
+helpers (the sampling demos, generate, train_model_simple, plot_losses, assign). Where
+PyTorch defines the answer (default collate) the real torch computes the reference.
+tinygpt.data's own loader is tested in test_data.py, the optimizers in test_optim.py."""
 
 import collections
 import warnings
