@@ -8,15 +8,16 @@ Read this file top to bottom; the engine is its first part.
    its output: these links are the graph.
 2. ``Tensor``: an array (``.data``) and its place in the graph: ``requires_grad``,
    ``grad`` (filled in by backward) and ``grad_fn`` (the Function that made it).
-3. ``backward``: one pass over the graph in reverse topological order (found with an
-   explicit stack, so deep graphs hit no recursion limit). It adds each gradient
-   into the inputs, summing where a tensor is used more than once, un-broadcasts in
-   one place (``sum_to_shape``), and releases the graph as it goes unless
-   ``retain_graph=True``.
+3. ``_run_backward``, what ``loss.backward()`` runs: one pass over the graph in reverse
+   topological order (found with an explicit stack, so deep graphs hit no recursion
+   limit). It adds each gradient into the inputs, summing where a tensor is used
+   more than once, un-broadcasts in one place (``sum_to_shape``), and releases the
+   graph as it goes unless ``retain_graph=True``.
 
 After the engine: in-place changes bump a tensor's version, and backward refuses a
-value a Function saved that changed since (torch's error); ``grad(outputs, inputs)``
-(torch.autograd.grad) returns gradients instead of adding them to ``.grad``.
+value a Function saved that changed since (torch's error); then torch.autograd's two
+entry points, ``backward(tensors)`` and ``grad(outputs, inputs)`` (which returns the
+gradients instead of adding them to ``.grad``), with the checks on what they are given.
 Elsewhere: ``grad_mode.py`` has ``no_grad`` and ``enable_grad``, and
 ``tensor_methods.py`` torch's other Tensor methods (printing, dtype promotion,
 operators, shapes, reductions, ``to()``), which it sets on this ``Tensor``.
@@ -184,20 +185,6 @@ class Tensor:
 
 
 # --- 3. backward: the graph walked in reverse -------------------------------------------
-
-
-def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
-    """torch.autograd.backward: one backward pass from ``tensors`` (a tensor or a list),
-    each seeded with its ``grad_tensors`` entry (None: 1 for a scalar), adding into
-    ``.grad`` of the leaves, or of ``inputs`` only."""
-    roots, seeds = _seeds(tensors, grad_tensors, create_graph)
-    if inputs is None:
-        _run_backward(roots, seeds, retain_graph)
-        return
-    inputs = _tensors(inputs, "inputs")
-    for t, g in zip(inputs, _run_backward(roots, seeds, retain_graph, inputs)):
-        if g is not None:
-            t.grad = Tensor(g if t.grad is None else grad_array(t) + g)
 
 
 def _run_backward(roots, seeds, retain_graph=None, wanted=None):
@@ -400,7 +387,21 @@ def _modified_error(fn, counter, expected, dtype, shape, made_by):
     )
 
 
-# --- torch.autograd.grad, and checking what comes in ------------------------------------
+# --- torch.autograd.backward and .grad, and checking what comes in ---------------------
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """torch.autograd.backward: one backward pass from ``tensors`` (a tensor or a list),
+    each seeded with its ``grad_tensors`` entry (None: 1 for a scalar), adding into
+    ``.grad`` of the leaves, or of ``inputs`` only."""
+    roots, seeds = _seeds(tensors, grad_tensors, create_graph)
+    if inputs is None:
+        _run_backward(roots, seeds, retain_graph)
+        return
+    inputs = _tensors(inputs, "inputs")
+    for t, g in zip(inputs, _run_backward(roots, seeds, retain_graph, inputs)):
+        if g is not None:
+            t.grad = Tensor(g if t.grad is None else grad_array(t) + g)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
