@@ -134,7 +134,7 @@ def test_loader_batches_in_order_without_shuffle(tok, verdict_text):
 
 def test_loader_accepts_any_pair_dataset():
     # A plain list of (input, target) array pairs; fields that are lists of numbers
-    # collate the way torch's do (tests/test_torch_data_optim.py).
+    # collate the way torch's do (tests/test_book_calls.py).
     pairs = [(np.array([1, 2]), np.array([2, 3])), (np.array([4, 5]), np.array([5, 6])),
              (np.array([7, 8]), np.array([8, 9]))]
     x, y = next(iter(DataLoader(pairs, batch_size=2)))

@@ -219,7 +219,7 @@ def test_settings_numpy_drop_rate_accepted():
         validate_config(dict(GPT_CONFIG_124M, drop_rate=np.float32(1.0)))
 
 
-# --- found by bench/fuzz_api.py ---------------------------------------------------------------
+# --- found by tools/fuzz_api.py ---------------------------------------------------------------
 
 
 def test_fuzz_found_topk_k_zero_and_too_large_as_torch():
