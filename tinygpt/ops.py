@@ -5,9 +5,11 @@ fused layers a GPT spends its time in (linear, embedding, layer norm, GELU,
 dropout, causal attention, softmax, cross-entropy). Tests show each fused op
 equals its chain of primitives and passes a float64 finite-difference check.
 
-On a GPU (CuPy backend) the fused layers run as CUDA kernels (``cuda_kernels.py``):
-each op below says so in one line and calls it; the array code that follows is the
-kernel's twin, the code the CPU runs and the tests compare the kernel with.
+This file is array code only. On a GPU (CuPy backend) some fused layers run as CUDA
+kernels instead: ``tinygpt/cuda/overrides.py`` registers a kernel class for them in
+``Function.kernels``, and ``Function.apply`` picks it, once per call, when it takes the
+arrays. The ops below are then the kernels' twins: the code the CPU runs, and the code
+the tests compare each kernel with.
 
 Shape letters: B batch, T tokens, C channels (emb_dim), H heads, D head size,
 V vocabulary, N = B*T rows.
@@ -17,11 +19,10 @@ import math
 
 import numpy
 
-from . import cuda_kernels as fused
-from . import philox
 from .autograd import Function, Tensor
 from .backend import DEFAULT_DTYPE, dropout_rng, get_rng, next_philox_draw, xp
 from .checks import integer, rectangular
+from .cuda.philox import uniforms as philox_uniforms
 
 # ----------------------------------------------------------------------------------
 # Elementwise arithmetic. Broadcasting is undone by the engine (sum_to_shape).
@@ -348,11 +349,12 @@ class Transpose(Function):
     reads, view = (), True
 
     def forward(self, x, axes):
-        self.inverse = tuple(int(i) for i in numpy.argsort(axes))  # on the host: no sync
+        self.axes = axes
         return x.transpose(axes)
 
     def backward(self, dy):
-        return dy.transpose(self.inverse)
+        inverse = sorted(range(len(self.axes)), key=self.axes.__getitem__)
+        return dy.transpose(inverse)
 
 
 class GetItem(Function):
@@ -577,8 +579,6 @@ class Embedding(Function):
         return weight[ids]
 
     def backward(self, dy):
-        if fused.usable(dy):  # sorted ids, no atomics: the same bits every run
-            return fused.embedding_backward(self.ids, dy, self.weight_shape[0]), None
         dweight = xp.zeros(self.weight_shape, dtype=dy.dtype)
         xp.add.at(dweight, self.ids.ravel(), dy.reshape(-1, self.weight_shape[1]))
         return dweight, None
@@ -591,10 +591,6 @@ class LayerNorm(Function):
     dscale = sum(dy * xhat),  dshift = sum(dy)   (sums over all rows)"""
 
     def forward(self, x, scale, shift, eps=1e-5):
-        if fused.usable(x, scale, shift):  # one kernel; keeps x, mean and rstd
-            y, self.mean, self.rstd = fused.layer_norm_forward(x, scale, shift, eps)
-            self.x, self.xhat, self.scale = x, None, scale
-            return y
         xc = x - x.mean(axis=-1, keepdims=True)
         var = (xc * xc).mean(axis=-1, keepdims=True)
         rstd = 1.0 / xp.sqrt(var + eps)
@@ -605,8 +601,6 @@ class LayerNorm(Function):
         return y
 
     def backward(self, dy):
-        if self.xhat is None:
-            return fused.layer_norm_backward(dy, self.x, self.scale, self.mean, self.rstd)
         xhat, C = self.xhat, self.scale.shape[0]
         x_wanted, scale_wanted, shift_wanted = (t.requires_grad for t in self.inputs)
         dx = None
@@ -631,9 +625,6 @@ class GELU(Function):
     Powers are written as products: ``x**3`` is ~60x slower in NumPy."""
 
     def forward(self, x):
-        if fused.usable(x):  # one kernel; the backward recomputes t from x
-            self.x, self.x2 = x, None
-            return fused.gelu_forward(x)
         x2 = x * x
         u = x2 * 0.044715
         u += 1.0
@@ -647,8 +638,6 @@ class GELU(Function):
         return y
 
     def backward(self, dy):
-        if self.x2 is None:
-            return fused.gelu_backward(self.x, dy)
         x, x2, t = self.x, self.x2, self.t
         # d/dx tanh(u) part: 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3*0.044715 x^2)
         inner = x2 * (3.0 * 0.044715 * _GELU_C)
@@ -668,25 +657,14 @@ def dropout_mask(shape, p, dtype):
 
     "numpy": float32 uniforms from the package's generator, whatever ``dtype`` is, so
     float32 and float64 models seeded alike drop the same entries (on CuPy they are
-    drawn on the host and copied). float32 draws are the cheaper ones, and they train
-    like float64 draws and like torch's own masks: over 12 seeds of the chapter's run on
-    a reduced model, no difference in final train or val loss (p > 0.2;
-    ``bench/curve_stats.py``).
-    "philox": Philox uniforms (``philox.py``) computed where the data is; the kernels'
-    own masks are these."""
+    drawn on the host and copied).
+    "philox": Philox uniforms (``cuda/philox.py``) computed where the data is; the
+    kernels' own masks are these."""
     if dropout_rng() == "philox":
-        keep = philox.uniforms(shape, *next_philox_draw(), xp) >= numpy.float32(p)
+        keep = philox_uniforms(shape, *next_philox_draw(), xp) >= numpy.float32(p)
     else:
         keep = xp.asarray(get_rng().random(shape, dtype=numpy.float32)) >= numpy.float32(p)
     return keep.astype(dtype) * (1.0 / (1.0 - p))
-
-
-def _philox_kernel_draw(dropout_p, *arrays):
-    """The Philox draw for a fused kernel's dropout, or None when the kernel doesn't apply
-    (no dropout, NumPy masks, or arrays the kernels don't take)."""
-    if dropout_p > 0.0 and dropout_rng() == "philox" and fused.usable(*arrays):
-        return next_philox_draw()
-    return None
 
 
 class Dropout(Function):
@@ -695,24 +673,24 @@ class Dropout(Function):
     reads = ((),)  # dx reads the mask, kept by the op
 
     def forward(self, x, p):
-        self.p, self.draw = p, _philox_kernel_draw(p, x)
-        if self.draw is not None:  # one kernel; the backward redraws the same mask
-            return fused.dropout(x, p, self.draw)
         self.mask = dropout_mask(x.shape, p, x.dtype)
         return x * self.mask
 
     def backward(self, dy):
-        if self.draw is not None:
-            return fused.dropout(dy, self.p, self.draw)
         return dy * self.mask
 
 
-def _softmax_inplace(scores):
-    """Softmax over the last axis, overwriting ``scores`` (rows of -inf not allowed)."""
-    scores -= scores.max(axis=-1, keepdims=True)
-    xp.exp(scores, out=scores)
-    scores /= scores.sum(axis=-1, keepdims=True)
-    return scores
+def softmax_array(x, axis=-1, out=None):
+    """exp(x - max) / sum(exp(x - max)) along ``axis`` of a raw array (NumPy's or the
+    backend's): tinygpt's one softmax, which every softmax entry point calls.
+
+    Subtracting the max keeps exp from overflowing. ``out=x`` overwrites x (no second
+    buffer). -inf entries get 0; a slice that is all -inf has no distribution: NaN."""
+    module = numpy if isinstance(x, numpy.ndarray) else xp  # host arrays on CuPy too
+    y = module.subtract(x, x.max(axis=axis, keepdims=True), out=out)
+    module.exp(y, out=y)
+    y /= y.sum(axis=axis, keepdims=True)
+    return y
 
 
 class Softmax(Function):
@@ -722,10 +700,8 @@ class Softmax(Function):
 
     def forward(self, x, axis=-1):
         self.axis = axis
-        y = xp.exp(x - x.max(axis=axis, keepdims=True))
-        y /= y.sum(axis=axis, keepdims=True)
-        self.y = y
-        return y
+        self.y = softmax_array(x, axis)
+        return self.y
 
     def backward(self, dy):
         y = self.y
@@ -790,51 +766,33 @@ class CausalAttention(Function):
         head_dim = queries.shape[-1]
         scale = 1.0 / math.sqrt(head_dim)  # a Python float: float32 stays float32
         attn_scores = queries @ keys.transpose(0, 1, 3, 2)  # (b, heads, n_q, n_k)
-        draw = _philox_kernel_draw(dropout_p, attn_scores)
-        square = attn_scores.shape[-2] == attn_scores.shape[-1]
-        self.fused = (square and fused.usable(attn_scores)
-                      and (dropout_p == 0.0 or draw is not None))
-        if self.fused:  # on a GPU, one kernel for the next lines (cuda_kernels.cu)
-            attn_weights, dropped = fused.attention_softmax_forward(
-                attn_scores, scale, dropout_p, draw)
-            keep = None
+        attn_scores *= scale
+        attn_scores += causal_mask(*attn_scores.shape[-2:], attn_scores.dtype)
+        attn_weights = softmax_array(attn_scores, out=attn_scores)  # no second buffer
+        if dropout_p > 0.0:
+            keep = dropout_mask(attn_weights.shape, dropout_p, attn_weights.dtype)
+            dropped = attn_weights * keep
         else:
-            attn_scores *= scale
-            attn_scores += causal_mask(*attn_scores.shape[-2:], attn_scores.dtype)
-            attn_weights = _softmax_inplace(attn_scores)  # in place: no second buffer
-            if dropout_p > 0.0:
-                keep = dropout_mask(attn_weights.shape, dropout_p, attn_weights.dtype)
-                dropped = attn_weights * keep
-            else:
-                keep, dropped = None, attn_weights
+            keep, dropped = None, attn_weights
         context_vec = dropped @ values  # (b, heads, n_q, head_dim)
         if self.needs_grad:
             self.queries, self.keys, self.values, self.scale = queries, keys, values, scale
             self.attn_weights, self.keep, self.dropped = attn_weights, keep, dropped
-            self.dropout_p, self.draw = dropout_p, draw
         return context_vec
 
     def backward(self, d_context):
         d_dropped = d_context @ self.values.transpose(0, 1, 3, 2)  # (b, heads, n_q, n_k)
-        if self.fused:  # one kernel: the dropout mask redrawn, then the softmax lines below
-            d_scores = fused.attention_softmax_backward(
-                d_dropped, self.attn_weights, self.scale, self.dropout_p, self.draw)
-            # products with a (T, T) operand transposed are taken transposed
-            # (d_values^T = d_context^T dropped): CuPy would copy that operand
-            d_values = (d_context.transpose(0, 1, 3, 2) @ self.dropped).transpose(0, 1, 3, 2)
-            d_keys = (self.queries.transpose(0, 1, 3, 2) @ d_scores).transpose(0, 1, 3, 2)
-        else:
-            d_values = self.dropped.transpose(0, 1, 3, 2) @ d_context
-            if self.keep is not None:
-                d_dropped *= self.keep
-            weights = self.attn_weights
-            # softmax backward, in place: weights * (d - sum(d * weights)), then the scale
-            d_scores = d_dropped
-            d_scores -= (d_scores * weights).sum(axis=-1, keepdims=True)
-            d_scores *= weights
-            d_scores *= self.scale
-            d_keys = d_scores.transpose(0, 1, 3, 2) @ self.queries
+        d_values = self.dropped.transpose(0, 1, 3, 2) @ d_context
+        if self.keep is not None:
+            d_dropped *= self.keep
+        weights = self.attn_weights
+        # softmax backward, in place: weights * (d - sum(d * weights)), then the scale
+        d_scores = d_dropped
+        d_scores -= (d_scores * weights).sum(axis=-1, keepdims=True)
+        d_scores *= weights
+        d_scores *= self.scale
         d_queries = d_scores @ self.keys
+        d_keys = d_scores.transpose(0, 1, 3, 2) @ self.queries
         return d_queries, d_keys, d_values
 
 
@@ -846,13 +804,6 @@ class CrossEntropy(Function):
     Never builds a one-hot; keeps one (N, V) buffer, turned into dz in place."""
 
     def forward(self, logits, targets, ignore_index=-100):
-        self.fused = fused.usable(logits)
-        if self.fused:  # one kernel per direction; no host sync, no (N, V) buffer kept
-            loss, lse, n_counted = fused.cross_entropy_forward(logits, targets, ignore_index)
-            if self.needs_grad:
-                self.logits, self.targets, self.lse = logits, targets, lse
-                self.n, self.ignore_index = n_counted, ignore_index
-            return loss
         N = logits.shape[0]
         valid = targets != ignore_index
         n_counted = int(valid.sum())
@@ -874,10 +825,6 @@ class CrossEntropy(Function):
         return xp.asarray(loss, dtype=logits.dtype)
 
     def backward(self, dloss):
-        if self.fused:
-            dz = fused.cross_entropy_backward(
-                self.logits, self.targets, self.lse, dloss / self.n, self.ignore_index)
-            return dz, None
         dz = self.exp  # the forward's buffer becomes dz, unless backward may run again
         if self.retain_graph:
             dz = dz.copy()
@@ -958,26 +905,16 @@ def cross_entropy(logits, targets, ignore_index=-100):
     return CrossEntropy.apply(logits, xp.asarray(targets), ignore_index=ignore_index)
 
 
-def multi_head_attention(queries, keys, values, num_heads, dropout_p=0.0):
-    """Causal self-attention of (b, num_tokens, d_out) projections, split into
-    ``num_heads`` heads and merged back: the middle of the book's MultiHeadAttention
-    (``model.py`` writes the same steps out)."""
-    b, num_tokens, d_out = queries.shape
-    head_dim = d_out // num_heads
-
-    def heads(t):  # (b, num_tokens, d_out) -> (b, num_heads, num_tokens, head_dim)
-        return t.view(b, num_tokens, num_heads, head_dim).transpose(1, 2)
-
-    queries, keys, values = (heads(t if isinstance(t, Tensor) else Tensor(t))
-                             for t in (queries, keys, values))
-    context_vec = CausalAttention.apply(queries, keys, values, dropout_p=dropout_p)
-    return context_vec.transpose(1, 2).reshape(b, num_tokens, d_out)
-
-
 def perplexity(loss):
-    """exp(loss) as a Python float (loss: a scalar Tensor, array or number)."""
+    """exp(loss) as a Python float (loss: a scalar Tensor, array or number).
+
+    A loss above about 709.78 (a diverged model) has a perplexity beyond the largest
+    float: that gives ``inf``, as torch's ``exp`` does, not an OverflowError. NaN stays NaN."""
     value = loss.item() if hasattr(loss, "item") else float(loss)
-    return math.exp(value)
+    try:
+        return math.exp(value)
+    except OverflowError:
+        return math.inf
 
 
 def dropout(x, p, training=True):
@@ -988,7 +925,6 @@ def dropout(x, p, training=True):
 
 __all__ = [
     "DEFAULT_DTYPE",
-    "multi_head_attention",
     "cross_entropy",
     "dropout",
     "linear",

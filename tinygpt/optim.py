@@ -17,7 +17,7 @@ changes the next step, and ``AdamW([{"params": decay}, {"params": no_decay,
 On the CPU the update walks each parameter in slices of ``CHUNK`` elements, so the
 handful of elementwise passes run on data that sits in the CPU cache instead of
 streaming 163M floats from memory a dozen times. On a GPU each slice would be a dozen
-kernel launches, so there a parameter is one fused kernel (``cuda_kernels.adamw_update``,
+kernel launches, so there a parameter is one CUDA kernel (``cuda/kernels.adamw_update``,
 the same bits as the lines below), or with the kernels off, whole-tensor passes.
 
 SGD (appendix A): g <- g + weight_decay p; with momentum, b <- momentum b + (1 - dampening) g
@@ -28,7 +28,7 @@ import math
 
 import numpy
 
-from . import cuda_kernels as fused
+from . import cuda
 from .autograd import Tensor, enable_grad, grad_array
 from .backend import ON_GPU, to_numpy, xp
 from .checks import real_problem, rectangular
@@ -307,9 +307,9 @@ class AdamW(Optimizer):
 
             grad = grad_array(p)
             p._bump_version("AdamW.step")  # in place, as torch's step under no_grad
-            if fused.usable(p.data, grad) and p.data.flags.c_contiguous:
-                fused.adamw_update(p.data, grad, state["exp_avg"], state["exp_avg_sq"],
-                                   decay, beta1, beta2, eps, step_size, bias2_sqrt)
+            if cuda.available(p.data, grad) and p.data.flags.c_contiguous:
+                cuda.kernels.adamw_update(p.data, grad, state["exp_avg"], state["exp_avg_sq"],
+                                          decay, beta1, beta2, eps, step_size, bias2_sqrt)
                 continue
             flat_p = p.data.reshape(-1)
             flat_g = grad.reshape(-1)

@@ -1,44 +1,45 @@
-"""The fused CUDA kernels of the CuPy backend, one Python function per kernel.
+"""The CUDA kernels of the CuPy backend, one Python function per kernel.
 
-The kernels' source is ``cuda_kernels.cu`` beside this file, compiled once per process by
+The kernels' source is ``kernels.cu`` beside this file, compiled once per process by
 CuPy (NVRTC; CuPy caches the binary on disk). Each function here launches one kernel
 and does what a few lines of array code do elsewhere; those lines are its twin:
 
     dropout                      ops.Dropout             x * dropout_mask(...)
     gelu_forward / _backward     ops.GELU                the tanh formula
     layer_norm_forward / _bwd    ops.LayerNorm           mean, var, xhat ...
-    attention_softmax_fwd/_bwd   ops.CausalAttention   scale, mask, softmax, dropout
+    attention_softmax_fwd/_bwd   ops.CausalAttention     scale, mask, softmax, dropout
     cross_entropy_forward/_bwd   ops.CrossEntropy        logsumexp, softmax - onehot
     embedding_backward           ops.Embedding           xp.add.at
     adamw_update                 optim.AdamW             the chunked update
     decode_*                     kv_cache                one position of CachedDecoder
 
-``usable(*arrays)`` says whether the kernels apply (CuPy backend, kernels on, float32).
-tests/test_cuda_kernels.py runs every op both ways on a GPU and compares.
+``overrides.py`` runs the first six in place of the ops, ``optim.AdamW`` and
+``decode.py`` call the others. ``available(*arrays)`` says whether the kernels run these
+arrays (CuPy backend, kernels on, float32). tests/test_cuda_kernels.py runs every op
+both ways on a GPU and compares.
 
 Shapes: B batch, T tokens, C channels, H heads, D head size, V vocabulary, N rows.
 """
-
 import functools
 import math
 from importlib import resources
 
 import numpy
 
-from .backend import kernels_enabled, xp
+from ..backend import kernels_enabled, xp
 
 THREADS = 256
 _f32, _i32, _i64, _u32 = numpy.float32, numpy.int32, numpy.int64, numpy.uint32
 
 
-def usable(*arrays):
+def available(*arrays):
     """True when the kernels run these arrays: CuPy backend, kernels on, all float32."""
     return kernels_enabled() and all(a.dtype == _f32 for a in arrays)
 
 
 @functools.cache
 def _module():
-    source = resources.files("tinygpt").joinpath("cuda_kernels.cu").read_text(encoding="utf-8")
+    source = resources.files("tinygpt.cuda").joinpath("kernels.cu").read_text(encoding="utf-8")
     return xp.RawModule(code=source, options=("--std=c++17",))
 
 
@@ -201,7 +202,7 @@ def adamw_update(p, g, m, v, decay, beta1, beta2, eps, step_size, bias2_sqrt):
 
 
 # ----------------------------------------------------------------------------------
-# The decode step (kv_cache.GraphedDecodeStep): no allocation, no library call.
+# The decode step (decode.KernelDecodeStep): no allocation, no library call.
 
 
 def decode_embed(step, wte, wpe, x):

@@ -16,7 +16,7 @@ element ``i`` of the flattened array:
     keep_i   = u_i >= p
 
 ``u_i`` has 24 random bits, so it is exact in float32. The CUDA kernels compute exactly
-this (``cuda_kernels.cu``); the functions below are their twin in array code, run on the
+this (``kernels.cu``); the functions below are their twin in array code, run on the
 CPU with NumPy, or on the GPU with CuPy by the tests that compare the two.
 """
 

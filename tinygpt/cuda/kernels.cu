@@ -2,7 +2,7 @@
 //
 // Each kernel does in one pass what a few lines of array code do in ops.py, optim.py or
 // kv_cache.py; those lines are its twin, and tests/test_cuda_kernels.py compares the two
-// on a GPU. Python wrappers, with the shapes: tinygpt/cuda_kernels.py.
+// on a GPU. Python wrappers, with the shapes: tinygpt/cuda/kernels.py.
 //
 // float32 only; arrays are C-contiguous (the wrappers make sure). Layout of a launch:
 // "grid-stride" kernels cover n elements with any grid; "row" kernels take one block
