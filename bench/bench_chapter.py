@@ -36,7 +36,7 @@ def run_tinygpt(text, epochs, seed=123, cfg=CFG):
     from tinygpt.tokenizer import get_tokenizer
     from tinygpt.train import train_model_simple
 
-    tinygpt.keep_freed_memory_for_reuse()  # as the CLI and the demo do (train_model)
+    tinygpt.runtime.keep_freed_memory_for_reuse()  # as the CLI and the demo do (train_model)
     started = time.perf_counter()
     tokenizer = get_tokenizer()
     split_idx = int(0.90 * len(text))

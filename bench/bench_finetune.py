@@ -54,7 +54,7 @@ def worker(engine, steps, threads):
         import tinygpt as torch
         from tinygpt import GPTModel
 
-        torch.keep_freed_memory_for_reuse()
+        torch.runtime.keep_freed_memory_for_reuse()
     else:
         import torch
 

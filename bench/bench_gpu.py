@@ -168,7 +168,7 @@ def worker_step(spec):
         model = tinygpt.GPTModel(cfg)
         model.train()
         opt = tinygpt.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)
-        dropout_type = tinygpt.Dropout
+        dropout_type = tinygpt.nn.Dropout
 
         def step():
             loss = tinygpt.cross_entropy(model(ids), targets)
@@ -263,10 +263,11 @@ def worker_genprep(spec):
     np.savez(folder / "weights.npz", **state)
     if spec["hf"]:
         import tinygpt
+        from tinygpt.io.hf_gpt2 import export_hf_gpt2
 
         model = tinygpt.GPTModel(spec["cfg"])
         model.load_state_dict(state)
-        tinygpt.export_hf_gpt2(model, folder / "hf")
+        export_hf_gpt2(model, folder / "hf")
     return {"tensors": len(state)}
 
 
@@ -290,7 +291,8 @@ def worker_generate(spec):
         del state
 
         def run():
-            return np.asarray(tinygpt.generate_fast(model, prompt, n, cfg["context_length"]))
+            return np.asarray(tinygpt.generation.generate_fast(model, prompt, n,
+                                                               cfg["context_length"]))
     else:
         device = "cuda" if spec["gpu"] else "cpu"
         x = torch.from_numpy(prompt).to(device)

@@ -55,7 +55,7 @@ def worker(engine, mode, steps, threads):
     if engine == "tinygpt":
         import tinygpt
 
-        tinygpt.keep_freed_memory_for_reuse()  # what train_model does for a long run
+        tinygpt.runtime.keep_freed_memory_for_reuse()  # what train_model does for a long run
         tinygpt.manual_seed(0)
         model = tinygpt.GPTModel(cfg)
         opt = tinygpt.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)

@@ -59,7 +59,7 @@ def worker(arm, config, steps, threads):
 
         if arm == "book":
             tinygpt.use_fused(False)
-        tinygpt.keep_freed_memory_for_reuse()  # as train_model does
+        tinygpt.runtime.keep_freed_memory_for_reuse()  # as train_model does
         tinygpt.manual_seed(0)
         model = tinygpt.GPTModel(cfg).train()
         opt = tinygpt.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)

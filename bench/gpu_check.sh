@@ -52,7 +52,7 @@ for s in $stages; do
   case $s in
     kernels)  stage kernels 150 python3 -m pytest -q -p no:cacheprovider \
                 tests/test_cuda_kernels.py tests/test_philox.py tests/test_backend.py ;;
-    selftest) stage selftest 90 python3 -m tinygpt.cli selftest ;;
+    selftest) stage selftest 90 python3 -m tinygpt selftest ;;
     bench)    stage bench 330 python3 bench/bench_gpu.py --rounds 1 --steps 3 --warmup 2 \
                 --no-dropout --json "$OUT/bench.json" ;;
     suite)    stage suite 600 python3 -m pytest -q -p no:cacheprovider -n 8 \

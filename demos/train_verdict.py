@@ -8,7 +8,7 @@
 ``main(gpt_config, settings)`` takes the steps of the book's gpt_train.py in its order,
 each one call you can open: read the text, split it 90/10, ``create_dataloader_v1``
 twice, ``GPTModel``, ``AdamW``, train, ``plot_losses``, save. Around them,
-``tinygpt.workflow.start_run`` keeps the run folder safe (the same guard as ``tinygpt
+``tinygpt.app.workflow.start_run`` keeps the run folder safe (the same guard as ``tinygpt
 train``: another run's folder is refused without --overwrite), saves a checkpoint after
 every epoch and on Ctrl-C (so --resume carries on exactly where the run stopped) and
 logs every evaluation to metrics.csv. Settings are the book's: seed 123,
@@ -28,13 +28,13 @@ import sys
 import numpy
 
 from tinygpt import AdamW, GPTModel, manual_seed
+from tinygpt.app.options import add_training_options, settings_from
+from tinygpt.app.workflow import start_run, train_configs
 from tinygpt.data import create_dataloader_v1
 from tinygpt.errors import TinygptError
 from tinygpt.io.checkpoint import save_model
-from tinygpt.options import add_training_options, settings_from
 from tinygpt.tokenizer import get_tokenizer
 from tinygpt.train import TrainingDivergedError, plot_losses
-from tinygpt.workflow import start_run, train_configs
 
 RESUME_COMMAND = "python demos/train_verdict.py --resume {checkpoint}"
 
@@ -97,7 +97,7 @@ def main(gpt_config, settings, text=None, out=None, resume=None, overwrite=False
 
 
 def parse_args(argv=None):
-    """``tinygpt train``'s run options (tinygpt.options); those left out are None: the
+    """``tinygpt train``'s run options (tinygpt.app.options); those left out are None: the
     book's value, or on --resume the checkpoint's."""
     parser = argparse.ArgumentParser(
         description="Pretrain GPT-2 on 'The Verdict' as in chapter 5 of Build a Large "

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import tinygpt
-from tinygpt import AdamW, GPTModel, Parameter, no_grad
+from tinygpt import AdamW, GPTModel, no_grad
 from tinygpt.autograd import Function, Tensor, enable_grad, is_grad_enabled, sum_to_shape
+from tinygpt.nn import Parameter
 from tinygpt.ops import cross_entropy
 
 from .helpers.assertions import host

@@ -51,7 +51,7 @@ def test_cupy_missing_import_works_and_first_use_says_what_to_do():
 
 @pytest.mark.skipif(cupy_importable(), reason="CuPy is installed here")
 def test_cli_reports_missing_cupy_in_one_line():
-    out = run(["-m", "tinygpt.cli", "selftest"], TINYGPT_BACKEND="cupy")
+    out = run(["-m", "tinygpt", "selftest"], TINYGPT_BACKEND="cupy")
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
@@ -61,7 +61,7 @@ def test_cli_reports_missing_cupy_in_one_line():
 
 def test_no_gpu_gives_one_clear_line():
     """CuPy installed but no usable GPU (the fake CuPy pretends the driver finds none)."""
-    out = run(["-m", "tinygpt.cli", "selftest"], with_fake_cupy=True, TINYGPT_BACKEND="cupy",
+    out = run(["-m", "tinygpt", "selftest"], with_fake_cupy=True, TINYGPT_BACKEND="cupy",
               FAKE_CUPY_NO_GPU="1")
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()

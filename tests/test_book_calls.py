@@ -219,7 +219,7 @@ def test_generate_answers_a_tensor_with_a_tensor(tiny_model):
     idx = text_to_token_ids("Every effort moves you", tokenizer)
     assert isinstance(idx, tinygpt.Tensor) and idx.shape == (1, 4) and idx.dtype == torch.long
     for generate in (
-        lambda i: tinygpt.generate_fast(tiny_model, i, 5, TINY["context_length"],
+        lambda i: tinygpt.generation.generate_fast(tiny_model, i, 5, TINY["context_length"],
                                         temperature=1.4, top_k=25, rng=3),
         lambda i: tinygpt.generate_text_simple(tiny_model, i, 5, TINY["context_length"]),
     ):

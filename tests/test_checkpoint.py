@@ -429,7 +429,7 @@ BAD_CHECKPOINTS = {
     "metadata not JSON": (_edit(meta_fn=_set("optimizer", "{not json")), "not valid JSON"),
     "stale checksum": (_edit(_tensor("model.out_head.weight", lambda a: a * 2), fix_crc=False),
                        "checksum"),
-    # issue 15: the training state is covered by the header checksum too
+    # the training state is covered by the header checksum too
     "one more train loss": (_edit(meta_fn=_edit_json(
         "training_state", lambda d: d["train_losses"].append(3.5)), fix_crc=False), "checksum"),
     "edited step": (_edit(meta_fn=_edit_json(

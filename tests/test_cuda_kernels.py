@@ -17,6 +17,7 @@ from tinygpt.kv_cache import CachedDecoder
 from tinygpt.optim import AdamW
 
 from .helpers.assertions import assert_close, host
+from .helpers.attention import multi_head_attention
 
 pytestmark = [
     pytest.mark.skipif(not backend.kernels_enabled(),
@@ -97,7 +98,7 @@ def test_layer_norm(C):
 @pytest.mark.parametrize("T,H,p", [(1, 1, 0.0), (7, 2, 0.0), (13, 3, 0.25), (64, 2, 0.1)])
 def test_causal_attention(T, H, p):
     q, k, v = (rng.standard_normal((2, T, 6 * H)) for _ in range(3))
-    _check("attention", lambda q, k, v: ops.multi_head_attention(
+    _check("attention", lambda q, k, v: multi_head_attention(
         q, k, v, num_heads=H, dropout_p=p), _device(q, k, v))
 
 
@@ -223,6 +224,7 @@ def test_generate_greedy_tokens_match_the_uncached_loop():
     tinygpt.manual_seed(5)
     model = tinygpt.GPTModel(dict(CFG, drop_rate=0.0))
     prompt = rng.integers(0, CFG["vocab_size"], size=(2, 4))
-    cached = tinygpt.generate_fast(model, prompt, 40, CFG["context_length"])
-    uncached = tinygpt.generate_fast(model, prompt, 40, CFG["context_length"], use_cache=False)
+    cached = tinygpt.generation.generate_fast(model, prompt, 40, CFG["context_length"])
+    uncached = tinygpt.generation.generate_fast(model, prompt, 40, CFG["context_length"],
+                                                use_cache=False)
     np.testing.assert_array_equal(cached, uncached)

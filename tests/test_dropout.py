@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 import tinygpt
-from tinygpt import Dropout, GPTModel, ops
+from tinygpt import GPTModel, ops
 from tinygpt.autograd import Tensor
+from tinygpt.nn import Dropout
 
 from .helpers.assertions import host
+from .helpers.attention import multi_head_attention
 
 CFG = {"vocab_size": 53, "context_length": 12, "emb_dim": 16, "n_heads": 4,
        "n_layers": 2, "drop_rate": 0.2, "qkv_bias": False}
@@ -96,7 +98,7 @@ def test_attention_dropout_drops_weights_and_keeps_rows_scaled():
     q = np.zeros((B, T, T))  # equal scores: row t has weight 1/(t+1) on keys 0..t
     v = np.eye(T)[None]  # (1, T, T): out[t] = row t of the weights
     tinygpt.manual_seed(3)
-    out = host(ops.multi_head_attention(q, q, v, num_heads=1, dropout_p=p))[0]
+    out = host(multi_head_attention(q, q, v, num_heads=1, dropout_p=p))[0]
     weights = np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None]
     causal = weights > 0
     assert np.all(out[~causal] == 0.0), "dropout must not leak weight onto future tokens"
@@ -106,7 +108,7 @@ def test_attention_dropout_drops_weights_and_keeps_rows_scaled():
     assert abs((~kept).mean() - p) <= 6.0 * math.sqrt(p * (1 - p) / n)
     # eval (p=0): plain softmax weights, no draws
     np.testing.assert_allclose(
-        host(ops.multi_head_attention(q, q, v, num_heads=1))[0], weights, rtol=1e-12
+        host(multi_head_attention(q, q, v, num_heads=1))[0], weights, rtol=1e-12
     )
 
 

@@ -14,12 +14,12 @@ from tinygpt import (
     FeedForward,
     GPTModel,
     LayerNorm,
-    Linear,
     MultiHeadAttention,
     TransformerBlock,
     cross_entropy,
 )
 from tinygpt.autograd import Function, Tensor
+from tinygpt.nn import Linear
 
 CFG = {"vocab_size": 61, "context_length": 10, "emb_dim": 16, "n_heads": 4,
        "n_layers": 2, "drop_rate": 0.1, "qkv_bias": True}

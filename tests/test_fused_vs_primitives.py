@@ -16,6 +16,7 @@ from tinygpt import ops
 from tinygpt.autograd import Tensor
 
 from .helpers.assertions import assert_close, host
+from .helpers.attention import multi_head_attention
 
 TOL = 1e-12
 
@@ -109,7 +110,7 @@ def test_causal_attention(n_heads, dropout_p):
     arrays = [rng.standard_normal((2, 7, 6)) for _ in range(3)]
 
     def fused(q, k, v):
-        return ops.multi_head_attention(q, k, v, num_heads=n_heads, dropout_p=dropout_p)
+        return multi_head_attention(q, k, v, num_heads=n_heads, dropout_p=dropout_p)
 
     def primitive(q, k, v):
         return _attention_primitive(q, k, v, n_heads, dropout_p)
@@ -121,11 +122,11 @@ def test_causal_attention(n_heads, dropout_p):
 def test_causal_attention_ignores_the_future():
     """Changing the last token's q, k, v changes only the last output row."""
     q, k, v = (rng.standard_normal((1, 5, 4)) for _ in range(3))
-    base = ops.multi_head_attention(q, k, v, num_heads=2).data
+    base = multi_head_attention(q, k, v, num_heads=2).data
     q2, k2, v2 = q.copy(), k.copy(), v.copy()
     for t in (q2, k2, v2):
         t[:, -1] += 10.0
-    moved = ops.multi_head_attention(q2, k2, v2, num_heads=2).data
+    moved = multi_head_attention(q2, k2, v2, num_heads=2).data
     np.testing.assert_array_equal(host(moved[:, :-1]), host(base[:, :-1]))
     assert not np.allclose(host(moved[:, -1]), host(base[:, -1]))
 

@@ -5,7 +5,7 @@ default, never with --no-progress."""
 import pytest
 
 import tinygpt
-from tinygpt import cli
+from tinygpt.app import cli
 from tinygpt.io import progress
 from tinygpt.io.checkpoint import load_model, save_model
 

@@ -9,7 +9,8 @@ import textwrap
 import threadpoolctl
 
 import tinygpt
-from tinygpt import cli, runtime
+from tinygpt import runtime
+from tinygpt.app import cli
 
 
 def run_python(code, **env):
@@ -45,7 +46,7 @@ MALLOPT_SPY = """
 
 def test_import_does_not_tune_malloc():
     out = run_python(MALLOPT_SPY + """
-    import tinygpt, tinygpt.cli, tinygpt.workflow
+    import tinygpt, tinygpt.app.cli, tinygpt.app.workflow
     print("after import", calls)
     """)
     assert "after import []" in out

@@ -160,7 +160,7 @@ def test_learning_rate_schedule_warmup_and_cosine():
 
 
 def test_clip_grad_norm_scales_to_max_norm():
-    params = [tinygpt.Parameter(np.zeros(n, np.float32)) for n in (3, 4)]
+    params = [tinygpt.nn.Parameter(np.zeros(n, np.float32)) for n in (3, 4)]
     params[0].grad = asarray(np.full(3, 3.0, np.float32))
     params[1].grad = asarray(np.full(4, 4.0, np.float32))
     norm = clip_grad_norm(params, 1.0)
@@ -221,7 +221,7 @@ def test_demo_quick_run_writes_plot_weights_and_summary(tmp_path, verdict_path):
     model = load_model(out / "model.safetensors")
     assert model.cfg["emb_dim"] == 128
 
-    cli_lines = run("-m", "tinygpt.cli", "train", out=tmp_path / "cli")
+    cli_lines = run("-m", "tinygpt", "train", out=tmp_path / "cli")
     assert cli_lines[-1].startswith("Next: tinygpt generate")
     assert cli_lines[:-3] == lines[:-2]  # all but the timing, the paths and the hint
     assert cli_lines[-3].endswith(lines[-2].split(")")[-1])  # the same final losses

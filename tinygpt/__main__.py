@@ -1,9 +1,9 @@
-"""``python -m tinygpt``: the ``tinygpt`` command (tinygpt.cli), for when the script is not
+"""``python -m tinygpt``: the ``tinygpt`` command (tinygpt.app.cli), for when the script is not
 on PATH."""
 
 import sys
 
-from .cli import main
+from .app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

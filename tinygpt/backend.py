@@ -7,20 +7,20 @@ never names an array library itself. If the chosen backend cannot run (CuPy miss
 GPU), importing still works and the first use of ``xp`` raises ``BackendError`` with a
 one-line message saying what to do.
 
-On CuPy the fused ops run as CUDA kernels (``tinygpt/cuda_kernels.py``); each one has a
-twin in plain array code (the lines in ``ops.py`` that the CPU runs), and
-``kernels_disabled()`` switches to the twins, for tests and parity runs.
+On CuPy some fused ops run as CUDA kernels (``tinygpt/cuda/``); each one has a twin in
+plain array code (the lines in ``ops.py`` that the CPU runs), and ``kernels_disabled()``
+or ``TINYGPT_KERNELS=0`` switches to the twins, for tests and parity runs.
 
 Randomness. Init, shuffling and sampling draw from one NumPy ``Generator`` on the CPU
 (``get_rng``), so a seeded model starts the same on either backend. Dropout masks come
 from one of two sources (``set_dropout_rng`` or ``TINYGPT_DROPOUT_RNG``):
 
 * ``"numpy"`` (the default on NumPy): float32 uniforms from that same Generator
-  (they train like float64 ones and like torch's masks: ``bench/curve_stats.py``);
+  (they train like float64 ones and like torch's masks: ``docs/curve-study.md``);
   on CuPy they are drawn on the CPU and copied over, which reproduces the CPU's masks
   exactly (slow: use it for parity runs);
 * ``"philox"`` (the default on CuPy): the counter-based Philox4x32-10 generator
-  (``tinygpt/philox.py``), computed where the data is, so masks are drawn on the GPU.
+  (``tinygpt/cuda/philox.py``), computed where the data is, so masks are drawn on the GPU.
   Its whole state is a seed and a count of masks drawn; the NumPy twin gives the same
   masks on the CPU.
 
@@ -29,6 +29,7 @@ checkpoint resumes exactly on either backend.
 """
 
 import contextlib
+import numbers
 import os
 import warnings
 
@@ -262,6 +263,26 @@ def get_rng():
     return _rng
 
 
+def resolve_rng(rng, name="rng"):
+    """A Generator from ``rng``: None -> the package generator, an int seed >= 0 -> a new
+    generator seeded with it (resolve once per generation, so steps draw successive
+    numbers), a Generator -> itself. ``name`` is the argument's name in errors."""
+    if rng is None:
+        return get_rng()  # looked up per call: manual_seed replaces the generator
+    if isinstance(rng, numpy.random.Generator):
+        return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {int(rng)}; {name} is a seed "
+                             "(an integer >= 0), None (the package generator) or a "
+                             "numpy.random.Generator")
+        return numpy.random.default_rng(int(rng))
+    raise ValueError(
+        f"{name} must be None (use tinygpt.backend.get_rng()), an int seed or a "
+        f"numpy.random.Generator, got {rng!r} ({type(rng).__name__})"
+    )
+
+
 def dropout_rng():
     """Where dropout masks come from: "numpy" or "philox" (see the module docstring)."""
     if _dropout_rng not in _DROPOUT_RNGS:
@@ -316,8 +337,8 @@ def check_rng_state(state):
 
 
 def set_rng_state(state):
-    """Restore a snapshot taken by ``get_rng_state`` (snapshots without "philox", from
-    older checkpoints, leave the Philox state as it is)."""
+    """Restore a snapshot taken by ``get_rng_state`` (a bare NumPy Generator state, without
+    "philox", leaves the Philox state as it is)."""
     global _rng
     _rng, philox = _restored(state)
     if philox is not None:

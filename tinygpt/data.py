@@ -28,11 +28,6 @@ from .tensors import tensor
 from .tokenizer import ENDOFTEXT, get_tokenizer
 
 
-def _count_windows(n_tokens, max_length, stride):
-    """len(range(0, n_tokens - max_length, stride)): how many windows a text gives."""
-    return max(0, math.ceil((n_tokens - max_length) / stride))
-
-
 class Dataset:
     """``torch.utils.data.Dataset``: the base class of map-style datasets.
 

@@ -24,7 +24,7 @@
                                            the loss became NaN or infinite: in train.py
 
 The builtin bases stay what they were, so ``except ValueError`` or ``except OSError``
-in user code keeps working; ``tinygpt.cli`` turns each branch into an exit status.
+in user code keeps working; ``tinygpt.app.cli`` turns each branch into an exit status.
 Bad arguments are plain ValueError / TypeError (see ``tinygpt.checks``).
 """
 

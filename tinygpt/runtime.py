@@ -5,7 +5,7 @@
   threadpoolctl, so no environment variable has to be set before import.
 * ``keep_freed_memory_for_reuse()``: glibc malloc tuning that makes a training step
   faster. The training entry points call it (``tinygpt train``, the demo through
-  ``tinygpt.workflow.pretrain``, ``train_model``); importing tinygpt never does.
+  ``tinygpt.app.workflow.pretrain``, ``train_model``); importing tinygpt never does.
 """
 
 import ctypes

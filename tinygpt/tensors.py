@@ -24,10 +24,9 @@ import numpy
 
 from . import backend, ops
 from .autograd import Tensor, _operands, _ValuesIndices, result_dtype
-from .backend import DEFAULT_DTYPE, Device, check_device, get_rng, xp
+from .backend import DEFAULT_DTYPE, Device, check_device, get_rng, resolve_rng, xp
 from .checks import dim_index, nonnegative_int, positive_int, rectangular, shape
 from .dtypes import DTYPES, Size, dtype
-from .sampling import resolve_rng
 
 pi, e, inf, nan = math.pi, math.e, math.inf, math.nan
 device = Device

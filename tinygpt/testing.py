@@ -114,39 +114,15 @@ def check_gradient(name, fn, arrays, *, n_elements=3, seed=0, eps=GRAD_EPS, rtol
             raise CheckFailed(f"{name}: output dtype {out.dtype}, expected float64")
         w = rng.standard_normal(out.shape)
         out.backward(w)
-        grads = []
-        for i, (t, a) in enumerate(zip(tensors, arrays)):
-            g = None if t.grad is None else host(t.grad)
-            if g is None or g.shape != a.shape or g.dtype != numpy.float64:
-                got = "no gradient" if g is None else f"a gradient of {g.dtype}{g.shape}"
-                raise CheckFailed(f"{name}: input {i} got {got}, expected float64{a.shape}")
-            grads.append(g)
+        grads = _analytic_gradients(name, tensors, arrays)
 
         checks = []  # (where, analytic, numeric)
         dirs = [rng.standard_normal(a.shape) for a in arrays]
         analytic = sum(float((g * d).sum()) for g, d in zip(grads, dirs))
         checks.append(("random direction", analytic, numeric(dirs)))
-        for i, (a, g) in enumerate(zip(arrays, grads)):
-            flat = numpy.abs(g).ravel()
-            largest = float(flat.max()) if flat.size else 0.0
-            if largest == 0.0:
-                continue
-            candidates = numpy.flatnonzero(flat > 1e-3 * largest)
-            picks = {int(numpy.argmax(flat))}
-            picks.update(int(j) for j in rng.choice(candidates, min(n_elements, candidates.size),
-                                                    replace=False))
-            for j in sorted(picks):
-                where = f"input {i} element {numpy.unravel_index(j, a.shape)}"
-                checks.append((where, float(g.flat[j]), numeric(unit(i, j))))
-            zeros = numpy.flatnonzero(flat == 0.0)
-            if zeros.size:
-                j = int(rng.choice(zeros))
-                moved = numeric(unit(i, j))
-                if abs(moved) > 1e-8 * largest:
-                    raise CheckFailed(
-                        f"{name}: input {i} element {numpy.unravel_index(j, a.shape)} has "
-                        f"analytic gradient 0 but finite differences give {moved:.3e}",
-                        abs(moved) / largest)
+        for i, g in enumerate(grads):
+            checks += _element_checks(name, i, g, rng, n_elements,
+                                      lambda j, i=i: numeric(unit(i, j)))
     finally:
         set_rng_state(rng_state)
 
@@ -158,3 +134,43 @@ def check_gradient(name, fn, arrays, *, n_elements=3, seed=0, eps=GRAD_EPS, rtol
             f"{name}: {where}: analytic {ana:.12g} vs finite difference {num:.12g} "
             f"(relative error {errors[worst]:.2e} > {rtol:g})", errors[worst])
     return errors[worst]
+
+
+def _analytic_gradients(name, tensors, arrays):
+    """Each input's gradient as a host array; CheckFailed if one is missing or is not
+    float64 of its input's shape."""
+    grads = []
+    for i, (t, a) in enumerate(zip(tensors, arrays)):
+        g = None if t.grad is None else host(t.grad)
+        if g is None or g.shape != a.shape or g.dtype != numpy.float64:
+            got = "no gradient" if g is None else f"a gradient of {g.dtype}{g.shape}"
+            raise CheckFailed(f"{name}: input {i} got {got}, expected float64{a.shape}")
+        grads.append(g)
+    return grads
+
+
+def _element_checks(name, i, g, rng, n_elements, numeric):
+    """(where, analytic, numeric) for input ``i``'s largest gradient entry and
+    ``n_elements`` random clearly non-zero ones (``numeric(j)``: the finite difference
+    along element j alone). One entry whose gradient is exactly 0 must not move the
+    output: CheckFailed if it does."""
+    flat = numpy.abs(g).ravel()
+    largest = float(flat.max()) if flat.size else 0.0
+    if largest == 0.0:
+        return []
+    candidates = numpy.flatnonzero(flat > 1e-3 * largest)
+    picks = {int(numpy.argmax(flat))}
+    picks.update(int(j) for j in rng.choice(candidates, min(n_elements, candidates.size),
+                                            replace=False))
+    checks = [(f"input {i} element {numpy.unravel_index(j, g.shape)}", float(g.flat[j]),
+               numeric(j)) for j in sorted(picks)]
+    zeros = numpy.flatnonzero(flat == 0.0)
+    if zeros.size:
+        j = int(rng.choice(zeros))
+        moved = numeric(j)
+        if abs(moved) > 1e-8 * largest:
+            raise CheckFailed(
+                f"{name}: input {i} element {numpy.unravel_index(j, g.shape)} has "
+                f"analytic gradient 0 but finite differences give {moved:.3e}",
+                abs(moved) / largest)
+    return checks

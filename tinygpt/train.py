@@ -14,7 +14,6 @@ import signal
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
 
 import numpy
 from tqdm import tqdm  # (tqdm.auto warns in notebooks without ipywidgets; bars are terminal-only)
@@ -23,6 +22,7 @@ from .autograd import Tensor, no_grad
 from .backend import check_device, xp
 from .checks import nonnegative_int, positive_int
 from .errors import TinygptError
+from .io.records import TrainingState
 from .nn.utils import clip_grad_norm  # appendix D's clipping: torch.nn.utils.clip_grad_norm_
 from .ops import cross_entropy
 from .runtime import keep_freed_memory_for_reuse
@@ -203,40 +203,6 @@ def learning_rate_at(step, peak_lr, total_steps, warmup_steps=0, initial_lr=None
     span = max(total_steps - warmup_steps, 1)
     progress = min((step - warmup_steps) / span, 1.0)
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-@dataclass
-class TrainingState:
-    """Where a run stands; everything a checkpoint needs besides weights, optimizer and RNG."""
-
-    epoch: int = 0  # 0-based epoch in progress (== num_epochs when finished)
-    batch_in_epoch: int = 0  # batches of this epoch already trained on
-    epoch_order: list = None  # the order of this epoch's batches (drawn at its start)
-    global_step: int = -1  # the book counts from -1, so the first step is step 0
-    tokens_seen: int = 0
-    train_losses: list = field(default_factory=list)
-    val_losses: list = field(default_factory=list)
-    track_tokens_seen: list = field(default_factory=list)
-    finished: bool = False
-    interrupted: bool = False
-
-    def to_dict(self):
-        return {
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "epoch_order": None if self.epoch_order is None else [int(i) for i in self.epoch_order],
-            "global_step": self.global_step,
-            "tokens_seen": self.tokens_seen,
-            "train_losses": [float(x) for x in self.train_losses],
-            "val_losses": [float(x) for x in self.val_losses],
-            "track_tokens_seen": [int(x) for x in self.track_tokens_seen],
-            "finished": self.finished,
-        }
-
-    @classmethod
-    def from_dict(cls, d):
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "interrupted"}
-        return cls(**known)
 
 
 class _StopOnSigint:

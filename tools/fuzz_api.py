@@ -1,4 +1,4 @@
-"""Fuzz tinygpt's torch-named API against torch itself (issue 23, deliverable 7).
+"""Fuzz tinygpt's torch-named API against torch itself.
 
     python tools/fuzz_api.py --cases 2000 --seed 0            # the full run, stored
     python tools/fuzz_api.py --cases 300 --families inplace --verbose
@@ -33,7 +33,7 @@ followed by backward: torch's version-counter errors, or the same gradients),
 any dtype, broadcasting), ``triangle`` (tril/triu of any rank and diagonal), ``create``
 (zeros, ones, full, arange with odd sizes, fills and ranges).
 
-The acceptance (issue 23): 0 silent mismatches and 0 raw errors. Prints a markdown table
+The bar: 0 silent mismatches and 0 raw errors. Prints a markdown table
 of family x outcome, and with ``--verbose`` each failure; ``--store`` writes the table to
 tools/results/fuzz_api.json with the date, commit, machine and command (bench/record.py).
 """

@@ -1,4 +1,4 @@
-"""Fuzz tinygpt's file readers with damaged and hostile files (issue 15, deliverable 6).
+"""Fuzz tinygpt's file readers with damaged and hostile files.
 
     python tools/fuzz_files.py --cases 2000 --seed 0
     python tools/fuzz_files.py --kinds model,tf --cases 200 --verbose
@@ -46,7 +46,7 @@ space may grow by ``--memory-mb``) and a time limit (``--seconds``), and ends as
   (failure);
 - **over memory** (MemoryError or killed), **over time**, **crashed** (a signal).
 
-The acceptance (issue 15): 0 in every failure column. Prints a markdown table of kind
+The bar: 0 in every failure column. Prints a markdown table of kind
 x outcome, and with ``--verbose`` each failure: case, mutation, exception, traceback tail.
 """
 

@@ -222,7 +222,7 @@ def write_gpt2_folder(folder, n_layer, n_embd, n_head, n_ctx=1024, n_vocab=50257
             f.write(data)
     write_tf_checkpoint(os.path.join(folder, "model.ckpt"),
                         gpt2_tensors(n_layer, n_embd, n_ctx, n_vocab, seed=seed, fast=fast))
-    return {name: sha256_file(os.path.join(folder, name)) for name in GPT2_FILES}
+    return {name: sha256_hex(os.path.join(folder, name)) for name in GPT2_FILES}
 
 
-from tinygpt.tokenizer import sha256_file  # noqa: E402,F401  (re-exported for the tests)
+from tinygpt.io.files import sha256_hex  # noqa: E402

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import tinygpt
-from tinygpt import AdamW, GPTModel, validate_config
+from tinygpt import AdamW, GPTModel
 from tinygpt.backend import asarray
+from tinygpt.model import validate_config
 from tinygpt.ops import cross_entropy
 
 from ..helpers.assertions import host

@@ -1,4 +1,4 @@
-"""Hostile inputs to the public API (issue 15): each one ends in the right result or in
+"""Hostile inputs to the public API: each one ends in the right result or in
 one clear ValueError / TypeError that names the argument, in bounded time and memory,
 and changes nothing when it fails. Tests are named after the failure they guard
 against: a silent wrong result, leaked state, unbounded memory, a confusing error."""
@@ -97,7 +97,7 @@ def test_silent_wrong_result_tiny_temperature_only_cold_rows_are_shifted():
 
 
 def test_silent_wrong_result_tiny_temperature_cli(tmp_path, capsys):
-    from tinygpt import cli
+    from tinygpt.app import cli
     from tinygpt.io.checkpoint import save_model
 
     tinygpt.manual_seed(3)

@@ -1,4 +1,4 @@
-"""Hostile model files and checkpoints (issue 15): a file's size fields are not trusted.
+"""Hostile model files and checkpoints: a file's size fields are not trusted.
 The config in a file is checked against its tensors' names and shapes, from the header,
 before any data is read or any model built, so loading costs what the file holds; a
 dtype that would change the weights is refused; a failure changes nothing. Tests are

@@ -1,4 +1,4 @@
-"""Hostile paths (issue 23): what stands at a path before tinygpt opens or writes it.
+"""Hostile paths: what stands at a path before tinygpt opens or writes it.
 
 Loading refuses anything that is not a regular file (a named pipe would block ``open``
 forever, a device streams or fails with "No such device") with the path in the message;
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tinygpt.workflow import read_text
 
 import tinygpt
+from tinygpt.app.workflow import read_text
 from tinygpt.errors import CheckpointError, FileFormatError, RunFolderError, TFCheckpointError
 from tinygpt.io.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
 from tinygpt.io.files import remove_stale_temporaries, temporary_prefix
@@ -210,7 +210,7 @@ def test_unclear_error_saving_onto_a_fifo_is_refused(fifo):
 
 def test_unclear_error_text_from_a_pipe_is_read(tmp_path):
     """``--text <(zcat x.gz)``: process substitution hands over /dev/fd/N, a pipe."""
-    script = ("import sys; from tinygpt.workflow import read_text; "
+    script = ("import sys; from tinygpt.app.workflow import read_text; "
               "path, text = read_text(sys.argv[1]); print(len(text), text[:5])")
     result = subprocess.run(
         ["bash", "-c", f'{sys.executable} -c "{script}" <(printf "hello pipe")'],
@@ -256,7 +256,7 @@ def test_unclear_error_dangling_out_link_and_dev_null_text(tmp_path):
     out = tmp_path / "run"
     out.symlink_to(tmp_path / "missing-run")
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", TINYGPT_DATA="/work/shared/data")
-    base = [sys.executable, "-m", "tinygpt.cli", "train", "--config", "small",
+    base = [sys.executable, "-m", "tinygpt", "train", "--config", "small",
             "--epochs", "1"]
     result = subprocess.run(base + ["--out", str(out)], cwd=REPO_ROOT, env=env,
                             capture_output=True, text=True, timeout=90)
@@ -271,7 +271,7 @@ def test_unclear_error_dangling_out_link_and_dev_null_text(tmp_path):
 
 
 def test_run_folder_error_for_a_dangling_out_link(tmp_path):
-    from tinygpt.workflow import pretrain
+    from tinygpt.app.workflow import pretrain
 
     out = tmp_path / "run"
     out.symlink_to(tmp_path / "missing-run")

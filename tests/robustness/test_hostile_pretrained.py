@@ -1,4 +1,4 @@
-"""Hostile GPT-2 files and servers (issue 15): OpenAI's folders, Hugging Face folders and
+"""Hostile GPT-2 files and servers: OpenAI's folders, Hugging Face folders and
 the download. Each input ends in the right result or one clear error naming the file
 (a FileFormatError, exit 2 from the command line), in time and memory bounded by the
 input's real size, and leaves model and files as they were when it fails. Tests are
@@ -142,7 +142,7 @@ def cli_env(tmp_path_factory):
 def _cli_error(env, *args, fragments=()):
     """Run ``tinygpt ARGS``: it must fail with exit 2 and one clear ``tinygpt: error:``
     line (not "may be a bug") holding every fragment; returns that line."""
-    result = subprocess.run([sys.executable, "-m", "tinygpt.cli", *map(str, args)],
+    result = subprocess.run([sys.executable, "-m", "tinygpt", *map(str, args)],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                             encoding="utf-8", timeout=90)
     stderr = result.stderr

@@ -1,6 +1,6 @@
 """Training runs against careless use: nothing trained is overwritten without
 --overwrite, two runs never write into one folder, and every mistake the inputs show
-fails before the model is built, not after an epoch (tinygpt.workflow.pretrain)."""
+fails before the model is built, not after an epoch (tinygpt.app.workflow.pretrain)."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tinygpt import workflow
+from tinygpt.app import workflow
 from tinygpt.errors import RunFolderError
 from tinygpt.model import GPT_CONFIG_124M
 
@@ -53,7 +53,7 @@ def test_lost_work_concurrent_runs_into_one_folder(text, tmp_path):
     """Two `tinygpt train` into one --out, 0.3 s apart: one trains, the other is refused
     (the lock, or the finished run's files), never both writing."""
     out = tmp_path / "shared"
-    command = [sys.executable, "-m", "tinygpt.cli", "train", "--config", "small", "--epochs",
+    command = [sys.executable, "-m", "tinygpt", "train", "--config", "small", "--epochs",
                "1", "--text", str(text), "--out", str(out), "--context-length", "8",
                "--no-progress"]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")

@@ -1,4 +1,4 @@
-"""One run per folder, always consistent (tinygpt.workflow): each test is a way a run
+"""One run per folder, always consistent (tinygpt.app.workflow): each test is a way a run
 folder used to end up mixing two runs, losing one, or explaining a failure wrongly,
 named for its failure class. Tiny configs on a short text of our own: seconds each.
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygpt import cli, workflow
+from tinygpt.app import cli, workflow
 from tinygpt.errors import RunFolderError
 from tinygpt.io.checkpoint import load_checkpoint, load_model
 from tinygpt.model import GPT_CONFIG_124M

@@ -1,4 +1,4 @@
-"""torch's errors where torch errs, torch's results where it computes (issue 23, item 4):
+"""torch's errors where torch errs, torch's results where it computes:
 each reproduction from the hostile probe, named for its failure class, checked against
 torch itself where torch is installed."""
 
@@ -59,7 +59,7 @@ def test_silent_wrong_result_collate_stacks_mixed_dtypes_without_float64():
 
 
 def test_silent_wrong_result_pretrain_cosine_decay_must_be_a_bool(tmp_path):
-    from tinygpt.workflow import pretrain
+    from tinygpt.app.workflow import pretrain
 
     cfg = dict(GPT_CONFIG_124M, context_length=8, emb_dim=8, n_heads=2, n_layers=1)
     text = tmp_path / "text.txt"
@@ -113,7 +113,7 @@ def test_misleading_memory_error_huge_max_length_says_text_too_short():
 
 
 def test_misleading_memory_error_huge_context_length_in_a_run_says_text_too_short(tmp_path):
-    from tinygpt.workflow import pretrain
+    from tinygpt.app.workflow import pretrain
 
     text = tmp_path / "text.txt"
     text.write_text("a few words to train on, repeated. " * 40, encoding="utf-8")

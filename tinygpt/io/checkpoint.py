@@ -38,8 +38,7 @@ raw tensor bytes. Our own metadata keys are ``tinygpt.format`` (``"model"`` or
 ``{"tensors": {name: crc32c of its bytes}, "header": crc32c}``, where the header
 checksum covers every other metadata entry and each tensor's name, dtype and
 shape. So a flipped bit in the data, or an edited loss history, step or setting,
-is caught, not trained on. Version 1 files (a zlib CRC-32 per tensor under
-``tinygpt.crc32``, no header checksum) still load, their tensors still verified.
+is caught, not trained on.
 
 Safety: loading never runs code (no pickle, no ``allow_pickle``). Every check
 (format, truncation, checksums, config, shapes, dtypes, finite values, optimizer
@@ -65,7 +64,6 @@ import datetime
 import json
 import math
 import os
-import zlib
 from dataclasses import dataclass
 
 import numpy
@@ -77,7 +75,6 @@ from ..checks import int_problem
 from ..errors import CheckpointError, ModelFileNotCheckpointError
 from ..model import GPTModel, validate_config
 from ..optim import AdamW
-from ..train import TrainingState
 from .files import (
     atomic_write,
     check_regular_file,
@@ -85,6 +82,7 @@ from .files import (
 )
 from .files import save_safetensors as _save_file
 from .progress import file_growth_bar, progress_bar
+from .records import TrainingState
 from .tf_checkpoint import crc32c
 
 __all__ = [
@@ -98,8 +96,7 @@ __all__ = [
 
 FORMAT_KEY = "tinygpt.format"
 VERSION_KEY = "tinygpt.format_version"
-CRC_KEY = "tinygpt.crc32c"  # format version 2: {"tensors": {name: crc}, "header": crc}
-CRC32_KEY = "tinygpt.crc32"  # format version 1: {name: zlib crc32}
+CRC_KEY = "tinygpt.crc32c"  # {"tensors": {name: crc}, "header": crc}
 MODEL_FORMAT = "model"
 CHECKPOINT_FORMAT = "training-checkpoint"
 FORMAT_VERSION = 2
@@ -328,14 +325,14 @@ def _bytes_of(array):
 class _Container:
     """A safetensors file opened by the library: ``metadata``, ``entries`` name -> (dtype
     code, shape, place in the order saved), ``reader`` (reads one tensor at a time), and
-    the checksums to verify the tensors with (``crc`` function, ``crcs`` name -> value)."""
+    the crc32c to verify each tensor with (``crcs``: name -> value)."""
 
     def __init__(self, path, metadata, entries, reader):
         self.path = path
         self.metadata = metadata
         self.entries = entries
         self.reader = reader
-        self.crc, self.crcs = crc32c, {}
+        self.crcs = {}
 
     @property
     def format(self):
@@ -431,8 +428,11 @@ def _read_container(path, f):
         if version > FORMAT_VERSION:
             raise CheckpointError(
                 path, f"was written by a newer tinygpt (format version {version}; this one "
-                f"reads up to {FORMAT_VERSION}): upgrade tinygpt"
+                f"reads {FORMAT_VERSION}): upgrade tinygpt"
             )
+        if version != FORMAT_VERSION:
+            raise CheckpointError(path, f"has format version {version}; this tinygpt reads "
+                                  f"only version {FORMAT_VERSION}")
     _check_checksums(container)
     # the library lays tensors out by dtype and name; our checksum map keeps the saved order
     names = [n for n in container.crcs if n in entries] + [
@@ -457,11 +457,6 @@ def _check_checksums(container):
                 "recorded when it was saved (an entry was edited or damaged)"
             )
         container.crcs = crcs["tensors"]
-    elif CRC32_KEY in container.metadata:  # format version 1
-        crcs = _metadata_json(container, CRC32_KEY)
-        if not isinstance(crcs, dict):
-            raise CheckpointError(path, f"is corrupted: metadata {CRC32_KEY!r} is not a map")
-        container.crc, container.crcs = zlib.crc32, crcs
 
 
 def _check_tag(container, what):
@@ -473,7 +468,7 @@ def _check_tag(container, what):
         if any(n.split(".", 2)[-1].startswith(("wte.", "h.0.")) or n in ("wte.weight",)
                for n in names):
             guess = ("its tensors look like Hugging Face GPT-2 weights: load those with "
-                     "tinygpt.load_hf_gpt2")
+                     "tinygpt.io.hf_gpt2.load_hf_gpt2")
         elif "tok_emb.weight" in names:
             guess = ("its tensors look like a bare tinygpt/book state dict without a config: "
                      "build GPTModel(cfg) yourself and call model.load_state_dict("
@@ -488,7 +483,7 @@ def _check_tag(container, what):
         raise CheckpointError(path, f"has an unknown tinygpt format {fmt!r}")
     if VERSION_KEY not in container.metadata:
         raise CheckpointError(path, f"is corrupted: metadata {VERSION_KEY!r} is missing")
-    if int(container.metadata[VERSION_KEY]) >= 2 and CRC_KEY not in container.metadata:
+    if CRC_KEY not in container.metadata:
         raise CheckpointError(path, f"is corrupted: metadata {CRC_KEY!r} is missing")
 
 
@@ -517,7 +512,7 @@ def _read_tensors(container, f, names):
             raise CheckpointError(
                 container.path, f"is corrupted: tensor {name!r} cannot be read ({exc})"
             ) from None
-        if name in container.crcs and container.crc(_bytes_of(array)) != container.crcs[name]:
+        if name in container.crcs and crc32c(_bytes_of(array)) != container.crcs[name]:
             raise CheckpointError(
                 container.path, f"is corrupted: the bytes of tensor {name!r} do not match the "
                 "checksum recorded when it was saved"

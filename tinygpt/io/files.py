@@ -10,6 +10,7 @@
   legal target name, the file gets the mode of a newly created file (0644 under the
   usual umask), and a symbolic link is written through to its target, as ``open`` and
   ``torch.save`` do.
+* ``sha256_hex``: the one sha256 helper (the BPE files, GPT-2's files, the book's text).
 """
 
 import errno
@@ -25,11 +26,23 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 __all__ = ["atomic_write", "check_regular_file", "regular_file_problem",
-           "remove_stale_temporaries", "save_safetensors", "write_target"]
+           "remove_stale_temporaries", "save_safetensors", "sha256_hex", "write_target"]
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISSOCK, "a socket"))
+
+
+def sha256_hex(source):
+    """Hex sha256 of ``source``: bytes, or the path of a file (read in 1 MiB pieces)."""
+    digest = hashlib.sha256()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        digest.update(source)
+        return digest.hexdigest()
+    with open(source, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _dangling(path):
@@ -89,7 +102,7 @@ def _temporary_stem(name):
     raw = os.fsencode(name)
     if len(raw) <= _ROOM:
         return name
-    digest = hashlib.sha256(raw).hexdigest()[:12]
+    digest = sha256_hex(raw)[:12]
     head = raw[:_ROOM - len(digest) - 1].decode("utf-8", "ignore")  # whole characters only
     return f"{head}~{digest}"
 

@@ -334,9 +334,25 @@ def export_hf_gpt2(model, folder):
     the mode of a new file, replacing a file of that name; a path where a file (not a
     folder) stands is refused. Returns the folder.
     """
-    cfg = model.cfg
     sd = {name: to_numpy(p.data) for name, p in model.named_parameters()}
-    C, L = cfg["emb_dim"], cfg["n_layers"]
+    tensors, tied = _hf_tensors(sd, model.cfg["n_layers"])
+    config = _hf_config(model.cfg, tied, str(sd["tok_emb.weight"].dtype))
+
+    folder = os.fspath(folder)
+    _export_folder(folder)
+    # each file atomically, weights first: config.json describes weights already in place
+    atomic_write(os.path.join(folder, SAFETENSORS_NAME),  # transformers wants format "pt"
+                 lambda tmp: save_safetensors(tmp, tensors, {"format": "pt"}))
+    text = json.dumps(config, indent=2) + "\n"
+    atomic_write(os.path.join(folder, CONFIG_NAME),
+                 lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return folder
+
+
+def _hf_tensors(sd, L):
+    """The state dict ``sd`` (host arrays) under Hugging Face's GPT-2 names, Linear
+    weights as Conv1D (transposed); returns (tensors, whether the head is tied)."""
+    C = sd["tok_emb.weight"].shape[1]
     P = _PREFIX
     tensors = {P + "wte.weight": sd["tok_emb.weight"], P + "wpe.weight": sd["pos_emb.weight"]}
 
@@ -368,16 +384,20 @@ def export_hf_gpt2(model, folder):
     if not tied:
         tensors["lm_head.weight"] = sd["out_head.weight"]
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    return tensors, tied
 
-    dtype = str(sd["tok_emb.weight"].dtype)
+
+def _hf_config(cfg, tied, dtype):
+    """config.json of a Hugging Face GPT-2 with the book's config ``cfg``."""
+
     config = {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
         "vocab_size": cfg["vocab_size"],
         "n_positions": cfg["context_length"],
         "n_ctx": cfg["context_length"],
-        "n_embd": C,
-        "n_layer": L,
+        "n_embd": cfg["emb_dim"],
+        "n_layer": cfg["n_layers"],
         "n_head": cfg["n_heads"],
         "n_inner": None,
         "activation_function": "gelu_new",  # the tanh GELU of the book
@@ -393,16 +413,7 @@ def export_hf_gpt2(model, folder):
     }
     if cfg["vocab_size"] > 50256:
         config["bos_token_id"] = config["eos_token_id"] = 50256  # <|endoftext|>
-
-    folder = os.fspath(folder)
-    _export_folder(folder)
-    # each file atomically, weights first: config.json describes weights already in place
-    atomic_write(os.path.join(folder, SAFETENSORS_NAME),  # transformers wants format "pt"
-                 lambda tmp: save_safetensors(tmp, tensors, {"format": "pt"}))
-    text = json.dumps(config, indent=2) + "\n"
-    atomic_write(os.path.join(folder, CONFIG_NAME),
-                 lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    return folder
+    return config
 
 
 def _export_folder(folder):

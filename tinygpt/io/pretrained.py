@@ -41,8 +41,7 @@ from ..errors import (
     GPT2FilesMissingError,
     TFCheckpointError,
 )
-from ..tokenizer import sha256_file
-from .files import check_regular_file
+from .files import check_regular_file, sha256_hex
 from .progress import progress_bar
 from .tf_checkpoint import CheckpointReader
 
@@ -375,7 +374,7 @@ def _local_problem(folder, name, known_sha256):
         return (f"{size:,} bytes, more than such a file can have "
                 f"({MAX_FILE_BYTES[name]:,}): not OpenAI's {name}")
     if name in known_sha256:
-        actual = sha256_file(path)
+        actual = sha256_hex(path)
         if actual != known_sha256[name]:
             return f"sha256 {actual} is not the expected {known_sha256[name]}"
     elif name == "hparams.json":
@@ -1087,10 +1086,39 @@ def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False, check
     ``check_only``: run the checks (shapes, dtypes, finite values) and copy nothing.
     """
     params = dict(gpt.named_parameters())
-    cfg = getattr(gpt, "cfg", {})
-    wte, wpe = shape_of(("wte",)), shape_of(("wpe",))
+    _check_config(params, getattr(gpt, "cfg", {}), source, n_blocks, shape_of)
 
-    # Mistakes people make with the book's config, explained before the shape table.
+    V, C = params["tok_emb.weight"].shape
+    T = params["pos_emb.weight"].shape[0]
+    ff = params.get("trf_blocks.0.ff.layers.0.weight")
+    H = ff.shape[0] if ff is not None else 4 * C
+    plan = _plan(n_blocks, V, T, C, H, untied_head)
+
+    _check_shapes(params, plan, source, shape_of)
+
+    # All or nothing: every tensor is read and checked (a file's crc32c, NaN, infinity,
+    # values the model's dtype can't hold) before the first weight changes, then read
+    # again to copy. Reading twice keeps the peak at the model plus one tensor.
+    for path, _, targets in progress_bar(plan, desc="checking weights", unit="tensor"):
+        problem = _values_problem(get(path), params[targets[0][0]].data.dtype)
+        if problem:
+            raise ValueError(f"cannot load {source} into this model (it is unchanged): "
+                             f"{_format_path(path)} {problem}")
+    if check_only:
+        return gpt
+    for path, _, targets in progress_bar(plan, desc="loading weights", unit="tensor"):
+        array = get(path)
+        for key, transform in targets:
+            param = params[key]
+            param.data[...] = asarray(transform(array))  # cast to the model's dtype in place
+        del array
+    return gpt
+
+
+def _check_config(params, cfg, source, n_blocks, shape_of):
+    """Mistakes people make with the book's config (emb_dim, n_layers, qkv_bias,
+    context_length), explained in one ValueError before the shape table."""
+    wte, wpe = shape_of(("wte",)), shape_of(("wpe",))
     friendly = []
     C = wte[1] if wte is not None and len(wte) == 2 else None
     if C is not None and params["tok_emb.weight"].shape[1] != C:
@@ -1111,12 +1139,10 @@ def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False, check
             + "\n  - ".join(friendly) + "\nFix: " + _fix_hint(C)
         )
 
-    V, C = params["tok_emb.weight"].shape
-    T = params["pos_emb.weight"].shape[0]
-    ff = params.get("trf_blocks.0.ff.layers.0.weight")
-    H = ff.shape[0] if ff is not None else 4 * C
-    plan = _plan(n_blocks, V, T, C, H, untied_head)
 
+def _check_shapes(params, plan, source, shape_of):
+    """Every tensor of ``plan`` is in the source with the shape the model needs, and
+    every parameter has a counterpart: else one ValueError listing the problems."""
     problems, covered = [], set()
     for path, expected, targets in plan:
         found = shape_of(path)
@@ -1142,24 +1168,6 @@ def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False, check
             f"cannot load {source} into this model (it is unchanged):\n  - "
             + "\n  - ".join(problems)
         )
-
-    # All or nothing: every tensor is read and checked (a file's crc32c, NaN, infinity,
-    # values the model's dtype can't hold) before the first weight changes, then read
-    # again to copy. Reading twice keeps the peak at the model plus one tensor.
-    for path, _, targets in progress_bar(plan, desc="checking weights", unit="tensor"):
-        problem = _values_problem(get(path), params[targets[0][0]].data.dtype)
-        if problem:
-            raise ValueError(f"cannot load {source} into this model (it is unchanged): "
-                             f"{_format_path(path)} {problem}")
-    if check_only:
-        return gpt
-    for path, _, targets in progress_bar(plan, desc="loading weights", unit="tensor"):
-        array = get(path)
-        for key, transform in targets:
-            param = params[key]
-            param.data[...] = asarray(transform(array))  # cast to the model's dtype in place
-        del array
-    return gpt
 
 
 def _values_problem(array, dtype):

@@ -36,9 +36,8 @@ becomes ``#1``, as would a key named ``__metadata__``, which the format reserves
 
 The bytes are written by the safetensors library (``safetensors.numpy.save_file``)
 through ``checkpoint.py``'s atomic write, which also records a crc32c per tensor and
-one over the header (``tinygpt.crc32c``); ``load`` checks them (files from before,
-with ``tinygpt.crc32``, still verify). An interrupted save leaves the previous file,
-never half a file.
+one over the header (``tinygpt.crc32c``); ``load`` checks them. An interrupted save
+leaves the previous file, never half a file.
 
 ``load`` returns ``Tensor``s on the active backend, in the dtypes they were saved
 in. A safetensors file without ``tinygpt.object`` (written by someone else, or by
@@ -63,8 +62,6 @@ import numpy
 from ..autograd import Tensor
 from ..backend import ON_GPU, check_device, xp
 from ..errors import CheckpointError
-from ..nn import Module
-from ..optim import AdamW
 from .checkpoint import (
     _CODES,
     _host_array,
@@ -202,9 +199,10 @@ def _at(where):
 def _unstorable(value, where):
     kind = type(value).__name__
     if callable(getattr(value, "state_dict", None)):
-        # a Module or an optimizer: tinygpt stores data, never objects (that needs pickle)
-        noun = ("model" if isinstance(value, Module) else
-                "optimizer" if isinstance(value, AdamW) else "obj")
+        # a Module (it has parameters()) or an optimizer (it has step()): tinygpt stores
+        # data, never objects (that needs pickle)
+        noun = ("model" if callable(getattr(value, "parameters", None)) else
+                "optimizer" if callable(getattr(value, "step", None)) else "obj")
         return (
             f"save(): cannot store {_at(where)}, a {kind} object: tinygpt saves tensors and "
             f"plain data, not objects. Save its state dict instead: save({noun}.state_dict(), "

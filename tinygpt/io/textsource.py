@@ -19,14 +19,13 @@ chapter prints. Without network and without a copy, the error says how to
 supply the file.
 """
 
-import hashlib
 import os
 import stat
 import warnings
 from pathlib import Path
 
 from ..errors import DownloadError, VerdictChecksumError, VerdictNotFoundError
-from .files import regular_file_problem
+from .files import regular_file_problem, sha256_hex
 
 VERDICT_FILENAME = "the-verdict.txt"
 VERDICT_URL = (
@@ -75,17 +74,17 @@ def is_verdict_bytes(data):
     A checkout with CRLF line endings reads as the same text (Python's text mode
     turns "\\r\\n" into "\\n"), so it counts as the same file.
     """
-    if hashlib.sha256(data).hexdigest() == VERDICT_SHA256:
+    if sha256_hex(data) == VERDICT_SHA256:
         return True
     return b"\r\n" in data and (
-        hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest() == VERDICT_SHA256
+        sha256_hex(data.replace(b"\r\n", b"\n")) == VERDICT_SHA256
     )
 
 
 def _checksum_problem(path, data, origin):
     return (
         f"{path} ({origin}) is not the book's {VERDICT_FILENAME}: its sha256 is "
-        f"{hashlib.sha256(data).hexdigest()}, expected {VERDICT_SHA256}"
+        f"{sha256_hex(data)}, expected {VERDICT_SHA256}"
     )
 
 
@@ -116,7 +115,7 @@ def download_verdict(dest_dir, url=None, timeout=DOWNLOAD_TIMEOUT_S, deadline=No
         target.unlink(missing_ok=True)
         raise VerdictChecksumError(
             f"the file downloaded from {url} is not the book's {VERDICT_FILENAME}: "
-            f"{len(data)} bytes with sha256 {hashlib.sha256(data).hexdigest()}, expected "
+            f"{len(data)} bytes with sha256 {sha256_hex(data)}, expected "
             f"{VERDICT_SHA256}. Check the URL (${ENV_URL} or url=), or fetch the file from "
             f"{VERDICT_URL} yourself and pass it with --text PATH"
         )

@@ -227,7 +227,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         raise NotImplementedError(
             f"causal attention of {q.shape[-2]} queries to {k.shape[-2]} keys is not "
             "supported by scaled_dot_product_attention in tinygpt (torch aligns that mask "
-            "to the top left); give it all positions' queries, or use tinygpt.KVCache")
+            "to the top left); give it all positions' queries, or use tinygpt.kv_cache.KVCache")
     if (q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3]
             or q.shape[-1] != k.shape[-1]):
         raise ValueError(f"scaled_dot_product_attention: query {tuple(q.shape)}, key "

@@ -48,4 +48,4 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     return Tensor(xp.asarray(total, dtype=grads[0].dtype))
 
 
-clip_grad_norm = clip_grad_norm_  # the name train.py and torch's older code use
+clip_grad_norm = clip_grad_norm_  # torch.nn.utils.clip_grad_norm, torch's other name

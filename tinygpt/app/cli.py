@@ -3,12 +3,12 @@
 Each subcommand is a thin front over the library, so what it does can be read in
 the module that does it:
 
-    tinygpt train     tinygpt.workflow.pretrain (the steps demos/train_verdict.py spells
+    tinygpt train     tinygpt.app.workflow.pretrain (the steps demos/train_verdict.py spells
                       out): tinygpt.train.train_model, checkpoints, metrics.csv, the files
     tinygpt generate  tinygpt.generation.generate_stream (listing 5.4, with a KV cache)
     tinygpt eval      tinygpt.train.calc_loss_loader (exercise 5.5)
     tinygpt download  tinygpt.io.pretrained.download_gpt2_files (section 5.5)
-    tinygpt selftest  tinygpt.selftest
+    tinygpt selftest  tinygpt.app.selftest
 
 Errors reach the user as one line ``tinygpt: error: ...`` (any detail the library
 gives follows, indented) with no traceback unless ``--debug``. Exit codes, chosen by
@@ -21,15 +21,14 @@ with Ctrl-C.
 import argparse
 import codecs
 import json
-import math
 import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from .backend import BackendError
-from .errors import (
+from ..backend import BackendError
+from ..errors import (
     DownloadError,
     FileFormatError,
     GPT2FilesMissingError,
@@ -37,7 +36,8 @@ from .errors import (
     TinygptError,
     TokenizerFilesError,
 )
-from .io.progress import progress_bar, progress_enabled, set_progress
+from ..io.progress import progress_bar, progress_enabled, set_progress
+from ..train import TrainingDivergedError
 from .options import (  # the option types and training options, shared with the demo
     _number,
     add_training_options,
@@ -47,7 +47,6 @@ from .options import (  # the option types and training options, shared with the
     positive_int,
     settings_from,
 )
-from .train import TrainingDivergedError
 
 PROG = "tinygpt"
 
@@ -140,7 +139,7 @@ and summary.json, written last.
 The text is split 90/10 into training and validation data, cut into windows of
 --context-length tokens (stride = context length). Without --text, "The Verdict" is
 used (from $TINYGPT_DATA, the user cache or a checksummed download). The same run as
-demos/train_verdict.py: both run tinygpt.workflow's steps."""
+demos/train_verdict.py: both run tinygpt.app.workflow's steps."""
 
 GENERATE_EPILOG = """\
 examples:
@@ -190,7 +189,7 @@ if any check fails."""
 
 def build_parser():
     """The ``tinygpt`` argument parser (exposed for tests and documentation)."""
-    from . import __version__
+    from .. import __version__
 
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -208,18 +207,41 @@ def build_parser():
                         help="CPU threads for matrix products (default: all cores)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
-    def command(name, help_text, description, epilog, handler, computes=True):
+    # name, one-line help, description, epilog, handler, its options, runs the maths
+    table = [
+        ("train", "pretrain a GPT on a UTF-8 text (the chapter's loop)",
+         "Pretrain a GPT model on any UTF-8 text with the book's training loop (AdamW, "
+         "evaluation every --eval-freq steps, a sample after each epoch).",
+         TRAIN_EPILOG, cmd_train, _train_options, True),
+        ("generate", "continue a prompt, streaming the text as it is produced",
+         "Generate text from a prompt with a trained or pretrained model (greedy by default; "
+         "temperature, top-k and top-p sampling).",
+         GENERATE_EPILOG, cmd_generate, _generate_options, True),
+        ("eval", "training and validation loss and perplexity of a model on a text",
+         "Mean cross-entropy loss and perplexity of a model on the training (90%) and "
+         "validation (10%) parts of a text: the book's exercise 5.5.",
+         EVAL_EPILOG, cmd_eval, _eval_options, True),
+        ("download", "fetch OpenAI's pretrained GPT-2 weights",
+         "Download OpenAI's pretrained GPT-2 weights (book section 5.5).",
+         DOWNLOAD_EPILOG, cmd_download, _download_options, False),
+        ("selftest", "check the maths: gradients, training, KV cache, save/load",
+         "Check tinygpt's maths with nothing but tinygpt (no PyTorch): every op's gradient, "
+         "a tiny training run, the KV cache and the save/load round trip; prints a table of "
+         "the results.",
+         SELFTEST_EPILOG, cmd_selftest, None, True),
+    ]
+    for name, help_text, description, epilog, handler, add_options, computes in table:
         sub = commands.add_parser(name, help=help_text, description=description, epilog=epilog,
                                   formatter_class=_Formatter,
                                   parents=[common if computes else debug])
         sub.set_defaults(handler=handler)
-        return sub
+        if add_options is not None:
+            add_options(sub)
+    return parser
 
-    # --- train -------------------------------------------------------------------
-    p = command("train", "pretrain a GPT on a UTF-8 text (the chapter's loop)",
-                "Pretrain a GPT model on any UTF-8 text with the book's training loop "
-                "(AdamW, evaluation every --eval-freq steps, a sample after each epoch).",
-                TRAIN_EPILOG, cmd_train)
+
+def _train_options(p):
+    """``tinygpt train``'s options: the demo's, and appendix D's schedule and clipping."""
     add_training_options(p, out_default="runs/<text name>")
     p.add_argument("--context-length", type=positive_int, metavar="T",
                    help="tokens per training window (default: the config's, 256 or 64)")
@@ -230,11 +252,9 @@ def build_parser():
     p.add_argument("--grad-clip", type=positive_float, metavar="NORM",
                    help="clip the gradient norm to this value (appendix D; default off)")
 
-    # --- generate ----------------------------------------------------------------
-    p = command("generate", "continue a prompt, streaming the text as it is produced",
-                "Generate text from a prompt with a trained or pretrained model "
-                "(greedy by default; temperature, top-k and top-p sampling).",
-                GENERATE_EPILOG, cmd_generate)
+
+def _generate_options(p):
+    """``tinygpt generate``'s options: the model, the prompt, the sampling."""
     _model_arguments(p)
     p.add_argument("--prompt", default=BOOK_PROMPT,
                    help=f"text to continue (default {BOOK_PROMPT!r}; an empty prompt starts "
@@ -257,11 +277,9 @@ def build_parser():
                    help="print only the text (no notes on stderr)")
     _no_progress_option(p)
 
-    # --- eval --------------------------------------------------------------------
-    p = command("eval", "training and validation loss and perplexity of a model on a text",
-                "Mean cross-entropy loss and perplexity of a model on the training (90%) "
-                "and validation (10%) parts of a text: the book's exercise 5.5.",
-                EVAL_EPILOG, cmd_eval)
+
+def _eval_options(p):
+    """``tinygpt eval``'s options: the model, the text, the batches."""
     _model_arguments(p)
     p.add_argument("--text", metavar="FILE",
                    help='UTF-8 text to evaluate on (default: "The Verdict")')
@@ -274,10 +292,9 @@ def build_parser():
                         "drop_last leaves out (default 123, as in the book)")
     _no_progress_option(p)
 
-    # --- download ----------------------------------------------------------------
-    p = command("download", "fetch OpenAI's pretrained GPT-2 weights",
-                "Download OpenAI's pretrained GPT-2 weights (book section 5.5).",
-                DOWNLOAD_EPILOG, cmd_download, computes=False)
+
+def _download_options(p):
+    """``tinygpt download``'s options: which weights, where, how patiently."""
     p.add_argument("model", metavar="MODEL",
                    help="gpt2-small, gpt2-medium, gpt2-large or gpt2-xl (or 124M, 355M, "
                         "774M, 1558M)")
@@ -287,14 +304,6 @@ def build_parser():
                    help="how long each network read may wait (default 60); each file must "
                         "also arrive within a deadline of a minute plus its size at 50 kB/s")
     _no_progress_option(p)
-
-    # --- selftest ----------------------------------------------------------------
-    p = command("selftest", "check the maths: gradients, training, KV cache, save/load",
-                "Check tinygpt's maths with nothing but tinygpt (no PyTorch): every op's "
-                "gradient, a tiny training run, the KV cache and the save/load round trip; "
-                "prints a table of the results.",
-                SELFTEST_EPILOG, cmd_selftest)
-    return parser
 
 
 def _no_progress_option(p):
@@ -323,7 +332,7 @@ def _note(message):
 
 def default_models_dir():
     """Where GPT-2 names live: ``tinygpt.io.pretrained.default_gpt2_dir()``."""
-    from .io.pretrained import default_gpt2_dir
+    from ..io.pretrained import default_gpt2_dir
 
     return default_gpt2_dir()
 
@@ -357,7 +366,7 @@ def load_any_model(spec, models_dir=None, offline=False):
         model.eval()
         return model, str(path)
 
-    from .io.pretrained import gpt2_model_size, load_pretrained_gpt2
+    from ..io.pretrained import gpt2_model_size, load_pretrained_gpt2
 
     try:
         size = gpt2_model_size(spec)  # a name, even if a folder of that name exists (./gpt2)
@@ -397,20 +406,20 @@ def _load_model_folder(folder):
             return _load_model_file(folder / name)
     if (folder / "hparams.json").is_file() and any(
             (folder / name).is_file() for name in ("model.ckpt.index", "checkpoint")):
-        from .io.pretrained import load_gpt2_folder  # what --model gpt2-small loads too
+        from ..io.pretrained import load_gpt2_folder  # what --model gpt2-small loads too
 
         return load_gpt2_folder(folder)
     return None
 
 
 def _load_model_file(path):
-    from .io.checkpoint import load_model
+    from ..io.checkpoint import load_model
 
     peek = _safetensors_metadata(path)
     if peek is not None:
         metadata, names = peek
         if "tinygpt.format" not in metadata and _looks_like_hf_gpt2(names):
-            from .io.hf_gpt2 import load_hf_gpt2
+            from ..io.hf_gpt2 import load_hf_gpt2
 
             return load_hf_gpt2(path)
     return load_model(path)  # also says clearly what a file it can't read seems to be
@@ -460,9 +469,9 @@ def _asked_config(args):
 
 
 def cmd_generate(args):
-    from .backend import to_numpy
-    from .generation import generate_stream
-    from .tokenizer import ENDOFTEXT_ID, get_tokenizer, text_to_token_ids
+    from ..backend import to_numpy
+    from ..generation import generate_stream
+    from ..tokenizer import ENDOFTEXT_ID, get_tokenizer, text_to_token_ids
 
     started = time.perf_counter()
     model, label = load_any_model(args.model, args.models_dir, args.offline)
@@ -539,9 +548,10 @@ def decode_stream(token_ids, tokenizer):
 
 
 def cmd_eval(args):
-    from .backend import manual_seed
-    from .tokenizer import get_tokenizer
-    from .train import calc_loss_loader
+    from ..backend import manual_seed
+    from ..ops import perplexity
+    from ..tokenizer import get_tokenizer
+    from ..train import calc_loss_loader
     from .workflow import read_text, split_loaders
 
     model, label = load_any_model(args.model, args.models_dir, args.offline)
@@ -559,7 +569,7 @@ def cmd_eval(args):
     for name, loader in (("training", train_loader), ("validation", val_loader)):
         loss = calc_loss_loader(progress_bar(loader, desc=f"{name} loss", unit="batch"), model)
         windows = len(loader) * args.batch_size if loader.drop_last else len(loader.dataset)
-        rows.append((name, windows * context, len(loader), loss, _perplexity(loss)))
+        rows.append((name, windows * context, len(loader), loss, perplexity(loss)))
     print()
     print(f"{'split':<12}{'tokens':>9}{'batches':>9}{'loss':>9}{'perplexity':>13}")
     for name, tokens, batches, loss, ppl in rows:
@@ -567,19 +577,12 @@ def cmd_eval(args):
     return 0
 
 
-def _perplexity(loss):
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return math.inf
-
-
 # ----------------------------------------------------------------------------------
 # tinygpt download
 
 
 def cmd_download(args):
-    from .io.pretrained import GPT2_FILES, download_gpt2_files, gpt2_model_size
+    from ..io.pretrained import GPT2_FILES, download_gpt2_files, gpt2_model_size
 
     try:
         size = gpt2_model_size(args.model)
@@ -663,7 +666,7 @@ def main(argv=None):
     set_progress(False if getattr(args, "no_progress", False) else None)  # None: on a terminal
     try:
         if getattr(args, "threads", None) is not None:
-            from .runtime import set_num_threads
+            from ..runtime import set_num_threads
 
             set_num_threads(args.threads)
         return args.handler(args) or 0

@@ -24,7 +24,6 @@ test suite's (tests/test_parity_torch.py): PyTorch is a test dependency only.
 ``run_checks()`` returns the rows.
 """
 
-import importlib.util
 import inspect
 import math
 import os
@@ -35,15 +34,15 @@ from dataclasses import dataclass
 
 import numpy
 
-from .autograd import Function
-from .backend import (
+from ..autograd import Function
+from ..backend import (
     check_available,
     get_rng_state,
     manual_seed,
     set_rng_state,
     widest_float,
 )
-from .testing import GRAD_EPS, CheckFailed, assert_close, check_gradient
+from ..testing import GRAD_EPS, CheckFailed, assert_close, check_gradient
 
 KV_CACHE_TOL = 1e-10  # float64 logits, cached against uncached (assert_close's tol)
 
@@ -54,7 +53,7 @@ class CheckResult:
 
     group: str
     name: str
-    status: str  # "PASS", "FAIL" or "SKIP"
+    status: str  # "PASS" or "FAIL"
     error: float = None
     note: str = ""
     seconds: float = 0.0
@@ -70,7 +69,7 @@ class CheckResult:
 
 def _gradient_cases():
     """Op class name -> (fn, input arrays): small shapes where each op is smooth."""
-    from . import ops
+    from .. import ops
 
     r = numpy.random.default_rng(42)
 
@@ -100,6 +99,20 @@ def _gradient_cases():
         "Cast": (cast_round_trip, [n(3, 2)]),
         "Pow": (lambda a: a ** 3, [n(3, 2)]),
         "Abs": (lambda a: a.abs(), [n(3, 2)]),
+        "Sigmoid": (lambda a: ops.Sigmoid.apply(a), [n(3, 2)]),
+        "SiLU": (lambda a: ops.SiLU.apply(a), [n(3, 2)]),
+        "Sin": (lambda a: ops.Sin.apply(a), [n(3, 2)]),
+        "Cos": (lambda a: ops.Cos.apply(a), [n(3, 2)]),
+        "Rsqrt": (lambda a: ops.Rsqrt.apply(a), [pos(3, 2)]),
+        "RepeatInterleave": (lambda a: ops.RepeatInterleave.apply(a, repeats=2, axis=1),
+                             [n(2, 3)]),
+        "BinaryCrossEntropy": (lambda p, t: ops.BinaryCrossEntropy.apply(p, t),
+                               [r.uniform(0.1, 0.9, size=(3, 2)), r.uniform(size=(3, 2))]),
+        "BinaryCrossEntropyWithLogits": (
+            lambda z, t: ops.BinaryCrossEntropyWithLogits.apply(z, t),
+            [n(3, 2), r.uniform(size=(3, 2))]),
+        "SetItem": (lambda a, v: ops.SetItem.apply(a, v, index=(slice(0, 2), 1)),
+                    [n(3, 4), n(2)]),
         "MatMul": (lambda a, b: a @ b, [n(2, 3, 4), n(4, 5)]),
         "Reshape": (lambda a: a.reshape(4, -1), [n(2, 3, 2)]),
         "Transpose": (lambda a: a.transpose((2, 0, 1)), [n(2, 3, 4)]),
@@ -131,7 +144,7 @@ def _gradient_cases():
 
 def check_gradients():
     """One row per Function in tinygpt.ops (an op without a case here fails)."""
-    from . import ops
+    from .. import ops
 
     cases = _gradient_cases()
     op_names = sorted(
@@ -142,7 +155,7 @@ def check_gradients():
     for name in op_names:
         if name not in cases:
             rows.append(CheckResult("gradient", name, "FAIL", None,
-                                    "no gradient case for this op in tinygpt/selftest.py"))
+                                    "no gradient case for this op in tinygpt/app/selftest.py"))
             continue
         rows.append(_gradient_row(name, *cases[name]))
     return rows
@@ -161,7 +174,7 @@ TINY = {"vocab_size": 61, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_l
 
 
 def _tiny_model(dtype=numpy.float32, seed=0, **overrides):
-    from .model import GPTModel
+    from ..model import GPTModel
 
     manual_seed(seed)
     return GPTModel(dict(TINY, **overrides), dtype=dtype)
@@ -173,7 +186,7 @@ def _batch(seed=1, batch=4, vocab=TINY["vocab_size"], length=TINY["context_lengt
 
 
 def _train_steps(model, optimizer, x, y, steps):
-    from .ops import cross_entropy
+    from ..ops import cross_entropy
 
     losses = []
     for _ in range(steps):
@@ -186,7 +199,7 @@ def _train_steps(model, optimizer, x, y, steps):
 
 
 def check_training():
-    from .optim import AdamW
+    from ..optim import AdamW
 
     model = _tiny_model()
     model.train()
@@ -202,8 +215,8 @@ def check_training():
 
 
 def check_kv_cache_logits():
-    from .autograd import no_grad
-    from .kv_cache import CachedDecoder
+    from ..autograd import no_grad
+    from ..kv_cache import CachedDecoder
 
     model = _tiny_model(numpy.float64, drop_rate=0.1)  # eval mode must switch dropout off
     model.eval()
@@ -227,7 +240,7 @@ def check_kv_cache_logits():
 
 
 def check_kv_cache_tokens():
-    from .generation import generate_fast
+    from ..generation import generate_fast
 
     model = _tiny_model(numpy.float32)
     prompt = numpy.random.default_rng(5).integers(0, TINY["vocab_size"], size=(2, 3))
@@ -245,9 +258,9 @@ def check_kv_cache_tokens():
 
 
 def check_save_load():
-    from .errors import CheckpointError
-    from .io.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
-    from .optim import AdamW
+    from ..errors import CheckpointError
+    from ..io.checkpoint import load_checkpoint, load_model, save_checkpoint, save_model
+    from ..optim import AdamW
 
     model = _tiny_model()
     x, y = _batch()
@@ -300,11 +313,8 @@ def _short(exc):
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:160]
 
 
-def _run(group, name, fn, needs=()):
-    """One check as a row: PASS, FAIL (with the reason), or SKIP when a module is missing."""
-    for module in needs:
-        if importlib.util.find_spec(module) is None:
-            return CheckResult(group, name, "SKIP", None, f"{module} is not available")
+def _run(group, name, fn):
+    """One check as a row: PASS, or FAIL with the reason."""
     started = time.perf_counter()
     try:
         error, note = fn()
@@ -334,11 +344,9 @@ def run_checks(progress=None):
         for row in check_gradients():
             add(row)
         add(_run("training", "loss falls (tiny GPT, AdamW)", check_training))
-        add(_run("kv-cache", "logits = no-cache forward", check_kv_cache_logits,
-                 needs=("tinygpt.kv_cache",)))
-        add(_run("kv-cache", "tokens = no-cache tokens", check_kv_cache_tokens,
-                 needs=("tinygpt.generation", "tinygpt.kv_cache")))
-        add(_run("save/load", "round trip", check_save_load, needs=("tinygpt.io.checkpoint",)))
+        add(_run("kv-cache", "logits = no-cache forward", check_kv_cache_logits))
+        add(_run("kv-cache", "tokens = no-cache tokens", check_kv_cache_tokens))
+        add(_run("save/load", "round trip", check_save_load))
     finally:
         set_rng_state(rng_state)
     return results
@@ -358,16 +366,16 @@ def format_row(result):
 def selftest(file=None):
     """Run the checks, printing the table to ``file`` (stdout) as they go.
 
-    Returns True when no check failed (skipped ones are fine)."""
+    Returns True when no check failed."""
     out = file or sys.stdout
     started = time.perf_counter()
     print(f"{'check':<42}{'result':<7}{'worst err':>10}  note", file=out)
     print("-" * 78, file=out, flush=True)
     results = run_checks(progress=lambda r: print(format_row(r), file=out, flush=True))
-    counts = {s: sum(r.status == s for r in results) for s in ("PASS", "FAIL", "SKIP")}
+    counts = {s: sum(r.status == s for r in results) for s in ("PASS", "FAIL")}
     print("-" * 78, file=out)
-    print(f"{len(results)} checks: {counts['PASS']} passed, {counts['FAIL']} failed, "
-          f"{counts['SKIP']} skipped in {time.perf_counter() - started:.1f} s.", file=out)
+    print(f"{len(results)} checks: {counts['PASS']} passed, {counts['FAIL']} failed "
+          f"in {time.perf_counter() - started:.1f} s.", file=out)
     print(f"worst err: relative error (gradients: vs float64 central differences, eps "
           f"{GRAD_EPS:g}; comparisons: max |diff| / max |ref|); for kv-cache tokens the number "
           "of differing tokens.", file=out)

@@ -27,7 +27,6 @@ share (``--lr``, ``--batch-size``, ``--resume``, ...).
 """
 
 import csv
-import hashlib
 import json
 import os
 import re
@@ -40,21 +39,22 @@ from pathlib import Path
 
 import numpy
 
-from .backend import manual_seed
-from .checks import nonnegative_int, positive_int, real_problem
-from .data import create_dataloader_v1
-from .errors import ModelFileNotCheckpointError, RunFolderError
-from .io.checkpoint import (
+from ..backend import manual_seed
+from ..checks import nonnegative_int, positive_int, real_problem
+from ..data import create_dataloader_v1
+from ..errors import ModelFileNotCheckpointError, RunFolderError
+from ..io.checkpoint import (
     load_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
     save_model,
 )
-from .io.textsource import find_verdict, read_text_file
-from .model import GPT_CONFIG_124M, GPTModel, validate_config
-from .optim import AdamW
-from .tokenizer import get_tokenizer
-from .train import TrainingDivergedError, TrainingState, plot_losses, train_model
+from ..io.files import sha256_hex
+from ..io.textsource import find_verdict, read_text_file
+from ..model import GPT_CONFIG_124M, GPTModel, validate_config
+from ..optim import AdamW
+from ..tokenizer import get_tokenizer
+from ..train import TrainingDivergedError, TrainingState, plot_losses, train_model
 
 # The chapter's run (section 5.2). Each run saves its settings in its checkpoint and takes
 # them from there when resumed; the first four are the book's OTHER_SETTINGS.
@@ -205,7 +205,8 @@ class Run:
         self.last_step = self.state.global_step if resumed_from else None
         self.elapsed_before = elapsed_before  # wall seconds of the run's earlier sessions
         self.checkpoint_every, self.keep_last, self.resume_command = 1, 1, RESUME_COMMAND
-        self.extra = dict(settings, text=str(text_path.resolve()), text_sha256=_sha256(text))
+        self.extra = dict(settings, text=str(text_path.resolve()),
+                          text_sha256=sha256_hex(text.encode("utf-8")))
         self.started = self.seconds = None
         self.tokens_before = self.state.tokens_seen
         self.training_done = False
@@ -446,7 +447,7 @@ def _resume(path, gpt_config, asked, text, out):
             raise ValueError(f"the run being resumed trained on {text}, which no longer "
                              "exists; pass the same text with --text")
     text_path, text = read_text(text)
-    if saved.get("text_sha256") not in (None, _sha256(text)):
+    if saved.get("text_sha256") not in (None, sha256_hex(text.encode("utf-8"))):
         raise ValueError(f"{text_path} is not the text the checkpoint was trained on "
                          f"({saved.get('text')}, sha256 {saved['text_sha256'][:12]}...); "
                          "pass that text with --text")
@@ -623,7 +624,3 @@ def _process_alive(pid):
     except PermissionError:  # alive, someone else's
         return True
     return True
-
-
-def _sha256(text):
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()

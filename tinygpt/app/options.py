@@ -8,7 +8,7 @@ value becomes argparse's "argument --x: ..." (exit 2), in the library's own word
 import argparse
 import math
 
-from . import checks
+from .. import checks
 
 
 def _number(text, kind):
@@ -53,7 +53,7 @@ positive_float, non_negative_float = _float_option(0.0, False), _float_option(0.
 
 def add_training_options(p, out_default):
     """The options of a training run. Each setting is None when left out: the book's
-    value for a new run, the run's own on --resume (tinygpt.workflow.start_run).
+    value for a new run, the run's own on --resume (tinygpt.app.workflow.start_run).
     ``out_default`` describes --out's default."""
     from .workflow import SETTINGS, train_configs
 
