@@ -42,10 +42,10 @@ import contextlib
 import numpy
 
 from .autograd import Tensor, no_grad
-from .backend import to_numpy, xp
+from .backend import resolve_rng, to_numpy, xp
 from .checks import nonnegative_int, positive_int, rectangular, token_ids
 from .kv_cache import CachedDecoder
-from .sampling import resolve_rng, sample_next_token, validate_sampling_args
+from .sampling import sample_next_token, validate_sampling_args
 from .tensors import argmax, cat, multinomial, softmax, tensor, topk, where
 
 # ----------------------------------------------------------------------------------

@@ -26,22 +26,21 @@ last ``window`` tokens whenever the window slides; that is exactly what the
 uncached loop computes (``model(ids[:, -window:])[:, -1]``), only without the
 output head on every position.
 
-On a GPU, ``feed`` while the window has room runs ``KernelDecodeStep``: the same
-one-position forward as a fixed sequence of fused kernels over preallocated buffers,
-recorded once as a CUDA graph and replayed for every token (``_forward`` is its twin).
+On a GPU, ``feed`` while the window has room runs ``KernelDecodeStep``
+(``cuda/decode.py``): the same one-position forward as a fixed sequence of CUDA
+kernels over preallocated buffers, recorded once as a CUDA graph and replayed for
+every token (``_forward`` is its twin).
 
 Shapes: B batch, T tokens, C emb_dim, H heads, D head size (C = H * D), V vocab,
 L the number of cached positions.
 """
 
-import os
-
 import numpy
 
-from . import cuda_kernels as fused
 from . import ops
-from .backend import kernels_enabled, to_numpy, xp
+from .backend import to_numpy, xp
 from .checks import positive_int, rectangular, token_ids
+from .cuda.decode import KernelDecodeStep
 
 
 class KVCache:
@@ -194,7 +193,7 @@ class CachedDecoder:
         if last_only:
             x = x[:, -1:, :]
         queries = heads(_linear(x, att.W_query))  # (b, num_heads, n_q, head_dim)
-        context_vec = ops.CausalAttention().forward(queries, keys, values)
+        context_vec = _forward_of(ops.CausalAttention, queries, keys, values)
         context_vec = context_vec.transpose(0, 2, 1, 3).reshape(b, x.shape[1], d_out)
         return _linear(context_vec, att.out_proj)
 
@@ -205,124 +204,25 @@ class CachedDecoder:
 # outside Function.apply it records no graph).
 
 
+def _forward_of(op, *arrays, **options):
+    """``op``'s forward on arrays, no graph: its GPU override where one takes them."""
+    return op.for_arrays(*arrays, **options).forward(*arrays, **options)
+
+
 def _linear(x, lin):
     """x (…, in) @ W^T + b, W (out, in)."""
     bias = None if lin.bias is None else lin.bias.data
-    return ops.Linear().forward(x, lin.weight.data, bias)
+    return _forward_of(ops.Linear, x, lin.weight.data, bias)
 
 
 def _layer_norm(x, ln):
     """Layer norm over the last axis with the module's scale, shift and eps."""
-    return ops.LayerNorm().forward(x, ln.scale.data, ln.shift.data, eps=ln.eps)
+    return _forward_of(ops.LayerNorm, x, ln.scale.data, ln.shift.data, eps=ln.eps)
 
 
 def _gelu(x):
     """GPT-2's tanh GELU."""
-    return ops.GELU().forward(x)
-
-
-class KernelDecodeStep:
-    """``CachedDecoder.feed`` for one new position, on a GPU (its twin: ``_forward``).
-
-    The layers run as a fixed sequence of fused kernels (``cuda_kernels.decode_*``) over
-    buffers allocated once, with the position and the new ids read from a small device
-    array. Nothing in the sequence allocates, calls a library or waits for the host, so
-    after a first eager step it is recorded as a CUDA graph and every later token is one
-    graph launch instead of ~110 kernel launches from Python. TINYGPT_CUDA_GRAPHS=0
-    keeps the eager launches. The graph holds the weights' addresses: if the model's
-    arrays are replaced (not updated in place), the step records a new graph.
-    """
-
-    @staticmethod
-    def applies(decoder):
-        return (kernels_enabled() and decoder.dtype == numpy.float32
-                and fused.decode_attention_fits(decoder.window, decoder.head_dim))
-
-    def __init__(self, decoder):
-        self.decoder = decoder
-        model, B = decoder.model, decoder.cache.batch_size
-        C = int(model.cfg["emb_dim"])
-        hidden = model.trf_blocks[0].ff.layers[0].weight.shape[0]
-        V = model.out_head.weight.shape[0]
-        f32 = numpy.float32
-        self.step_host = numpy.zeros(1 + B, dtype=numpy.int64)  # position, then the ids
-        self.step_in = xp.zeros(1 + B, dtype=numpy.int64)
-        self.x, self.h = xp.empty((B, C), f32), xp.empty((B, C), f32)
-        self.q, self.k, self.v = (xp.empty((B, C), f32) for _ in range(3))
-        self.context, self.hidden = xp.empty((B, C), f32), xp.empty((B, hidden), f32)
-        self.mean, self.rstd = xp.empty(B, f32), xp.empty(B, f32)
-        self.logits = xp.empty((B, V), f32)
-        self.use_graph = os.environ.get("TINYGPT_CUDA_GRAPHS", "1") != "0"
-        self.graph, self.graph_arrays, self.graph_error = None, None, None
-        self.calls = 0
-
-    def __call__(self, next_ids, position):
-        """Logits (B, V) after next_ids (host int64 (B,)) at ``position`` (host int)."""
-        self.step_host[0] = position
-        self.step_host[1:] = next_ids
-        self.step_in.set(self.step_host)  # one small copy to the device per token
-        if self.use_graph and self.calls > 0:  # the first step runs eagerly: a warm-up
-            arrays = self._arrays()
-            if self.graph is None or arrays != self.graph_arrays:
-                self._record(arrays)
-        if self.graph is not None:
-            self.graph.launch()
-        else:
-            self._launch()
-        self.calls += 1
-        return self.logits.copy()  # the buffer is overwritten by the next token
-
-    def _arrays(self):
-        """The weight arrays the kernels read, by identity (replaced arrays: new graph)."""
-        return [id(p.data) for p in self.decoder.model.parameters()]
-
-    def _record(self, arrays):
-        """Record ``_launch`` as a CUDA graph on a side stream (the launch replays it on
-        the default stream, after the work already queued there). If recording fails,
-        the step stays eager and ``graph_error`` says why."""
-        self.graph = None
-        stream = xp.cuda.Stream(non_blocking=True)
-        xp.cuda.Device().synchronize()
-        try:
-            with stream:
-                stream.begin_capture()
-                try:
-                    self._launch()
-                finally:
-                    graph = stream.end_capture()
-        except Exception as exc:  # noqa: BLE001 - any failure: keep the eager launches
-            self.use_graph, self.graph_error = False, f"{type(exc).__name__}: {exc}"
-            return
-        self.graph, self.graph_arrays = graph, arrays
-
-    def _launch(self):
-        """The one-position forward, kernel by kernel, on the current stream."""
-        model, cache, step = self.decoder.model, self.decoder.cache, self.step_in
-        x, h = self.x, self.h
-        fused.decode_embed(step, model.tok_emb.weight.data, model.pos_emb.weight.data, x)
-        for layer, blk in enumerate(model.trf_blocks):
-            att, ff = blk.att, blk.ff
-            self._norm(x, blk.norm1, h)
-            self._linear(h, att.W_query, self.q)
-            self._linear(h, att.W_key, self.k)
-            self._linear(h, att.W_value, self.v)
-            fused.decode_attention(step, self.q, self.k, self.v, cache.keys[layer],
-                                   cache.values[layer], self.context, self.decoder.n_heads)
-            self._linear(self.context, att.out_proj, x, residual=x)
-            self._norm(x, blk.norm2, h)
-            self._linear(h, ff.layers[0], self.hidden, gelu=True)
-            self._linear(self.hidden, ff.layers[2], x, residual=x)
-        self._norm(x, model.final_norm, h)
-        fused.decode_linear(h, model.out_head.weight.data, None, self.logits)
-
-    def _norm(self, x, ln, out):
-        fused.layer_norm_forward(x, ln.scale.data, ln.shift.data, ln.eps, out=out,
-                                 mean=self.mean, rstd=self.rstd)
-
-    @staticmethod
-    def _linear(x, lin, out, gelu=False, residual=None):
-        bias = None if lin.bias is None else lin.bias.data
-        fused.decode_linear(x, lin.weight.data, bias, out, gelu=gelu, residual=residual)
+    return _forward_of(ops.GELU, x)
 
 
 def cached_next_logits(model, ids, window=None):
@@ -333,4 +233,4 @@ def cached_next_logits(model, ids, window=None):
     return to_numpy(decoder.prime(ids))
 
 
-__all__ = ["CachedDecoder", "KVCache", "KernelDecodeStep", "cached_next_logits"]
+__all__ = ["CachedDecoder", "KVCache", "cached_next_logits"]

@@ -43,9 +43,11 @@ import numbers
 
 import numpy as np
 
+from tinygpt import tensors
 from tinygpt.autograd import Tensor
-from tinygpt.backend import DEFAULT_DTYPE, get_rng, to_numpy
-from tinygpt.checks import nonnegative_int, positive_int, rectangular
+from tinygpt.backend import DEFAULT_DTYPE, resolve_rng, to_numpy
+from tinygpt.checks import positive_int, rectangular
+from tinygpt.ops import softmax_array
 
 # A nucleus whose mass falls short of p by less than this counts as reaching p.
 # Probabilities computed from float32 logits are only good to ~1e-7, so a boundary
@@ -74,7 +76,8 @@ TOY_NEXT_TOKEN_LOGITS = np.array(
 
 
 def softmax(logits, axis=-1):
-    """Numerically stable softmax: exp(x - max) / sum(exp(x - max)) along ``axis``.
+    """Numerically stable softmax: exp(x - max) / sum(exp(x - max)) along ``axis``, on
+    the CPU (``ops.softmax_array``).
 
     float32 in -> float32 out (float64 stays float64; lists and ints become float32).
     ``-inf`` entries get probability 0. A slice that is entirely ``-inf`` has no
@@ -83,11 +86,7 @@ def softmax(logits, axis=-1):
     x = _as_float_array(logits)
     if x.ndim == 0:
         raise ValueError("softmax needs logits with at least one axis, got a single number")
-    m = np.max(x, axis=axis, keepdims=True)
-    # An all -inf slice would give (-inf) - (-inf) = NaN plus a warning; shift by 0 instead.
-    m = np.where(np.isfinite(m), m, 0.0).astype(x.dtype, copy=False)
-    e = np.exp(x - m)
-    return _like_input(e / np.sum(e, axis=axis, keepdims=True), logits)
+    return _like_input(softmax_array(x, axis), logits)
 
 
 def softmax_with_temperature(logits, temperature):
@@ -299,24 +298,6 @@ def _filter(x, t, k, p):
     return out.copy() if out is x else out
 
 
-def resolve_rng(rng, name="rng"):
-    """A Generator from ``rng``: None -> the package generator, an int seed >= 0 -> a new
-    generator seeded with it (resolve once per generation, so steps draw successive
-    numbers), a Generator -> itself. ``name`` is the argument's name in errors."""
-    if rng is None:
-        return get_rng()  # looked up per call: manual_seed replaces the generator
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        seed = nonnegative_int(name, rng, hint=f"; {name} is a seed (an integer >= 0), None "
-                               "(the package generator) or a numpy.random.Generator")
-        return np.random.default_rng(seed)
-    raise ValueError(
-        f"{name} must be None (use tinygpt.backend.get_rng()), an int seed or a "
-        f"numpy.random.Generator, got {rng!r} ({type(rng).__name__})"
-    )
-
-
 # ----------------------------------------------------------------------------- public API
 
 
@@ -432,14 +413,10 @@ def _check_print_args(probas, inverse_vocab, seed):
     return Tensor(p), inverse_vocab, resolve_rng(seed, "seed")
 
 
-# Last: tensors.py imports resolve_rng from here, so this module must be complete first.
-from tinygpt import tensors  # noqa: E402
-
 __all__ = [
     "TOY_INVERSE_VOCAB",
     "TOY_NEXT_TOKEN_LOGITS",
     "TOY_VOCAB",
-    "resolve_rng",
     "TOP_P_TOLERANCE",
     "next_token_probabilities",
     "print_sampled_tokens",
