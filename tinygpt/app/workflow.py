@@ -79,7 +79,7 @@ CHECKPOINT, MODEL, PLOT, METRICS, SUMMARY = (
     "checkpoint.safetensors", "model.safetensors", "loss-plot.png", "metrics.csv",
     "summary.json")
 RUN_FILES = (PLOT, MODEL, CHECKPOINT, METRICS, SUMMARY)
-# Older checkpoints that --keep-last keeps, named by the step they were saved at.
+# The run's earlier checkpoints that --keep-last keeps, named by their step.
 KEPT = "checkpoint-step-{step:06d}.safetensors"
 _KEPT_PATTERN = re.compile(r"checkpoint-step-(\d{6,})\.safetensors")
 METRICS_COLUMNS = ("step", "tokens_seen", "train_loss", "val_loss", "learning_rate",
@@ -356,7 +356,7 @@ class Run:
 
 
 def kept_checkpoints(folder):
-    """The older checkpoints ``keep_last`` keeps in ``folder``, oldest first."""
+    """The earlier checkpoints ``keep_last`` keeps in ``folder``, first saved first."""
     found = []
     for path in Path(folder).glob("checkpoint-step-*.safetensors"):
         match = _KEPT_PATTERN.fullmatch(path.name)
