@@ -241,19 +241,11 @@ def _scale(x, t):
 
 
 def _top_k_mask(x, k):
-    """(B, V) -> (B, V) bool with exactly k True per row: the k largest logits.
-
-    O(V) per row: np.partition finds the k-th largest value, everything strictly above
-    it is kept, and the logits tied with it fill the remaining slots in id order (a
-    cumsum over the tie mask ranks them by id).
-    """
-    kth = -np.partition(-x, k - 1, axis=-1)[:, k - 1 : k]  # (B, 1) k-th largest value
-    above = x > kth  # (B, V)
-    tied = x == kth  # (B, V)
-    slots = k - above.sum(axis=-1, keepdims=True)  # (B, 1) places left for tied tokens
-    if (tied.sum(axis=-1, keepdims=True) == slots).all():  # no tie to break: skip the cumsum
-        return above | tied
-    return above | (tied & (np.cumsum(tied, axis=-1) <= slots))
+    """(B, V) -> (B, V) bool with exactly k True per row: the k largest logits, those
+    ``tensors.topk`` picks (logits tied at the k-th value: the lowest ids)."""
+    keep = np.zeros(x.shape, dtype=bool)
+    np.put_along_axis(keep, tensors.topk(Tensor(x), k).indices.data, True, axis=-1)
+    return keep
 
 
 def _nucleus_mask(x, p):
