@@ -186,6 +186,24 @@ def test_topk_has_torchs_semantics():
         assert indices.dtype == np.int64 and values.shape == tuple(ref.values.shape)
 
 
+def test_topk_equals_the_first_k_of_a_stable_sort_with_ties_and_infinities():
+    """topk picks in O(n) per row (a partition); its indices are still the stable sort's
+    first k: ties in index order, -inf, inf and -0.0 included, on every dim."""
+    rng = np.random.default_rng(7)
+    for _ in range(400):
+        shape = tuple(int(n) for n in rng.integers(1, 6, size=rng.integers(1, 4)))
+        x = rng.integers(-3, 3, size=shape).astype(np.float32)
+        x[rng.random(shape) < 0.15] = -np.inf
+        x[rng.random(shape) < 0.05] = np.inf
+        x[rng.random(shape) < 0.05] = -0.0
+        dim = int(rng.integers(-len(shape), len(shape)))
+        k, largest = int(rng.integers(0, shape[dim] + 1)), bool(rng.random() < 0.7)
+        values, indices = topk(tensor(x), k, dim=dim, largest=largest)
+        expected = np.take(np.argsort(-x if largest else x, axis=dim, kind="stable"),
+                           np.arange(k), axis=dim)
+        np.testing.assert_array_equal(host(indices), expected, err_msg=f"{x!r} k={k}")
+        np.testing.assert_array_equal(host(values), np.take_along_axis(x, expected, dim))
+
 def test_top_k_ties_keep_exactly_k_lowest_ids_first():
     logits = np.array([1.0, 2.0, 2.0, 2.0, 0.0], dtype=np.float32)
     # The book's `logits < min_val` rule would keep ids 1, 2, 3 for k = 2.
