@@ -563,12 +563,10 @@ def numel(x):
 # ----------------------------------------------------------------------------------
 # Devices: one per process (see backend.py).
 
-cuda = types.SimpleNamespace(
-    is_available=lambda: backend.ON_GPU,
-    device_count=lambda: 1 if backend.ON_GPU else 0,
-    synchronize=lambda device=None: backend.synchronize(),
-    manual_seed=lambda seed: None,  # manual_seed seeds the GPU's dropout too
-)
+# torch.cuda's questions are answered by the GPU subpackage itself (tinygpt/cuda/), so
+# `tinygpt.cuda` is one thing: the package, with torch's is_available() and friends.
+from . import cuda  # noqa: E402
+
 backends = types.SimpleNamespace(
     mps=types.SimpleNamespace(is_available=lambda: False, is_built=lambda: False),
     cuda=types.SimpleNamespace(is_built=lambda: backend.BACKEND == "cupy"),
