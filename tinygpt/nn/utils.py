@@ -2,6 +2,8 @@
 
 import math
 
+import numpy
+
 from ..autograd import Tensor, grad_array
 from ..backend import xp
 
@@ -32,7 +34,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         squares = xp.stack([xp.vdot(g.ravel(), g.ravel()) for g in grads])
         total = math.sqrt(float(squares.astype(xp.float64).sum()))  # one host sync for all
     else:
-        powers = xp.stack([(xp.abs(g.astype(xp.float64)) ** norm_type).sum() for g in grads])
+        with numpy.errstate(divide="ignore"):  # 0 ** negative order is inf, as in torch
+            powers = xp.stack([(xp.abs(g.astype(xp.float64)) ** norm_type).sum()
+                               for g in grads])
         total = float(powers.sum()) ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(
