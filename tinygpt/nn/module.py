@@ -124,33 +124,33 @@ class Module:
 
     def register_parameter(self, name, param):
         """Add ``param`` (a Parameter, or None for an absent one such as a bias) as ``name``."""
-        self._check_new_name(name, "_parameters")
-        if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"cannot register {type(param).__name__} as parameter {name!r} "
-                            "(nn.Parameter or None expected)")
-        self._forget(name)
-        self._parameters[name] = param
+        self._register("_parameters", name, param, Parameter,
+                       f"cannot register {type(param).__name__} as parameter {name!r} "
+                       "(nn.Parameter or None expected)")
 
     def register_buffer(self, name, tensor, persistent=True):
         """Add a tensor that is part of the model's state but not trained (the book's
         causal ``mask``). It is an attribute, moves with ``to(dtype)``, and is in
         ``state_dict()`` unless ``persistent=False``."""
-        self._check_new_name(name, "_buffers")
-        if tensor is not None and not isinstance(tensor, Tensor):
-            raise TypeError(f"cannot register {type(tensor).__name__} as buffer {name!r} "
-                            "(a Tensor or None expected); wrap it: torch.tensor(value)")
-        self._forget(name)
-        self._buffers[name] = tensor
+        self._register("_buffers", name, tensor, Tensor,
+                       f"cannot register {type(tensor).__name__} as buffer {name!r} "
+                       "(a Tensor or None expected); wrap it: torch.tensor(value)")
         if not persistent:
             self._non_persistent_buffers.add(name)
 
     def add_module(self, name, module):
         """Add a child module as ``name`` (what assigning an attribute does)."""
-        self._check_new_name(name, "_modules")
-        if module is not None and not isinstance(module, Module):
-            raise TypeError(f"{type(module).__name__} is not a Module")
+        self._register("_modules", name, module, Module,
+                       f"{type(module).__name__} is not a Module")
+
+    def _register(self, store, name, value, kind, refusal):
+        """The one way into ``_parameters``, ``_buffers`` and ``_modules``: torch's name
+        rules, then ``value`` must be a ``kind`` or None (else TypeError ``refusal``)."""
+        self._check_new_name(name, store)
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(refusal)
         self._forget(name)
-        self._modules[name] = module
+        getattr(self, store)[name] = value
 
     register_module = add_module
 
