@@ -865,6 +865,10 @@ def softmax(x, axis=-1, dim=None):
     return Softmax.apply(x, axis=axis)
 
 
+class TargetOutOfRangeError(IndexError, ValueError):
+    """A target id outside [0, V): torch's IndexError, and a ValueError (bad input)."""
+
+
 def cross_entropy(logits, targets, ignore_index=-100):
     """Mean cross-entropy of logits (N, V) or (B, T, V) against int targets (N,) or (B, T).
 
@@ -898,7 +902,7 @@ def cross_entropy(logits, targets, ignore_index=-100):
     V = logits.shape[1]
     bad = (targets != ignore_index) & ((targets < 0) | (targets >= V))
     if bool(bad.any()):  # device targets: one sync per batch, not per op
-        raise ValueError(
+        raise TargetOutOfRangeError(
             f"target ids must lie in [0, {V}) or equal ignore_index={ignore_index}; "
             f"found {int(targets[bad][0])}"
         )
