@@ -15,14 +15,13 @@ are printed and stored in bench/results/bench_finetune.json.
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-from bench_train import child_env, peak_rss_mib  # noqa: E402
+from bench_train import peak_rss_mib, run_worker  # noqa: E402
 from machine import cpu_busy_fraction  # noqa: E402
 from record import store  # noqa: E402
 
@@ -83,16 +82,6 @@ def worker(engine, steps, threads):
     print(json.dumps({"times": times, "peak_rss_mib": peak_rss_mib()}))
 
 
-def run_worker(engine, steps, threads):
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", engine, "--steps", str(steps),
-         "--threads", str(threads)],
-        env=child_env(threads), capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"{engine} worker failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -113,7 +102,7 @@ def main():
     rss = {"tinygpt": 0.0, "torch": 0.0}
     for _ in range(args.rounds):
         for engine in ("tinygpt", "torch"):
-            r = run_worker(engine, args.steps, args.threads)
+            r = run_worker(engine, args.steps, args.threads, script=__file__)
             results[engine] += r["times"]
             rss[engine] = max(rss[engine], r["peak_rss_mib"])
     med = {k: statistics.median(v) for k, v in results.items()}

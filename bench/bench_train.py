@@ -132,13 +132,14 @@ def child_env(threads):
     return env
 
 
-def run_worker(engine, mode, steps, threads):
+def run_worker(engine, steps, threads, *extra, script=__file__):
+    """Run ``script --worker engine`` in a fresh process; its last line is JSON."""
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", engine, "--mode", mode, "--steps", str(steps),
-         "--threads", str(threads)],
+        [sys.executable, script, "--worker", engine, "--steps", str(steps),
+         "--threads", str(threads), *extra],
         env=child_env(threads), capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f"{engine} {mode} worker failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{engine} {' '.join(extra)} worker failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -172,7 +173,7 @@ def main():
         rss = {"tinygpt": 0.0, "torch": 0.0}
         for _ in range(args.rounds):
             for engine in ("tinygpt", "torch"):
-                r = run_worker(engine, mode, args.steps, args.threads)
+                r = run_worker(engine, args.steps, args.threads, "--mode", mode)
                 results[engine] += r["times"]
                 rss[engine] = max(rss[engine], r["peak_rss_mib"])
         med = {k: statistics.median(v) for k, v in results.items()}

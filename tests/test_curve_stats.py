@@ -1,19 +1,16 @@
 """tools/curve_stats.py's arithmetic: the statistics against published values, the spike
 and curve summary, the compact vocabulary and the float32 mask. Nothing is trained or timed."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from .helpers.tools import load_tool
+
 pytest.importorskip("scipy")
 
-_PATH = Path(__file__).resolve().parents[1] / "tools" / "curve_stats.py"
-_spec = importlib.util.spec_from_file_location("curve_stats", _PATH)
-curve_stats = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(curve_stats)
+curve_stats = load_tool("curve_stats")
 
 # R's `sleep` data (Cushny & Peebles): extra hours of sleep under two drugs.
 DRUG1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]

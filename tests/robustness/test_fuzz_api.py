@@ -1,20 +1,16 @@
-"""A quick fixed-seed run of tools/fuzz_api.py : random torch-named calls on
+"""A quick fixed-seed run of tools/fuzz_api.py: random torch-named calls on
 tinygpt and on torch end in the same numbers, torch's error class, or a clear refusal;
 never a silent mismatch or a raw error. ``python tools/fuzz_api.py --cases 2000`` is the
 full run."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from ..helpers.tools import load_tool
+
 pytest.importorskip("torch")
 
-_PATH = Path(__file__).resolve().parents[2] / "tools" / "fuzz_api.py"
-_spec = importlib.util.spec_from_file_location("fuzz_api", _PATH)
-fuzz_api = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fuzz_api)
+fuzz_api = load_tool("fuzz_api")
 
 
 def _report(failures):

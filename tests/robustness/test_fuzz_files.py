@@ -1,24 +1,21 @@
-"""A quick fixed-seed run of tools/fuzz_files.py : damaged and hostile model
+"""A quick fixed-seed run of tools/fuzz_files.py: damaged and hostile model
 files, checkpoints, tinygpt.save files and TensorFlow checkpoints end in a clean error
 naming the file or load what the file holds; no traceback, no silent wrong result, nothing
 over the memory or time limit. ``python tools/fuzz_files.py --cases 2000`` is the full run.
 """
 
-import importlib.util
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ..helpers.tools import load_tool
+
 if not hasattr(os, "fork"):
     pytest.skip("the fuzzer forks a child per case", allow_module_level=True)
 
-_PATH = Path(__file__).resolve().parents[2] / "tools" / "fuzz_files.py"
-_spec = importlib.util.spec_from_file_location("fuzz_files", _PATH)
-fuzz_files = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fuzz_files)
+fuzz_files = load_tool("fuzz_files")
 
 def _report(failures):
     return "\n".join(f"case {f['case']} ({f['kind']}): {f['mutation'][:120]} -> "
