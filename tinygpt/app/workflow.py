@@ -43,13 +43,8 @@ from ..backend import manual_seed
 from ..checks import nonnegative_int, positive_int, real_problem
 from ..data import create_dataloader_v1
 from ..errors import ModelFileNotCheckpointError, RunFolderError
-from ..io.checkpoint import (
-    load_checkpoint,
-    remove_stale_temporaries,
-    save_checkpoint,
-    save_model,
-)
-from ..io.files import sha256_hex
+from ..io.checkpoint import load_checkpoint, save_checkpoint, save_model
+from ..io.files import atomic_write, remove_stale_temporaries, sha256_hex
 from ..io.textsource import find_verdict, read_text_file
 from ..model import GPT_CONFIG_124M, GPTModel, validate_config
 from ..optim import AdamW
@@ -378,11 +373,8 @@ def _keep(path, kept):
 
 
 def _write_atomically(path, text):
-    """Write ``text`` to ``path`` through a temporary beside it, renamed over it, so a
-    reader (or a killed run) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid():08x}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` so that a reader (or a killed run) never sees half a file."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _checked_settings(settings):
@@ -506,10 +498,6 @@ class _OutputFolder:
         if self.folder.exists() and not self.folder.is_dir():
             raise RunFolderError(f"--out {self.folder} is a file, not a folder: choose "
                                  "another --out")
-        if self.folder.is_symlink() and not self.folder.exists():
-            raise RunFolderError(f"--out {self.folder} is a symbolic link to "
-                                 f"{os.readlink(self.folder)}, which does not exist: create "
-                                 "that folder or choose another --out")
         self.made = [p for p in (self.folder, *self.folder.parents) if not p.exists()][::-1]
         self.folder.mkdir(parents=True, exist_ok=True)
         try:

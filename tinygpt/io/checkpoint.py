@@ -78,7 +78,6 @@ from ..optim import AdamW
 from .files import (
     atomic_write,
     check_regular_file,
-    remove_stale_temporaries,  # noqa: F401  (workflow.py takes it from here)
 )
 from .files import save_safetensors as _save_file
 from .progress import file_growth_bar, progress_bar
