@@ -651,8 +651,8 @@ def _broadcast(function, a, b):
 
 
 def _no_bool_subtraction(a, b):
-    if a.dtype.kind == "b" or isinstance(b, bool) or (
-            isinstance(b, Tensor) and b.dtype.kind == "b"):
+    if a.data.dtype.kind == "b" or isinstance(b, bool) or (
+            isinstance(b, Tensor) and b.data.dtype.kind == "b"):
         raise RuntimeError(
             "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
             "trying to invert a mask, use the `~` or `logical_not()` operator instead.")
@@ -738,10 +738,11 @@ def _fill_mask(x, mask, value, in_place):
 def result_dtype(a, b):
     """The dtype of ``a op b`` by torch's rules (a: a Tensor; b: a Tensor or a number):
     a Python float with an integer tensor gives float32; a float tensor keeps its dtype
-    against numbers and integer tensors; otherwise the wider of the two."""
-    da = a.dtype
+    against numbers and integer tensors; otherwise the wider of the two. NumPy's dtype:
+    ``Tensor.dtype``'s torch-printing wrapper costs more than this whole function."""
+    da = a.data.dtype
     if isinstance(b, Tensor):
-        db = b.dtype
+        db = b.data.dtype
         if da == db:
             return da
         if (da.kind == "f") != (db.kind == "f"):
@@ -768,8 +769,8 @@ def _operands(a, b, true_division=False):
         dtype = xp.dtype(DEFAULT_DTYPE)  # int / int is a float, as in torch
     if not isinstance(b, Tensor):
         b = Tensor(xp.asarray(b, dtype=dtype))
-    a = a if a.dtype == dtype else ops.Cast.apply(a, dtype=dtype)
-    b = b if b.dtype == dtype else ops.Cast.apply(b, dtype=dtype)
+    a = a if a.data.dtype == dtype else ops.Cast.apply(a, dtype=dtype)
+    b = b if b.data.dtype == dtype else ops.Cast.apply(b, dtype=dtype)
     return a, b
 
 
