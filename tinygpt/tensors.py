@@ -495,16 +495,21 @@ def _first_k(keys, k):
     in index order), in O(n) per row rather than a sort's O(n log n): the k-th smallest
     value from a partition, every key below it, then the keys equal to it in index
     order until k are chosen; only those k are sorted. (50,257 logits: ~10x faster.)"""
+    chosen = first_k_mask(keys, k)
+    candidates = numpy.nonzero(chosen)[-1].reshape(*keys.shape[:-1], k)  # index order
+    order = numpy.argsort(numpy.take_along_axis(keys, candidates, -1), axis=-1, kind="stable")
+    return numpy.take_along_axis(candidates, order, -1)
+
+
+def first_k_mask(keys, k):
+    """(..., n) host keys without NaN, 0 < k < n -> bool mask of the k smallest per row,
+    ties at the k-th value broken by index (the entries a stable argsort puts first)."""
     kth = numpy.partition(keys, k - 1, axis=-1)[..., k - 1:k]
     below, tied = keys < kth, keys == kth
     slots = k - below.sum(axis=-1, keepdims=True)  # places left for keys tied at kth
     if (tied.sum(axis=-1, keepdims=True) == slots).all():  # no tie to break
-        chosen = below | tied
-    else:
-        chosen = below | (tied & (numpy.cumsum(tied, axis=-1) <= slots))
-    candidates = numpy.nonzero(chosen)[-1].reshape(*keys.shape[:-1], k)  # index order
-    order = numpy.argsort(numpy.take_along_axis(keys, candidates, -1), axis=-1, kind="stable")
-    return numpy.take_along_axis(candidates, order, -1)
+        return below | tied
+    return below | (tied & (numpy.cumsum(tied, axis=-1) <= slots))
 
 
 def multinomial(input, num_samples, replacement=False, generator=None):  # noqa: A002
