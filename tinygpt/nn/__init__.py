@@ -390,6 +390,6 @@ def _match_dtype(x, like):
     if x.dtype.kind != "f":
         raise RuntimeError(f"expected a floating-point input like the parameters "
                            f"({like.dtype}), got dtype {x.dtype}; convert it, e.g. x.float()")
-    if x.dtype != like.dtype and x.dtype.kind == "f":
+    if x.dtype != like.dtype:
         return x.astype(like.dtype)
     return x
