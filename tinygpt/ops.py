@@ -154,6 +154,12 @@ class Abs(Function):
         return dy * xp.sign(self.x)
 
 
+def sigmoid_array(x):
+    """1 / (1 + exp(-x)) from exp(-|x|), which never overflows; x's dtype."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
 class Sigmoid(Function):
     """y = 1 / (1 + exp(-x));  dx = dy * y (1 - y)
 
@@ -162,8 +168,7 @@ class Sigmoid(Function):
     reads, reads_output = ((),), True  # backward reads y, not x
 
     def forward(self, x):
-        e = xp.exp(-xp.abs(x))
-        self.y = xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+        self.y = sigmoid_array(x)
         return self.y
 
     def backward(self, dy):
@@ -174,7 +179,7 @@ class SiLU(Function):
     """y = x * sigmoid(x)   (SwiGLU's gate);  dx = dy * (s + x s (1 - s)),  s = sigmoid(x)"""
 
     def forward(self, x):
-        self.x, self.s = x, Sigmoid().forward(x)
+        self.x, self.s = x, sigmoid_array(x)
         return x * self.s
 
     def backward(self, dy):
@@ -263,7 +268,7 @@ class BinaryCrossEntropyWithLogits(Function):
         return xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
 
     def backward(self, dy):
-        return dy * (Sigmoid().forward(self.z) - self.t), -dy * self.z
+        return dy * (sigmoid_array(self.z) - self.t), -dy * self.z
 
 
 class Pow(Function):
