@@ -28,10 +28,10 @@ from tinygpt.io.checkpoint import (
     Checkpoint,
     load_checkpoint,
     load_model,
-    remove_stale_temporaries,
     save_checkpoint,
     save_model,
 )
+from tinygpt.io.files import remove_stale_temporaries
 from tinygpt.io.tf_checkpoint import crc32c
 from tinygpt.train import TrainingState, calc_loss_batch
 
