@@ -180,6 +180,9 @@ def dim_index(dim, ndim):
         dim_index(-1, 3) -> 2
         dim_index(5, 2)  -> IndexError: Dimension out of range (expected to be in range
                             of [-2, 1], but got 5)"""
+    n = ndim if ndim > 0 else 1
+    if type(dim) is int and -n <= dim < n:  # the common case first: it runs for every op
+        return dim % n
     if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
         raise TypeError(f"a dim must be an integer, got {dim!r:.60} ({type(dim).__name__})")
     n = max(int(ndim), 1)

@@ -596,8 +596,8 @@ class LayerNorm(Function):
     dscale = sum(dy * xhat),  dshift = sum(dy)   (sums over all rows)"""
 
     def forward(self, x, scale, shift, eps=1e-5):
-        xc = x - x.mean(axis=-1, keepdims=True)
-        var = (xc * xc).mean(axis=-1, keepdims=True)
+        xc = x - _mean_last(x)
+        var = _mean_last(xc * xc)
         rstd = 1.0 / xp.sqrt(var + eps)
         xc *= rstd  # xc now holds xhat
         self.xhat, self.rstd, self.scale = xc, rstd, scale
@@ -618,6 +618,14 @@ class LayerNorm(Function):
         dscale = (dy * xhat).reshape(-1, C).sum(axis=0) if scale_wanted else None
         dshift = dy.reshape(-1, C).sum(axis=0) if shift_wanted else None
         return dx, dscale, dshift
+
+
+def _mean_last(x):
+    """x.mean(axis=-1, keepdims=True), the same numbers (NumPy's mean is this sum, then
+    this division) without the Python layer NumPy's mean adds to every call."""
+    total = x.sum(axis=-1, keepdims=True)
+    total /= x.shape[-1]
+    return total
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
@@ -856,7 +864,8 @@ def _rows(a):
 
 
 def linear(x, weight, bias=None):
-    if x.ndim == 0 or weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
+    x_shape, w_shape = x.data.shape, weight.data.shape  # the arrays': it runs per layer
+    if not x_shape or len(w_shape) != 2 or x_shape[-1] != w_shape[1]:
         raise RuntimeError(f"linear: input of shape {tuple(x.shape)} cannot be multiplied by "
                            f"a weight of shape {tuple(weight.shape)} (out, in): the input's "
                            "last dim must be in")

@@ -163,8 +163,8 @@ class Linear(Module):
             self.to(dtype)
 
     def forward(self, x):
-        x = _match_dtype(x, self.weight)
-        return ops.linear(x, self.weight, self.bias)
+        weight = self.weight
+        return ops.linear(_match_dtype(x, weight), weight, self.bias)
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

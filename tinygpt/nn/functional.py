@@ -174,15 +174,16 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # no
         raise NotImplementedError(
             f"layer_norm over the last {len(shape)} dims is not supported by tinygpt; "
             "flatten those dims into the last one first (x.flatten(-2)) and normalise that")
-    if x.ndim == 0 or x.shape[-1] != shape[0]:
+    if x.data.ndim == 0 or x.data.shape[-1] != shape[0]:
         raise ValueError(f"layer_norm: normalized_shape {shape} must be the input's last dim, "
                          f"input has shape {tuple(x.shape)}")
     weight = Tensor(xp.ones(shape, dtype=x.dtype)) if weight is None else _tensor(weight)
     bias = Tensor(xp.zeros(shape, dtype=x.dtype)) if bias is None else _tensor(bias)
-    for name, t in (("weight", weight), ("bias", bias)):
-        if tuple(t.shape) != shape:
+    x_dtype = x.data.dtype
+    for name, t in (("weight", weight), ("bias", bias)):  # on the arrays: it runs per layer
+        if t.data.shape != shape:
             raise ValueError(f"layer_norm: {name} must have shape {shape}, got {tuple(t.shape)}")
-        if t.dtype != x.dtype:
+        if t.data.dtype != x_dtype:
             raise ValueError(f"layer_norm: input is {x.dtype} but {name} is {t.dtype}; "
                              f"convert one, e.g. input.to({t.dtype})")
     return ops.LayerNorm.apply(x, weight, bias, eps=float(eps))

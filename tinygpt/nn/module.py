@@ -3,7 +3,9 @@
 A Module keeps what it owns in three ordered dicts, as torch does: ``_parameters``
 (what an optimizer updates), ``_buffers`` (tensors that belong to the model but are not
 trained, such as the book's causal ``mask``) and ``_modules`` (children). Assigning an
-attribute files it in the right dict; reading one looks there. From those dicts come
+attribute files it in the right dict, which keeps the module's attribute of that name in
+step with it (``_Store``), so reading ``self.weight`` is a plain attribute read. From
+those dicts come
 the names (``trf_blocks.0.att.W_query.weight``), ``state_dict`` / ``load_state_dict``,
 ``to(dtype)``, ``train()`` / ``eval()`` and the printed module tree.
 """
@@ -45,6 +47,54 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
         return super().__repr__()
 
 
+class _Store(OrderedDict):
+    """One of a Module's three dicts. Every change to it is made to the module's attributes
+    too, so a forward reads ``self.W_query`` as a plain attribute (torch finds it through
+    ``__getattr__`` after a failed lookup, ~0.6 us a read; a GPT-2 token reads ~500)."""
+
+    def __init__(self, owner=None):
+        super().__init__()
+        self.owner = owner
+
+    def __setstate__(self, state):  # unpickling: the items came first, then the owner
+        self.__dict__.update(state)
+        for name, value in self.items():
+            self.owner.__dict__[name] = value
+
+    def __setitem__(self, name, value):
+        super().__setitem__(name, value)
+        if self.owner is not None:
+            self.owner.__dict__[name] = value
+
+    def __delitem__(self, name):
+        super().__delitem__(name)
+        self.owner.__dict__.pop(name, None)
+
+    def pop(self, name, *default):
+        if name in self:
+            self.owner.__dict__.pop(name, None)
+        return super().pop(name, *default)
+
+    def popitem(self, last=True):
+        name, value = super().popitem(last)
+        self.owner.__dict__.pop(name, None)
+        return name, value
+
+    def clear(self):
+        for name in self:
+            self.owner.__dict__.pop(name, None)
+        super().clear()
+
+    def setdefault(self, name, default=None):
+        if name not in self:
+            self[name] = default
+        return self[name]
+
+    def update(self, *args, **kwargs):
+        for name, value in OrderedDict(*args, **kwargs).items():
+            self[name] = value
+
+
 class Module:
     """Base class of every layer and model. Subclasses call ``super().__init__()`` first,
     then assign Parameters, Modules and ``register_buffer`` tensors as attributes."""
@@ -55,10 +105,10 @@ class Module:
 
     def __init__(self):
         object.__setattr__(self, "training", True)
-        object.__setattr__(self, "_parameters", OrderedDict())
-        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_parameters", _Store(self))
+        object.__setattr__(self, "_buffers", _Store(self))
         object.__setattr__(self, "_non_persistent_buffers", set())
-        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_modules", _Store(self))
 
     # --- attributes: Parameters, buffers and Modules live in their dicts ---------------
     def __setattr__(self, name, value):
@@ -97,7 +147,7 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def __getattr__(self, name):  # only called when ordinary lookup fails
+    def __getattr__(self, name):  # only called when ordinary lookup fails (see _Store)
         d = self.__dict__
         for store in ("_parameters", "_buffers", "_modules"):
             if store in d and name in d[store]:
