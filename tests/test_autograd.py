@@ -120,6 +120,17 @@ def test_tensors_that_do_not_require_grad_get_no_grad():
     np.testing.assert_allclose(host(x.grad), [3.0, 4.0])
 
 
+def test_integer_results_leave_the_graph_as_in_torch():
+    """torch: only floating-point results require grad, so ``x.long()`` has no grad_fn
+    and a backward through it raises instead of sending a gradient back to x."""
+    x = leaf([1.5, 2.5])
+    ids = x.long()
+    assert not ids.requires_grad and ids.grad_fn is None
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (ids * 2.0).sum().backward()
+    assert x.grad is None
+
+
 # --- no_grad ------------------------------------------------------------------------------
 
 

@@ -1,26 +1,19 @@
 """The engine: reverse-mode automatic differentiation over NumPy (or CuPy) arrays.
 
-Read this file top to bottom; the engine is its first part.
+Its first three sections are the whole engine; read them top to bottom.
 
-1. ``Function``: one operation. Its ``forward`` and ``backward`` work on raw arrays,
-   side by side (the operations themselves are in ``ops.py``). ``Function.apply`` runs
-   forward and, when a gradient is wanted, records the Function as the creator of
-   its output: these links are the graph.
-2. ``Tensor``: an array (``.data``) and its place in the graph: ``requires_grad``,
+1. ``Function``: one operation, ``forward`` and ``backward`` side by side on raw arrays
+   (the operations are in ops.py). ``apply`` runs forward and, when a gradient is
+   wanted, records the Function as its output's creator: these links are the graph.
+2. ``Tensor``: an array (``data``) and its place in the graph: ``requires_grad``,
    ``grad`` (filled in by backward) and ``grad_fn`` (the Function that made it).
-3. ``_run_backward``, what ``loss.backward()`` runs: one pass over the graph in reverse
-   topological order (found with an explicit stack, so deep graphs hit no recursion
-   limit). It adds each gradient into the inputs, summing where a tensor is used
-   more than once, un-broadcasts in one place (``sum_to_shape``), and releases the
-   graph as it goes unless ``retain_graph=True``.
+3. ``_run_backward``, what ``loss.backward()`` runs: the graph in reverse topological
+   order, each gradient added into the inputs and un-broadcast by ``sum_to_shape``.
 
-After the engine: in-place changes bump a tensor's version, and backward refuses a
-value a Function saved that changed since (torch's error); then torch.autograd's two
-entry points, ``backward(tensors)`` and ``grad(outputs, inputs)`` (which returns the
-gradients instead of adding them to ``.grad``), with the checks on what they are given.
-Elsewhere: ``grad_mode.py`` has ``no_grad`` and ``enable_grad``, and
-``tensor_methods.py`` torch's other Tensor methods (printing, dtype promotion,
-operators, shapes, reductions, ``to()``), which it sets on this ``Tensor``.
+Below the engine: version counters, so that backward refuses a value changed in place
+after a Function saved it, and torch.autograd's ``backward`` and ``grad``. Elsewhere:
+grad_mode.py has ``no_grad``; tensor_methods.py sets torch's other Tensor methods
+(printing, operators, shapes, reductions, ``to()``) on this ``Tensor``.
 """
 
 import numpy
@@ -36,39 +29,32 @@ class Function:
     """One differentiable operation. Subclasses implement, on raw arrays::
 
         forward(self, *arrays, **options) -> array     # may save what backward needs on self
-        backward(self, grad_out) -> grad or tuple of grads, one per array input (None = no grad)
+        backward(self, grad_out) -> one gradient per array input (None: no gradient)
 
-    ``self.needs_grad`` tells forward whether a graph is being recorded, so it can
-    skip saving arrays under ``no_grad()``. ``self.retain_graph`` tells backward whether
-    it may run again: only when it is False may backward reuse a saved buffer in place.
-
-    Version checks (torch's saved tensors): ``reads`` says which inputs backward reads,
-    as one tuple of input positions per input's gradient (None: every input, for any
-    gradient); ``reads_output`` that it reads the output. A tensor among those, changed
-    in place between forward and backward, makes backward raise. ``view``: the output
-    may share input 0's memory (reshape, transpose, basic indexing), and so its
-    version counter.
-    """
+    ``needs_grad`` tells forward whether a graph is being recorded (if not, it need not
+    save anything); ``retain_graph`` tells backward whether it may run again (if not, it
+    may reuse saved buffers in place). ``reads``, ``reads_output`` and ``view`` say what
+    the in-place checks must watch (see "in-place changes" below)."""
 
     inputs = versions = ()
     needs_grad = False
-    retain_graph = False  # backward(retain_graph=True): backward must keep saved arrays intact
-    reads = None
-    reads_output = False
-    view = False
+    retain_graph = False
+    reads = None  # per input's gradient, the positions of the inputs it reads (None: all)
+    reads_output = False  # backward reads the output
+    view = False  # the output may share input 0's memory (and so its version counter)
     kernels = {}  # op class -> a class that runs it on the GPU (tinygpt/cuda/overrides.py)
 
     @classmethod
     def apply(cls, *inputs, **options):
-        tensors = tuple(t if isinstance(t, Tensor) else Tensor(t) for t in inputs)
+        tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in inputs]
         arrays = [t.data for t in tensors]
         fn = cls.for_arrays(*arrays, **options)
-        fn.needs_grad = is_grad_enabled() and any([t._requires_grad for t in tensors])
-        out = Tensor(fn.forward(*arrays, **options))
-        if fn.view and xp.may_share_memory(out.data, tensors[0].data):
+        fn.needs_grad = is_grad_enabled() and any(t._requires_grad for t in tensors)
+        out = Tensor._of(fn.forward(*arrays, **options))
+        if fn.view and xp.may_share_memory(out.data, arrays[0]):
             out._counter = tensors[0]._counter
-        if fn.needs_grad:
-            fn.inputs = tensors
+        if fn.needs_grad and out.data.dtype.kind == "f":  # torch: x.long() has no grad_fn
+            fn.inputs = tuple(tensors)
             fn.versions = tuple([t._counter.value for t in tensors])
             if fn.reads_output:
                 fn.output = (out._counter, out._counter.value, out.data.dtype, out.data.shape)
@@ -79,19 +65,11 @@ class Function:
     @classmethod
     def for_arrays(cls, *arrays, **options):
         """A new object to run this op on ``arrays``: the kernel class registered for it
-        in ``Function.kernels`` when that ``takes`` these arrays, else the op itself.
-        Forward and backward then run on the same object."""
+        in ``Function.kernels`` when that ``takes`` these arrays, else the op itself."""
         kernel = Function.kernels.get(cls)
         if kernel is not None and kernel.takes(*arrays, **options):
             return kernel()
         return cls()
-
-    def saved_inputs(self):
-        """Positions of the inputs this backward reads, given which inputs need a gradient."""
-        if self.reads is None:
-            return range(len(self.inputs))
-        return {j for i, t in enumerate(self.inputs) if t.requires_grad
-                for j in (self.reads[i] if i < len(self.reads) else ())}
 
     def forward(self, *arrays, **options):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -121,24 +99,23 @@ class Tensor:
         self._counter = _VersionCounter()
         self._before = None  # this tensor before its last recorded in-place op (_in_place)
 
+    @classmethod
+    def _of(cls, array):
+        """A Function's output as a Tensor: no copy and no checks."""
+        t = object.__new__(Tensor)
+        t.data = array if isinstance(array, xp.ndarray) else _as_array(array)  # 0-d results
+        t._grad = t.creator = t._before = None
+        t._requires_grad = t._graph_freed = False
+        t._counter = _VersionCounter()
+        return t
+
     @property
     def requires_grad(self):
         return self._requires_grad
 
     @requires_grad.setter
     def requires_grad(self, value):
-        """torch's rules: only floating-point tensors require gradients, and only a
-        leaf's flag can be changed."""
-        if value and self.data.dtype.kind != "f":
-            raise RuntimeError(
-                f"only Tensors of floating point dtype can require gradients (this one is "
-                f"{self.data.dtype}); convert it first, e.g. t.float()"
-            )
-        if self.creator is not None and not value:
-            raise RuntimeError(
-                "you can only change requires_grad flags of leaf variables; use "
-                "t.detach() for a copy outside the graph"
-            )
+        _check_requires_grad(self, value)  # torch's rules: floating point, leaves only
         self._requires_grad = bool(value)
 
     @property
@@ -148,9 +125,8 @@ class Tensor:
 
     @grad.setter
     def grad(self, value):
-        """Assigning a gradient checks it as torch does (``_check_grad``)."""
         if value is not None:
-            _check_grad(self, value)
+            _check_grad(self, value)  # torch's checks: a tensor of this shape and dtype
         self._grad = value
 
     @property
@@ -161,26 +137,16 @@ class Tensor:
     def grad_fn(self):
         return self.creator
 
-    @property
-    def _version(self):
-        """How many in-place changes this tensor's values have had (torch's counter)."""
-        return self._counter.value
-
     def _bump_version(self, changed_by):
-        """Record an in-place change of ``.data`` (by the op named ``changed_by``): every
-        writer into a tensor's values calls this, so that a backward needing the old
-        values raises instead of using the new ones."""
+        """Record an in-place change of ``.data`` by the op named ``changed_by``."""
         self._counter.value += 1
         self._counter.changed_by = changed_by
 
     def backward(self, grad=None, retain_graph=None, create_graph=False, inputs=None, *,
                  gradient=None):
         """Add the gradient of this tensor to ``.grad`` of every leaf it depends on (of
-        ``inputs`` only, when given), then free the graph.
-
-        ``gradient`` is torch's name for ``grad``, needed when this tensor is not a
-        scalar. ``retain_graph=True`` keeps the graph and what its Functions saved, so
-        a second backward through it works (and adds to ``.grad`` again)."""
+        ``inputs`` only, when given), then free the graph (unless ``retain_graph``).
+        ``gradient`` is torch's name for ``grad``, needed for a non-scalar tensor."""
         backward(self, gradient if grad is None else grad, retain_graph, create_graph, inputs)
 
 
@@ -188,30 +154,17 @@ class Tensor:
 
 
 def _run_backward(roots, seeds, retain_graph=None, wanted=None):
-    """The engine: one pass over the graph behind ``roots`` in reverse topological
-    order, each root starting from its seed gradient.
-
-    Without ``wanted``, gradients are added into the leaves' ``.grad``. With ``wanted``
-    (tensors), no ``.grad`` changes: the gradient reaching each of them is returned
-    (None where none does), and only Functions on a path to them run. Unless
-    ``retain_graph``, each Function is released once it has run."""
+    """One pass over the graph behind ``roots`` in reverse topological order, each root
+    starting from its seed gradient; the leaves' ``.grad`` add up what reaches them.
+    (``wanted``: autograd.grad's tensors, whose gradients are returned instead.)
+    Unless ``retain_graph``, each Function is released once it has run."""
     order = _topological_order(roots)
-    # A shared intermediate freed by an earlier backward would otherwise pass for a leaf,
-    # and the tensors before it would silently miss their gradient.
-    if any(node._graph_freed for node in order):
+    if any(node._graph_freed for node in order):  # a freed node would pass for a leaf
         raise RuntimeError(_FREED)
     grads = {}
     for root, seed in zip(roots, seeds):
-        previous = grads.get(id(root))
-        grads[id(root)] = seed if previous is None else previous + seed
-    found = needed = None
-    if wanted is not None:
-        found = {id(t): None for t in wanted}
-        needed = set()  # nodes with a wanted tensor among their inputs, or behind them
-        for node in order:
-            fn = node.creator
-            if fn is not None and any(id(i) in found or id(i) in needed for i in fn.inputs):
-                needed.add(id(node))
+        grads[id(root)] = grads[id(root)] + seed if id(root) in grads else seed
+    found, needed = _wanted(order, wanted)
     given = set()  # ids of the arrays handed out so far (see _own)
     for node in reversed(order):
         node_grad = grads.pop(id(node), None)
@@ -248,8 +201,9 @@ def _run_backward(roots, seeds, retain_graph=None, wanted=None):
 
 
 def _topological_order(roots):
-    """Nodes reachable from ``roots``, each after all of its inputs (explicit stack).
-    Each Function's inputs are taken as they were when it ran (``_inputs_as_run``)."""
+    """Nodes reachable from ``roots``, each after all of its inputs (explicit stack, so
+    deep graphs hit no recursion limit). Inputs are taken as each Function ran
+    (``_inputs_as_run``)."""
     order, visited = [], set()
     stack = [(root, False) for root in roots]
     while stack:
@@ -281,12 +235,6 @@ def sum_to_shape(grad, shape):
     return grad.reshape(shape)
 
 
-def grad_array(t):
-    """The array of ``t.grad``: a Tensor after backward(), or an array set by hand."""
-    grad = t.grad
-    return grad.data if isinstance(grad, Tensor) else grad
-
-
 def _own(array, given):
     """``array`` as a leaf's own gradient: writable, not a view and not another leaf's
     (a backward may return a read-only broadcast view, or the same array for two
@@ -299,6 +247,11 @@ def _own(array, given):
 
 
 # --- in-place changes: version counters -------------------------------------------------
+# An in-place op bumps its tensor's version (``Tensor._bump_version``). A Function notes
+# the versions of its inputs when it runs; before its backward, ``_inputs_as_run`` finds
+# any input changed since: an error if backward reads it (``reads``, ``reads_output``:
+# torch's saved tensors), else the value it used, kept by ``_in_place``. A ``view`` op's
+# output shares its input's counter: a change through either is a change of both.
 
 
 class _VersionCounter:
@@ -332,7 +285,7 @@ def _in_place(t, function, *args, **options):
     before = Tensor.__new__(Tensor)
     before.data, before._grad, before._requires_grad = t.data, None, t.requires_grad
     before.creator, before._graph_freed = t.creator, t._graph_freed
-    before._counter, before._before = _VersionCounter(t._version), t._before
+    before._counter, before._before = _VersionCounter(t._counter.value), t._before
     out = function.apply(before, *args, **options)
     t.data = out.data
     t._bump_version("__setitem__" if function is ops.SetItem else function.__name__)
@@ -340,7 +293,7 @@ def _in_place(t, function, *args, **options):
     if fn is not None:
         t.creator, t._requires_grad, t._before = fn, True, before
         if fn.reads_output:  # the output fn saved is this tensor now
-            fn.output = (t._counter, t._version) + fn.output[2:]
+            fn.output = (t._counter, t._counter.value) + fn.output[2:]
     return t
 
 
@@ -359,7 +312,7 @@ def _inputs_as_run(fn):
             break
     else:  # nothing changed (a plain loop: this runs for every node)
         return inputs
-    saved = fn.saved_inputs()
+    saved = _saved_inputs(fn)
     as_run = []
     for i, (t, v) in enumerate(zip(inputs, versions)):
         if t._counter.value != v:
@@ -371,6 +324,14 @@ def _inputs_as_run(fn):
         as_run.append(t)
     fn.inputs, fn.versions = tuple(as_run), tuple(t._counter.value for t in as_run)
     return fn.inputs
+
+
+def _saved_inputs(fn):
+    """Positions of the inputs ``fn``'s backward reads, given which need a gradient."""
+    if fn.reads is None:
+        return range(len(fn.inputs))
+    return {j for i, t in enumerate(fn.inputs) if t.requires_grad
+            for j in (fn.reads[i] if i < len(fn.reads) else ())}
 
 
 def _modified_error(fn, counter, expected, dtype, shape, made_by):
@@ -430,6 +391,27 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             )
         result.append(None if g is None else Tensor(g))
     return tuple(result)
+
+
+def _wanted(order, wanted):
+    """For autograd.grad: the gradient found for each wanted tensor (none yet), and the
+    nodes on a path to one of them, the only ones whose Functions must run. (None, None)
+    for a plain backward."""
+    if wanted is None:
+        return None, None
+    found = {id(t): None for t in wanted}
+    needed = set()
+    for node in order:
+        fn = node.creator
+        if fn is not None and any(id(i) in found or id(i) in needed for i in fn.inputs):
+            needed.add(id(node))
+    return found, needed
+
+
+def grad_array(t):
+    """The array of ``t.grad``: a Tensor after backward(), or an array set by hand."""
+    grad = t.grad
+    return grad.data if isinstance(grad, Tensor) else grad
 
 
 def _tensors(values, name):
@@ -506,6 +488,21 @@ def _as_array(value, dtype=None):
     if array.dtype.kind == "f":
         return array.astype(DEFAULT_DTYPE, copy=False)
     return array
+
+
+def _check_requires_grad(t, value):
+    """torch's rules: only floating-point tensors require gradients, and only a leaf's
+    flag can be changed."""
+    if value and t.data.dtype.kind != "f":
+        raise RuntimeError(
+            f"only Tensors of floating point dtype can require gradients (this one is "
+            f"{t.data.dtype}); convert it first, e.g. t.float()"
+        )
+    if t.creator is not None and not value:
+        raise RuntimeError(
+            "you can only change requires_grad flags of leaf variables; use "
+            "t.detach() for a copy outside the graph"
+        )
 
 
 def _check_grad(t, value):

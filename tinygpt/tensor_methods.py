@@ -46,6 +46,11 @@ class TensorMethods:
     def ndim(self):
         return self.data.ndim
 
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's values have had (torch's counter)."""
+        return self._counter.value
+
     def dim(self):
         return self.data.ndim
 
@@ -233,7 +238,8 @@ class TensorMethods:
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        shape = tuple(int(n) for n in shape)
+        if not all(type(n) is int for n in shape):
+            shape = tuple(int(n) for n in shape)
         try:
             return ops.Reshape.apply(self, shape=shape)
         except ValueError:  # NumPy's words; torch's error and class
