@@ -6,6 +6,7 @@ model is left untouched."""
 import numpy as np
 import pytest
 
+from tinygpt import nn
 from tinygpt.autograd import no_grad
 from tinygpt.generation import generate_fast
 from tinygpt.kv_cache import CachedDecoder, KVCache, cached_next_logits
@@ -158,6 +159,39 @@ def test_cache_uses_the_models_current_weights():
     assert_close("after weight change", after, uncached_last_logits(model, ids, 16), TOL)
 
 
+def test_the_cache_runs_the_models_own_modules():
+    """One GPT forward: a module swapped into the model changes the cached logits exactly
+    as it changes the uncached ones (a forward of the cache's own would not see it)."""
+    model = make_model(SMALL)
+    ids = np.array([[1, 2, 3, 4]])
+    before = cached_next_logits(model, ids)
+    ff = model.trf_blocks[1].ff  # the last block's GELU becomes a ReLU
+    ff.layers = nn.Sequential(ff.layers[0], nn.ReLU(), ff.layers[2])
+    after = cached_next_logits(model, ids)
+    assert not np.allclose(host(before), host(after))
+    assert_close("cached logits with ReLU", after, uncached_last_logits(model, ids, 16), TOL)
+
+
+def test_the_cache_refuses_a_graph():
+    model = make_model(SMALL)
+    cache = KVCache(SMALL["n_layers"], 1, 4, 16, 8, np.float32)
+    with pytest.raises(RuntimeError, match="no_grad"):
+        model(np.array([[1, 2]]), kv_cache=cache)
+
+
+def test_more_tokens_than_the_cache_or_the_context_holds_is_a_clear_error():
+    model = make_model(SMALL)  # context 16
+    cache = KVCache(SMALL["n_layers"], 1, 4, 32, 8, np.float32)  # room for 32
+    with no_grad():
+        model(np.arange(10)[None], kv_cache=cache)
+        with pytest.raises(ValueError, match="holds 16 positions; 10 are cached"):
+            model(np.arange(7)[None], kv_cache=cache)
+        assert cache.length == 10  # nothing was written
+        small = KVCache(SMALL["n_layers"], 1, 4, 4, 8, np.float32)
+        with pytest.raises(ValueError, match="holds 4 positions; 0 are cached, so 5"):
+            model(np.arange(5)[None], kv_cache=small)
+
+
 def test_decoding_leaves_the_training_model_untouched():
     model = make_model(SMALL_BIAS)
     model.train()
@@ -166,7 +200,7 @@ def test_decoding_leaves_the_training_model_untouched():
     logits = decoder.prime(np.array([[1, 2]]))
     for _ in range(20):
         logits = decoder.feed(logits.argmax(-1))
-    assert model.training  # the cache never switches modes: it has no dropout at all
+    assert model.training  # eval mode only around each forward, then the mode given back
     for name, p in model.named_parameters():
         np.testing.assert_array_equal(host(p), host(before[name]), err_msg=name)
         assert p.grad is None

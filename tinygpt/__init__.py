@@ -10,7 +10,8 @@ Reading order, one floor at a time:
                    data.py        GPTDatasetV1, create_dataloader_v1: sliding windows
                    model.py       GPTModel and its parts: attention, layer norm, GELU
                    train.py       the losses, train_model_simple, plot_losses
-                   generation.py  generate_text_simple, generate (with a KV cache)
+                   generation.py  generate_text_simple, generate, generate_fast
+                   kv_cache.py    the model's forward one new position at a time
                    sampling.py    temperature, top-k, top-p
     the engine     autograd.py    Tensor, Function, backward
                    ops.py         each op's forward and backward, on arrays

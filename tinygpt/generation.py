@@ -30,21 +30,18 @@ one prompt, B = 1); every row has the same length T >= 1. ``generate`` answers w
 int64 Tensor (B, T + n), as the book's does; ``generate_text_simple`` and
 ``generate_fast`` answer a Tensor prompt with a Tensor and anything else with a NumPy array.
 
-Generation always has eval-mode semantics (no dropout) and records no autograd graph: the
-cached path is an inference-only forward without dropout; the other loops switch the
-model to eval mode around each forward pass and then give every submodule its previous
-mode back, so a model in training mode is still in training mode afterwards (and between
-the yields of a stream).
+Generation always has eval-mode semantics (no dropout) and records no autograd graph:
+every loop, cached or not, switches the model to eval mode around each forward pass and
+then gives every submodule its previous mode back, so a model in training mode is still
+in training mode afterwards (and between the yields of a stream).
 """
-
-import contextlib
 
 import numpy
 
 from .autograd import Tensor, no_grad
 from .backend import resolve_rng, to_numpy, xp
 from .checks import nonnegative_int, positive_int, rectangular, token_ids
-from .kv_cache import CachedDecoder
+from .kv_cache import CachedDecoder, eval_mode
 from .sampling import sample_next_token, validate_sampling_args
 from .tensors import argmax, cat, multinomial, softmax, tensor, topk, where
 
@@ -64,7 +61,7 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     ids = _check_prompt(idx, model)
     max_new_tokens = nonnegative_int("max_new_tokens", max_new_tokens)
     window = _check_context_size(context_size, model)
-    with _eval_mode(model), no_grad():
+    with eval_mode(model), no_grad():
         for _ in range(max_new_tokens):
             idx_cond = ids[:, -window:]  # (B, <= window)
             logits = model(idx_cond).data[:, -1, :]  # (B, V) last position
@@ -92,7 +89,7 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
         model, idx, max_new_tokens, context_size, temperature, top_k, eos_id)
     for _ in range(max_new_tokens):
         idx_cond = idx[:, -context_size:]  # the tokens the model can see, (B, <= context_size)
-        with no_grad(), _eval_mode(model):
+        with no_grad(), eval_mode(model):
             logits = model(idx_cond)  # (B, T, vocab)
         logits = logits[:, -1, :]  # only the last position predicts the next token, (B, vocab)
 
@@ -234,24 +231,12 @@ class UncachedDecoder:
     def _last_logits(self):
         # eval mode only around the forward: user code between two yields of a stream
         # sees the model in the mode it chose.
-        with _eval_mode(self.model), no_grad():
+        with eval_mode(self.model), no_grad():
             return self.model(self.ids).data[:, -1, :]
 
 
 # ----------------------------------------------------------------------------------
 # Argument checks and helpers.
-
-
-@contextlib.contextmanager
-def _eval_mode(model):
-    """Eval mode inside the block; afterwards every submodule gets its own old mode back."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, mode in modes:
-            object.__setattr__(module, "training", mode)
 
 
 def _like_prompt(ids, idx):

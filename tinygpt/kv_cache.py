@@ -12,11 +12,13 @@ the prompt ("priming") every new token costs one position's worth of work:
 Both return the next-token logits of the last position only, (B, V): the output
 head (the largest matrix of GPT-2) runs on one row per sequence, never on all T.
 
-The forward below runs over the model's own parameter arrays
-(``blk.att.W_query.weight.data`` …) with the forward halves of the training ops
-(``ops.Linear``, ``ops.LayerNorm``, ``ops.GELU``, ``ops.CausalAttention``) called
-directly: the same maths, with no autograd graph and no dropout (eval-mode semantics).
-It reads the arrays when called, so it always uses the model's current weights.
+The forward is the model's own: ``model(ids, kv_cache=cache)`` (``GPTModel.forward``),
+through the same modules and parameters as training, in eval mode (no dropout) and
+with no autograd graph. Only the attention differs, and only in where its keys and
+values come from: ``MultiHeadAttention.forward`` hands its head-split queries, keys
+and values to its layer of the cache (``KVCache.layers[i].attend``), which stores the
+new keys and values after the cached ones and attends over all of them with
+``ops.CausalAttention``, the fast path's own op.
 
 Sliding window. GPT-2 has learned *absolute* position embeddings: once the
 sequence is longer than the window, every kept token moves one position to the
@@ -29,31 +31,37 @@ output head on every position.
 On a GPU, ``feed`` while the window has room runs ``KernelDecodeStep``
 (``cuda/decode.py``): the same one-position forward as a fixed sequence of CUDA
 kernels over preallocated buffers, recorded once as a CUDA graph and replayed for
-every token (``_forward`` is its twin).
+every token (its twin is ``_forward``, the model's own forward with the cache).
 
 Shapes: B batch, T tokens, C emb_dim, H heads, D head size (C = H * D), V vocab,
 L the number of cached positions.
 """
 
+import contextlib
+
 import numpy
 
 from . import ops
+from .autograd import is_grad_enabled, no_grad
 from .backend import to_numpy, xp
 from .checks import positive_int, rectangular, token_ids
 from .cuda.decode import KernelDecodeStep
 
 
 class KVCache:
-    """Preallocated key and value buffers, one pair per transformer layer.
+    """Preallocated key and value buffers, one pair per transformer layer, for
+    ``GPTModel.forward(ids, kv_cache=cache)``.
 
     ``keys[i]`` and ``values[i]`` are (B, H, max_len, D) arrays of the model's dtype;
-    the first ``length`` positions along axis 2 are valid.
+    the first ``length`` positions along axis 2 are valid. ``layers[i]`` is block i's
+    part, the one its attention is given.
     """
 
     def __init__(self, n_layers, batch_size, n_heads, max_len, head_dim, dtype):
         shape = (batch_size, n_heads, max_len, head_dim)
         self.keys = [xp.zeros(shape, dtype=dtype) for _ in range(n_layers)]
         self.values = [xp.zeros(shape, dtype=dtype) for _ in range(n_layers)]
+        self.layers = [CacheLayer(self, i) for i in range(n_layers)]
         self.batch_size, self.max_len = batch_size, max_len
         self.length = 0
 
@@ -61,9 +69,59 @@ class KVCache:
         """Forget the cached positions (the buffers are reused, not reallocated)."""
         self.length = 0
 
+    def start(self, num_tokens, context_length):
+        """The position of the first of ``num_tokens`` new tokens (the number cached), or
+        a ValueError when the cache or the model's context cannot hold them."""
+        room = min(self.max_len, context_length)
+        if self.length + num_tokens > room:
+            raise ValueError(f"the KV cache holds {room} positions; {self.length} are "
+                             f"cached, so {num_tokens} more do not fit (reset() first)")
+        return self.length
+
     @property
     def nbytes(self):
         return sum(int(k.nbytes) + int(v.nbytes) for k, v in zip(self.keys, self.values))
+
+
+class CacheLayer:
+    """One transformer block's keys and values in a ``KVCache``."""
+
+    def __init__(self, cache, index):
+        self.cache, self.index = cache, index
+
+    def attend(self, queries, keys, values):
+        """Causal attention of new positions over the cached ones and themselves.
+
+        queries, keys, values: (b, num_heads, num_tokens, head_dim) Tensors of the
+        positions [L, L + num_tokens), L = cache.length. Their keys and values are stored
+        after the cached ones; then the queries attend to all L + num_tokens keys with
+        ``ops.CausalAttention``, whose mask lets each query see the keys up to its own
+        position. -> context_vec (b, num_heads, num_tokens, head_dim)."""
+        if is_grad_enabled() and queries.requires_grad:
+            raise RuntimeError("the KV cache is for decoding; run the model under "
+                               "no_grad() (the cached keys carry no gradient)")
+        cache = self.cache
+        start = cache.length  # GPTModel.forward checked that the new positions fit
+        end = start + keys.shape[2]
+        cached_keys, cached_values = cache.keys[self.index], cache.values[self.index]
+        cached_keys[:, :, start:end] = keys.data
+        cached_values[:, :, start:end] = values.data
+        return ops.CausalAttention.apply(
+            queries, cached_keys[:, :, :end], cached_values[:, :, :end])  # views: no copy
+
+
+@contextlib.contextmanager
+def eval_mode(model, modules=None):
+    """Eval mode inside the block; afterwards every submodule gets its own old mode back.
+    modules: ``model.modules()``, when the caller has it at hand (decoding, per token)."""
+    training = [m for m in (model.modules() if modules is None else modules) if m.training]
+    for module in training:
+        object.__setattr__(module, "training", False)
+    try:
+        yield model
+    finally:
+        for module in training:
+            object.__setattr__(module, "training", True)
 
 
 class CachedDecoder:
@@ -88,6 +146,7 @@ class CachedDecoder:
                 f"window must be in [1, context_length={context_length}], got {window}"
             )
         self.model, self.window = model, window
+        self.modules = model.modules()  # for eval mode per forward, listed once
         self.n_heads = int(cfg["n_heads"])
         self.head_dim = int(cfg["emb_dim"]) // self.n_heads
         self.dtype = model.tok_emb.weight.data.dtype
@@ -148,81 +207,12 @@ class CachedDecoder:
 
     # --- the inference forward --------------------------------------------------------
     def _forward(self, ids):
-        """Run ids (B, Tn) at positions [L, L + Tn), L = cache.length; fill the cache.
+        """Run ids (B, Tn) at positions [L, L + Tn), L = cache.length, through the model
+        with the cache (eval mode, no graph), which grows by Tn.
 
         Returns the last position's logits (B, V)."""
-        model, cache = self.model, self.cache
-        start = cache.length
-        B, Tn = ids.shape
-        x = model.tok_emb.weight.data[ids]  # (B, Tn, C), a fresh array (fancy indexing)
-        x += model.pos_emb.weight.data[start:start + Tn]
-        last_layer = len(model.trf_blocks) - 1
-        for layer, blk in enumerate(model.trf_blocks):
-            h = _layer_norm(x, blk.norm1)
-            # The last layer's keys and values are cached for every position, but only
-            # the last position's output is used: the rest of that layer runs on 1 row.
-            last_only = layer == last_layer and Tn > 1
-            h = self._attention(h, blk.att, layer, start, last_only)
-            if last_only:
-                x = x[:, -1:, :]  # (B, 1, C)
-            x += h
-            h = _layer_norm(x, blk.norm2)
-            h = _linear(h, blk.ff.layers[0])
-            h = _gelu(h)
-            h = _linear(h, blk.ff.layers[2])
-            x += h
-        cache.length = start + Tn
-        last = _layer_norm(x[:, -1, :], model.final_norm)  # (B, C): only the last position
-        return last @ model.out_head.weight.data.T  # (B, V)
-
-    def _attention(self, x, att, layer, start, last_only=False):
-        """Causal attention of x (b, Tn, emb_dim) over the cached positions [0, start + Tn):
-        the keys and values of the Tn new rows go into the cache, then the queries attend
-        with ``ops.CausalAttention``'s forward, the training op's own maths. The output is
-        (b, Tn, emb_dim), or (b, 1, emb_dim) for the last row only when ``last_only``."""
-        b, num_tokens, d_out = x.shape
-        end = start + num_tokens
-
-        def heads(t):  # (b, n, d_out) -> (b, num_heads, n, head_dim)
-            return t.reshape(b, t.shape[1], self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
-
-        cached_keys, cached_values = self.cache.keys[layer], self.cache.values[layer]
-        cached_keys[:, :, start:end] = heads(_linear(x, att.W_key))
-        cached_values[:, :, start:end] = heads(_linear(x, att.W_value))
-        keys, values = cached_keys[:, :, :end], cached_values[:, :, :end]  # views
-        if last_only:
-            x = x[:, -1:, :]
-        queries = heads(_linear(x, att.W_query))  # (b, num_heads, n_q, head_dim)
-        context_vec = _forward_of(ops.CausalAttention, queries, keys, values)
-        context_vec = context_vec.transpose(0, 2, 1, 3).reshape(b, x.shape[1], d_out)
-        return _linear(context_vec, att.out_proj)
-
-
-# ----------------------------------------------------------------------------------
-# Layers on raw arrays: the forward halves of the ops in ops.py, called directly, so
-# the maths lives in one place (a Function's forward is plain array code; called
-# outside Function.apply it records no graph).
-
-
-def _forward_of(op, *arrays, **options):
-    """``op``'s forward on arrays, no graph: its GPU override where one takes them."""
-    return op.for_arrays(*arrays, **options).forward(*arrays, **options)
-
-
-def _linear(x, lin):
-    """x (…, in) @ W^T + b, W (out, in)."""
-    bias = None if lin.bias is None else lin.bias.data
-    return _forward_of(ops.Linear, x, lin.weight.data, bias)
-
-
-def _layer_norm(x, ln):
-    """Layer norm over the last axis with the module's scale, shift and eps."""
-    return _forward_of(ops.LayerNorm, x, ln.scale.data, ln.shift.data, eps=ln.eps)
-
-
-def _gelu(x):
-    """GPT-2's tanh GELU."""
-    return _forward_of(ops.GELU, x)
+        with eval_mode(self.model, self.modules), no_grad():
+            return self.model(ids, kv_cache=self.cache).data[:, -1, :]
 
 
 def cached_next_logits(model, ids, window=None):
@@ -233,4 +223,5 @@ def cached_next_logits(model, ids, window=None):
     return to_numpy(decoder.prime(ids))
 
 
-__all__ = ["CachedDecoder", "KVCache", "cached_next_logits"]
+__all__ = ["CacheLayer", "CachedDecoder", "KVCache", "cached_next_logits",
+           "eval_mode"]

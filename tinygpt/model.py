@@ -60,7 +60,7 @@ class MultiHeadAttention(Module):
         self.register_buffer(
             "mask", triu(ones(context_length, context_length, dtype=bool), diagonal=1))
 
-    def forward(self, x):
+    def forward(self, x, kv_cache=None):
         b, num_tokens, d_in = x.shape
         keys = self.W_key(x)  # (b, num_tokens, d_out)
         queries = self.W_query(x)
@@ -72,7 +72,9 @@ class MultiHeadAttention(Module):
         queries = queries.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
         values = values.view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
 
-        if is_fused_enabled():  # the fast path: the steps below as one fused op
+        if kv_cache is not None:  # decoding (kv_cache.py): the cached tokens' keys too
+            context_vec = kv_cache.attend(queries, keys, values).transpose(1, 2)
+        elif is_fused_enabled():  # the fast path: the steps below as one fused op
             p = self.dropout.p if self.training else 0.0
             context_vec = F.scaled_dot_product_attention(
                 queries, keys, values, dropout_p=p, is_causal=True).transpose(1, 2)
@@ -166,11 +168,11 @@ class TransformerBlock(Module):
         self.norm2 = LayerNorm(cfg["emb_dim"])
         self.drop_shortcut = Dropout(cfg["drop_rate"])
 
-    def forward(self, x):  # (b, num_tokens, emb_dim) -> the same shape
+    def forward(self, x, kv_cache=None):  # (b, num_tokens, emb_dim) -> the same shape
         x = _match_dtype(x, self.norm1.scale)  # else a float64 x spreads through the sum
         shortcut = x  # the attention, added back to its input
         x = self.norm1(x)
-        x = self.att(x)
+        x = self.att(x, kv_cache)  # kv_cache: this block's layer of it, when decoding
         x = self.drop_shortcut(x)
         x = x + shortcut
 
@@ -183,7 +185,11 @@ class TransformerBlock(Module):
 
 class GPTModel(Module):
     """in_idx: token ids (b, num_tokens), num_tokens <= context_length
-    -> logits (b, num_tokens, vocab_size)."""
+    -> logits (b, num_tokens, vocab_size).
+
+    kv_cache (decoding, ``kv_cache.KVCache``): in_idx are the tokens after the cached
+    ones; every block stores their keys and values in the cache and attends to all, and
+    only the last position's logits come back, (b, 1, vocab_size)."""
 
     # a state dict may leave the causal masks out (tinygpt's own files, GPT-2 weights
     # converted): each block keeps the one it built
@@ -202,14 +208,22 @@ class GPTModel(Module):
         if dtype is not None:
             self.to(dtype)
 
-    def forward(self, in_idx):
+    def forward(self, in_idx, kv_cache=None):
         in_idx = self.check_input(in_idx)  # (b, num_tokens), on the device
         batch_size, seq_len = in_idx.shape
+        # with a cache, the new tokens' positions come after the cached ones
+        start = 0 if kv_cache is None else kv_cache.start(seq_len, self.cfg["context_length"])
         tok_embeds = self.tok_emb(in_idx)  # (b, num_tokens, emb_dim)
-        pos_embeds = self.pos_emb(xp.arange(seq_len))  # (num_tokens, emb_dim)
+        pos_embeds = self.pos_emb(xp.arange(start, start + seq_len))  # (num_tokens, emb_dim)
         x = tok_embeds + pos_embeds  # (b, num_tokens, emb_dim)
         x = self.drop_emb(x)
-        x = self.trf_blocks(x)
+        if kv_cache is None:
+            x = self.trf_blocks(x)
+        else:  # decoding: each block with its own layer of the cache
+            for block, layer_cache in zip(self.trf_blocks, kv_cache.layers):
+                x = block(x, layer_cache)
+            kv_cache.length += seq_len
+            x = x[:, -1:, :]  # the next token needs only the last position: (b, 1, emb_dim)
         x = self.final_norm(x)
         logits = self.out_head(x)  # (b, num_tokens, vocab_size)
         return logits

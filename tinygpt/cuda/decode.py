@@ -1,7 +1,7 @@
 """The KV cache's one-position step on a GPU: ``CachedDecoder.feed`` as a fixed sequence
 of kernels (``kernels.decode_*``), recorded once as a CUDA graph and replayed for every
-new token. Its twin is ``CachedDecoder._forward`` (tinygpt/kv_cache.py), which
-tests/test_cuda_kernels.py compares it with.
+new token. Its twin is ``CachedDecoder._forward`` (tinygpt/kv_cache.py), the model's
+own forward with the cache, which tests/test_cuda_kernels.py compares it with.
 
 Shapes: B batch, C emb_dim, V vocabulary.
 """
