@@ -780,7 +780,8 @@ class CausalAttention(Function):
         scale = 1.0 / math.sqrt(head_dim)  # a Python float: float32 stays float32
         attn_scores = queries @ keys.transpose(0, 1, 3, 2)  # (b, heads, n_q, n_k)
         attn_scores *= scale
-        attn_scores += causal_mask(*attn_scores.shape[-2:], attn_scores.dtype)
+        if attn_scores.shape[-2] > 1:  # one query (decoding) is the last: it sees every key
+            attn_scores += causal_mask(*attn_scores.shape[-2:], attn_scores.dtype)
         attn_weights = softmax_array(attn_scores, out=attn_scores)  # no second buffer
         if dropout_p > 0.0:
             keep = dropout_mask(attn_weights.shape, dropout_p, attn_weights.dtype)

@@ -238,8 +238,7 @@ class TensorMethods:
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        if not all(type(n) is int for n in shape):
-            shape = tuple(int(n) for n in shape)
+        shape = tuple(map(int, shape))
         try:
             return ops.Reshape.apply(self, shape=shape)
         except ValueError:  # NumPy's words; torch's error and class
@@ -283,8 +282,9 @@ class TensorMethods:
         """``transpose(a, b)`` swaps two axes (torch style); ``transpose()`` reverses all;
         ``transpose((..))`` permutes (NumPy style)."""
         if len(axes) == 2:
-            order = list(range(self.ndim))
-            a, b = dim_index(axes[0], self.ndim), dim_index(axes[1], self.ndim)
+            n = self.data.ndim
+            order = list(range(n))
+            a, b = dim_index(axes[0], n), dim_index(axes[1], n)
             if order:  # a 0-d tensor takes dims 0 and -1 and stays as it is
                 order[a], order[b] = order[b], order[a]
             return ops.Transpose.apply(self, axes=tuple(order))
@@ -768,6 +768,9 @@ def result_dtype(a, b):
 def _operands(a, b, true_division=False):
     """(a, b) as Tensors of their common dtype (a is a Tensor; b a Tensor, a number or
     an array)."""
+    if isinstance(b, Tensor) and a.data.dtype == b.data.dtype and (
+            a.data.dtype.kind == "f" or not true_division):
+        return a, b  # the common case, first: it runs for every residual sum
     if not isinstance(b, (Tensor, bool, int, float, numpy.number, numpy.bool_)):
         b = Tensor(b)
     dtype = result_dtype(a, b)
