@@ -10,11 +10,16 @@ import functools
 import inspect
 import threading
 
-_state = threading.local()
+
+class _State(threading.local):
+    grad_enabled = True  # each thread starts with gradients on, as in torch
+
+
+_state = _State()
 
 
 def is_grad_enabled():
-    return getattr(_state, "grad_enabled", True)
+    return _state.grad_enabled
 
 
 class no_grad(contextlib.ContextDecorator):

@@ -765,8 +765,8 @@ class CausalAttention(Function):
         dropped      = attn_weights * keep                          dropout: keep = 0 or 1/(1-p)
         context_vec  = dropped @ values                             (b, heads, n_q, head_dim)
 
-    Training has n_q == n_k; the KV cache calls ``forward`` directly with the new
-    positions' queries against every cached key (no graph, no dropout).
+    Training has n_q == n_k; decoding with a KV cache (``kv_cache.CacheLayer.attend``)
+    has the new positions' queries against every cached key (no graph, no dropout).
 
     backward:  d_dropped = d_context @ values^T,   d_values = dropped^T @ d_context,
                d_weights = d_dropped * keep,
