@@ -272,11 +272,11 @@ def resolve_rng(rng, name="rng"):
     if isinstance(rng, numpy.random.Generator):
         return rng
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        if rng < 0:
-            raise ValueError(f"{name} must be an integer >= 0, got {int(rng)}; {name} is a seed "
-                             "(an integer >= 0), None (the package generator) or a "
-                             "numpy.random.Generator")
-        return numpy.random.default_rng(int(rng))
+        from .checks import nonnegative_int  # checks imports this module
+
+        return numpy.random.default_rng(nonnegative_int(
+            name, rng, hint=f"; {name} is a seed (an integer >= 0), None (the package "
+            "generator) or a numpy.random.Generator"))
     raise ValueError(
         f"{name} must be None (use tinygpt.backend.get_rng()), an int seed or a "
         f"numpy.random.Generator, got {rng!r} ({type(rng).__name__})"

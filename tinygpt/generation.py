@@ -41,7 +41,8 @@ import numpy
 from .autograd import Tensor, no_grad
 from .backend import resolve_rng, to_numpy, xp
 from .checks import nonnegative_int, positive_int, rectangular, token_ids
-from .kv_cache import CachedDecoder, eval_mode
+from .kv_cache import CachedDecoder
+from .nn.module import eval_mode
 from .sampling import sample_next_token, validate_sampling_args
 from .tensors import argmax, cat, multinomial, softmax, tensor, topk, where
 

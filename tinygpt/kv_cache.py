@@ -37,8 +37,6 @@ Shapes: B batch, T tokens, C emb_dim, H heads, D head size (C = H * D), V vocab,
 L the number of cached positions.
 """
 
-import contextlib
-
 import numpy
 
 from . import ops
@@ -46,6 +44,7 @@ from .autograd import is_grad_enabled, no_grad
 from .backend import to_numpy, xp
 from .checks import positive_int, rectangular, token_ids
 from .cuda.decode import KernelDecodeStep
+from .nn.module import eval_mode
 
 
 class KVCache:
@@ -110,20 +109,6 @@ class CacheLayer:
             queries, cached_keys[:, :, :end], cached_values[:, :, :end])  # views: no copy
 
 
-@contextlib.contextmanager
-def eval_mode(model, modules=None):
-    """Eval mode inside the block; afterwards every submodule gets its own old mode back.
-    modules: ``model.modules()``, when the caller has it at hand (decoding, per token)."""
-    training = [m for m in (model.modules() if modules is None else modules) if m.training]
-    for module in training:
-        object.__setattr__(module, "training", False)
-    try:
-        yield model
-    finally:
-        for module in training:
-            object.__setattr__(module, "training", True)
-
-
 class CachedDecoder:
     """Next-token logits for a growing batch of sequences, with a KV cache.
 
@@ -146,7 +131,6 @@ class CachedDecoder:
                 f"window must be in [1, context_length={context_length}], got {window}"
             )
         self.model, self.window = model, window
-        self.modules = model.modules()  # for eval mode per forward, listed once
         self.n_heads = int(cfg["n_heads"])
         self.head_dim = int(cfg["emb_dim"]) // self.n_heads
         self.dtype = model.tok_emb.weight.data.dtype
@@ -174,7 +158,7 @@ class CachedDecoder:
         T = ids.shape[1]
         self.cache.reset()
         self.ids[:, :T] = ids
-        return self._forward(xp.asarray(ids))
+        return self._forward(ids)  # host ids: the model checks them without a sync
 
     def feed(self, next_ids):
         """Append one token per row, next_ids (B,) or (B, 1); return the new logits (B, V).
@@ -197,13 +181,13 @@ class CachedDecoder:
                 logits = self._step(next_ids, L)
                 self.cache.length = L + 1
                 return logits
-            return self._forward(xp.asarray(next_ids[:, None]))
+            return self._forward(next_ids[:, None])
         # Window full: drop the oldest token and recompute every position (the position
         # embeddings of all kept tokens have changed).
         self.ids[:, :-1] = self.ids[:, 1:].copy()
         self.ids[:, -1] = next_ids
         self.cache.reset()
-        return self._forward(xp.asarray(self.ids))
+        return self._forward(self.ids)
 
     # --- the inference forward --------------------------------------------------------
     def _forward(self, ids):
@@ -211,7 +195,7 @@ class CachedDecoder:
         with the cache (eval mode, no graph), which grows by Tn.
 
         Returns the last position's logits (B, V)."""
-        with eval_mode(self.model, self.modules), no_grad():
+        with eval_mode(self.model), no_grad():
             return self.model(ids, kv_cache=self.cache).data[:, -1, :]
 
 
@@ -223,5 +207,4 @@ def cached_next_logits(model, ids, window=None):
     return to_numpy(decoder.prime(ids))
 
 
-__all__ = ["CacheLayer", "CachedDecoder", "KVCache", "cached_next_logits",
-           "eval_mode"]
+__all__ = ["CacheLayer", "CachedDecoder", "KVCache", "cached_next_logits"]

@@ -242,9 +242,7 @@ def _scale(x, t):
 
 def _top_k_mask(x, k):
     """(B, V) -> (B, V) bool with exactly k True per row: the k largest logits, those
-    ``tensors.topk`` picks (logits tied at the k-th value: the lowest ids)."""
-    if k >= x.shape[-1]:
-        return np.ones(x.shape, dtype=bool)
+    ``tensors.topk`` picks (logits tied at the k-th value: the lowest ids); k < V."""
     return tensors.first_k_mask(-x, k)  # on the host: no round trip through the device
 
 

@@ -101,7 +101,7 @@ class KernelDecodeStep:
             self._linear(h, att.W_key, self.k)
             self._linear(h, att.W_value, self.v)
             kernels.decode_attention(step, self.q, self.k, self.v, cache.keys[layer],
-                                   cache.values[layer], self.context, self.decoder.n_heads)
+                                   cache.values[layer], self.context)
             self._linear(self.context, att.out_proj, x, residual=x)
             self._norm(x, blk.norm2, h)
             self._linear(h, ff.layers[0], self.hidden, gelu=True)

@@ -228,7 +228,7 @@ def decode_attention_fits(max_len, head_dim):
     return head_dim <= THREADS and (max_len + head_dim + THREADS) * 4 <= 48 * 1024
 
 
-def decode_attention(step, q, k, v, keys, values, out, n_heads):
+def decode_attention(step, q, k, v, keys, values, out):
     """Store k, v (B, C) at the step's position of keys/values (B, H, L, D), then
     out (B, C) = attention of q over positions 0..position."""
     B, H, L, D = keys.shape

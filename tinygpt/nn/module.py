@@ -10,6 +10,7 @@ the names (``trf_blocks.0.att.W_query.weight``), ``state_dict`` / ``load_state_d
 ``to(dtype)``, ``train()`` / ``eval()`` and the printed module tree.
 """
 
+import contextlib
 from collections import OrderedDict, namedtuple
 
 import numpy
@@ -543,3 +544,17 @@ def _cast_problem(array, dtype, finite):
         if not (whole and info.min <= lo and hi <= info.max):
             return f"holds values that {dtype} cannot hold exactly (range [{lo}, {hi}])"
     return None
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Eval mode inside the block; afterwards every submodule gets its own old mode back
+    (generation runs in eval mode and leaves a model in training mode as it found it)."""
+    training = [m for m in model.modules() if m.training]
+    for module in training:
+        object.__setattr__(module, "training", False)
+    try:
+        yield model
+    finally:
+        for module in training:
+            object.__setattr__(module, "training", True)
