@@ -49,7 +49,7 @@ class Function:
         tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in inputs]
         arrays = [t.data for t in tensors]
         fn = cls() if cls not in Function.kernels else cls.for_arrays(*arrays, **options)
-        fn.needs_grad = is_grad_enabled() and any(t._requires_grad for t in tensors)
+        fn.needs_grad = is_grad_enabled() and any([t._requires_grad for t in tensors])
         out = Tensor._of(fn.forward(*arrays, **options))
         if fn.view and xp.may_share_memory(out.data, arrays[0]):
             out._counter = tensors[0]._counter
@@ -523,13 +523,5 @@ def _check_grad(t, value):
                            f"{array.dtype} for a tensor of {t.data.dtype}")
 
 
-# ops needs Function and Tensor defined first; tensor_methods completes Tensor, and the
-# names it defines that other modules import from here stay importable from here.
-from . import ops  # noqa: E402
-from .tensor_methods import (  # noqa: E402,F401
-    PRINT_OPTIONS,
-    _operands,
-    _ValuesIndices,
-    result_dtype,
-    to_arguments,
-)
+# ops needs Function and Tensor defined first; tensor_methods completes Tensor.
+from . import ops, tensor_methods  # noqa: E402,F401

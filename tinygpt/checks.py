@@ -185,7 +185,6 @@ def dim_index(dim, ndim):
         return dim % n
     if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
         raise TypeError(f"a dim must be an integer, got {dim!r:.60} ({type(dim).__name__})")
-    n = max(int(ndim), 1)
     if not -n <= dim < n:
         raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
                          f"but got {dim})")

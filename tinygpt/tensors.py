@@ -23,10 +23,11 @@ import types
 import numpy
 
 from . import backend, ops
-from .autograd import Tensor, _operands, _ValuesIndices, result_dtype
+from .autograd import Tensor
 from .backend import DEFAULT_DTYPE, Device, check_device, get_rng, resolve_rng, xp
 from .checks import dim_index, nonnegative_int, positive_int, rectangular, shape
 from .dtypes import DTYPES, Size, dtype
+from .tensor_methods import _operands, _ValuesIndices, result_dtype
 
 pi, e, inf, nan = math.pi, math.e, math.inf, math.nan
 device = Device
@@ -316,7 +317,7 @@ def iinfo(dtype):
 def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None,
                      profile=None, sci_mode=None):
     """How tensors print (torch's options): digits, summarising, scientific notation."""
-    from .autograd import PRINT_OPTIONS
+    from .tensor_methods import PRINT_OPTIONS
 
     if profile == "default":
         PRINT_OPTIONS.update(precision=4, sci_mode=None, threshold=1000, edgeitems=3,

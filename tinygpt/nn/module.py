@@ -15,9 +15,10 @@ from collections import OrderedDict, namedtuple
 
 import numpy
 
-from ..autograd import Tensor, grad_array, to_arguments
+from ..autograd import Tensor, grad_array
 from ..backend import DEFAULT_DTYPE, to_numpy, xp
 from ..checks import rectangular
+from ..tensor_methods import to_arguments
 
 
 class Parameter(Tensor):
@@ -55,12 +56,7 @@ class _Store(OrderedDict):
 
     def __init__(self, owner=None):
         super().__init__()
-        self.owner = owner
-
-    def __setstate__(self, state):  # unpickling: the items came first, then the owner
-        self.__dict__.update(state)
-        for name, value in self.items():
-            self.owner.__dict__[name] = value
+        self.owner = owner  # None while unpickling: the owner's own __dict__ comes back whole
 
     def __setitem__(self, name, value):
         super().__setitem__(name, value)
@@ -85,15 +81,6 @@ class _Store(OrderedDict):
         for name in self:
             self.owner.__dict__.pop(name, None)
         super().clear()
-
-    def setdefault(self, name, default=None):
-        if name not in self:
-            self[name] = default
-        return self[name]
-
-    def update(self, *args, **kwargs):
-        for name, value in OrderedDict(*args, **kwargs).items():
-            self[name] = value
 
 
 class Module:
@@ -147,6 +134,8 @@ class Module:
             buffers[name] = value
         else:
             object.__setattr__(self, name, value)
+            return
+        self.__dict__[name] = value  # the store set its owner's; a shallow copy shares stores
 
     def __getattr__(self, name):  # only called when ordinary lookup fails (see _Store)
         d = self.__dict__
