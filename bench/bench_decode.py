@@ -59,11 +59,11 @@ class Worker:
     """One checkout's worker process."""
 
     def __init__(self, root, threads):
-        env = dict(os.environ, PYTHONPATH=str(root))
-        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[name] = str(threads)
+        from bench_train import child_env  # bench/ is this script's folder
+
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--worker"], env=env, cwd=root, text=True,
+            [sys.executable, __file__, "--worker"], env=child_env(threads, root), cwd=root,
+            text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         if hasattr(os, "sched_setaffinity"):  # both on one core: the cores differ in load
             os.sched_setaffinity(self.process.pid, {max(os.sched_getaffinity(0))})

@@ -645,8 +645,8 @@ def main():
               "torch = max_memory_allocated (max_memory_reserved in brackets)")
     for note in notes:
         print(note)
-    print(f"total wall time of the bench: {time.perf_counter() - started:.0f} s")
-    raw["total_wall_s"] = time.perf_counter() - started
+    raw["total_wall_s"] = wall = time.perf_counter() - started
+    print(f"total wall time of the bench: {wall:.0f} s")
     if args.json:
         write_json()
         print(f"wrote {args.json}")

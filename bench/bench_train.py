@@ -124,11 +124,12 @@ def numpy_peak_gflops(threads):
     return float(out.stdout.strip())
 
 
-def child_env(threads):
+def child_env(threads, root=REPO):
+    """The environment of a worker: ``threads`` BLAS threads, tinygpt from ``root``."""
     env = dict(os.environ)
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = str(threads)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 

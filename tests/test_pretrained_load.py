@@ -6,7 +6,6 @@ loads them with ``load_weights_into_gpt`` and the PyTorch reference with the
 book's listing 5.5; the logits must agree.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +25,7 @@ from tinygpt.model import GPT_CONFIG_124M, GPTModel
 
 from .helpers.assertions import assert_close, host
 from .helpers.gpt2_fixtures import gpt2_tensors, write_gpt2_folder, write_tf_checkpoint
+from .helpers.tools import REPO, load_script
 
 SMALL = {"n_vocab": 96, "n_ctx": 24}
 
@@ -250,7 +250,6 @@ def test_gpt2_config_spellings():
 
 def test_demo_runs_offline(tmp_path, verdict_path, capsys):
     """demos/generate_gpt2.py end to end on a synthetic 50257-token GPT-2, offline."""
-    import importlib.util
     import shutil
 
     from tinygpt.tokenizer import gpt2_data_files
@@ -259,10 +258,7 @@ def test_demo_runs_offline(tmp_path, verdict_path, capsys):
     write_gpt2_folder(folder, n_layer=1, n_embd=32, n_head=2, n_ctx=256, n_vocab=50257)
     for src in gpt2_data_files():  # the real BPE files, so the default sha256 check passes
         shutil.copy(src, folder / src.name)
-    path = Path(__file__).resolve().parents[1] / "demos" / "generate_gpt2.py"
-    spec = importlib.util.spec_from_file_location("generate_gpt2_demo", path)
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_script(REPO / "demos" / "generate_gpt2.py", "generate_gpt2_demo")
     result = demo.main(["--models-dir", str(tmp_path), "--offline", "--text", str(verdict_path),
                         "--max-new-tokens", "5"])
     out = capsys.readouterr().out

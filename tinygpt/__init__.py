@@ -35,7 +35,7 @@ from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from .backend import get_rng_state, set_rng_state
 from .cuda import overrides as _overrides  # the GPU kernels register for ops' layers
 from .data import GPTDatasetV1, create_dataloader_v1
-from .fast_path import is_fused_enabled, use_fused
+from .fast_path import use_fused
 from .generation import generate, generate_text_simple
 from .io.pretrained import (
     assign,

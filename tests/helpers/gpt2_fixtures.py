@@ -13,6 +13,7 @@ import struct
 
 import numpy as np
 
+from tinygpt.io.files import sha256_hex
 from tinygpt.io.tf_checkpoint import TABLE_MAGIC, crc32c, mask_crc32c
 
 GPT2_FILES = (
@@ -224,5 +225,3 @@ def write_gpt2_folder(folder, n_layer, n_embd, n_head, n_ctx=1024, n_vocab=50257
                         gpt2_tensors(n_layer, n_embd, n_ctx, n_vocab, seed=seed, fast=fast))
     return {name: sha256_hex(os.path.join(folder, name)) for name in GPT2_FILES}
 
-
-from tinygpt.io.files import sha256_hex  # noqa: E402

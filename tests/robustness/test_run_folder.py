@@ -7,7 +7,6 @@ callback (the training loop's handler stops at the next step), an abort mid-writ
 KeyboardInterrupt raised from the patched writer."""
 
 import csv
-import importlib.util
 import json
 import os
 import shlex
@@ -23,6 +22,7 @@ from tinygpt.io.checkpoint import load_checkpoint, load_model
 from tinygpt.model import GPT_CONFIG_124M
 from tinygpt.train import TrainingDivergedError
 
+from ..helpers.tools import load_script
 from . import test_hostile_runs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,11 +177,7 @@ def poison_after_steps(monkeypatch, n):
 
 
 def load_demo():
-    spec = importlib.util.spec_from_file_location("train_verdict",
-                                                  REPO / "demos" / "train_verdict.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    return demo
+    return load_script(REPO / "demos" / "train_verdict.py")
 
 
 def test_lost_work_demo_resume_into_another_runs_folder_is_refused(text, tmp_path):

@@ -44,7 +44,7 @@ from ..checks import nonnegative_int, positive_int, real_problem
 from ..data import create_dataloader_v1
 from ..errors import ModelFileNotCheckpointError, RunFolderError
 from ..io.checkpoint import load_checkpoint, save_checkpoint, save_model
-from ..io.files import atomic_write, remove_stale_temporaries, sha256_hex
+from ..io.files import atomic_write_text, remove_stale_temporaries, sha256_hex
 from ..io.textsource import find_verdict, read_text_file
 from ..model import GPT_CONFIG_124M, GPTModel, validate_config
 from ..optim import AdamW
@@ -278,7 +278,7 @@ class Run:
             "config": self.model.cfg,
             "settings": self.extra,
         }
-        _write_atomically(self.summary_path, json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(self.summary_path, json.dumps(summary, indent=2) + "\n")
         losses = ""
         if state.train_losses:
             losses = (f" Final train loss {state.train_losses[-1]:.3f}, "
@@ -321,7 +321,7 @@ class Run:
                 rows = [row for row in rows if row and row[0].isdigit()
                         and int(row[0]) <= self.state.global_step]
         lines = [METRICS_COLUMNS] + rows
-        _write_atomically(self.metrics_path, "".join(",".join(r) + "\n" for r in lines))
+        atomic_write_text(self.metrics_path, "".join(",".join(r) + "\n" for r in lines))
 
     def _log_metrics(self, state, train_loss, val_loss):
         row = (state.global_step, state.tokens_seen, f"{train_loss:.6f}", f"{val_loss:.6f}",
@@ -370,11 +370,6 @@ def _keep(path, kept):
         import shutil
 
         shutil.copyfile(path, kept)
-
-
-def _write_atomically(path, text):
-    """Write ``text`` to ``path`` so that a reader (or a killed run) never sees half a file."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _checked_settings(settings):

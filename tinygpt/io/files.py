@@ -175,6 +175,11 @@ def atomic_write(path, write):
     _fsync_folder(folder)
 
 
+def atomic_write_text(path, text):
+    """``atomic_write`` of UTF-8 text: a reader (or a killed run) never sees half a file."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def save_safetensors(tmp, tensors, metadata):
     """The safetensors library writes the file (streaming each array, no copy in memory);
     its I/O errors (a full disk, the file-size limit) become the OSError they are."""

@@ -26,13 +26,12 @@ import json
 import os
 import re
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 from ..backend import to_numpy
 from ..errors import FileFormatError
-from .files import atomic_write, check_regular_file, save_safetensors
+from .files import atomic_write, atomic_write_text, check_regular_file, save_safetensors
 from .pretrained import (
     _short_repr,
     _size_for_emb_dim,
@@ -343,9 +342,7 @@ def export_hf_gpt2(model, folder):
     # each file atomically, weights first: config.json describes weights already in place
     atomic_write(os.path.join(folder, SAFETENSORS_NAME),  # transformers wants format "pt"
                  lambda tmp: save_safetensors(tmp, tensors, {"format": "pt"}))
-    text = json.dumps(config, indent=2) + "\n"
-    atomic_write(os.path.join(folder, CONFIG_NAME),
-                 lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write_text(os.path.join(folder, CONFIG_NAME), json.dumps(config, indent=2) + "\n")
     return folder
 
 
