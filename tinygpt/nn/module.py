@@ -237,7 +237,17 @@ class Module:
                                             remove_duplicate)
 
     def modules(self):
-        return [m for _, m in self.named_modules()]
+        """This module and every descendant, parents first, each once: named_modules'
+        order without building the names (eval_mode walks it for every decoded token)."""
+        found, seen, stack = [], set(), [self]
+        while stack:
+            module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            found.append(module)
+            stack.extend(reversed([m for m in module._modules.values() if m is not None]))
+        return found
 
     def _named_members(self, store, prefix, recurse, remove_duplicate=True):
         modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
