@@ -22,6 +22,8 @@ from tinygpt.io.textsource import (
     verdict_url,
 )
 
+from .helpers.file_server import HostileServer, endless, trickle
+
 
 def _closed_port_url():
     """A URL on 127.0.0.1 where nothing listens: connecting is refused at once."""
@@ -301,51 +303,9 @@ def test_default_url(monkeypatch):
 # --- hostile servers: the download is bounded in bytes and in time ----------------------------
 
 
-class _HostileServer:
-    """127.0.0.1: ``/endless`` sends bytes without a length until the client leaves (13 GB
-    at most); ``/trickle`` sends the right length, then a byte every 0.2 s (40 s at most)."""
-
-    def __init__(self):
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                try:
-                    if self.path == "/endless":
-                        self.send_response(200)
-                        self.send_header("Connection", "close")
-                        self.end_headers()
-                        for _ in range(200_000):
-                            self.wfile.write(b"x" * 65536)
-                    else:
-                        self.send_response(200)
-                        self.send_header("Content-Length", "20479")
-                        self.end_headers()
-                        for _ in range(200):
-                            self.wfile.write(b"y")
-                            self.wfile.flush()
-                            time.sleep(0.2)
-                except OSError:  # the client hung up: what it should do
-                    pass
-                self.close_connection = True
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def hostile():
-    srv = _HostileServer()
+    srv = HostileServer({"/trickle": b"y" * 20479}, {"endless": endless, "trickle": trickle})
     yield srv
     srv.close()
 
@@ -353,7 +313,7 @@ def hostile():
 def test_unbounded_download_endless_body_stops_at_the_cap(tmp_path, hostile):
     started = time.perf_counter()
     with pytest.raises(VerdictNotFoundError, match="more than 65,536 bytes") as info:
-        find_verdict(cache_dir=tmp_path, url=hostile.base + "/endless")
+        find_verdict(cache_dir=tmp_path, url=hostile.url + "/endless")
     assert time.perf_counter() - started < 10
     assert "\n" not in str(info.value) and "--text PATH" in str(info.value)
     assert list(tmp_path.iterdir()) == []  # the partial file is deleted
@@ -364,7 +324,7 @@ def test_unbounded_download_trickling_server_stops_at_the_deadline(tmp_path, hos
     deadline does (the GPT-2 downloader's, shared)."""
     started = time.perf_counter()
     with pytest.raises(DownloadError, match="deadline of 1 s"):
-        download_verdict(tmp_path, hostile.base + "/trickle", timeout=5.0, deadline=1.0)
+        download_verdict(tmp_path, hostile.url + "/trickle", timeout=5.0, deadline=1.0)
     assert time.perf_counter() - started < 5
     assert not (tmp_path / VERDICT_FILENAME).exists()
 

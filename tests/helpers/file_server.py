@@ -1,20 +1,19 @@
-"""A local HTTP file server with fault switches, for the download tests: it fails on
-request, cuts a body off halfway, ignores Range requests, and logs every request."""
+"""Local HTTP servers for the download tests, on 127.0.0.1 only. ``FileServer`` serves
+files with fault switches: it fails on request, cuts a body off halfway, ignores Range
+requests, and logs every request. ``HostileServer`` answers some files with a trick
+instead (``endless``, ``trickle``, or a test's own), each trick's loop bounded."""
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class FileServer:
-    """A static file server with fault switches; ``files`` maps URL path -> bytes."""
+class _LocalServer:
+    """A threading HTTP server on a free port whose handler calls ``answer(handler, body)``
+    for GET (body True) and HEAD (body False)."""
 
-    def __init__(self, files):
-        self.files = files
-        self.requests = []  # (method, path, Range header or None)
-        self.fail_status = None  # answer every request with this HTTP status
-        self.drops = {}  # file name -> times left to cut the body off halfway
-        self.ignore_range = False
-        state = self
+    def __init__(self):
+        server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -23,60 +22,125 @@ class FileServer:
                 pass
 
             def do_HEAD(self):
-                self._serve(body=False)
+                server.answer(self, body=False)
 
             def do_GET(self):
-                self._serve(body=True)
-
-            def _serve(self, body):
-                state.requests.append((self.command, self.path, self.headers.get("Range")))
-                if state.fail_status:
-                    self.send_error(state.fail_status)
-                    return
-                data = state.files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                rng = self.headers.get("Range")
-                if rng and not state.ignore_range:
-                    start = int(rng.split("=")[1].split("-")[0])
-                    if start >= len(data):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(data)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range",
-                                     f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
-                if not body:
-                    return
-                payload = data[start:]
-                name = self.path.rsplit("/", 1)[-1]
-                if state.drops.get(name):
-                    state.drops[name] -= 1
-                    self.wfile.write(payload[: len(payload) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.wfile.write(payload)
+                server.answer(self, body=True)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+
+    def answer(self, handler, body):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FileServer(_LocalServer):
+    """A static file server with fault switches; ``files`` maps URL path -> bytes."""
+
+    def __init__(self, files):
+        self.files = files
+        self.requests = []  # (method, path, Range header or None)
+        self.fail_status = None  # answer every request with this HTTP status
+        self.drops = {}  # file name -> times left to cut the body off halfway
+        self.ignore_range = False
+        super().__init__()
+
+    def answer(self, handler, body):
+        self.requests.append((handler.command, handler.path, handler.headers.get("Range")))
+        if self.fail_status:
+            handler.send_error(self.fail_status)
+            return
+        data = self.files.get(handler.path)
+        if data is None:
+            handler.send_error(404)
+            return
+        start = 0
+        rng = handler.headers.get("Range")
+        if rng and not self.ignore_range:
+            start = int(rng.split("=")[1].split("-")[0])
+            if start >= len(data):
+                handler.send_response(416)
+                handler.send_header("Content-Range", f"bytes */{len(data)}")
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
+            handler.send_response(206)
+            handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data) - start))
+        handler.end_headers()
+        if not body:
+            return
+        payload = data[start:]
+        name = handler.path.rsplit("/", 1)[-1]
+        if self.drops.get(name):
+            self.drops[name] -= 1
+            handler.wfile.write(payload[: len(payload) // 2])
+            handler.wfile.flush()
+            handler.close_connection = True
+            return
+        handler.wfile.write(payload)
 
     def gets(self, name=None):
         return [r for r in self.requests
                 if r[0] == "GET" and (name is None or r[1].endswith("/" + name))]
 
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+
+class HostileServer(_LocalServer):
+    """Serves ``files`` (URL path -> bytes); ``tricks[name](handler, data)`` answers GET
+    requests for the file called ``name`` (the path's last part) instead."""
+
+    def __init__(self, files, tricks):
+        self.files, self.tricks = files, tricks
+        self.requests = []  # (method, path)
+        super().__init__()
+
+    def answer(self, handler, body):
+        self.requests.append((handler.command, handler.path))
+        name = handler.path.rsplit("/", 1)[-1]
+        data = self.files.get(handler.path)
+        if body and name in self.tricks:
+            try:
+                self.tricks[name](handler, data)
+            except OSError:  # the client hung up: what it should do
+                pass
+            handler.close_connection = True
+            return
+        if data is None:
+            handler.send_error(404)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        if body:
+            handler.wfile.write(data)
+
+
+def endless(handler, data):
+    """200, no Content-Length, and bytes until the client leaves (13 GB at most)."""
+    handler.send_response(200)
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    block = b"x" * 65536
+    for _ in range(200_000):
+        handler.wfile.write(block)
+
+
+def trickle(handler, data):
+    """The right headers, then one byte every 0.2 s (40 s at most)."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.flush()
+    for byte in data[:200]:
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        time.sleep(0.2)

@@ -12,10 +12,8 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +42,7 @@ from tinygpt.io.tf_checkpoint import CheckpointReader
 from tinygpt.model import GPTModel
 
 from ..helpers.assertions import host
+from ..helpers.file_server import HostileServer, endless, trickle
 from ..helpers.gpt2_fixtures import _entry_proto, _header_proto, _write_sstable, write_gpt2_folder
 
 pytestmark = [pytest.mark.timeout(120),
@@ -213,79 +212,6 @@ def test_unbounded_hf_file_without_config_is_checked_before_building(hf, tmp_pat
 # --- 2. downloads: a size cap and a deadline for every file -------------------------------
 
 
-class _HostileServer:
-    """Serves ``files`` (URL path -> bytes); ``tricks[name](handler, data)`` answers GET
-    requests for ``name`` instead. Every trick's loop is bounded."""
-
-    def __init__(self, files, tricks):
-        self.requests = []
-        state = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_HEAD(self):
-                self._answer(body=False)
-
-            def do_GET(self):
-                self._answer(body=True)
-
-            def _answer(self, body):
-                state.requests.append((self.command, self.path))
-                name = self.path.rsplit("/", 1)[-1]
-                data = files.get(self.path)
-                if body and name in tricks:
-                    try:
-                        tricks[name](self, data)
-                    except OSError:  # the client hung up: what it should do
-                        pass
-                    self.close_connection = True
-                    return
-                if data is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if body:
-                    self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def _endless(handler, data):
-    """200, no Content-Length, and bytes until the client leaves (13 GB at most)."""
-    handler.send_response(200)
-    handler.send_header("Connection", "close")
-    handler.end_headers()
-    block = b"x" * 65536
-    for _ in range(200_000):
-        handler.wfile.write(block)
-
-
-def _trickle(handler, data):
-    """The right headers, then one byte every 0.2 s (40 s at most)."""
-    handler.send_response(200)
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.flush()
-    for byte in data[:200]:
-        handler.wfile.write(bytes([byte]))
-        handler.wfile.flush()
-        time.sleep(0.2)
-
-
 def _trickle_headers(handler, data):
     """Even the status line one byte every 0.2 s."""
     for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Slow: " + b"y" * 150:
@@ -323,7 +249,7 @@ def hostile(origin, tmp_path):
 
     def run(tricks, dest="dl", **options):
         files = {f"/124M/{p.name}": p.read_bytes() for p in origin[0].iterdir()}
-        server = _HostileServer(files, tricks)
+        server = HostileServer(files, tricks)
         servers.append(server)
         options = {"base_url": server.url, "backup_url": server.url, "progress": False,
                    "known_sha256": origin[1], "timeout": 5.0, "retries": 1, **options}
@@ -339,16 +265,16 @@ def _left_in(folder):
 
 
 @pytest.mark.parametrize("name", ["checkpoint", "hparams.json", DATA])
-def test_unbounded_download_endless_body_stops_at_the_cap(hostile, tmp_path, name):
+def test_unbounded_downloadendless_body_stops_at_the_cap(hostile, tmp_path, name):
     started = time.perf_counter()
     with pytest.raises(DownloadError, match=f"{name}(.|\n)*more than"):
-        hostile({name: _endless})
+        hostile({name: endless})
     assert time.perf_counter() - started < 10
     folder = tmp_path / "dl" / "124M"
     assert name not in _left_in(folder) and name + ".part" not in _left_in(folder)
 
 
-@pytest.mark.parametrize("name,trick", [("checkpoint", _trickle),
+@pytest.mark.parametrize("name,trick", [("checkpoint", trickle),
                                         ("hparams.json", _trickle_headers)])
 def test_unbounded_download_trickling_server_stops_at_the_deadline(hostile, tmp_path, name,
                                                                    trick):
@@ -376,7 +302,7 @@ def test_unclear_error_wrong_content_length_and_redirect_loop(hostile):
 
 def test_hostile_server_then_an_honest_one_gives_the_right_files(hostile, origin, tmp_path):
     with pytest.raises(DownloadError):
-        hostile({DATA: _endless})
+        hostile({DATA: endless})
     folder, _ = hostile({})
     for p in origin[0].iterdir():
         assert (Path(folder) / p.name).read_bytes() == p.read_bytes(), p.name
