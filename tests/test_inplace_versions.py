@@ -47,15 +47,26 @@ def test_silent_wrong_gradient_setitem_on_a_saved_factor_raises():
     lambda y: y.view(2).__setitem__(0, 100.0),  # a view shares the counter
     lambda y: y.detach().__setitem__(0, 100.0),  # so does detach()
     lambda y: y[:].__setitem__(0, 100.0),  # and basic indexing
+    lambda y: y.view(1, 2).transpose(0, 1).__setitem__((0, 0), 100.0),  # views of views
 ])
-def test_silent_wrong_gradient_change_through_a_view_raises(change):
+@pytest.mark.parametrize("y_requires_grad", [False, True])
+def test_silent_wrong_gradient_change_through_a_view_raises(change, y_requires_grad):
     x = tinygpt.tensor([1.0, 2.0], requires_grad=True)
-    y = tinygpt.tensor([3.0, 4.0])
+    y = tinygpt.tensor([3.0, 4.0], requires_grad=y_requires_grad)
     z = (x * y).sum()
-    change(y)
+    with no_grad():  # no graph: the views are made without a Function, same counter
+        change(y)
     assert y._version == 1
     with pytest.raises(RuntimeError, match=MODIFIED):
         z.backward()
+
+
+def test_a_reshape_that_copies_has_its_own_counter():
+    y = tinygpt.tensor([[1.0, 2.0], [3.0, 4.0]])
+    flat = y.transpose(0, 1).reshape(4)  # not contiguous: NumPy copies
+    flat[0] = 100.0
+    assert flat._version == 1 and y._version == 0
+    assert y.tolist() == [[1.0, 2.0], [3.0, 4.0]]
 
 
 def test_unsaved_input_changed_in_place_keeps_its_gradient_path():

@@ -46,13 +46,17 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **options):
-        tensors = [t if isinstance(t, Tensor) else Tensor(t) for t in inputs]
-        arrays = [t.data for t in tensors]
+        tensors, arrays, wanted = [], [], False
+        for t in inputs:
+            if not isinstance(t, Tensor):
+                t = Tensor(t)
+            tensors.append(t)
+            arrays.append(t.data)
+            wanted = wanted or t._requires_grad
         fn = cls() if cls not in Function.kernels else cls.for_arrays(*arrays, **options)
-        fn.needs_grad = is_grad_enabled() and any([t._requires_grad for t in tensors])
-        out = Tensor._of(fn.forward(*arrays, **options))
-        if fn.view and xp.may_share_memory(out.data, arrays[0]):
-            out._counter = tensors[0]._counter
+        fn.needs_grad = wanted and is_grad_enabled()
+        y = fn.forward(*arrays, **options)
+        out = view_of(tensors[0], y) if fn.view else Tensor._of(y)
         if fn.needs_grad and out.data.dtype.kind == "f":  # torch: x.long() has no grad_fn
             fn.inputs = tuple(tensors)
             fn.versions = tuple([t._counter.value for t in tensors])
@@ -263,6 +267,16 @@ class _VersionCounter:
 
     def __init__(self, value=0):
         self.value, self.changed_by = value, None
+
+
+def view_of(t, array):
+    """``array``, made from t's values by a view op (reshape, transpose, indexing), as a
+    Tensor: when it shares t's memory it shares t's version counter too. Without a graph
+    to record, Tensor.reshape and transpose call this directly, not the Function."""
+    out = Tensor._of(array)
+    if xp.may_share_memory(array, t.data):  # one set of values: one version counter
+        out._counter = t._counter
+    return out
 
 
 def _in_place(t, function, *args, **options):

@@ -142,6 +142,9 @@ class CachedDecoder:
         # are valid. Kept so the window can be re-primed when it slides.
         self.ids = numpy.zeros((int(batch_size), window), dtype=numpy.int64)
         self._step = KernelDecodeStep(self) if KernelDecodeStep.applies(self) else None
+        # eval_mode's walk over the modules, done once: the model's structure does not
+        # change while it decodes
+        self._modules = model.modules()
 
     # --- the public steps ---------------------------------------------------------------
     def prime(self, ids):
@@ -195,7 +198,7 @@ class CachedDecoder:
         with the cache (eval mode, no graph), which grows by Tn.
 
         Returns the last position's logits (B, V)."""
-        with eval_mode(self.model), no_grad():
+        with eval_mode(self.model, self._modules), no_grad():
             return self.model(ids, kv_cache=self.cache).data[:, -1, :]
 
 

@@ -17,7 +17,7 @@ import types
 import numpy
 
 from . import ops
-from .autograd import Tensor, _as_array, _in_place
+from .autograd import Tensor, _as_array, _in_place, view_of
 from .backend import DEFAULT_DTYPE, Device, check_device, device_name, to_numpy, xp
 from .checks import dim_index
 from .dtypes import Size, torch_dtype
@@ -240,7 +240,9 @@ class TensorMethods:
             shape = tuple(shape[0])
         shape = tuple(map(int, shape))
         try:
-            return ops.Reshape.apply(self, shape=shape)
+            if self._requires_grad and is_grad_enabled():
+                return ops.Reshape.apply(self, shape=shape)
+            return view_of(self, self.data.reshape(shape))  # no graph: no Function
         except ValueError:  # NumPy's words; torch's error and class
             if list(shape).count(-1) > 1:
                 raise RuntimeError("only one dimension can be inferred") from None
@@ -287,7 +289,9 @@ class TensorMethods:
             a, b = dim_index(axes[0], n), dim_index(axes[1], n)
             if order:  # a 0-d tensor takes dims 0 and -1 and stays as it is
                 order[a], order[b] = order[b], order[a]
-            return ops.Transpose.apply(self, axes=tuple(order))
+            if self._requires_grad and is_grad_enabled():
+                return ops.Transpose.apply(self, axes=tuple(order))
+            return view_of(self, self.data.transpose(order))
         if not axes:
             return ops.Transpose.apply(self, axes=tuple(reversed(range(self.ndim))))
         return self.permute(*axes)
