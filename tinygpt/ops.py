@@ -93,14 +93,23 @@ class Neg(Function):
         return -dy
 
 
-class Exp(Function):
-    """y = exp(x);  dx = dy * y"""
+class _DerivativeFromOutput(Function):
+    """An elementwise op whose derivative is a function of its output y alone (exp, tanh,
+    sqrt, sigmoid, rsqrt): forward keeps y, not x, and the in-place checks watch y. A
+    subclass gives ``f``, the function on arrays, and ``backward`` from ``self.y``."""
 
     reads, reads_output = ((),), True  # backward reads y, not x
 
     def forward(self, x):
-        self.y = xp.exp(x)
+        self.y = self.f(x)
         return self.y
+
+
+class Exp(_DerivativeFromOutput):
+    """y = exp(x);  dx = dy * y"""
+
+    def f(self, x):
+        return xp.exp(x)
 
     def backward(self, dy):
         return dy * self.y
@@ -117,27 +126,21 @@ class Log(Function):
         return dy / self.x
 
 
-class Tanh(Function):
+class Tanh(_DerivativeFromOutput):
     """y = tanh(x);  dx = dy * (1 - y^2)"""
 
-    reads, reads_output = ((),), True  # backward reads y, not x
-
-    def forward(self, x):
-        self.y = xp.tanh(x)
-        return self.y
+    def f(self, x):
+        return xp.tanh(x)
 
     def backward(self, dy):
         return dy * (1.0 - self.y * self.y)
 
 
-class Sqrt(Function):
+class Sqrt(_DerivativeFromOutput):
     """y = sqrt(x);  dx = dy / (2 y)"""
 
-    reads, reads_output = ((),), True  # backward reads y, not x
-
-    def forward(self, x):
-        self.y = xp.sqrt(x)
-        return self.y
+    def f(self, x):
+        return xp.sqrt(x)
 
     def backward(self, dy):
         return dy / (2.0 * self.y)
@@ -160,16 +163,13 @@ def sigmoid_array(x):
     return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
 
-class Sigmoid(Function):
+class Sigmoid(_DerivativeFromOutput):
     """y = 1 / (1 + exp(-x));  dx = dy * y (1 - y)
 
     Computed from exp(-|x|), which never overflows."""
 
-    reads, reads_output = ((),), True  # backward reads y, not x
-
-    def forward(self, x):
-        self.y = sigmoid_array(x)
-        return self.y
+    def f(self, x):
+        return sigmoid_array(x)
 
     def backward(self, dy):
         return dy * (self.y * (1.0 - self.y))
@@ -211,14 +211,11 @@ class Sin(Function):
         return dy * xp.cos(self.x)
 
 
-class Rsqrt(Function):
+class Rsqrt(_DerivativeFromOutput):
     """y = 1 / sqrt(x);  dx = -dy * y^3 / 2"""
 
-    reads, reads_output = ((),), True  # backward reads y, not x
-
-    def forward(self, x):
-        self.y = 1.0 / xp.sqrt(x)
-        return self.y
+    def f(self, x):
+        return 1.0 / xp.sqrt(x)
 
     def backward(self, dy):
         y = self.y
@@ -302,14 +299,13 @@ def _power(x, p):
 class Cast(Function):
     """y = x converted to ``dtype``;  dx = dy converted back."""
 
-    reads = ()  # backward needs no input's values
+    reads = ()  # backward needs no input's values, only the input's dtype
 
     def forward(self, x, dtype):
-        self.in_dtype = x.dtype
         return x.astype(dtype)
 
     def backward(self, dy):
-        return dy.astype(self.in_dtype)
+        return dy.astype(self.inputs[0].data.dtype)
 
 
 # ----------------------------------------------------------------------------------
