@@ -223,7 +223,8 @@ class GPTModel(Module):
             for block, layer_cache in zip(self.trf_blocks, kv_cache.layers):
                 x = block(x, layer_cache)
             kv_cache.length += seq_len
-            x = x[:, -1:, :]  # the next token needs only the last position: (b, 1, emb_dim)
+            if seq_len > 1:  # the next token needs only the last position: (b, 1, emb_dim)
+                x = x[:, -1:, :]
         x = self.final_norm(x)
         logits = self.out_head(x)  # (b, num_tokens, vocab_size)
         return logits
