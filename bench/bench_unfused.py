@@ -9,8 +9,11 @@ model, ``tests/reference/torch_gpt.py``) and ``base`` (the fused GPTModel of ano
 checkout at ``--base``, e.g. a worktree of the commit before a change). All train the
 chapter's setting: the config's shape, batch 2, context 256, dropout 0.1, cross-entropy,
 backward, AdamW(lr 4e-4, weight_decay 0.1). Each arm runs in its own fresh process and
-the arms alternate for ``--rounds`` rounds; the table shows each one's median step time
-and its ratio to the first arm. ``--config small`` (2 layers, emb_dim 128) is quick.
+the arms take turns for ``--rounds`` rounds, the order reversed every other round. The
+table shows each one's median step time, the ratio of those medians to the first arm's,
+and the median of the paired ratios: each step against the first arm's step of the same
+round and place, so a slow moment of a shared machine weighs on both sides of a ratio.
+``--config small`` (2 layers, emb_dim 128) is quick.
 """
 
 import argparse
@@ -110,8 +113,8 @@ def main():
 
     busy = cpu_busy_fraction()
     times = {arm: [] for arm in arms}
-    for _ in range(args.rounds):
-        for arm in arms:
+    for i in range(args.rounds):
+        for arm in (arms if i % 2 == 0 else arms[::-1]):
             root = args.base if arm == "base" else REPO
             env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep
                        + os.environ.get("PYTHONPATH", ""))
@@ -126,12 +129,14 @@ def main():
                 raise SystemExit(f"{arm} worker failed:\n{out.stderr[-3000:]}")
             times[arm] += json.loads(out.stdout.strip().splitlines()[-1])["times"]
     med = {arm: statistics.median(v) for arm, v in times.items()}
+    paired = {arm: statistics.median(t / t0 for t, t0 in zip(times[arm], times[arms[0]]))
+              for arm in arms}
     backend = os.environ.get("TINYGPT_BACKEND", "numpy")
     print(f"config {args.config}, batch {B}, context {T}, backend {backend}, "
           f"{args.threads} threads; {args.rounds} rounds x {args.steps} steps")
-    print(f"{'arm':8}{'median s':>10}{f'/ {arms[0]}':>12}   all times")
+    print(f"{'arm':8}{'median s':>10}{f'/ {arms[0]}':>12}{'paired':>9}   all times")
     for arm in arms:
-        print(f"{arm:8}{med[arm]:10.3f}{med[arm] / med[arms[0]]:12.3f}   "
+        print(f"{arm:8}{med[arm]:10.3f}{med[arm] / med[arms[0]]:12.3f}{paired[arm]:9.3f}   "
               + " ".join(f"{t:.2f}" for t in times[arm]))
     store(args.result, {
         "config": args.config, "batch": B, "context": T, "backend": backend,
@@ -139,6 +144,7 @@ def main():
         "base": str(args.base) if "base" in arms else None,
         "arms": {arm: {"median_s": round(med[arm], 4),
                        f"vs_{arms[0]}": round(med[arm] / med[arms[0]], 3),
+                       f"paired_vs_{arms[0]}": round(paired[arm], 3),
                        "times_s": [round(t, 4) for t in times[arm]]} for arm in arms},
     }, busy=busy)
 
