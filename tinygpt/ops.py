@@ -938,6 +938,15 @@ def dropout(x, p, training=True):
     return Dropout.apply(x, p=p)
 
 
+
+def op_names():
+    """The names of this module's ops: its public Function classes (a private base such
+    as _DerivativeFromOutput is no op of its own). The gradient checks walk them all."""
+    return sorted(name for name, obj in globals().items()
+                  if isinstance(obj, type) and issubclass(obj, Function) and obj is not Function
+                  and obj.__module__ == __name__ and not name.startswith("_"))
+
+
 __all__ = [
     "DEFAULT_DTYPE",
     "cross_entropy",

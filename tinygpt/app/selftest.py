@@ -24,7 +24,6 @@ test suite's (tests/test_parity_torch.py): PyTorch is a test dependency only.
 ``run_checks()`` returns the rows.
 """
 
-import inspect
 import math
 import os
 import sys
@@ -34,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy
 
-from ..autograd import Function
 from ..backend import (
     check_available,
     get_rng_state,
@@ -147,12 +145,8 @@ def check_gradients():
     from .. import ops
 
     cases = _gradient_cases()
-    op_names = sorted(
-        name for name, obj in inspect.getmembers(ops, inspect.isclass)
-        if issubclass(obj, Function) and obj is not Function and obj.__module__ == ops.__name__
-    )
     rows = []
-    for name in op_names:
+    for name in ops.op_names():
         if name not in cases:
             rows.append(CheckResult("gradient", name, "FAIL", None,
                                     "no gradient case for this op in tinygpt/app/selftest.py"))
