@@ -13,7 +13,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import pytest
 
 from tinygpt.app import cli
 
-from .helpers.file_server import FileServer
+from .helpers.file_server import FileServer, closed_port_url
 from .helpers.gpt2_fixtures import write_gpt2_folder
 
 pytestmark = [
@@ -35,12 +34,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Every effort moves you"
 
 
-def _closed_port_url():
-    """http://127.0.0.1:PORT where nothing listens (connections are refused at once)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +50,7 @@ def cli_env(tmp_path_factory):
     env["WORKDIR"] = str(tmp_path_factory.mktemp("workdir"))
     # TINYGPT_BACKEND (and PYTHONPATH, for tests/fake_cupy) are inherited on purpose: under
     # TINYGPT_BACKEND=cupy the commands themselves run on CuPy, not only the test process.
-    dead = _closed_port_url()
+    dead = closed_port_url()
     env.update(
         OPENBLAS_NUM_THREADS="1",
         TINYGPT_CACHE=str(tmp_path_factory.mktemp("cache")),

@@ -24,7 +24,6 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers.file_server import FileServer
+from .helpers.file_server import FileServer, closed_port_url
 from .helpers.gpt2_fixtures import write_gpt2_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -124,11 +123,6 @@ COMMANDS = shell_commands(README.read_text(encoding="utf-8")) if README.is_file(
 # --- the sandbox the commands run in ----------------------------------------------------------
 
 
-def _closed_port_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def _script(path, body):
@@ -167,7 +161,7 @@ def sandbox(tmp_path_factory, verdict_path, gpt2_origin):
     for name in ("TINYGPT_DATA", "TINYGPT_CACHE", "XDG_CACHE_HOME"):
         env.pop(name, None)
     inherited = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    dead = _closed_port_url()
+    dead = closed_port_url()
     env.update(
         PATH=os.pathsep.join([str(bin_dir), env.get("PATH", "")]),
         PYTHONPATH=os.pathsep.join([str(REPO_ROOT), *inherited]),

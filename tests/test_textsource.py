@@ -1,9 +1,6 @@
 """Finding, checking and downloading "The Verdict", with a local HTTP server only."""
 
-import http.server
 import os
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -22,15 +19,7 @@ from tinygpt.io.textsource import (
     verdict_url,
 )
 
-from .helpers.file_server import HostileServer, endless, trickle
-
-
-def _closed_port_url():
-    """A URL on 127.0.0.1 where nothing listens: connecting is refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/{VERDICT_FILENAME}"
+from .helpers.file_server import FileServer, HostileServer, closed_port_url, endless, trickle
 
 
 @pytest.fixture(autouse=True)
@@ -43,46 +32,8 @@ def isolated_env(monkeypatch, tmp_path):
     """
     for name in ("TINYGPT_DATA", "TINYGPT_CACHE", "XDG_CACHE_HOME"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("TINYGPT_VERDICT_URL", _closed_port_url())
+    monkeypatch.setenv("TINYGPT_VERDICT_URL", closed_port_url(VERDICT_FILENAME))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-
-class _Server:
-    """A threaded HTTP server on 127.0.0.1 serving fixed bytes per path; counts requests."""
-
-    def __init__(self, files):
-        self.files = files
-        self.hits = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.hits.append(self.path)
-                body = server.files.get(self.path)
-                if body is None:
-                    self.send_error(404, "Not Found")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):  # keep pytest output quiet
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path):
-        return self.base + path
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -97,15 +48,16 @@ def corrupted_bytes(verdict_bytes):
 
 @pytest.fixture(scope="module")
 def server(verdict_bytes, corrupted_bytes):
-    srv = _Server({"/the-verdict.txt": verdict_bytes, "/corrupted.txt": corrupted_bytes})
+    srv = FileServer({"/the-verdict.txt": verdict_bytes, "/corrupted.txt": corrupted_bytes})
     yield srv
     srv.close()
 
 
 @pytest.fixture
 def hits(server):
-    server.hits.clear()
-    return server.hits
+    """The paths the server was asked to GET during the test, as a call: hits()."""
+    server.requests.clear()
+    return lambda: [path for method, path, _ in server.requests if method == "GET"]
 
 
 def _no_temp_files(folder):
@@ -208,9 +160,9 @@ def test_corrupted_cache_is_replaced_by_download(
 ):
     (tmp_path / VERDICT_FILENAME).write_bytes(corrupted_bytes)
     with pytest.warns(UserWarning, match="downloading a fresh copy"):
-        path = find_verdict(cache_dir=tmp_path, url=server.url("/the-verdict.txt"))
+        path = find_verdict(cache_dir=tmp_path, url=f"{server.url}/the-verdict.txt")
     assert path.read_bytes() == verdict_bytes
-    assert hits == ["/the-verdict.txt"]
+    assert hits() == ["/the-verdict.txt"]
 
 
 # --- downloading ------------------------------------------------------------------------------
@@ -218,38 +170,38 @@ def test_corrupted_cache_is_replaced_by_download(
 
 def test_download_into_cache(tmp_path, server, hits, verdict_bytes, verdict_text):
     cache = tmp_path / "new" / "cache"  # created on demand
-    url = server.url("/the-verdict.txt")
+    url = f"{server.url}/the-verdict.txt"
     path = find_verdict(cache_dir=cache, url=url)
     assert path == cache / VERDICT_FILENAME
     assert path.read_bytes() == verdict_bytes
     assert _no_temp_files(cache)
-    assert hits == ["/the-verdict.txt"]
+    assert hits() == ["/the-verdict.txt"]
     # A second call finds the cached copy and does not download again.
     assert load_verdict(cache_dir=cache, url=url) == verdict_text
-    assert hits == ["/the-verdict.txt"]
+    assert hits() == ["/the-verdict.txt"]
 
 
 def test_download_url_from_env(monkeypatch, tmp_path, server, hits):
-    monkeypatch.setenv("TINYGPT_VERDICT_URL", server.url("/the-verdict.txt"))
+    monkeypatch.setenv("TINYGPT_VERDICT_URL", f"{server.url}/the-verdict.txt")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert verdict_url() == server.url("/the-verdict.txt")
+    assert verdict_url() == f"{server.url}/the-verdict.txt"
     assert find_verdict() == tmp_path / "xdg" / "tinygpt" / VERDICT_FILENAME
-    assert hits == ["/the-verdict.txt"]
+    assert hits() == ["/the-verdict.txt"]
 
 
 def test_corrupted_download_is_refused(tmp_path, server, hits):
-    url = server.url("/corrupted.txt")
+    url = f"{server.url}/corrupted.txt"
     with pytest.raises(VerdictChecksumError) as info:
         find_verdict(cache_dir=tmp_path, url=url)
     msg = str(info.value)
     assert url in msg and VERDICT_SHA256 in msg
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temp file
-    assert hits == ["/corrupted.txt"]
+    assert hits() == ["/corrupted.txt"]
 
 
 def test_http_error_is_reported(tmp_path, server):
     with pytest.raises(VerdictNotFoundError, match="404"):
-        find_verdict(cache_dir=tmp_path, url=server.url("/missing.txt"))
+        find_verdict(cache_dir=tmp_path, url=f"{server.url}/missing.txt")
 
 
 # --- offline ----------------------------------------------------------------------------------
@@ -264,7 +216,7 @@ def _assert_explains_how_to_supply(msg, cache):
 
 
 def test_offline_error_explains_how_to_supply(tmp_path):
-    url = _closed_port_url()
+    url = closed_port_url(VERDICT_FILENAME)
     with pytest.raises(VerdictNotFoundError) as info:
         find_verdict(cache_dir=tmp_path / "cache", url=url)
     msg = str(info.value)
@@ -285,8 +237,8 @@ def test_offline_error_with_defaults(monkeypatch, tmp_path):
 
 def test_download_disabled(tmp_path, server, hits):
     with pytest.raises(VerdictNotFoundError, match="downloading is turned off"):
-        find_verdict(cache_dir=tmp_path, url=server.url("/the-verdict.txt"), download=False)
-    assert hits == []
+        find_verdict(cache_dir=tmp_path, url=f"{server.url}/the-verdict.txt", download=False)
+    assert hits() == []
 
 
 def test_default_url(monkeypatch):

@@ -1,8 +1,10 @@
 """Local HTTP servers for the download tests, on 127.0.0.1 only. ``FileServer`` serves
 files with fault switches: it fails on request, cuts a body off halfway, ignores Range
 requests, and logs every request. ``HostileServer`` answers some files with a trick
-instead (``endless``, ``trickle``, or a test's own), each trick's loop bounded."""
+instead (``endless``, ``trickle``, or a test's own), each trick's loop bounded.
+``closed_port_url`` is the other end: an address where nothing listens."""
 
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -144,3 +146,11 @@ def trickle(handler, data):
         handler.wfile.write(bytes([byte]))
         handler.wfile.flush()
         time.sleep(0.2)
+
+
+def closed_port_url(path=""):
+    """http://127.0.0.1:PORT/path where nothing listens: connecting is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}{'/' + path if path else ''}"

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -42,7 +41,7 @@ from tinygpt.io.tf_checkpoint import CheckpointReader
 from tinygpt.model import GPTModel
 
 from ..helpers.assertions import host
-from ..helpers.file_server import HostileServer, endless, trickle
+from ..helpers.file_server import HostileServer, closed_port_url, endless, trickle
 from ..helpers.gpt2_fixtures import _entry_proto, _header_proto, _write_sstable, write_gpt2_folder
 
 pytestmark = [pytest.mark.timeout(120),
@@ -122,15 +121,11 @@ class _Peak:
 # --- the command line ------------------------------------------------------------------------
 
 
-def _closed_port_url():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory):
-    dead = _closed_port_url()
+    dead = closed_port_url()
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONIOENCODING="utf-8",
                TINYGPT_CACHE=str(tmp_path_factory.mktemp("cache")), TINYGPT_GPT2_URL=dead,
                TINYGPT_GPT2_BACKUP_URL=dead, TINYGPT_VERDICT_URL=dead + "/v.txt")
