@@ -108,6 +108,7 @@ def main():
     if "base" in arms and (args.base is None or not (args.base / "tinygpt").is_dir()):
         parser.error("the base arm needs --base PATH, a checkout holding tinygpt/")
     sys.path.insert(0, str(REPO / "bench"))
+    from bench_train import child_env  # bench/bench_train.py
     from machine import cpu_busy_fraction  # bench/machine.py
     from record import store  # bench/record.py
 
@@ -116,11 +117,8 @@ def main():
     for i in range(args.rounds):
         for arm in (arms if i % 2 == 0 else arms[::-1]):
             root = args.base if arm == "base" else REPO
-            env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep
-                       + os.environ.get("PYTHONPATH", ""))
+            env = child_env(args.threads, root)
             env.pop("TINYGPT_FUSED", None)  # each arm sets its own path
-            for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                env[name] = str(args.threads)
             out = subprocess.run(
                 [sys.executable, __file__, "--worker", arm, "--config", args.config,
                  "--steps", str(args.steps), "--threads", str(args.threads)],
