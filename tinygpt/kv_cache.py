@@ -131,20 +131,17 @@ class CachedDecoder:
                 f"window must be in [1, context_length={context_length}], got {window}"
             )
         self.model, self.window = model, window
-        self.n_heads = int(cfg["n_heads"])
-        self.head_dim = int(cfg["emb_dim"]) // self.n_heads
-        self.dtype = model.tok_emb.weight.data.dtype
-        self.cache = KVCache(
-            int(cfg["n_layers"]), int(batch_size), self.n_heads, window, self.head_dim,
-            self.dtype,
-        )
+        n_heads = int(cfg["n_heads"])
+        self.head_dim = int(cfg["emb_dim"]) // n_heads
+        self.cache = KVCache(int(cfg["n_layers"]), int(batch_size), n_heads, window,
+                             self.head_dim, model.tok_emb.weight.data.dtype)
         # The token ids now in the cache (B, window), on the host; the first cache.length
         # are valid. Kept so the window can be re-primed when it slides.
         self.ids = numpy.zeros((int(batch_size), window), dtype=numpy.int64)
         self._step = KernelDecodeStep(self) if KernelDecodeStep.applies(self) else None
         # eval_mode's walk over the modules, done once: the model's structure does not
         # change while it decodes
-        self._modules = model.modules()
+        self._all_modules = model.modules()
 
     # --- the public steps ---------------------------------------------------------------
     def prime(self, ids):
@@ -198,7 +195,7 @@ class CachedDecoder:
         with the cache (eval mode, no graph), which grows by Tn.
 
         Returns the last position's logits (B, V)."""
-        with eval_mode(self.model, self._modules), no_grad():
+        with eval_mode(self.model, self._all_modules), no_grad():
             return self.model(ids, kv_cache=self.cache).data[:, -1, :]
 
 

@@ -608,8 +608,8 @@ class LayerNorm(Function):
         if x_wanted:  # not needed after frozen layers
             g = dy * self.scale
             g_xhat = g * xhat
-            dx = g - g.mean(axis=-1, keepdims=True)
-            dx -= xhat * g_xhat.mean(axis=-1, keepdims=True)
+            dx = g - _mean_last(g)
+            dx -= xhat * _mean_last(g_xhat)
             dx *= self.rstd
         dscale = (dy * xhat).reshape(-1, C).sum(axis=0) if scale_wanted else None
         dshift = dy.reshape(-1, C).sum(axis=0) if shift_wanted else None
@@ -936,7 +936,6 @@ def dropout(x, p, training=True):
     if not training or p == 0.0:
         return x
     return Dropout.apply(x, p=p)
-
 
 
 def op_names():
