@@ -6,7 +6,6 @@ loads them with ``load_weights_into_gpt`` and the PyTorch reference with the
 book's listing 5.5; the logits must agree.
 """
 
-
 import numpy as np
 import pytest
 

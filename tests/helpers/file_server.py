@@ -96,34 +96,25 @@ class FileServer(_LocalServer):
                 if r[0] == "GET" and (name is None or r[1].endswith("/" + name))]
 
 
-class HostileServer(_LocalServer):
-    """Serves ``files`` (URL path -> bytes); ``tricks[name](handler, data)`` answers GET
-    requests for the file called ``name`` (the path's last part) instead."""
+class HostileServer(FileServer):
+    """A FileServer whose ``tricks[name](handler, data)`` answer the GET requests for the
+    file called ``name`` (the path's last part) instead."""
 
     def __init__(self, files, tricks):
-        self.files, self.tricks = files, tricks
-        self.requests = []  # (method, path)
-        super().__init__()
+        self.tricks = tricks
+        super().__init__(files)
 
     def answer(self, handler, body):
-        self.requests.append((handler.command, handler.path))
         name = handler.path.rsplit("/", 1)[-1]
-        data = self.files.get(handler.path)
-        if body and name in self.tricks:
-            try:
-                self.tricks[name](handler, data)
-            except OSError:  # the client hung up: what it should do
-                pass
-            handler.close_connection = True
+        if not (body and name in self.tricks):
+            super().answer(handler, body)
             return
-        if data is None:
-            handler.send_error(404)
-            return
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        if body:
-            handler.wfile.write(data)
+        self.requests.append((handler.command, handler.path, handler.headers.get("Range")))
+        try:
+            self.tricks[name](handler, self.files.get(handler.path))
+        except OSError:  # the client hung up: what it should do
+            pass
+        handler.close_connection = True
 
 
 def endless(handler, data):
