@@ -51,17 +51,17 @@ class Function:
             if not isinstance(t, Tensor):
                 t = Tensor(t)
             tensors.append(t)
-            arrays.append(t.data)
+            arrays.append(t.array)
             wanted = wanted or t._requires_grad
         fn = cls() if cls not in Function.kernels else cls.for_arrays(*arrays, **options)
         fn.needs_grad = wanted and is_grad_enabled()
         y = fn.forward(*arrays, **options)
         out = view_of(tensors[0], y) if fn.view else Tensor._of(y)
-        if fn.needs_grad and out.data.dtype.kind == "f":  # torch: x.long() has no grad_fn
+        if fn.needs_grad and out.array.dtype.kind == "f":  # torch: x.long() has no grad_fn
             fn.inputs = tuple(tensors)
             fn.versions = tuple([t._counter.value for t in tensors])
             if fn.reads_output:
-                fn.output = (out._counter, out._counter.value, out.data.dtype, out.data.shape)
+                fn.output = (out._counter, out._counter.value, out.array.dtype, out.array.shape)
             out._requires_grad = True
             out.creator = fn
         return out
@@ -89,11 +89,11 @@ class Tensor:
     """An array plus the bookkeeping reverse-mode differentiation needs. (torch's other
     methods, from ``shape`` to ``sum``, are set on this class by tensor_methods.py.)"""
 
-    __slots__ = ("data", "_grad", "_requires_grad", "creator", "_graph_freed", "_counter",
+    __slots__ = ("array", "_grad", "_requires_grad", "creator", "_graph_freed", "_counter",
                  "_before", "__weakref__")
 
     def __init__(self, data, requires_grad=False, dtype=None):
-        self.data = _as_array(data, dtype)
+        self.array = _as_array(data, dtype)
         self._grad = None
         self.creator = None  # the Function that produced this tensor (None for leaves)
         self._requires_grad = False
@@ -107,11 +107,19 @@ class Tensor:
     def _of(cls, array):
         """A Function's output as a Tensor: no copy and no checks."""
         t = object.__new__(Tensor)
-        t.data = array if isinstance(array, xp.ndarray) else _as_array(array)  # 0-d results
+        t.array = array if isinstance(array, xp.ndarray) else _as_array(array)  # 0-d results
         t._grad = t.creator = t._before = None
         t._requires_grad = t._graph_freed = False
         t._counter = _VersionCounter()
         return t
+
+    @property
+    def data(self):  # (becomes a Tensor sharing the storage: torch's .data)
+        return self.array
+
+    @data.setter
+    def data(self, value):
+        self.array = value
 
     @property
     def requires_grad(self):
@@ -196,7 +204,7 @@ def _run_backward(roots, seeds, retain_graph=None, wanted=None):
         for inp, inp_grad in zip(fn.inputs, input_grads):
             if inp_grad is None or not inp._requires_grad:
                 continue
-            inp_grad = sum_to_shape(inp_grad, inp.data.shape)
+            inp_grad = sum_to_shape(inp_grad, inp.array.shape)
             previous = grads.get(id(inp))
             grads[id(inp)] = inp_grad if previous is None else previous + inp_grad
         if not retain_graph:
@@ -274,7 +282,7 @@ def view_of(t, array):
     Tensor: when it shares t's memory it shares t's version counter too. Without a graph
     to record, Tensor.reshape and transpose call this directly, not the Function."""
     out = Tensor._of(array)
-    if xp.may_share_memory(array, t.data):  # one set of values: one version counter
+    if xp.may_share_memory(array, t.array):  # one set of values: one version counter
         out._counter = t._counter
     return out
 
@@ -290,18 +298,18 @@ def _in_place(t, function, *args, **options):
             "(it cannot be changed in place); use the out-of-place form (e.g. "
             "masked_fill) or work under no_grad()"
         )
-    if getattr(t.data, "base", None) is not None:
+    if getattr(t.array, "base", None) is not None:
         raise NotImplementedError(
             "in-place ops on a view (a tensor made by view/reshape/transpose/indexing "
             "of another) are not supported: torch would also change the original; use "
             "the out-of-place form, e.g. x = x.masked_fill(mask, value)"
         )
     before = Tensor.__new__(Tensor)
-    before.data, before._grad, before._requires_grad = t.data, None, t.requires_grad
+    before.array, before._grad, before._requires_grad = t.array, None, t.requires_grad
     before.creator, before._graph_freed = t.creator, t._graph_freed
     before._counter, before._before = _VersionCounter(t._counter.value), t._before
     out = function.apply(before, *args, **options)
-    t.data = out.data
+    t.array = out.array
     t._bump_version("__setitem__" if function is ops.SetItem else function.__name__)
     fn = out.creator
     if fn is not None:
@@ -332,7 +340,7 @@ def _inputs_as_run(fn):
         if t._counter.value != v:
             if i in saved:
                 made_by = None if t.creator is None else f"output 0 of {type(t.creator).__name__}"
-                raise _modified_error(fn, t._counter, v, t.data.dtype, t.data.shape, made_by)
+                raise _modified_error(fn, t._counter, v, t.array.dtype, t.array.shape, made_by)
             while t._before is not None and v <= t._before._counter.value:
                 t = t._before
         as_run.append(t)
@@ -397,7 +405,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     result = []
     for i, (t, g) in enumerate(zip(inputs, found)):
         if g is None and materialize_grads:
-            g = xp.zeros_like(t.data)
+            g = xp.zeros_like(t.array)
         elif g is None and not allow_unused:
             raise RuntimeError(
                 f"The differentiated Tensor at index {i} appears to not have been used in the "
@@ -425,7 +433,7 @@ def _wanted(order, wanted):
 def grad_array(t):
     """The array of ``t.grad``: a Tensor after backward(), or an array set by hand."""
     grad = t.grad
-    return grad.data if isinstance(grad, Tensor) else grad
+    return grad.array if isinstance(grad, Tensor) else grad
 
 
 def _tensors(values, name):
@@ -461,17 +469,17 @@ def _seeds(outputs, grad_outputs, create_graph):
                                "have a grad_fn (it was computed under no_grad() or from "
                                "tensors that do not require grad)")
         if g is None:
-            if t.data.size != 1:
+            if t.array.size != 1:
                 raise RuntimeError(
                     f"grad can be implicitly created only for scalar outputs, got shape "
-                    f"{tuple(t.data.shape)}; pass a gradient of the same shape"
+                    f"{tuple(t.array.shape)}; pass a gradient of the same shape"
                 )
-            g = xp.ones_like(t.data)
+            g = xp.ones_like(t.array)
         else:
-            g = _as_array(g, t.data.dtype)
-            if g.shape != t.data.shape:
+            g = _as_array(g, t.array.dtype)
+            if g.shape != t.array.shape:
                 raise ValueError(f"the gradient has shape {tuple(g.shape)}, expected "
-                                 f"{tuple(t.data.shape)} (the output's)")
+                                 f"{tuple(t.array.shape)} (the output's)")
         seeds.append(g)
     return roots, seeds
 
@@ -488,7 +496,7 @@ _FREED = (
 def _as_array(value, dtype=None):
     """Arrays keep their dtype; Python numbers and lists become the default float dtype."""
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     if isinstance(value, xp.ndarray):
         return value if dtype is None else value.astype(dtype, copy=False)
     if hasattr(value, "__array__") and not isinstance(value, (list, tuple)):
@@ -507,10 +515,10 @@ def _as_array(value, dtype=None):
 def _check_requires_grad(t, value):
     """torch's rules: only floating-point tensors require gradients, and only a leaf's
     flag can be changed."""
-    if value and t.data.dtype.kind != "f":
+    if value and t.array.dtype.kind != "f":
         raise RuntimeError(
             f"only Tensors of floating point dtype can require gradients (this one is "
-            f"{t.data.dtype}); convert it first, e.g. t.float()"
+            f"{t.array.dtype}); convert it first, e.g. t.float()"
         )
     if t.creator is not None and not value:
         raise RuntimeError(
@@ -522,19 +530,19 @@ def _check_requires_grad(t, value):
 def _check_grad(t, value):
     """A gradient assigned to ``t.grad``: a Tensor (or a backend array) of ``t``'s shape
     and dtype, or torch's error."""
-    array = value.data if isinstance(value, Tensor) else value
+    array = value.array if isinstance(value, Tensor) else value
     if not isinstance(array, (xp.ndarray, numpy.ndarray)):
         raise TypeError(f"assigned grad expected to be a Tensor or None but got grad "
                         f"of type {type(value).__name__}")
-    if tuple(array.shape) != tuple(t.data.shape):
+    if tuple(array.shape) != tuple(t.array.shape):
         raise RuntimeError(
             f"assigned grad has data of a different size: a gradient of size "
-            f"{list(array.shape)} for a tensor of size {list(t.data.shape)}; the "
+            f"{list(array.shape)} for a tensor of size {list(t.array.shape)}; the "
             "gradient and the tensor must have the same size"
         )
-    if array.dtype != t.data.dtype:
+    if array.dtype != t.array.dtype:
         raise RuntimeError(f"assigned grad has data of a different type: "
-                           f"{array.dtype} for a tensor of {t.data.dtype}")
+                           f"{array.dtype} for a tensor of {t.array.dtype}")
 
 
 # ops needs Function and Tensor defined first; tensor_methods completes Tensor.

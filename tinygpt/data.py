@@ -145,7 +145,7 @@ def _same_kind(batch, kind, what):
 def _stack(batch):
     """Tensors or arrays of one shape (S...) -> one Tensor (B, S...), in the samples'
     common dtype by torch's promotion (a float dtype wins over integers)."""
-    arrays = [item.data if isinstance(item, Tensor) else item
+    arrays = [item.array if isinstance(item, Tensor) else item
               if isinstance(item, (np.ndarray, xp.ndarray)) else np.asarray(item)
               for item in batch]
     shapes = {tuple(a.shape) for a in arrays}

@@ -65,7 +65,7 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     with eval_mode(model), no_grad():
         for _ in range(max_new_tokens):
             idx_cond = ids[:, -window:]  # (B, <= window)
-            logits = model(idx_cond).data[:, -1, :]  # (B, V) last position
+            logits = model(idx_cond).array[:, -1, :]  # (B, V) last position
             idx_next = to_numpy(xp.argmax(logits, axis=-1)).astype(numpy.int64)  # (B,)
             ids = numpy.concatenate([ids, idx_next[:, None]], axis=1)
     return _like_prompt(ids, idx)
@@ -233,7 +233,7 @@ class UncachedDecoder:
         # eval mode only around the forward: user code between two yields of a stream
         # sees the model in the mode it chose.
         with eval_mode(self.model), no_grad():
-            return self.model(self.ids).data[:, -1, :]
+            return self.model(self.ids).array[:, -1, :]
 
 
 # ----------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def _check_prompt(idx, model):
         raise TypeError(f"model must be a tinygpt GPTModel (with its .cfg), got "
                         f"{type(model).__name__}")
     if isinstance(idx, Tensor):
-        idx = idx.data
+        idx = idx.array
     if isinstance(idx, (str, bytes)):
         raise TypeError("idx must be token ids, not text; encode the prompt first, e.g. "
                         "text_to_token_ids(text, tokenizer)")

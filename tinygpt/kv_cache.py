@@ -103,8 +103,8 @@ class CacheLayer:
         start = cache.length  # GPTModel.forward checked that the new positions fit
         end = start + keys.shape[2]
         cached_keys, cached_values = cache.keys[self.index], cache.values[self.index]
-        cached_keys[:, :, start:end] = keys.data
-        cached_values[:, :, start:end] = values.data
+        cached_keys[:, :, start:end] = keys.array
+        cached_values[:, :, start:end] = values.array
         return ops.CausalAttention.apply(
             queries, cached_keys[:, :, :end], cached_values[:, :, :end])  # views: no copy
 
@@ -113,7 +113,7 @@ class CachedDecoder:
     """Next-token logits for a growing batch of sequences, with a KV cache.
 
     ``prime(ids)`` then ``feed(next_ids)`` once per generated token give, at every step,
-    the same logits as the uncached ``model(seq[:, -window:]).data[:, -1, :]`` where
+    the same logits as the uncached ``model(seq[:, -window:]).array[:, -1, :]`` where
     ``seq`` is the prompt plus every token fed so far (to float32 rounding).
 
     model: a ``tinygpt.model.GPTModel``.  batch_size: rows per call.
@@ -134,7 +134,7 @@ class CachedDecoder:
         n_heads = int(cfg["n_heads"])
         self.head_dim = int(cfg["emb_dim"]) // n_heads
         self.cache = KVCache(int(cfg["n_layers"]), int(batch_size), n_heads, window,
-                             self.head_dim, model.tok_emb.weight.data.dtype)
+                             self.head_dim, model.tok_emb.weight.array.dtype)
         # The token ids now in the cache (B, window), on the host; the first cache.length
         # are valid. Kept so the window can be re-primed when it slides.
         self.ids = numpy.zeros((int(batch_size), window), dtype=numpy.int64)
@@ -196,7 +196,7 @@ class CachedDecoder:
 
         Returns the last position's logits (B, V)."""
         with eval_mode(self.model, self._all_modules), no_grad():
-            return self.model(ids, kv_cache=self.cache).data[:, -1, :]
+            return self.model(ids, kv_cache=self.cache).array[:, -1, :]
 
 
 def cached_next_logits(model, ids, window=None):

@@ -244,7 +244,7 @@ class GPTModel(Module):
         says what is wrong. Ids from the host are checked there and then copied once;
         ids already on the device cost one synchronisation (per batch) for the range
         check."""
-        ids = in_idx.data if isinstance(in_idx, Tensor) else in_idx
+        ids = in_idx.array if isinstance(in_idx, Tensor) else in_idx
         if not isinstance(ids, xp.ndarray):
             ids = rectangular(ids, "input ids")  # a ragged list: a clear ValueError
         if ids.ndim == 1:

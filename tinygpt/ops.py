@@ -305,7 +305,7 @@ class Cast(Function):
         return x.astype(dtype)
 
     def backward(self, dy):
-        return dy.astype(self.inputs[0].data.dtype)
+        return dy.astype(self.inputs[0].array.dtype)
 
 
 # ----------------------------------------------------------------------------------
@@ -403,7 +403,7 @@ class SetItem(Function):
 def _index_array(i):
     """An index part as ``x[...]`` takes it: arrays, lists and Tensors become backend arrays."""
     if isinstance(i, Tensor):
-        i = i.data
+        i = i.array
     if isinstance(i, (list, numpy.ndarray)) or (hasattr(i, "dtype") and getattr(i, "ndim", 0)):
         return xp.asarray(i)
     return i
@@ -861,7 +861,7 @@ def _rows(a):
 
 
 def linear(x, weight, bias=None):
-    x_shape, w_shape = x.data.shape, weight.data.shape  # the arrays': it runs per layer
+    x_shape, w_shape = x.array.shape, weight.array.shape  # the arrays': it runs per layer
     if not x_shape or len(w_shape) != 2 or x_shape[-1] != w_shape[1]:
         raise RuntimeError(f"linear: input of shape {tuple(x.shape)} cannot be multiplied by "
                            f"a weight of shape {tuple(weight.shape)} (out, in): the input's "
@@ -889,7 +889,7 @@ def cross_entropy(logits, targets, ignore_index=-100):
     logits are refused, not flattened into the wrong pairs)."""
     if not isinstance(logits, Tensor):
         logits = Tensor(logits)
-    targets = targets.data if isinstance(targets, Tensor) else targets
+    targets = targets.array if isinstance(targets, Tensor) else targets
     if not isinstance(targets, xp.ndarray):
         targets = rectangular(targets, "targets")  # checked on the host, then copied
     integer("ignore_index", ignore_index)

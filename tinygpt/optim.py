@@ -296,8 +296,8 @@ class AdamW(Optimizer):
             if state is None:
                 state = self.state[i] = {
                     "step": 0,
-                    "exp_avg": xp.zeros_like(p.data),
-                    "exp_avg_sq": xp.zeros_like(p.data),
+                    "exp_avg": xp.zeros_like(p.array),
+                    "exp_avg_sq": xp.zeros_like(p.array),
                 }
             state["step"] += 1
             t = state["step"]
@@ -307,11 +307,11 @@ class AdamW(Optimizer):
 
             grad = grad_array(p)
             p._bump_version("AdamW.step")  # in place, as torch's step under no_grad
-            if cuda.available(p.data, grad) and p.data.flags.c_contiguous:
-                cuda.kernels.adamw_update(p.data, grad, state["exp_avg"], state["exp_avg_sq"],
+            if cuda.available(p.array, grad) and p.array.flags.c_contiguous:
+                cuda.kernels.adamw_update(p.array, grad, state["exp_avg"], state["exp_avg_sq"],
                                           decay, beta1, beta2, eps, step_size, bias2_sqrt)
                 continue
-            flat_p = p.data.reshape(-1)
+            flat_p = p.array.reshape(-1)
             flat_g = grad.reshape(-1)
             flat_m = state["exp_avg"].reshape(-1)
             flat_v = state["exp_avg_sq"].reshape(-1)
@@ -413,7 +413,7 @@ class SGD(Optimizer):
             lr, momentum = float(group["lr"]), float(group["momentum"])
             d = grad_array(p)
             if group["weight_decay"] != 0:
-                d = d + float(group["weight_decay"]) * p.data
+                d = d + float(group["weight_decay"]) * p.array
             if momentum != 0:
                 state = self.state.setdefault(i, {})
                 buf = state.get("momentum_buffer")
@@ -423,7 +423,7 @@ class SGD(Optimizer):
                     buf *= momentum
                     buf += (1.0 - float(group["dampening"])) * d
                 d = d + momentum * buf if group["nesterov"] else buf
-            p.data -= lr * d
+            p.array -= lr * d
             p._bump_version("SGD.step")
         return loss
 
@@ -444,7 +444,7 @@ def _checked_parameter_state(key, s, param, problems, names, step_counted):
     moments = {}
     for name in names:
         value = s.get(name) if isinstance(s, dict) else None
-        value = value.data if isinstance(value, Tensor) else value
+        value = value.array if isinstance(value, Tensor) else value
         if value is not None and not isinstance(value, (numpy.ndarray, xp.ndarray)):
             try:
                 value = rectangular(value, f"{name} of parameter {key}",
@@ -474,7 +474,7 @@ def _checked_parameter_state(key, s, param, problems, names, step_counted):
     if not step_counted:
         return None if len(problems) > before else moments
     step = s.get("step") if isinstance(s, dict) else None
-    step = step.data if isinstance(step, Tensor) else step
+    step = step.array if isinstance(step, Tensor) else step
     step_value = _whole_number(step)
     if step is None:
         problems.append(f"parameter {key}: missing 'step'")
@@ -531,7 +531,7 @@ def _number(value):
     """A 0-d array or one-element Tensor (torch allows a Tensor lr) as its Python number;
     anything else as it is, for ``real_problem`` to judge."""
     if isinstance(value, Tensor):
-        value = value.data
+        value = value.array
     if getattr(value, "ndim", None) == 0 and getattr(value, "dtype", None) is not None:
         return value.item()
     return value

@@ -183,7 +183,7 @@ def _like_input(result, original):
 def _as_float_array(a):
     """A NumPy array on the CPU; float32/float64 arrays kept, everything else float32."""
     if isinstance(a, Tensor):
-        a = a.data
+        a = a.array
     arr = np.asarray(rectangular(a, "logits"))
     if arr.dtype.kind not in "fiub":
         raise ValueError(f"logits must be real numbers, got dtype {arr.dtype}")
@@ -350,7 +350,7 @@ def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, rng=None)
         ids = np.argmax(x, axis=-1)  # (B,) first maximum
     else:
         probs = softmax(_filter(x, t, k, p), axis=-1)  # (B, V)
-        ids = to_numpy(tensors.multinomial(Tensor(probs), 1, generator=gen).data)[:, 0]
+        ids = to_numpy(tensors.multinomial(Tensor(probs), 1, generator=gen).array)[:, 0]
     ids = ids.astype(np.int64).reshape(-1, 1)  # (B, 1)
     return _like_input(ids[0] if was_1d else ids, logits)
 

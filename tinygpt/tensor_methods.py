@@ -36,15 +36,15 @@ class TensorMethods:
     # --- what it is ---------------------------------------------------------------------
     @property
     def shape(self):
-        return Size(self.data.shape)
+        return Size(self.array.shape)
 
     @property
     def dtype(self):  # prints as torch.float32; NumPy calls take it as numpy.float32
-        return torch_dtype(self.data.dtype)
+        return torch_dtype(self.array.dtype)
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def _version(self):
@@ -52,16 +52,16 @@ class TensorMethods:
         return self._counter.value
 
     def dim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def size(self, dim=None):
         """The shape (torch's meaning; ``numel()`` counts the elements), or one dim's length."""
         if dim is None:
-            return Size(self.data.shape)
-        return int(self.data.shape[dim_index(dim, self.data.ndim)])
+            return Size(self.array.shape)
+        return int(self.array.shape[dim_index(dim, self.array.ndim)])
 
     def numel(self):
-        return int(self.data.size)
+        return int(self.array.size)
 
     nelement = numel
 
@@ -70,28 +70,28 @@ class TensorMethods:
         return Device(device_name())
 
     def __len__(self):
-        if self.data.ndim == 0:
+        if self.array.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return len(self.data)
+        return len(self.array)
 
     # --- values on the host -------------------------------------------------------------
     def item(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(
-                f"item() needs a tensor with one element, this one has {self.data.size}; "
+                f"item() needs a tensor with one element, this one has {self.array.size}; "
                 "use .tolist() for all of them"
             )
-        return self.data.item()
+        return self.array.item()
 
     def tolist(self):
-        return to_numpy(self.data).tolist()
+        return to_numpy(self.array).tolist()
 
     def numpy(self):
         """The values as a NumPy array (a copy from the GPU under CuPy)."""
-        return to_numpy(self.data)
+        return to_numpy(self.array)
 
     def __array__(self, dtype=None, copy=None):
-        array = to_numpy(self.data)
+        array = to_numpy(self.array)
         return array if dtype is None else array.astype(dtype, copy=False)
 
     def __float__(self):
@@ -101,37 +101,37 @@ class TensorMethods:
         return int(self.item())
 
     def __index__(self):
-        if self.data.dtype.kind not in "iub":
+        if self.array.dtype.kind not in "iub":
             raise TypeError(f"only integer tensors can be used as an index, not {self.dtype}")
         return int(self.item())
 
     def __bool__(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise RuntimeError(
-                f"the truth value of a tensor with {self.data.size} elements is ambiguous; "
+                f"the truth value of a tensor with {self.array.size} elements is ambiguous; "
                 "use .any() or .all()"
             )
-        return bool(self.data.item())
+        return bool(self.array.item())
 
     def __format__(self, spec):
-        if self.data.ndim == 0:  # like torch: a 0-d tensor formats as its number
-            return format(self.data.item(), spec)
+        if self.array.ndim == 0:  # like torch: a 0-d tensor formats as its number
+            return format(self.array.item(), spec)
         return format(repr(self), spec)
 
     def __repr__(self):
         return _tensor_repr(self)
 
     def __iter__(self):
-        if self.data.ndim == 0:
+        if self.array.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
-        return (self[i] for i in range(len(self.data)))
+        return (self[i] for i in range(len(self.array)))
 
     def __hash__(self):  # by identity, like torch (== compares values)
         return id(self)
 
     # --- leaving or joining the graph ---------------------------------------------------
     def detach(self):
-        out = Tensor(self.data)
+        out = Tensor(self.array)
         out._counter = self._counter  # the same values: a change to one changes both
         return out
 
@@ -226,12 +226,12 @@ class TensorMethods:
         value_requires_grad = isinstance(value, Tensor) and value.requires_grad
         if (self.requires_grad or value_requires_grad) and is_grad_enabled():
             value = value if isinstance(value, Tensor) else Tensor(
-                xp.asarray(value, dtype=self.data.dtype))
-            if value.data.dtype != self.data.dtype:
-                value = ops.Cast.apply(value, dtype=self.data.dtype)
+                xp.asarray(value, dtype=self.array.dtype))
+            if value.array.dtype != self.array.dtype:
+                value = ops.Cast.apply(value, dtype=self.array.dtype)
             _in_place(self, ops.SetItem, value, index=index)
             return
-        self.data[index] = value.data if isinstance(value, Tensor) else xp.asarray(value)
+        self.array[index] = value.array if isinstance(value, Tensor) else xp.asarray(value)
         self._bump_version("__setitem__")
 
     # --- shape --------------------------------------------------------------------------
@@ -242,7 +242,7 @@ class TensorMethods:
         try:
             if self._requires_grad and is_grad_enabled():
                 return ops.Reshape.apply(self, shape=shape)
-            return view_of(self, self.data.reshape(shape))  # no graph: no Function
+            return view_of(self, self.array.reshape(shape))  # no graph: no Function
         except ValueError:  # NumPy's words; torch's error and class
             if list(shape).count(-1) > 1:
                 raise RuntimeError("only one dimension can be inferred") from None
@@ -284,14 +284,14 @@ class TensorMethods:
         """``transpose(a, b)`` swaps two axes (torch style); ``transpose()`` reverses all;
         ``transpose((..))`` permutes (NumPy style)."""
         if len(axes) == 2:
-            n = self.data.ndim
+            n = self.array.ndim
             order = list(range(n))
             a, b = dim_index(axes[0], n), dim_index(axes[1], n)
             if order:  # a 0-d tensor takes dims 0 and -1 and stays as it is
                 order[a], order[b] = order[b], order[a]
             if self._requires_grad and is_grad_enabled():
                 return ops.Transpose.apply(self, axes=tuple(order))
-            return view_of(self, self.data.transpose(order))
+            return view_of(self, self.array.transpose(order))
         if not axes:
             return ops.Transpose.apply(self, axes=tuple(reversed(range(self.ndim))))
         return self.permute(*axes)
@@ -339,7 +339,7 @@ class TensorMethods:
     def var(self, dim=None, keepdim=False, unbiased=True, *, correction=None):
         """Variance over ``dim``: sum((x - mean)^2) / (n - correction); ``unbiased=False``
         (the book's layer norm) divides by n. Built from ops, so it has a gradient."""
-        if self.data.dtype.kind != "f":
+        if self.array.dtype.kind != "f":
             raise RuntimeError("std and var only support floating point and complex dtypes; "
                                "convert first, e.g. x.float().var()")
         axis, _ = _reduction_args(self, dim, keepdim, None, None)
@@ -368,18 +368,18 @@ class TensorMethods:
         """Index of the largest entry (the first one; flat when ``dim`` is None)."""
         _no_bool("argmax", self)
         axis, keepdims = _reduction_args(self, dim, keepdim, axis, keepdims)
-        return Tensor(_argext(xp.argmax, self.data, axis, keepdims))
+        return Tensor(_argext(xp.argmax, self.array, axis, keepdims))
 
     def argmin(self, dim=None, keepdim=False):
         _no_bool("argmin", self)
         axis, keepdim = _reduction_args(self, dim, keepdim, None, None)
-        return Tensor(_argext(xp.argmin, self.data, axis, keepdim))
+        return Tensor(_argext(xp.argmin, self.array, axis, keepdim))
 
     def any(self):
-        return Tensor(xp.any(self.data))
+        return Tensor(xp.any(self.array))
 
     def all(self):
-        return Tensor(xp.all(self.data))
+        return Tensor(xp.all(self.array))
 
     # --- elementwise --------------------------------------------------------------------
     def exp(self):
@@ -410,14 +410,14 @@ class TensorMethods:
     def softmax(self, dim):
         _floating("softmax", self)
         axis = dim_index(dim, self.ndim)
-        if self.data.size == 0:  # nothing to normalise (NumPy's max has no identity)
+        if self.array.size == 0:  # nothing to normalise (NumPy's max has no identity)
             return self * 1.0
         return ops.Softmax.apply(self, axis=axis)
 
     def log_softmax(self, dim):
         _floating("log_softmax", self)
         axis = dim_index(dim, self.ndim)
-        if self.data.size == 0:
+        if self.array.size == 0:
             return self * 1.0
         return ops.LogSoftmax.apply(self, axis=axis)
 
@@ -489,15 +489,15 @@ class TensorMethods:
     def nonzero(self, *, as_tuple=False):
         """Indices of the non-zero entries: an (n, ndim) int64 tensor, or with
         ``as_tuple=True`` one 1-D tensor per dim (what ``x[...]`` takes)."""
-        found = xp.nonzero(self.data) if self.data.ndim else xp.nonzero(self.data.reshape(1))
+        found = xp.nonzero(self.array) if self.array.ndim else xp.nonzero(self.array.reshape(1))
         if as_tuple:
             return tuple(Tensor(i.astype(numpy.int64, copy=False)) for i in found)
-        if self.data.ndim == 0:
+        if self.array.ndim == 0:
             return Tensor(xp.zeros((len(found[0]), 0), dtype=numpy.int64))
         return Tensor(xp.stack(found, axis=1).astype(numpy.int64, copy=False))
 
     def is_floating_point(self):
-        return self.data.dtype.kind == "f"
+        return self.array.dtype.kind == "f"
 
     def copy_(self, src):
         """Write ``src``'s values (broadcast, in this tensor's dtype) into this tensor, in
@@ -510,7 +510,7 @@ class TensorMethods:
             raise RuntimeError(
                 "a leaf Variable that requires grad is being used in an in-place operation; "
                 "wrap the copy in torch.no_grad(), as loading weights does")
-        self.data[...] = xp.asarray(_as_array(src), dtype=self.data.dtype)
+        self.array[...] = xp.asarray(_as_array(src), dtype=self.array.dtype)
         self._bump_version("copy_")
         return self
 
@@ -531,10 +531,10 @@ class TensorMethods:
     __rxor__ = __xor__
 
     def __invert__(self):
-        if self.data.dtype.kind not in "biu":
+        if self.array.dtype.kind not in "biu":
             raise TypeError(f"~ (bitwise not) needs a bool or integer tensor, got {self.dtype}; "
                             "for a float mask compare first, e.g. ~(x > 0)")
-        return Tensor(xp.invert(self.data))
+        return Tensor(xp.invert(self.array))
 
     logical_not = __invert__
 
@@ -610,7 +610,7 @@ PRINT_OPTIONS = {"precision": 4, "sci_mode": None, "threshold": 1000, "edgeitems
 def _tensor_repr(t):
     """torch-style: tensor([...]) with 4 decimals, plus dtype / requires_grad / grad_fn
     (``tensors.set_printoptions`` changes the settings)."""
-    values = to_numpy(t.data)
+    values = to_numpy(t.array)
     o = PRINT_OPTIONS
     options = {"precision": o["precision"], "separator": ", ", "prefix": "tensor(",
                "threshold": o["threshold"], "edgeitems": o["edgeitems"],
@@ -661,8 +661,8 @@ def _broadcast(function, a, b):
 
 
 def _no_bool_subtraction(a, b):
-    if a.data.dtype.kind == "b" or isinstance(b, bool) or (
-            isinstance(b, Tensor) and b.data.dtype.kind == "b"):
+    if a.array.dtype.kind == "b" or isinstance(b, bool) or (
+            isinstance(b, Tensor) and b.array.dtype.kind == "b"):
         raise RuntimeError(
             "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
             "trying to invert a mask, use the `~` or `logical_not()` operator instead.")
@@ -728,7 +728,7 @@ def _fill_mask(x, mask, value, in_place):
     if mask.dtype.kind != "b":
         raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with "
                            f"dtype {mask.dtype}")
-    small, big = mask.data.shape, x.data.shape
+    small, big = mask.array.shape, x.array.shape
     if small != big and not (len(small) <= len(big) and all(
             m == 1 or m == n for m, n in zip(reversed(small), reversed(big)))):
         try:  # the mask does not broadcast to x: a larger result, or an error
@@ -750,9 +750,9 @@ def result_dtype(a, b):
     a Python float with an integer tensor gives float32; a float tensor keeps its dtype
     against numbers and integer tensors; otherwise the wider of the two. NumPy's dtype:
     ``Tensor.dtype``'s torch-printing wrapper costs more than this whole function."""
-    da = a.data.dtype
+    da = a.array.dtype
     if isinstance(b, Tensor):
-        db = b.data.dtype
+        db = b.array.dtype
         if da == db:
             return da
         if (da.kind == "f") != (db.kind == "f"):
@@ -772,8 +772,8 @@ def result_dtype(a, b):
 def _operands(a, b, true_division=False):
     """(a, b) as Tensors of their common dtype (a is a Tensor; b a Tensor, a number or
     an array)."""
-    if isinstance(b, Tensor) and a.data.dtype == b.data.dtype and (
-            a.data.dtype.kind == "f" or not true_division):
+    if isinstance(b, Tensor) and a.array.dtype == b.array.dtype and (
+            a.array.dtype.kind == "f" or not true_division):
         return a, b  # the common case, first: it runs for every residual sum
     if not isinstance(b, (Tensor, bool, int, float, numpy.number, numpy.bool_)):
         b = Tensor(b)
@@ -782,33 +782,33 @@ def _operands(a, b, true_division=False):
         dtype = xp.dtype(DEFAULT_DTYPE)  # int / int is a float, as in torch
     if not isinstance(b, Tensor):
         b = Tensor(xp.asarray(b, dtype=dtype))
-    a = a if a.data.dtype == dtype else ops.Cast.apply(a, dtype=dtype)
-    b = b if b.data.dtype == dtype else ops.Cast.apply(b, dtype=dtype)
+    a = a if a.array.dtype == dtype else ops.Cast.apply(a, dtype=dtype)
+    b = b if b.array.dtype == dtype else ops.Cast.apply(b, dtype=dtype)
     return a, b
 
 
 def _compare(fn, a, b):
-    b = b.data if isinstance(b, Tensor) else (
+    b = b.array if isinstance(b, Tensor) else (
         b if isinstance(b, (int, float, numpy.number, bool)) else xp.asarray(b))
-    return Tensor(fn(a.data, b))
+    return Tensor(fn(a.array, b))
 
 
 def _bitwise(fn, symbol, a, b):
     """``a <symbol> b`` for bool or integer operands (a Tensor, b a Tensor or a number)."""
-    b_data = b.data if isinstance(b, Tensor) else b
-    kinds = (a.data.dtype.kind, getattr(b_data, "dtype", numpy.asarray(b_data).dtype).kind)
+    b_data = b.array if isinstance(b, Tensor) else b
+    kinds = (a.array.dtype.kind, getattr(b_data, "dtype", numpy.asarray(b_data).dtype).kind)
     if any(k not in "biu" for k in kinds):
         raise TypeError(f"{symbol} needs bool or integer tensors (logical / bitwise), got "
                         f"{a.dtype} and {getattr(b, 'dtype', type(b).__name__)}; compare "
                         "first to get bool masks, e.g. (x > 0) {symbol} (y > 0)")
-    return Tensor(fn(a.data, b_data if isinstance(b, Tensor) else xp.asarray(b_data)))
+    return Tensor(fn(a.array, b_data if isinstance(b, Tensor) else xp.asarray(b_data)))
 
 
 def _reduction_args(t, dim, keepdim, axis, keepdims):
     """The axis (or axes, or None for all) and keepdims of a reduction of ``t``, from
     torch's dim= / keepdim= or NumPy's axis= / keepdims=, each dim checked."""
     axis = dim if axis is None else axis
-    ndim = t.data.ndim
+    ndim = t.array.ndim
     if isinstance(axis, (tuple, list)):
         axes = tuple(dim_index(d, ndim) for d in axis)
         for i, d in enumerate(axes):
@@ -842,14 +842,14 @@ class _ValuesIndices(tuple):
 def _extreme(t, dim, keepdim, largest):
     if isinstance(dim, Tensor):  # max(other): elementwise
         a, b = _operands(t, dim)
-        take_a = (a.data >= b.data) if largest else (a.data <= b.data)
+        take_a = (a.array >= b.array) if largest else (a.array <= b.array)
         return ops.Where.apply(Tensor(take_a), a, b)
     if dim is None:
         return ops.Max.apply(t, axis=None, keepdims=False, largest=largest)
     dim = dim_index(dim, t.ndim)
     dim = dim if t.ndim else None  # a 0-d tensor is its own extreme
     values = ops.Max.apply(t, axis=dim, keepdims=keepdim, largest=largest)
-    indices = _argext(xp.argmax if largest else xp.argmin, t.data, dim, keepdim)
+    indices = _argext(xp.argmax if largest else xp.argmin, t.array, dim, keepdim)
     return _ValuesIndices(values, Tensor(indices))
 
 

@@ -87,7 +87,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     Like torch: Python floats give float32, ints int64, bools bool; arrays keep their
     dtype."""
     if isinstance(data, Tensor):
-        data = data.data.copy()
+        data = data.array.copy()
     elif isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
         data = [v.tolist() if isinstance(v, Tensor) else v for v in data]
     if isinstance(data, (list, tuple)):
@@ -382,7 +382,7 @@ def _triangle(name, x, diagonal):
         raise RuntimeError(f"{name}: input tensor must have at least 2 dimensions, got "
                            f"shape {tuple(x.shape)}")
     if not x.requires_grad:  # a mask or data: no graph, and a bool mask stays bool
-        return Tensor(getattr(xp, name)(x.data, k=diagonal))
+        return Tensor(getattr(xp, name)(x.array, k=diagonal))
     keep = getattr(xp, name)(xp.ones(x.shape[-2:], dtype=x.dtype), k=diagonal)
     return x * Tensor(keep)
 
@@ -452,7 +452,7 @@ def where(condition, input=None, other=None):  # noqa: A002 - torch's argument n
     ``where(condition)`` alone gives the indices where it holds, one tensor per dim."""
     condition = _t(condition)
     if input is None and other is None:
-        return tuple(Tensor(i) for i in xp.nonzero(condition.data))
+        return tuple(Tensor(i) for i in xp.nonzero(condition.array))
     if condition.dtype.kind != "b":
         raise RuntimeError(f"where expected condition to be a boolean tensor, but got a "
                            f"tensor with dtype {condition.dtype}")
@@ -480,7 +480,7 @@ def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
                            f"a dim of length {n}, got {k}")
     if x.ndim == 0:  # torch gives the element itself, for k = 0 too
         return _ValuesIndices(x.reshape(()), Tensor(xp.zeros((), dtype=numpy.int64)))
-    keys = -x.data if largest else x.data
+    keys = -x.array if largest else x.array
     if 0 < k < n and isinstance(keys, numpy.ndarray) and keys.dtype.kind == "f" \
             and not numpy.isnan(keys).any():  # NaN: the sort's order, below
         indices = numpy.moveaxis(_first_k(numpy.moveaxis(keys, dim, -1), int(k)), -1, dim)
@@ -517,7 +517,7 @@ def multinomial(input, num_samples, replacement=False, generator=None):  # noqa:
     """Draw ``num_samples`` indices per row with probabilities proportional to ``input``
     (V,) or (B, V), from tinygpt's generator (or ``generator``, a NumPy Generator).
     Without replacement a drawn index is not drawn again in the row, as in torch."""
-    probs = numpy.asarray(backend.to_numpy(_t(input).data), dtype=numpy.float64)
+    probs = numpy.asarray(backend.to_numpy(_t(input).array), dtype=numpy.float64)
     rows = probs.reshape(-1, probs.shape[-1]) if probs.ndim > 1 else probs[None]
     if probs.ndim not in (1, 2):
         raise ValueError(f"multinomial expects a (V,) or (B, V) tensor, got shape {probs.shape}")
@@ -545,21 +545,21 @@ def multinomial(input, num_samples, replacement=False, generator=None):  # noqa:
 
 
 def bincount(x, weights=None, minlength=0):
-    values = backend.to_numpy(_t(x).data)
-    w = None if weights is None else backend.to_numpy(_t(weights).data)
+    values = backend.to_numpy(_t(x).array)
+    w = None if weights is None else backend.to_numpy(_t(weights).array)
     return Tensor(numpy.bincount(values, weights=w, minlength=minlength))
 
 
 def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
     """True when |a - b| <= atol + rtol * |b| everywhere (torch's test, on the host)."""
-    return bool(numpy.allclose(backend.to_numpy(_t(a).data), backend.to_numpy(_t(b).data),
+    return bool(numpy.allclose(backend.to_numpy(_t(a).array), backend.to_numpy(_t(b).array),
                                rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
 def equal(a, b):
     """True when both have the same shape and the same values."""
     a, b = _t(a), _t(b)
-    return a.shape == b.shape and bool(xp.all(a.data == b.data))
+    return a.shape == b.shape and bool(xp.all(a.array == b.array))
 
 
 def numel(x):

@@ -37,7 +37,7 @@ def host(x):
     """``x`` on the host: a NumPy array from a Tensor (its ``.data``), a CuPy or NumPy
     array, or a list/tuple of those; Python numbers and other objects are returned as is."""
     if isinstance(x, Tensor):
-        x = x.data
+        x = x.array
     if isinstance(x, (list, tuple)):
         return numpy.asarray([host(v) for v in x])
     if isinstance(x, (int, float, complex, str, bytes)) or x is None:

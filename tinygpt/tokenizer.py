@@ -145,7 +145,7 @@ def token_ids_to_text(token_ids, tokenizer):
     ``squeeze(0)``.
     """
     if isinstance(token_ids, Tensor):
-        token_ids = token_ids.data
+        token_ids = token_ids.array
     data = getattr(token_ids, "data", None)
     if not isinstance(token_ids, np.ndarray) and hasattr(data, "shape"):
         token_ids = data  # a tinygpt Tensor (a CuPy array's .data is a pointer, no shape)

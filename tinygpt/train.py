@@ -414,7 +414,7 @@ def _check_weights_finite(model, state):
     """Raises TrainingDivergedError when an update left a NaN or infinite weight (once an
     epoch: one pass over the parameters, far cheaper than the epoch)."""
     for name, param in model.named_parameters():
-        if not bool(xp.isfinite(param.data).all()):
+        if not bool(xp.isfinite(param.array).all()):
             raise TrainingDivergedError(
                 f"the weights became NaN or infinite ({name}) during epoch {state.epoch + 1}, "
                 f"by step {state.global_step}. Lower the learning rate, add warmup or "

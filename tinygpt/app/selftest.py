@@ -222,7 +222,7 @@ def check_kv_cache_logits():
     rng = numpy.random.default_rng(4)
     for step in range(8):  # 5 + 8 tokens: the window slides past context_length
         with no_grad():
-            ref = model(seq[:, -window:]).data[:, -1, :]
+            ref = model(seq[:, -window:]).array[:, -1, :]
         worst = max(worst, assert_close(f"cached logits at step {step}", logits, ref,
                                         KV_CACHE_TOL))
         if step == 7:
@@ -266,7 +266,7 @@ def check_save_load():
         loaded = load_model(model_path)
         saved_back = loaded.state_dict()
         for name, a in model.state_dict().items():  # tol 0: bit-identical
-            a, b = a.data, saved_back[name].data
+            a, b = a.array, saved_back[name].array
             if a.dtype != b.dtype or a.shape != b.shape:
                 raise CheckFailed(f"{name}: {a.dtype}{a.shape} came back as {b.dtype}{b.shape}")
             assert_close(name, b, a, 0.0)

@@ -29,7 +29,7 @@ class KernelDecodeStep:
 
     @staticmethod
     def applies(decoder):
-        return (available(decoder.model.tok_emb.weight.data)
+        return (available(decoder.model.tok_emb.weight.array)
                 and kernels.decode_attention_fits(decoder.window, decoder.head_dim))
 
     def __init__(self, decoder):
@@ -68,7 +68,7 @@ class KernelDecodeStep:
 
     def _arrays(self):
         """The weight arrays the kernels read, by identity (replaced arrays: new graph)."""
-        return [id(p.data) for p in self.decoder.model.parameters()]
+        return [id(p.array) for p in self.decoder.model.parameters()]
 
     def _record(self, arrays):
         """Record ``_launch`` as a CUDA graph on a side stream (the launch replays it on
@@ -93,7 +93,7 @@ class KernelDecodeStep:
         """The one-position forward, kernel by kernel, on the current stream."""
         model, cache, step = self.decoder.model, self.decoder.cache, self.step_in
         x, h = self.x, self.h
-        kernels.decode_embed(step, model.tok_emb.weight.data, model.pos_emb.weight.data, x)
+        kernels.decode_embed(step, model.tok_emb.weight.array, model.pos_emb.weight.array, x)
         for layer, blk in enumerate(model.trf_blocks):
             att, ff = blk.att, blk.ff
             self._norm(x, blk.norm1, h)
@@ -107,13 +107,13 @@ class KernelDecodeStep:
             self._linear(h, ff.layers[0], self.hidden, gelu=True)
             self._linear(self.hidden, ff.layers[2], x, residual=x)
         self._norm(x, model.final_norm, h)
-        kernels.decode_linear(h, model.out_head.weight.data, None, self.logits)
+        kernels.decode_linear(h, model.out_head.weight.array, None, self.logits)
 
     def _norm(self, x, ln, out):
-        kernels.layer_norm_forward(x, ln.scale.data, ln.shift.data, ln.eps, out=out,
+        kernels.layer_norm_forward(x, ln.scale.array, ln.shift.array, ln.eps, out=out,
                                  mean=self.mean, rstd=self.rstd)
 
     @staticmethod
     def _linear(x, lin, out, gelu=False, residual=None):
-        bias = None if lin.bias is None else lin.bias.data
-        kernels.decode_linear(x, lin.weight.data, bias, out, gelu=gelu, residual=residual)
+        bias = None if lin.bias is None else lin.bias.array
+        kernels.decode_linear(x, lin.weight.array, bias, out, gelu=gelu, residual=residual)

@@ -245,7 +245,7 @@ def _model_config(path, model):
 def _host_array(value):
     """A C-contiguous little-endian NumPy array (copies only from a GPU or odd layouts)."""
     if isinstance(value, Tensor):
-        value = value.data  # (a NumPy or CuPy array's own .data is a raw buffer: not that)
+        value = value.array  # (a NumPy or CuPy array's own .data is a raw buffer: not that)
     host = to_numpy(value)
     array = numpy.ascontiguousarray(host).reshape(numpy.shape(host))  # keeps 0-d arrays 0-d
     if array.dtype.byteorder == ">":

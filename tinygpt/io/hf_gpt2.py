@@ -333,7 +333,7 @@ def export_hf_gpt2(model, folder):
     the mode of a new file, replacing a file of that name; a path where a file (not a
     folder) stands is refused. Returns the folder.
     """
-    sd = {name: to_numpy(p.data) for name, p in model.named_parameters()}
+    sd = {name: to_numpy(p.array) for name, p in model.named_parameters()}
     tensors, tied = _hf_tensors(sd, model.cfg["n_layers"])
     config = _hf_config(model.cfg, tied, str(sd["tok_emb.weight"].dtype))
 

@@ -1100,7 +1100,7 @@ def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False, check
     # values the model's dtype can't hold) before the first weight changes, then read
     # again to copy. Reading twice keeps the peak at the model plus one tensor.
     for path, _, targets in progress_bar(plan, desc="checking weights", unit="tensor"):
-        problem = _values_problem(get(path), params[targets[0][0]].data.dtype)
+        problem = _values_problem(get(path), params[targets[0][0]].array.dtype)
         if problem:
             raise ValueError(f"cannot load {source} into this model (it is unchanged): "
                              f"{_format_path(path)} {problem}")
@@ -1110,7 +1110,7 @@ def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False, check
         array = get(path)
         for key, transform in targets:
             param = params[key]
-            param.data[...] = asarray(transform(array))  # cast to the model's dtype in place
+            param.array[...] = asarray(transform(array))  # cast to the model's dtype in place
         del array
     return gpt
 

@@ -175,7 +175,7 @@ def _plain(value):
 def _array_of(value):
     """The array behind a tensor leaf (Tensor, NumPy or CuPy array), else None."""
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     if isinstance(value, numpy.ndarray):
         return value
     if ON_GPU and isinstance(value, xp.ndarray):

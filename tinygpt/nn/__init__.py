@@ -194,7 +194,7 @@ class Embedding(Module):
             self.to(dtype)
 
     def forward(self, ids):
-        ids = ids.data if isinstance(ids, Tensor) else xp.asarray(ids)
+        ids = ids.array if isinstance(ids, Tensor) else xp.asarray(ids)
         return ops.Embedding.apply(self.weight, embedding_indices(ids, self.num_embeddings))
 
     def extra_repr(self):
@@ -385,7 +385,7 @@ def _match_dtype(x, like):
     integer or bool input is torch's RuntimeError (a float64 result would be silent)."""
     if not isinstance(x, Tensor):
         x = Tensor(x)
-    if x.data.dtype == like.data.dtype and like.data.dtype.kind == "f":
+    if x.array.dtype == like.array.dtype and like.array.dtype.kind == "f":
         return x  # the common case, first: it runs for every layer of every forward
     if x.dtype.kind != "f":
         raise RuntimeError(f"expected a floating-point input like the parameters "

@@ -82,7 +82,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     targets = targets.reshape(-1)
     loss = ops.cross_entropy(rows, targets, ignore_index=ignore_index)
     if reduction == "sum":
-        counted = int((targets.data != ignore_index).sum())
+        counted = int((targets.array != ignore_index).sum())
         if counted == 0:  # torch: 0 (the mean of nothing is nan), with zero gradients
             return (rows * 0.0).sum()
         loss = loss * float(counted)
@@ -174,16 +174,16 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # no
         raise NotImplementedError(
             f"layer_norm over the last {len(shape)} dims is not supported by tinygpt; "
             "flatten those dims into the last one first (x.flatten(-2)) and normalise that")
-    if x.data.ndim == 0 or x.data.shape[-1] != shape[0]:
+    if x.array.ndim == 0 or x.array.shape[-1] != shape[0]:
         raise ValueError(f"layer_norm: normalized_shape {shape} must be the input's last dim, "
                          f"input has shape {tuple(x.shape)}")
     weight = Tensor(xp.ones(shape, dtype=x.dtype)) if weight is None else _tensor(weight)
     bias = Tensor(xp.zeros(shape, dtype=x.dtype)) if bias is None else _tensor(bias)
-    x_dtype = x.data.dtype
+    x_dtype = x.array.dtype
     for name, t in (("weight", weight), ("bias", bias)):  # on the arrays: it runs per layer
-        if t.data.shape != shape:
+        if t.array.shape != shape:
             raise ValueError(f"layer_norm: {name} must have shape {shape}, got {tuple(t.shape)}")
-        if t.data.dtype != x_dtype:
+        if t.array.dtype != x_dtype:
             raise ValueError(f"layer_norm: input is {x.dtype} but {name} is {t.dtype}; "
                              f"convert one, e.g. input.to({t.dtype})")
     return ops.LayerNorm.apply(x, weight, bias, eps=float(eps))
@@ -243,7 +243,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 def embedding(input, weight):  # noqa: A002
     """Rows ``weight[input]`` of a (num_embeddings, dim) table; the gradient scatters
     back into ``weight`` (repeated ids add up)."""
-    ids = input.data if isinstance(input, Tensor) else Tensor(input).data
+    ids = input.array if isinstance(input, Tensor) else Tensor(input).array
     weight = _tensor(weight)
     return ops.Embedding.apply(weight, embedding_indices(ids, weight.shape[0]))
 
@@ -285,7 +285,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):  # noqa:
     """-(t log(p) + (1 - t) log(1 - p)) of probabilities ``input`` in [0, 1] against
     ``target``; each log clamped at -100, as torch. ``weight`` scales each element."""
     p, t = _probability_pair(input, target, "binary_cross_entropy")
-    values = p.data
+    values = p.array
     if bool(((values < 0) | (values > 1)).any()):
         raise ValueError("binary_cross_entropy: all elements of input should be between 0 "
                          "and 1 (apply sigmoid first, or use binary_cross_entropy_with_logits)")
@@ -320,7 +320,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):  # noqa: A002
         raise ValueError(f"rms_norm: normalized_shape {shape} must be the input's last dims, "
                          f"input has shape {tuple(x.shape)}")
     if eps is None:
-        eps = float(numpy.finfo(x.data.dtype).eps)
+        eps = float(numpy.finfo(x.array.dtype).eps)
     dims = tuple(range(x.ndim - len(shape), x.ndim))
     y = x * ((x * x).mean(dims, keepdim=True) + float(eps)).rsqrt()
     return y if weight is None else y * weight

@@ -60,7 +60,7 @@ def _fill(tensor, values):
     """Write ``values`` (host NumPy) into ``tensor`` in place, in its dtype; no graph."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"nn.init fills a Tensor (e.g. a Parameter), got {type(tensor).__name__}")
-    tensor.data[...] = xp.asarray(numpy.asarray(values), dtype=tensor.data.dtype)
+    tensor.array[...] = xp.asarray(numpy.asarray(values), dtype=tensor.array.dtype)
     tensor._bump_version("nn.init")  # an in-place change, as torch counts it
     return tensor
 

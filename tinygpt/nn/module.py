@@ -324,7 +324,7 @@ class Module:
         for module in self.modules():
             for p in module._parameters.values():
                 if p is not None and p.dtype.kind == "f" and p.dtype != dtype:
-                    p.data = p.data.astype(dtype)
+                    p.array = p.array.astype(dtype)
                     if p.grad is not None:
                         p.grad = Tensor(grad_array(p).astype(dtype))
             for name, b in module._buffers.items():
@@ -355,23 +355,23 @@ class Module:
     def dtype(self):
         """The NumPy dtype of the first parameter (tinygpt's; torch modules have no .dtype)."""
         first = next(self.parameters(), None)
-        return first.data.dtype if first is not None else xp.dtype(DEFAULT_DTYPE)
+        return first.array.dtype if first is not None else xp.dtype(DEFAULT_DTYPE)
 
     # --- state dicts ------------------------------------------------------------------
     def state_dict(self, destination=None, prefix="", keep_vars=False):
         """Name -> Tensor for every parameter and persistent buffer, in registration
         order: each module's own parameters, then its buffers, then its children's.
 
-        As in torch the tensors share memory with the model (``Tensor(p.data)``): a
+        As in torch the tensors share memory with the model (``Tensor(p.array)``): a
         step of training changes them too, so copy what must stay (``v.clone()``)."""
         if destination is None:
             destination = OrderedDict()
         for name, p in self._parameters.items():
             if p is not None:
-                destination[prefix + name] = p if keep_vars else Tensor(p.data)
+                destination[prefix + name] = p if keep_vars else Tensor(p.array)
         for name, b in self._buffers.items():
             if b is not None and name not in self._non_persistent_buffers:
-                destination[prefix + name] = b if keep_vars else Tensor(b.data)
+                destination[prefix + name] = b if keep_vars else Tensor(b.array)
         for name, module in self.named_children():
             module.state_dict(destination, prefix + name + ".", keep_vars)
         return destination
@@ -459,9 +459,9 @@ class Module:
             module, attr, is_parameter = entries[name]
             current = getattr(module, attr)
             if assign:
-                current.data = xp.asarray(array)
+                current.array = xp.asarray(array)
             else:
-                current.data[...] = xp.asarray(array, dtype=current.dtype)
+                current.array[...] = xp.asarray(array, dtype=current.dtype)
                 current._bump_version("load_state_dict")
         return _IncompatibleKeys(missing, unexpected)
 
@@ -506,7 +506,7 @@ def _array_of(value, name="value"):
     a NumPy or CuPy array, a torch tensor (via NumPy, without importing torch), or
     anything ``numpy.asarray`` takes (a ragged list is a ValueError naming ``name``)."""
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     if isinstance(value, (numpy.ndarray, xp.ndarray)):
         return value
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
