@@ -17,7 +17,7 @@
 * rows wrap to fit ``linewidth``, indented under the opening bracket;
 * ``dtype=`` is shown only for dtypes other than float32, int64 and bool (an empty
   tensor shows every dtype but float32), ``size=`` for empty tensors of other than one
-  dimension.
+  dimension (and for every tensor while ``edgeitems`` is 0).
 """
 
 import contextlib
