@@ -547,7 +547,8 @@ def _same(ours, theirs):
             scale = float(finite.max()) if finite.size else 1.0
             if not np.allclose(x, y, rtol=1e-4, atol=1e-5 * max(scale, 1.0), equal_nan=True):
                 worst = np.nanargmax(np.abs(x.astype(np.float64) - y)) if x.size else 0
-                return (f"result {i}: element {np.unravel_index(worst, x.shape)} is "
+                where = tuple(map(int, np.unravel_index(worst, x.shape)))
+                return (f"result {i}: element {where} is "
                         f"{x.ravel()[worst]}, torch {y.ravel()[worst]}")
     return ""
 
@@ -570,6 +571,12 @@ def classify(call):
     """(outcome, detail) of one call on torch and on tinygpt."""
     theirs, torch_exc = _outcome(lambda: call(torch))
     ours, our_exc = _outcome(lambda: call(tinygpt))
+    return judge(theirs, torch_exc, ours, our_exc)
+
+
+def judge(theirs, torch_exc, ours, our_exc):
+    """(outcome, detail) from torch's result or exception and tinygpt's (either None).
+    tools/fuzz_alias.py judges each program's run with it too."""
     name = lambda e: f"{type(e).__name__}: {str(e)[:200]}"  # noqa: E731
     if our_exc is None and torch_exc is None:
         diff = _same(ours, theirs)
@@ -615,8 +622,8 @@ def fuzz(cases, seed=0, families=tuple(FAMILIES), only_case=None, log=None):
     return counts, failures, others, time.perf_counter() - started
 
 
-def table(counts):
-    lines = ["| family | cases | " + " | ".join(OUTCOMES) + " |",
+def table(counts, row="family"):
+    lines = [f"| {row} | cases | " + " | ".join(OUTCOMES) + " |",
              "|---|" + "---:|" * (len(OUTCOMES) + 1)]
     for family, c in counts.items():
         lines.append(f"| {family} | {sum(c.values())} | "
