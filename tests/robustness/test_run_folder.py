@@ -9,6 +9,7 @@ KeyboardInterrupt raised from the patched writer."""
 import csv
 import json
 import os
+import re
 import shlex
 import signal
 from pathlib import Path
@@ -209,6 +210,106 @@ def test_lost_work_demo_and_command_line_give_the_same_run(text, tmp_path, capsy
     assert printed_demo[:-2] == printed_cli[:-2]  # all but the timing and the paths
     assert same_weights(tmp_path / "demo" / "model.safetensors",
                         tmp_path / "cli" / "checkpoint.safetensors")
+
+
+# --- Files no run wrote: never deleted, never written over without --overwrite -----------------
+
+
+def files(folder):
+    return {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
+
+
+def test_lost_work_a_text_named_like_a_run_file_inside_out_is_never_written_over(
+        text, tmp_path):
+    """`tinygpt train --text d/metrics.csv --out d` deleted its own text before the first
+    step. It is refused, naming the text, with --overwrite too, and through a link too."""
+    words = Path(text).read_bytes()
+    out = tmp_path / "d"
+    out.mkdir()
+    inside = out / "metrics.csv"
+    inside.write_bytes(words)
+    for overwrite in (False, True):
+        with pytest.raises(RunFolderError, match=re.escape(f"the text {inside} is the "
+                                                           "metrics.csv that the run writes")):
+            train(inside, out, overwrite=overwrite)
+    assert cli.main(["train", "--text", inside, "--out", out, "--config", "small",
+                     "--overwrite"]) == 2
+    assert files(out) == {"metrics.csv": words}  # no lock, no list of files left either
+    linked = tmp_path / "e"
+    linked.mkdir()
+    (linked / "summary.json").symlink_to(text)  # a write would go through the link
+    with pytest.raises(RunFolderError, match="the summary.json that the run writes"):
+        train(text, linked, overwrite=True)
+    assert Path(text).read_bytes() == words
+
+
+def test_lost_work_a_text_inside_out_survives_the_runs_and_overwrite(text, tmp_path):
+    out = tmp_path / "d"
+    out.mkdir()
+    inside = out / "words.txt"
+    inside.write_bytes(Path(text).read_bytes())
+    train(inside, out)
+    train(inside, out, {"seed": 5}, overwrite=True)
+    assert inside.read_bytes() == Path(text).read_bytes()
+    assert load_checkpoint(out / "checkpoint.safetensors").extra["seed"] == 5
+
+
+def test_lost_work_a_users_own_summary_json_is_refused_named_and_kept(text, tmp_path,
+                                                                     monkeypatch):
+    """A folder holding only the user's summary.json (or metrics.csv) lost it before the
+    first step: no run wrote it, so it is refused and named, and stays as it was."""
+    for name in ("summary.json", "metrics.csv"):
+        out = tmp_path / name.replace(".", "-")
+        out.mkdir()
+        (out / name).write_bytes(b'{"mine": true}\n')
+        with pytest.raises(RunFolderError, match=f"no tinygpt run wrote, .*: {name}\\."):
+            train(text, out)
+        assert files(out) == {name: b'{"mine": true}\n'}
+    # a run stopped before its summary: a summary.json put there later is still not its own
+    ctrl_c_at(monkeypatch, epoch=0, step=4)
+    run = train(text, tmp_path / "R", {"num_epochs": 2})
+    monkeypatch.undo()
+    (run.out / "summary.json").write_bytes(b"mine")
+    with pytest.raises(RunFolderError, match="summary.json"):
+        resume(run.checkpoint_path)
+    assert (run.out / "summary.json").read_bytes() == b"mine"
+
+
+def test_lost_work_overwrite_removes_only_the_runs_own_files(text, tmp_path, monkeypatch):
+    """--overwrite deletes what the earlier run wrote, nothing else: not a file of the
+    user's, not one named like a kept checkpoint that no run wrote."""
+    out = tmp_path / "R"
+    train(text, out, {"num_epochs": 2}, keep_last=2)
+    assert workflow.kept_checkpoints(out)  # run A kept one
+    mine = {"notes.txt": b"the user's", "checkpoint-step-000001.safetensors": b"not a run's"}
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    with pytest.raises(RunFolderError, match="checkpoint-step-000001.safetensors"):
+        train(text, out)
+    ctrl_c_at(monkeypatch, epoch=0, step=4)
+    b = train(text, out, {"seed": 7}, overwrite=True)
+    assert b.state.interrupted
+    left = files(out)
+    assert set(left) == {*mine, "checkpoint.safetensors", "metrics.csv", workflow.MANIFEST}
+    assert {name: left[name] for name in mine} == mine
+    listed = json.loads(left[workflow.MANIFEST])["files"]
+    assert listed == ["checkpoint.safetensors", "metrics.csv"]
+
+
+def test_lost_work_a_run_folder_from_before_the_list_of_files_is_still_the_runs(text, tmp_path):
+    """A folder an older tinygpt wrote has no .tinygpt-run.json: its run resumes in it, a
+    new run is refused without --overwrite and clears it with it."""
+    out = tmp_path / "R"
+    a = train(text, out)
+    (out / workflow.MANIFEST).unlink()
+    resume(a.checkpoint_path, {"num_epochs": 2})
+    assert summary(out)["epochs"] == 2
+    (out / workflow.MANIFEST).unlink()
+    (out / "notes.txt").write_bytes(b"the user's")
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        train(text, out)
+    train(text, out, {"seed": 5}, overwrite=True)
+    assert summary(out)["epochs"] == 1 and (out / "notes.txt").read_bytes() == b"the user's"
 
 
 # --- Ctrl-C says what was saved and how to carry on --------------------------------------------

@@ -132,10 +132,12 @@ examples:
 
 Writes into --out: model.safetensors (weights + config, for 'tinygpt generate'),
 checkpoint.safetensors (weights, optimizer, training state and random generator;
-written every --checkpoint-every epochs, after the last and on Ctrl-C: --resume carries
-on exactly where the run stopped), metrics.csv (a row per evaluation: step, tokens_seen,
-train_loss, val_loss, learning_rate, elapsed_s), loss-plot.png (the book's figure 5.12)
-and summary.json, written last.
+written every --checkpoint-every epochs, after the last and on Ctrl-C: --resume
+carries on exactly where the run stopped), metrics.csv (a row per evaluation: step,
+tokens_seen, train_loss, val_loss, learning_rate, elapsed_s),
+loss-plot.png (the book's figure 5.12) and summary.json, written last; it lists them in
+.tinygpt-run.json. A folder that holds another run, or files of these names that no run
+wrote, is refused unless --overwrite, which deletes only a run's own files.
 The text is split 90/10 into training and validation data, cut into windows of
 --context-length tokens (stride = context length). Without --text, "The Verdict" is
 used (from $TINYGPT_DATA, the user cache or a checksummed download). The same run as

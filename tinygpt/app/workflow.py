@@ -16,8 +16,12 @@ behind ``tinygpt train``, takes the same steps through the helpers here:
 5. ``plot_losses`` draws ``loss-plot.png`` (figure 5.12), ``save_model`` writes
    ``model.safetensors``, and ``Run.finish`` writes ``summary.json``, last.
 
-One folder holds one run. A folder that holds another run is refused unless
-``overwrite``, which deletes that run's files before anything is trained. A checkpoint
+One folder holds one run, and a run touches only what a run wrote: it lists its files in
+``.tinygpt-run.json`` before writing them. A folder that holds another run, or files of
+the names a run writes that no run listed (a user's own ``summary.json``), is refused,
+naming them, unless ``overwrite``, which deletes the listed files of the earlier run
+before anything is trained, and nothing else. A run that would write over its own text
+is refused even then. A checkpoint
 keeps the run's settings, the path and sha256 of its text, and its wall time, so
 ``pretrain(None, {}, resume=path)`` carries on exactly where a run stopped; resuming a
 run whose every epoch is trained but whose final files are missing or older than its
@@ -43,7 +47,7 @@ from ..backend import manual_seed
 from ..checks import nonnegative_int, positive_int, real_problem
 from ..data import create_dataloader_v1
 from ..errors import ModelFileNotCheckpointError, RunFolderError
-from ..io.checkpoint import load_checkpoint, save_checkpoint, save_model
+from ..io.checkpoint import load_checkpoint, save_checkpoint, save_model, tinygpt_format
 from ..io.files import atomic_write_text, remove_stale_temporaries, sha256_hex
 from ..io.textsource import find_verdict, read_text_file
 from ..model import GPT_CONFIG_124M, GPTModel, validate_config
@@ -74,6 +78,8 @@ CHECKPOINT, MODEL, PLOT, METRICS, SUMMARY = (
     "checkpoint.safetensors", "model.safetensors", "loss-plot.png", "metrics.csv",
     "summary.json")
 RUN_FILES = (PLOT, MODEL, CHECKPOINT, METRICS, SUMMARY)
+# The list of the files a run wrote into its folder: what a later run may delete.
+MANIFEST = ".tinygpt-run.json"
 # The run's earlier checkpoints that --keep-last keeps, named by their step.
 KEPT = "checkpoint-step-{step:06d}.safetensors"
 _KEPT_PATTERN = re.compile(r"checkpoint-step-(\d{6,})\.safetensors")
@@ -205,6 +211,7 @@ class Run:
         self.started = self.seconds = None
         self.tokens_before = self.state.tokens_seen
         self.training_done = False
+        self.files = set()  # what the folder's manifest lists: the names this run wrote
 
     resumed = property(lambda self: self.resumed_from is not None)
     checkpoint_path = property(lambda self: self.out / CHECKPOINT)
@@ -247,6 +254,7 @@ class Run:
             print(self._stopped_message())
         else:
             self.training_done = True
+            self._record(PLOT, MODEL, SUMMARY)  # the files the caller writes next
         return self.state
 
     def save_checkpoint(self):
@@ -254,13 +262,20 @@ class Run:
         settings); the one it replaces is kept as checkpoint-step-N when ``keep_last``
         asks for more than one, and the oldest kept ones beyond that are deleted."""
         if self.keep_last > 1 and self.last_step is not None and self._own_checkpoint():
-            _keep(self.checkpoint_path, self.out / KEPT.format(step=self.last_step))
+            kept = KEPT.format(step=self.last_step)
+            self._record(kept)
+            _keep(self.checkpoint_path, self.out / kept)
+        self._record(CHECKPOINT)
         extra = dict(self.extra, elapsed_seconds=round(self.elapsed(), 3))
         save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.state,
                         extra=extra)
         self.last_checkpoint, self.last_step = self.checkpoint_path, self.state.global_step
-        for old in kept_checkpoints(self.out)[:-(self.keep_last - 1) or None]:
-            old.unlink(missing_ok=True)
+        ours = [path for path in kept_checkpoints(self.out) if path.name in self.files]
+        old = ours[:-(self.keep_last - 1) or None]
+        for path in old:
+            path.unlink(missing_ok=True)
+        if old:
+            self._record(forget=[path.name for path in old])
 
     def finish(self):
         """Write summary.json, the last of the run's files, and print the closing lines."""
@@ -309,18 +324,28 @@ class Run:
         return (self.last_checkpoint is not None and self.checkpoint_path.is_file()
                 and Path(self.last_checkpoint).resolve() == self.checkpoint_path.resolve())
 
+    def _record(self, *names, forget=()):
+        """List ``names`` in the folder's manifest, before they are written, so that no file
+        the run writes is missing from it; ``forget``: names of files it has deleted."""
+        files = (self.files | set(names)) - set(forget)
+        if files != self.files:
+            self.files = files
+            atomic_write_text(self.out / MANIFEST,
+                              json.dumps({"files": sorted(files)}, indent=1) + "\n")
+
     def _start_metrics(self):
         """metrics.csv: the header, then, on resume, the earlier sessions' rows up to the
         checkpoint's step (rows after it belong to steps that are trained again)."""
         rows = []
         if self.resumed:
             source = Path(self.resumed_from).parent / METRICS
-            if source.is_file():
+            if source.is_file() and METRICS in recorded_files(source.parent):
                 with open(source, newline="", encoding="utf-8") as f:
                     rows = [row for row in csv.reader(f)][1:]
                 rows = [row for row in rows if row and row[0].isdigit()
                         and int(row[0]) <= self.state.global_step]
         lines = [METRICS_COLUMNS] + rows
+        self._record(METRICS)
         atomic_write_text(self.metrics_path, "".join(",".join(r) + "\n" for r in lines))
 
     def _log_metrics(self, state, train_loss, val_loss):
@@ -334,7 +359,7 @@ class Run:
         lines = [f"Stopped at epoch {state.epoch + 1}, step {state.global_step}. Saved "
                  f"{self.checkpoint_path} (weights, optimizer and training state) and "
                  f"{self.metrics_path.name} up to this step."]
-        if self.model_path.is_file():
+        if MODEL in self.files and self.model_path.is_file():
             lines.append(f"{self.model_path} still holds the weights of the run's previous "
                          "finish; it is replaced when the run finishes.")
         else:
@@ -358,6 +383,26 @@ def kept_checkpoints(folder):
         if match:
             found.append((int(match.group(1)), path))
     return [path for _, path in sorted(found)]
+
+
+def recorded_files(folder):
+    """The names of the files in ``folder`` that a tinygpt run wrote: those its manifest
+    (``.tinygpt-run.json``) lists, and the manifest. A folder written before runs kept a
+    manifest counts as a run's when its checkpoint or model file is a tinygpt file. Any
+    other file is no run's, whatever its name: a user's own summary.json stays theirs."""
+    folder = Path(folder)
+    try:
+        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files")
+    except FileNotFoundError:
+        kept = [path.name for path in kept_checkpoints(folder)]
+        if any(tinygpt_format(folder / name) for name in (CHECKPOINT, MODEL, *kept)):
+            return {*RUN_FILES, *kept}
+        return set()
+    except (OSError, ValueError, AttributeError):  # not a manifest of ours
+        return set()
+    if not (isinstance(listed, list) and all(isinstance(name, str) for name in listed)):
+        return set()
+    return {*listed, MANIFEST}
 
 
 def _keep(path, kept):
@@ -458,20 +503,23 @@ def _final_files_match(out, state):
     except (OSError, ValueError):
         return False
     return (isinstance(summary, dict) and summary.get("global_step") == state.global_step
-            and (out / MODEL).is_file())
+            and (out / MODEL).is_file() and {SUMMARY, MODEL} <= recorded_files(out))
 
 
 class _OutputFolder:
     """The run's output folder, made ready and locked before anything is built; entered,
     it gives the ``Run``.
 
-    Refused (RunFolderError): a folder that holds another run (a checkpoint or a model
-    file), unless ``overwrite``, which then deletes that run's files (a resumed run may
-    carry on in its own checkpoint's folder); a folder that another process is training
-    into, as its lock file ``.tinygpt-train.lock`` says (the PID and host; a lock whose
-    process is gone is stale and taken over); a folder standing where one of the run's
-    files goes. Temporary files that a killed run's atomic writes left behind are
-    removed: with the lock held, none can be in use.
+    Refused (RunFolderError): a folder where the run's text is one of the files a run
+    writes; a folder holding files of those names that no run wrote (``recorded_files``),
+    unless ``overwrite``, which lets the run write over them; a folder that holds another
+    run (its checkpoint or model file), unless ``overwrite``, which then deletes that
+    run's files and nothing else (a resumed run may carry on in its own checkpoint's
+    folder); a folder that another process is training into, as its lock file
+    ``.tinygpt-train.lock`` says (the PID and host; a lock whose process is gone is stale
+    and taken over); a folder standing where one of the run's files goes. Temporary files
+    that a killed run's atomic writes left behind are removed: with the lock held, none
+    can be in use.
 
     Leaving it: after Ctrl-C it says what is saved and how to carry on; a divergence gets
     the same advice appended; a run that fails before writing anything removes the
@@ -528,27 +576,55 @@ class _OutputFolder:
         return "Aborted: nothing more was saved now. " + run._advice()
 
     def _check(self):
-        for name in (*RUN_FILES, self.LOCK):
-            if (self.folder / name).is_dir():
-                raise RunFolderError(f"{self.folder / name} is a folder, where the run writes "
+        folder, run = self.folder, self.run
+        for name in (*RUN_FILES, MANIFEST, self.LOCK):
+            if (folder / name).is_dir():
+                raise RunFolderError(f"{folder / name} is a folder, where the run writes "
                                      "a file: move it away or choose another --out")
-        resumed = self.run.resumed_from
-        own = resumed is not None and resumed.resolve().parent == self.folder.resolve()
-        holds = [self.folder / CHECKPOINT, self.folder / MODEL, *kept_checkpoints(self.folder)]
-        if not (own or self.overwrite) and any(path.is_file() for path in holds):
-            how = "" if resumed is None else f"{resumed} would be continued into it; "
-            carry_on = (f"continue that run with --resume {self.folder / CHECKPOINT}, "
-                        if (self.folder / CHECKPOINT).is_file() else "")
+        names = [*RUN_FILES, MANIFEST, *(p.name for p in kept_checkpoints(folder))]
+        present = [name for name in names if os.path.lexists(folder / name)]
+        self._refuse_the_text(present)
+        resumed = run.resumed_from
+        own = resumed is not None and resumed.resolve().parent == folder.resolve()
+        recorded = recorded_files(folder)
+        foreign = [name for name in present if name not in recorded]
+        if foreign and not self.overwrite:
             raise RunFolderError(
-                f"{self.folder} already holds a run; {how}{carry_on}choose another --out, or "
+                f"{folder} holds files that no tinygpt run wrote, where a run writes its "
+                f"own: {', '.join(foreign)}. Move them away or choose another --out (with "
+                "--overwrite the run writes over them)")
+        ours = [name for name in present if name in recorded]
+        holds = [name for name in ours if name in (CHECKPOINT, MODEL)
+                 or _KEPT_PATTERN.fullmatch(name)]
+        if holds and not (own or self.overwrite):
+            how = "" if resumed is None else f"{resumed} would be continued into it; "
+            carry_on = (f"continue that run with --resume {folder / CHECKPOINT}, "
+                        if CHECKPOINT in holds else "")
+            raise RunFolderError(
+                f"{folder} already holds a run; {how}{carry_on}choose another --out, or "
                 "pass --overwrite to replace it")
-        names = [*RUN_FILES, *(p.name for p in kept_checkpoints(self.folder))]
-        remove_stale_temporaries(self.folder, names)  # none in use: the lock is ours
-        if not own:  # a new run here: nothing of an earlier one stays to be mixed in
-            for name in names:
-                (self.folder / name).unlink(missing_ok=True)
-        with tempfile.NamedTemporaryFile(dir=self.folder, prefix=".tinygpt-write-test-"):
+        remove_stale_temporaries(folder, names)  # none in use: the lock is ours
+        if own:  # listed anew: what is there now (in a folder an older tinygpt wrote, first)
+            run._record(*(set(ours) - {MANIFEST}))
+        else:  # a new run here: nothing of an earlier one stays to be mixed in
+            for name in ours:
+                (folder / name).unlink(missing_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tinygpt-write-test-"):
             pass  # fail now, not after an epoch, if the folder can't take files
+
+    def _refuse_the_text(self, present):
+        """Refuse a folder where the run's text is one of the files a run writes."""
+        text = self.run.text_path
+        for name in present:
+            try:
+                same = os.path.samefile(self.folder / name, text)
+            except OSError:  # a link to nothing
+                continue
+            if same:
+                raise RunFolderError(
+                    f"the text {text} is the {name} that the run writes in {self.folder}, "
+                    f"so the run would write over it: move the text out of {self.folder} or "
+                    "choose another --out")
 
     def _remove_made_folders(self):
         """Remove the folders this run made, if nothing was written into them."""

@@ -78,6 +78,7 @@ from ..optim import AdamW
 from .files import (
     atomic_write,
     check_regular_file,
+    regular_file_problem,
 )
 from .files import save_safetensors as _save_file
 from .progress import file_growth_bar, progress_bar
@@ -91,6 +92,7 @@ __all__ = [
     "load_model",
     "save_checkpoint",
     "save_model",
+    "tinygpt_format",
 ]
 
 FORMAT_KEY = "tinygpt.format"
@@ -673,6 +675,19 @@ def load_model(path, dtype=None):
     _check_against_model(path, model, weights, _NOT_ITS_CONFIG)
     model.load_state_dict(weights)
     return model
+
+
+def tinygpt_format(path):
+    """The tinygpt format the safetensors file ``path`` says it holds (``"model"`` or
+    ``"training-checkpoint"``), or None: another kind of file, or one that cannot be read.
+    Reads the header only and checks nothing further: a peek, not a load."""
+    if regular_file_problem(path) is not None:
+        return None
+    try:
+        with safe_open(path, framework="numpy", backend="pread") as f:
+            return (f.metadata() or {}).get(FORMAT_KEY)
+    except (OSError, SafetensorError):
+        return None
 
 
 def _float_dtype(dtype):
