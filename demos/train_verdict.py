@@ -10,8 +10,8 @@ each one call you can open: read the text, split it 90/10, ``create_dataloader_v
 twice, ``GPTModel``, ``AdamW``, train, ``plot_losses``, save. Around them,
 ``tinygpt.app.workflow.start_run`` keeps the run folder safe (the same guard as ``tinygpt
 train``: another run's folder is refused without --overwrite), saves a checkpoint after
-every epoch and on Ctrl-C (so --resume carries on exactly where the run stopped) and
-logs every evaluation to metrics.csv. Settings are the book's: seed 123,
+every epoch and on Ctrl-C, SIGTERM or SIGHUP (so --resume carries on exactly where the
+run stopped) and logs every evaluation to metrics.csv. Settings are the book's: seed 123,
 AdamW(lr=0.0004, weight_decay=0.1), batch 2, eval_freq 5, eval_iter 5, start context
 "Every effort moves you".
 
@@ -34,7 +34,7 @@ from tinygpt.data import create_dataloader_v1
 from tinygpt.errors import TinygptError
 from tinygpt.io.checkpoint import save_model
 from tinygpt.tokenizer import get_tokenizer
-from tinygpt.train import TrainingDivergedError, plot_losses
+from tinygpt.train import TrainingDivergedError, exit_status, plot_losses
 
 RESUME_COMMAND = "python demos/train_verdict.py --resume {checkpoint}"
 
@@ -84,8 +84,8 @@ def main(gpt_config, settings, text=None, out=None, resume=None, overwrite=False
 
         # The book's loop (tinygpt.train.train_model), with checkpoints and metrics.csv.
         state = run.train(model, optimizer, train_loader, val_loader, tokenizer, progress)
-        if state.interrupted:  # Ctrl-C: the checkpoint is saved and the way on printed
-            sys.exit(130)
+        if state.interrupted:  # Ctrl-C, SIGTERM, SIGHUP: the checkpoint and the way on
+            sys.exit(exit_status(state.interrupted))
 
         # Figure 5.12, then the weights; summary.json last marks the run complete.
         epochs_seen = numpy.linspace(0, settings["num_epochs"], len(state.train_losses))
@@ -123,8 +123,8 @@ if __name__ == "__main__":
         main(gpt_config, settings, args.text, args.out, args.resume, args.overwrite,
              args.checkpoint_every, args.keep_last,
              progress=False if args.no_progress else None)
-    except KeyboardInterrupt:  # a second Ctrl-C stops at once; what is saved is printed
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # a second Ctrl-C stops at once; what is saved is said
+        sys.exit(exit_status(getattr(exc, "signum", 2)))
     except TrainingDivergedError as exc:
         sys.exit(f"error: {exc}")  # exit status 1
     except (OSError, ValueError, TinygptError) as exc:  # a missing text, a bad option or file

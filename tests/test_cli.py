@@ -96,12 +96,17 @@ def assert_error(result, code, *fragments, one_line=True):
     return errors[0]
 
 
-def start_cli(env, *args):
-    """``tinygpt ARGS`` as a running process whose Ctrl-C works as on a terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    A shell's background job inherits SIGINT ignored, and so would the child; while it
-    starts, this process handles SIGINT instead, which a child resets to the default."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+def start_cli(env, *args):
+    """``tinygpt ARGS`` as a running process whose Ctrl-C, SIGTERM and SIGHUP work as on a
+    terminal.
+
+    A shell's background job inherits SIGINT ignored (and under nohup SIGHUP), and so
+    would the child; while it starts, this process handles them instead, which a child
+    resets to the default."""
+    previous = {s: signal.signal(s, signal.default_int_handler) for s in STOP_SIGNALS}
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "tinygpt"] + [str(a) for a in args], cwd=env["WORKDIR"],
@@ -109,7 +114,8 @@ def start_cli(env, *args):
             stderr=subprocess.PIPE, text=True, encoding="utf-8",
         )
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def flip_byte(path, offset_from_end=50):
@@ -233,10 +239,15 @@ def test_decode_stream_never_splits_a_character():
     assert all("\ufffd" not in p for p in pieces)
 
 
-# --- Ctrl-C and --resume ----------------------------------------------------------------------
+# --- Ctrl-C (and SIGTERM, SIGHUP) and --resume ----------------------------------------------
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, verdict_text, cli_env):
+@pytest.mark.parametrize("signum", STOP_SIGNALS, ids=lambda s: s.name)
+def test_ctrl_c_sigterm_and_sighup_save_a_checkpoint_and_resume_finishes(
+        tmp_path, verdict_text, cli_env, signum):
+    """Ctrl-C, and what `kill`, a job scheduler or a closed terminal sends: the run stops
+    after the step, saves its checkpoint, prints the command that resumes it, releases
+    its lock and exits 128 + the signal (130, 143, 129)."""
     text = tmp_path / "part.txt"
     text.write_text(verdict_text[:4500], encoding="utf-8")  # a short epoch (7 batches)
     out = tmp_path / "run"
@@ -250,18 +261,20 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, verdict_text, c
                 break
         else:
             pytest.fail("training never reached step 1:\n" + "".join(seen) + proc.stderr.read())
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     stdout = "".join(seen) + stdout
-    assert proc.returncode == 130, stdout + stderr
+    assert proc.returncode == 128 + signum, stdout + stderr
     assert "Traceback" not in stderr, stderr
+    assert "stopping after this step" in stderr, stderr
     checkpoint = out / "checkpoint.safetensors"
     assert checkpoint.is_file()
-    assert f"tinygpt train --resume {checkpoint}" in stdout
+    assert stdout.rstrip().endswith(f"Continue with:\n  tinygpt train --resume {checkpoint}")
+    assert not (out / ".tinygpt-train.lock").exists()
 
     # the hint works as printed (the checkpoint remembers the text); stop after epoch 1
     resumed = run_cli(cli_env, "train", "--resume", checkpoint, "--epochs", 1, "--no-progress")

@@ -3,10 +3,10 @@ loader, ``train_model_simple`` (listing 5.3's steps, under the book's names), ``
 ``generate_and_print_sample`` and ``plot_losses``.
 
 Below them, ``train_model``: the same loop built from the same helpers, with what a long
-run needs (a progress bar, a clear stop on a non-finite loss, Ctrl-C handled between
-steps, resuming mid-epoch from a ``TrainingState``) and appendix D's extras (linear
-warmup, cosine decay, gradient-norm clipping), all off by default. With the same seed
-and data the two loops give the same losses (tests/test_train.py).
+run needs (a progress bar, a clear stop on a non-finite loss, Ctrl-C, SIGTERM and SIGHUP
+handled between steps, resuming mid-epoch from a ``TrainingState``) and appendix D's
+extras (linear warmup, cosine decay, gradient-norm clipping), all off by default. With
+the same seed and data the two loops give the same losses (tests/test_train.py).
 """
 
 import math
@@ -205,29 +205,61 @@ def learning_rate_at(step, peak_lr, total_steps, warmup_steps=0, initial_lr=None
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-class _StopOnSigint:
-    """While active, the first Ctrl-C asks the loop to stop at the next step boundary
-    (so weights and optimizer are never half-updated); a second one stops at once."""
+# Ctrl-C, and what `kill`, a job scheduler or a closed terminal sends: each stops a run as
+# Ctrl-C does, and the process exits 128 + the signal's number, as a shell reports it.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
 
-    def __init__(self, enabled):
-        self.enabled = enabled and _in_main_thread()
-        self.requested = False
+
+class Interrupted(KeyboardInterrupt):
+    """The KeyboardInterrupt of a stop signal; ``signum`` says which (SIGINT: Ctrl-C)."""
+
+    def __init__(self, signum=signal.SIGINT):
+        self.signum = signal.Signals(signum)
+        super().__init__(self.signum.name)
+
+
+def exit_status(signum=signal.SIGINT):
+    """The exit status of a process a stop signal ended: 130 for Ctrl-C, 143 for SIGTERM,
+    129 for SIGHUP."""
+    return 128 + int(signum)
+
+
+class StopSignals:
+    """While active, the stop signals (Ctrl-C, SIGTERM, SIGHUP) are handled alike. With
+    ``defer`` (the training loop), the first asks the loop to stop at the next step
+    boundary, so weights and optimizer are never half-updated, and ``requested`` says
+    which signal it was; a second one stops at once. Without, each stops at once, raising
+    ``Interrupted`` wherever the program is, as Python does for Ctrl-C.
+
+    Only the main thread can handle signals: elsewhere this does nothing. A SIGTERM or
+    SIGHUP the process ignores (``nohup`` ignores SIGHUP) stays ignored. Leaving restores
+    the previous handlers."""
+
+    def __init__(self, defer=False, enabled=True):
+        self.defer, self.enabled = defer, enabled and _in_main_thread()
+        self.requested = None
+        self.previous = {}
 
     def __enter__(self):
         if self.enabled:
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in STOP_SIGNALS:
+                if signum == signal.SIGINT or signal.getsignal(signum) != signal.SIG_IGN:
+                    self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nInterrupted: stopping after this step (press Ctrl-C again to abort now)",
-              file=sys.stderr)
+        if not self.defer or self.requested is not None:
+            raise Interrupted(signum)
+        self.requested = name = signal.Signals(signum)
+        how = ("Interrupted", "press Ctrl-C again") if name == signal.SIGINT else (
+            f"Interrupted by {name.name}", f"send {name.name} again or press Ctrl-C")
+        print("\n{}: stopping after this step ({} to abort now)".format(*how), file=sys.stderr)
 
     def __exit__(self, *exc):
-        if self.enabled:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
         return False
 
 
@@ -254,8 +286,9 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
     ``on_epoch_end(state)`` runs after each epoch's sample, e.g. to save a checkpoint;
     ``on_evaluate(state, train_loss, val_loss)`` after each evaluation, e.g. to log it.
     ``progress``: show a tqdm bar (default: only on a terminal). Returns the
-    TrainingState; ``state.interrupted`` is set when Ctrl-C stopped the run between
-    two steps. A loss or weights that become NaN or infinite raise
+    TrainingState; when Ctrl-C, SIGTERM or SIGHUP stopped the run between two steps,
+    ``state.interrupted`` is that signal (``handle_sigint=False`` leaves the signals
+    alone). A loss or weights that become NaN or infinite raise
     ``TrainingDivergedError``.
 
     The schedule (appendix D) sets ``lr`` in every param group, from the peak kept as
@@ -275,7 +308,7 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
     show = sys.stderr.isatty() if progress is None else progress
     say = print_fn or (tqdm.write if show else print)
 
-    with _StopOnSigint(handle_sigint) as sigint:
+    with StopSignals(defer=True, enabled=handle_sigint) as stop:
         while state.epoch < num_epochs:
             model.train()
             batches = _epoch_batches(train_loader, state)
@@ -286,8 +319,8 @@ def train_model(model, train_loader, val_loader, optimizer, *, num_epochs, eval_
                 for input_batch, target_batch in batches:
                     if stop_after_steps is not None and state.global_step + 1 >= stop_after_steps:
                         return state
-                    if sigint.requested:
-                        state.interrupted = True
+                    if stop.requested is not None:
+                        state.interrupted = stop.requested
                         return state
                     _train_step(model, optimizer, input_batch, target_batch, state, bar,
                                 **step_options)

@@ -45,9 +45,9 @@ def resume(checkpoint, settings=None, **kwargs):
                              **kwargs)
 
 
-def ctrl_c_at(monkeypatch, epoch, step=None):
-    """Press Ctrl-C once (a real SIGINT) at the first evaluation of 0-based ``epoch``
-    (or at global ``step``): the loop stops after that step, as on a terminal."""
+def ctrl_c_at(monkeypatch, epoch, step=None, signum=signal.SIGINT):
+    """Press Ctrl-C once (a real SIGINT, or ``signum``) at the first evaluation of 0-based
+    ``epoch`` (or at global ``step``): the loop stops after that step, as on a terminal."""
     log = workflow.Run._log_metrics
 
     def pressed(self, state, train_loss, val_loss):
@@ -55,7 +55,7 @@ def ctrl_c_at(monkeypatch, epoch, step=None):
         if (state.epoch == epoch and step is None) or state.global_step == step:
             if not getattr(self, "_pressed", False):
                 self._pressed = True
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signum)
 
     monkeypatch.setattr(workflow.Run, "_log_metrics", pressed)
 
@@ -310,6 +310,43 @@ def test_lost_work_a_run_folder_from_before_the_list_of_files_is_still_the_runs(
         train(text, out)
     train(text, out, {"seed": 5}, overwrite=True)
     assert summary(out)["epochs"] == 1 and (out / "notes.txt").read_bytes() == b"the user's"
+
+
+# --- SIGTERM and SIGHUP do what Ctrl-C does -----------------------------------------------------
+
+
+def test_left_behind_sigterm_while_writing_the_final_files_releases_the_lock(
+        text, tmp_path, monkeypatch, capsys):
+    """SIGTERM outside the training loop (here: while the model file is written) stops the
+    run as Ctrl-C does: the lock released, the way on said, exit status 143."""
+    def terminated(model, path):
+        handler = signal.getsignal(signal.SIGTERM)
+        assert handler not in (signal.SIG_DFL, signal.SIG_IGN), "SIGTERM would kill pytest"
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(workflow, "save_model", terminated)
+    out = tmp_path / "R"
+    assert cli.main(["train", "--text", text, "--config", "small", "--context-length", "8",
+                     "--batch-size", "8", "--epochs", "1", "--eval-freq", "50",
+                     "--out", out, "--no-progress"]) == 143
+    err = capsys.readouterr().err
+    assert "Interrupted while writing the final files" in err
+    assert f"tinygpt train --resume {out / 'checkpoint.safetensors'}" in err
+    assert err.rstrip().endswith("tinygpt: interrupted by SIGTERM")
+    assert not (out / ".tinygpt-train.lock").exists()
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_lost_work_a_run_under_nohup_is_not_stopped_by_sighup(text, tmp_path, monkeypatch):
+    """nohup ignores SIGHUP so that a run outlives its terminal: it stays ignored."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        ctrl_c_at(monkeypatch, epoch=0, step=4, signum=signal.SIGHUP)
+        run = train(text, tmp_path / "R")
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert not run.state.interrupted and summary(run.out)["epochs"] == 1
 
 
 # --- Ctrl-C says what was saved and how to carry on --------------------------------------------

@@ -15,13 +15,14 @@ gives follows, indented) with no traceback unless ``--debug``. Exit codes, chose
 the error's type (``tinygpt.errors``), never by its text: 0 success, 2 a usage or input
 problem (bad option, missing or corrupted file, unknown model, unusable backend), 1 a
 failure while running (download failed, training diverged, disk full), 130 interrupted
-with Ctrl-C.
+with Ctrl-C (``tinygpt train`` also stops on SIGTERM, 143, and SIGHUP, 129).
 """
 
 import argparse
 import codecs
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -37,7 +38,7 @@ from ..errors import (
     TokenizerFilesError,
 )
 from ..io.progress import progress_bar, progress_enabled, set_progress
-from ..train import TrainingDivergedError
+from ..train import TrainingDivergedError, exit_status
 from .options import (  # the option types and training options, shared with the demo
     _number,
     add_training_options,
@@ -132,9 +133,9 @@ examples:
 
 Writes into --out: model.safetensors (weights + config, for 'tinygpt generate'),
 checkpoint.safetensors (weights, optimizer, training state and random generator;
-written every --checkpoint-every epochs, after the last and on Ctrl-C: --resume
-carries on exactly where the run stopped), metrics.csv (a row per evaluation: step,
-tokens_seen, train_loss, val_loss, learning_rate, elapsed_s),
+written every --checkpoint-every epochs, after the last and on Ctrl-C, SIGTERM or
+SIGHUP: --resume carries on exactly where the run stopped), metrics.csv (a row per
+evaluation: step, tokens_seen, train_loss, val_loss, learning_rate, elapsed_s),
 loss-plot.png (the book's figure 5.12) and summary.json, written last; it lists them in
 .tinygpt-run.json. A folder that holds another run, or files of these names that no run
 wrote, is refused unless --overwrite, which deletes only a run's own files.
@@ -445,7 +446,7 @@ def cmd_train(args):
                    progress=False if args.no_progress else None,
                    checkpoint_every=args.checkpoint_every, keep_last=args.keep_last)
     if run.state.interrupted:
-        return 130
+        return exit_status(run.state.interrupted)
     print(f"Next: tinygpt generate --model {run.model_path} --prompt "
           f"{json.dumps(run.settings['start_context'])}")
     return 0
@@ -672,9 +673,11 @@ def main(argv=None):
 
             set_num_threads(args.threads)
         return args.handler(args) or 0
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted", file=sys.stderr, flush=True)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or in `tinygpt train` SIGTERM or SIGHUP
+        signum = getattr(exc, "signum", None)
+        by = f" by {signum.name}" if signum not in (None, signal.SIGINT) else ""
+        print(f"\n{PROG}: interrupted{by}", file=sys.stderr, flush=True)
+        return exit_status(signum or signal.SIGINT)
     except BrokenPipeError:  # e.g. `tinygpt generate ... | head -1`: the reader left
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -21,7 +21,7 @@ One folder holds one run, and a run touches only what a run wrote: it lists its 
 the names a run writes that no run listed (a user's own ``summary.json``), is refused,
 naming them, unless ``overwrite``, which deletes the listed files of the earlier run
 before anything is trained, and nothing else. A run that would write over its own text
-is refused even then. A checkpoint
+is refused even then. SIGTERM and SIGHUP stop a run as Ctrl-C does. A checkpoint
 keeps the run's settings, the path and sha256 of its text, and its wall time, so
 ``pretrain(None, {}, resume=path)`` carries on exactly where a run stopped; resuming a
 run whose every epoch is trained but whose final files are missing or older than its
@@ -53,7 +53,13 @@ from ..io.textsource import find_verdict, read_text_file
 from ..model import GPT_CONFIG_124M, GPTModel, validate_config
 from ..optim import AdamW
 from ..tokenizer import get_tokenizer
-from ..train import TrainingDivergedError, TrainingState, plot_losses, train_model
+from ..train import (
+    StopSignals,
+    TrainingDivergedError,
+    TrainingState,
+    plot_losses,
+    train_model,
+)
 
 # The chapter's run (section 5.2). Each run saves its settings in its checkpoint and takes
 # them from there when resumed; the first four are the book's OTHER_SETTINGS.
@@ -521,6 +527,7 @@ class _OutputFolder:
     that a killed run's atomic writes left behind are removed: with the lock held, none
     can be in use.
 
+    While it is held, SIGTERM and SIGHUP stop the run as Ctrl-C does (``StopSignals``).
     Leaving it: after Ctrl-C it says what is saved and how to carry on; a divergence gets
     the same advice appended; a run that fails before writing anything removes the
     folders it made."""
@@ -532,8 +539,24 @@ class _OutputFolder:
         self.lock = self.folder / self.LOCK
         self.token = f"{os.getpid()} {socket.gethostname()} {time.time():.0f}"
         self.made = []  # the folders this run created, deepest last
+        self.signals = StopSignals()  # from entering to leaving: each stops the run at once
 
     def __enter__(self):
+        self.signals.__enter__()
+        try:
+            self._enter()
+        except BaseException:
+            self.signals.__exit__()
+            raise
+        return self.run
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            return self._leave(exc_type, exc)
+        finally:
+            self.signals.__exit__()
+
+    def _enter(self):
         if self.folder.is_symlink() and not self.folder.exists():
             raise RunFolderError(f"--out {self.folder} is a symbolic link to "
                                  f"{os.readlink(self.folder)}, which does not exist: create "
@@ -553,9 +576,8 @@ class _OutputFolder:
         except BaseException:
             self._remove_made_folders()
             raise
-        return self.run
 
-    def __exit__(self, exc_type, exc, tb):
+    def _leave(self, exc_type, exc):
         replacement = None
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             print("\n" + self._aborted_message(), file=sys.stderr, flush=True)

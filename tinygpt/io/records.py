@@ -18,7 +18,7 @@ class TrainingState:
     val_losses: list = field(default_factory=list)
     track_tokens_seen: list = field(default_factory=list)
     finished: bool = False
-    interrupted: bool = False
+    interrupted: int = 0  # the signal that stopped the run between two steps (2: Ctrl-C)
 
     def to_dict(self):
         return {
