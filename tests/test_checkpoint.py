@@ -21,9 +21,9 @@ from safetensors import SafetensorError, safe_open
 import tinygpt
 import tinygpt.io.checkpoint as checkpoint_module
 from tinygpt import AdamW, GPTModel
-from tinygpt.autograd import no_grad
 from tinygpt.backend import get_rng, get_rng_state, manual_seed
 from tinygpt.errors import CheckpointError
+from tinygpt.grad_mode import no_grad
 from tinygpt.io.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -69,7 +69,7 @@ def logits_of(model, seed=5):
     ids = np.random.default_rng(seed).integers(0, model.cfg["vocab_size"], (2, 9))
     model.eval()
     with no_grad():
-        return model(ids).data.copy()
+        return model(ids).array.copy()
 
 
 def same_floats(a, b):
@@ -181,7 +181,7 @@ def test_load_model_converts_dtype_and_keeps_float64(tmp_path, saved):
     assert again.dtype == np.float64
     ref = saved["model"].state_dict()
     for k, v in again.state_dict().items():
-        assert np.array_equal(host(v), host(ref[k].astype(np.float64)))
+        assert np.array_equal(host(v), host(ref[k]).astype(np.float64))
 
 
 def test_load_model_takes_the_weights_of_a_training_checkpoint(saved):
@@ -709,7 +709,7 @@ cfg = dict(vocab_size=50257, context_length=64, emb_dim=48, n_heads=2, n_layers=
 model = tinygpt.GPTModel(cfg)
 opt = tinygpt.AdamW(model.parameters())
 for i, p in enumerate(opt.params):
-    opt.state[i] = {"step": 1, "exp_avg": p.data.copy(), "exp_avg_sq": p.data.copy()}
+    opt.state[i] = {"step": 1, "exp_avg": p.array.copy(), "exp_avg_sq": p.array.copy()}
 real = ck._save_file
 iteration = [0]
 def write(tmp, tensors, metadata):

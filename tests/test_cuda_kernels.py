@@ -12,9 +12,10 @@ import pytest
 
 import tinygpt
 from tinygpt import backend, ops
-from tinygpt.autograd import Tensor
 from tinygpt.kv_cache import CachedDecoder
+from tinygpt.loss import cross_entropy
 from tinygpt.optim import AdamW
+from tinygpt.tensor import Tensor
 
 from .helpers.assertions import assert_close, host
 from .helpers.attention import multi_head_attention
@@ -106,12 +107,12 @@ def test_causal_attention(T, H, p):
 def test_cross_entropy_with_ignored_rows(V):
     z = 3.0 * rng.standard_normal((6, V))
     targets = np.array([2, -100, 0, 5, 5, 1])
-    _check("cross-entropy", lambda z: ops.cross_entropy(z, targets), _device(z))
+    _check("cross-entropy", lambda z: cross_entropy(z, targets), _device(z))
 
 
 def test_cross_entropy_all_rows_ignored_is_nan_like_torch():
     z = _device(rng.standard_normal((3, 5)))[0]
-    loss = ops.cross_entropy(Tensor(z, requires_grad=True), np.full(3, -100))
+    loss = cross_entropy(Tensor(z, requires_grad=True), np.full(3, -100))
     assert np.isnan(float(loss.item()))
 
 
@@ -154,7 +155,7 @@ def test_whole_model_loss_and_gradients():
         tinygpt.manual_seed(4)
         model = tinygpt.GPTModel(CFG).train()
         with backend.kernels_disabled() if disabled else _nothing():
-            loss = ops.cross_entropy(model(ids[:, :-1]), ids[:, 1:])
+            loss = cross_entropy(model(ids[:, :-1]), ids[:, 1:])
             loss.backward()
         results.append((loss.item(), {n: host(p.grad) for n, p in model.named_parameters()}))
     (loss, grads), (loss_ref, grads_ref) = results
@@ -174,7 +175,7 @@ def test_training_is_deterministic():
         opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
         for _ in range(3):
             opt.zero_grad()
-            ops.cross_entropy(model(ids[:, :-1]), ids[:, 1:]).backward()
+            cross_entropy(model(ids[:, :-1]), ids[:, 1:]).backward()
             opt.step()
         runs.append([host(p.data) for p in model.parameters()])
     for a, b in zip(*runs):

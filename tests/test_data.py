@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pytest
 
-from tinygpt.autograd import Tensor
 from tinygpt.backend import get_rng_state, manual_seed
 from tinygpt.data import DataLoader, GPTDatasetV1, create_dataloader_v1
+from tinygpt.tensor import Tensor
 from tinygpt.tokenizer import get_tokenizer
 
 from .helpers.assertions import host

@@ -8,8 +8,8 @@ import pytest
 
 import tinygpt
 from tinygpt import GPTModel, ops
-from tinygpt.autograd import Tensor
 from tinygpt.nn import Dropout
+from tinygpt.tensor import Tensor
 
 from .helpers.assertions import host
 from .helpers.attention import multi_head_attention

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from tinygpt import backend
-from tinygpt.autograd import Tensor, is_grad_enabled
 from tinygpt.generation import generate, generate_fast, generate_stream, generate_text_simple
+from tinygpt.grad_mode import is_grad_enabled
 from tinygpt.model import GPT_CONFIG_124M, GPTModel
+from tinygpt.tensor import Tensor
 
 from .helpers.assertions import host
 

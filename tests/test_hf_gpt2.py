@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tinygpt.autograd import no_grad
+from tinygpt.grad_mode import no_grad
 from tinygpt.io.hf_gpt2 import (
     export_hf_gpt2,
     hf_config_to_gpt_config,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tinygpt import nn
-from tinygpt.autograd import no_grad
 from tinygpt.generation import generate_fast
+from tinygpt.grad_mode import no_grad
 from tinygpt.kv_cache import CachedDecoder, KVCache, cached_next_logits
 from tinygpt.model import GPT_CONFIG_124M, GPTModel
 

@@ -101,7 +101,7 @@ def test_seed_123_book_loss_and_perplexity():
 
 
 def test_perplexity_past_overflow_is_inf_as_torch_exp():
-    """One perplexity (ops.perplexity, which `tinygpt eval` prints): exp of the loss,
+    """One perplexity (loss.perplexity, which `tinygpt eval` prints): exp of the loss,
     inf where exp overflows (a loss above ~709.78), as torch.exp gives; never an error."""
     for loss in (0.0, 10.794, 709.0, 709.8, 800.0, 1e6, float("inf")):
         expected = torch.exp(torch.tensor(loss, dtype=torch.float64)).item()

@@ -11,8 +11,8 @@ import pytest
 
 import tinygpt
 from tinygpt import backend, ops
-from tinygpt.autograd import Tensor
 from tinygpt.cuda.philox import philox4x32, uniforms
+from tinygpt.tensor import Tensor
 
 from .helpers.assertions import host
 

@@ -9,7 +9,7 @@ book's listing 5.5; the logits must agree.
 import numpy as np
 import pytest
 
-from tinygpt.autograd import no_grad
+from tinygpt.grad_mode import no_grad
 from tinygpt.io.pretrained import (
     download_and_load_gpt2,
     gpt2_config,
@@ -124,7 +124,7 @@ def test_load_pretrained_gpt2_offline(folders):
 
 
 def _snapshot(model):
-    return {k: p.data.copy() for k, p in model.named_parameters()}
+    return {k: p.array.copy() for k, p in model.named_parameters()}
 
 
 def _unchanged(model, snapshot):

@@ -13,12 +13,12 @@ from safetensors import safe_open
 
 import tinygpt
 from tinygpt import AdamW, GPTModel
-from tinygpt.autograd import Tensor
 from tinygpt.backend import BACKEND, BackendError, device_name
 from tinygpt.errors import CheckpointError
 from tinygpt.io.checkpoint import save_model
 from tinygpt.io.serialization import OBJECT_KEY, load, save
 from tinygpt.nn import Linear
+from tinygpt.tensor import Tensor
 from tinygpt.train import calc_loss_batch
 
 from .helpers.assertions import host

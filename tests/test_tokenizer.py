@@ -239,7 +239,7 @@ class _TensorLike:
     [
         lambda a: a,  # (1, n) int64
         lambda a: a[0],  # (n,)
-        lambda a: a.astype(np.int32),
+        lambda a: a.int(),  # int32
         lambda a: a.tolist(),  # [[...]]
         lambda a: a[0].tolist(),  # [...]
         lambda a: _TensorLike(a),

@@ -139,7 +139,7 @@ def test_non_finite_loss_stops_with_a_clear_error(verdict_text):
     train_loader, val_loader = book_loaders(verdict_text, 32)
     model = GPTModel(TINY)
     model.out_head.weight.data[...] = np.inf
-    before = model.tok_emb.weight.data.copy()
+    before = model.tok_emb.weight.array.copy()
     # inf weights make NaN on purpose: NumPy's "invalid value" warning is expected here
     with pytest.raises(TrainingDivergedError, match="learning rate"), np.errstate(invalid="ignore"):
         train_model(model, train_loader, val_loader, AdamW(model.parameters()), num_epochs=1,

@@ -31,12 +31,12 @@ imports them.
 import importlib as _importlib
 
 from . import nn, optim, utils
-from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from .backend import get_rng_state, set_rng_state
 from .cuda import overrides as _overrides  # the GPU kernels register for ops' layers
 from .data import GPTDatasetV1, create_dataloader_v1
 from .fast_path import use_fused
 from .generation import generate, generate_text_simple
+from .grad_mode import enable_grad, is_grad_enabled, no_grad
 from .io.pretrained import (
     assign,
     download_and_load_gpt2,
@@ -46,6 +46,7 @@ from .io.pretrained import (
 )
 from .io.serialization import load, save
 from .io.textsource import load_verdict
+from .loss import cross_entropy, perplexity
 from .model import (
     GELU,
     GPT_CONFIG_124M,
@@ -55,7 +56,6 @@ from .model import (
     MultiHeadAttention,
     TransformerBlock,
 )
-from .ops import cross_entropy, perplexity
 from .optim import AdamW
 from .runtime import get_num_threads, set_num_threads
 from .sampling import (
@@ -65,6 +65,7 @@ from .sampling import (
     print_sampled_tokens,
     softmax_with_temperature,
 )
+from .tensor import Tensor
 from .tensors import *  # noqa: F403  torch's names: tensor, zeros, cat, manual_seed, ...
 from .tensors import DTYPES as _DTYPES
 from .tensors import __all__ as _TORCH_NAMES

@@ -21,9 +21,9 @@ import numbers
 
 import numpy as np
 
-from .autograd import Tensor
 from .backend import check_device, get_rng, xp
 from .checks import nonnegative_int, positive_int
+from .tensor import Tensor
 from .tensors import tensor
 from .tokenizer import ENDOFTEXT, get_tokenizer
 

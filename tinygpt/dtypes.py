@@ -94,3 +94,78 @@ class Size(tuple):
         for d in self:
             n *= d
         return n
+
+
+# --- torch's type promotion: the dtype of an op's result ------------------------------
+
+DEFAULT_FLOAT = numpy.dtype(numpy.float32)  # torch's default dtype
+
+
+def result_type(*operands):
+    """``torch.result_type``'s rule for the dtype of an op on ``operands``: tensors (whose
+    ``.array`` has a dtype) and Python numbers.
+
+    Each operand falls in a group: a tensor with dims, a 0-d tensor, or a number (a bool
+    is a bool, an int int64, a float the default float32). Within a group the widest
+    dtype wins (``promote_types``). Across groups a higher category (bool < integer <
+    floating point) wins, but the same category defers to the group with dims: int32
+    plus an int64 0-d tensor is int32, int32 plus 2.5 is float32, float16 plus a float64
+    0-d tensor would stay float16."""
+    groups = [None, None, None]  # tensors with dims, 0-d tensors, numbers
+    for x in operands:
+        array = getattr(x, "array", None)
+        if array is not None:
+            dt, group = array.dtype, (0 if array.ndim else 1)
+        else:
+            dt, group = scalar_dtype(x), 2
+        groups[group] = dt if groups[group] is None else promote_types(groups[group], dt)
+    return _above(groups[0], _above(groups[1], groups[2]))
+
+
+def _above(higher, lower):
+    """The dtype of two groups' results, ``higher`` the group with more dims."""
+    if higher is None or lower is None:
+        return lower if higher is None else higher
+    if higher.kind == "f":
+        return higher
+    if higher.kind == "b" or lower.kind == "f":
+        return promote_types(higher, lower)
+    return higher
+
+
+def promote_types(a, b):
+    """torch.promote_types: the smallest dtype both fit in; bool below every other, and a
+    float beats an integer whatever their widths (int64 with float32 is float32)."""
+    a, b = numpy.dtype(a), numpy.dtype(b)
+    if a == b or b.kind == "b":
+        return a
+    if a.kind == "b":
+        return b
+    if (a.kind == "f") != (b.kind == "f"):
+        return a if a.kind == "f" else b
+    return numpy.promote_types(a, b)
+
+
+def scalar_dtype(value):
+    """The dtype torch gives a Python number in an op with tensors."""
+    if isinstance(value, (bool, numpy.bool_)):
+        return numpy.dtype(numpy.bool_)
+    if isinstance(value, (int, numpy.integer)):
+        return numpy.dtype(numpy.int64)
+    if isinstance(value, (float, numpy.floating)):
+        return DEFAULT_FLOAT
+    raise TypeError(f"{type(value).__name__} is not a number a tensor op takes")
+
+
+def can_cast(from_dtype, to_dtype):
+    """torch.can_cast: whether an in-place result of ``from_dtype`` may be stored in a
+    tensor of ``to_dtype`` (no float into an integer, no integer into a bool)."""
+    order = {"b": 0, "u": 1, "i": 1, "f": 2}
+    return order[numpy.dtype(from_dtype).kind] <= order[numpy.dtype(to_dtype).kind]
+
+
+def float_result(dtype):
+    """The dtype of a float-valued op (exp, /, sigmoid) on ``dtype``: integers and bools
+    give the default float32, floats keep theirs."""
+    dtype = numpy.dtype(dtype)
+    return dtype if dtype.kind == "f" else DEFAULT_FLOAT

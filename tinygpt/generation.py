@@ -38,12 +38,13 @@ in training mode afterwards (and between the yields of a stream).
 
 import numpy
 
-from .autograd import Tensor, no_grad
 from .backend import resolve_rng, to_numpy, xp
 from .checks import nonnegative_int, positive_int, rectangular, token_ids
+from .grad_mode import no_grad
 from .kv_cache import CachedDecoder
 from .nn.module import eval_mode
 from .sampling import sample_next_token, validate_sampling_args
+from .tensor import Tensor
 from .tensors import argmax, cat, multinomial, softmax, tensor, topk, where
 
 # ----------------------------------------------------------------------------------

@@ -40,10 +40,10 @@ L the number of cached positions.
 import numpy
 
 from . import ops
-from .autograd import is_grad_enabled, no_grad
 from .backend import to_numpy, xp
 from .checks import positive_int, rectangular, token_ids
 from .cuda.decode import KernelDecodeStep
+from .grad_mode import is_grad_enabled, no_grad
 from .nn.module import eval_mode
 
 

@@ -17,12 +17,12 @@ import numbers
 
 import numpy
 
-from .autograd import Tensor
 from .backend import DEFAULT_DTYPE, to_numpy, xp
 from .checks import int_problem, rectangular, token_ids
 from .fast_path import is_fused_enabled
 from .nn import Dropout, Embedding, Linear, Module, Parameter, Sequential, _match_dtype
 from .nn import functional as F
+from .tensor import Tensor
 from .tensors import ones, triu
 
 GPT_CONFIG_124M = {

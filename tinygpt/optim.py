@@ -29,9 +29,10 @@ import math
 import numpy
 
 from . import cuda
-from .autograd import Tensor, enable_grad, grad_array
 from .backend import ON_GPU, to_numpy, xp
 from .checks import real_problem, rectangular
+from .grad_mode import enable_grad
+from .tensor import Tensor
 
 CHUNK = 1 << 15
 
@@ -138,7 +139,7 @@ class Optimizer:
             if set_to_none:
                 p.grad = None
             elif p.grad is not None:
-                grad_array(p)[...] = 0
+                p.grad.array[...] = 0
 
     def _indexed_params(self):
         """(i, parameter, its group) for every parameter, i counted across the groups."""
@@ -305,8 +306,8 @@ class AdamW(Optimizer):
             bias2_sqrt = math.sqrt(1.0 - beta2**t)
             decay = 1.0 - lr * wd
 
-            grad = grad_array(p)
-            p._bump_version("AdamW.step")  # in place, as torch's step under no_grad
+            grad = p.grad.array
+            p._counter.bump("AdamW.step")  # in place, as torch's step under no_grad
             if cuda.available(p.array, grad) and p.array.flags.c_contiguous:
                 cuda.kernels.adamw_update(p.array, grad, state["exp_avg"], state["exp_avg_sq"],
                                           decay, beta1, beta2, eps, step_size, bias2_sqrt)
@@ -411,7 +412,7 @@ class SGD(Optimizer):
             if p.grad is None:
                 continue
             lr, momentum = float(group["lr"]), float(group["momentum"])
-            d = grad_array(p)
+            d = p.grad.array
             if group["weight_decay"] != 0:
                 d = d + float(group["weight_decay"]) * p.array
             if momentum != 0:
@@ -424,7 +425,7 @@ class SGD(Optimizer):
                     buf += (1.0 - float(group["dampening"])) * d
                 d = d + momentum * buf if group["nesterov"] else buf
             p.array -= lr * d
-            p._bump_version("SGD.step")
+            p._counter.bump("SGD.step")
         return loss
 
 

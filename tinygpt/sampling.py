@@ -44,10 +44,10 @@ import numbers
 import numpy as np
 
 from tinygpt import tensors
-from tinygpt.autograd import Tensor
 from tinygpt.backend import DEFAULT_DTYPE, resolve_rng, to_numpy
 from tinygpt.checks import positive_int, rectangular
 from tinygpt.ops import softmax_array
+from tinygpt.tensor import Tensor
 
 # A nucleus whose mass falls short of p by less than this counts as reaching p.
 # Probabilities computed from float32 logits are only good to ~1e-7, so a boundary

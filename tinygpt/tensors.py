@@ -16,6 +16,7 @@ Differences from torch, all deliberate:
   supported.
 """
 
+import builtins
 import math
 import numbers
 import types
@@ -23,11 +24,11 @@ import types
 import numpy
 
 from . import backend, ops
-from .autograd import Tensor
 from .backend import DEFAULT_DTYPE, Device, check_device, get_rng, resolve_rng, xp
 from .checks import dim_index, nonnegative_int, positive_int, rectangular, shape
-from .dtypes import DTYPES, Size, dtype
-from .tensor_methods import _operands, _ValuesIndices, result_dtype
+from .dtypes import DTYPES, Size, dtype, promote_types
+from .printing import set_printoptions
+from .tensor import Tensor, _operands, _order, _ValuesIndices
 
 pi, e, inf, nan = math.pi, math.e, math.inf, math.nan
 device = Device
@@ -88,7 +89,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     dtype."""
     if isinstance(data, Tensor):
         data = data.array.copy()
-    elif isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
+    elif isinstance(data, (list, tuple)) and builtins.any(isinstance(v, Tensor) for v in data):
         data = [v.tolist() if isinstance(v, Tensor) else v for v in data]
     if isinstance(data, (list, tuple)):
         array = xp.asarray(rectangular(data, "tensor data", "pad the rows to one length"))
@@ -198,7 +199,7 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     if (end - start) * step < 0:  # NumPy gives an empty range; torch refuses
         raise RuntimeError(f"arange: upper bound and lower bound inconsistent with step "
                            f"sign: from {start} to {end} by {step}")
-    ints = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+    ints = builtins.all(isinstance(v, numbers.Integral) for v in (start, end, step))
     default = numpy.int64 if ints else DEFAULT_DTYPE
     return _new(xp.arange(start, end, step, dtype=_dtype(dtype, default)), requires_grad,
                 device)
@@ -314,38 +315,26 @@ def iinfo(dtype):
     return numpy.iinfo(numpy.dtype(_dtype(dtype)))
 
 
-def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None,
-                     profile=None, sci_mode=None):
-    """How tensors print (torch's options): digits, summarising, scientific notation."""
-    from .tensor_methods import PRINT_OPTIONS
-
-    if profile == "default":
-        PRINT_OPTIONS.update(precision=4, sci_mode=None, threshold=1000, edgeitems=3,
-                             linewidth=80)
-    for name, value in (("precision", precision), ("threshold", threshold),
-                        ("edgeitems", edgeitems), ("linewidth", linewidth)):
-        if value is not None:
-            PRINT_OPTIONS[name] = int(value)
-    if sci_mode is not None:
-        PRINT_OPTIONS["sci_mode"] = bool(sci_mode)
-
-
 def pow(x, exponent):  # noqa: A001 - torch's name
     if not isinstance(x, Tensor):
         return _t(exponent).__rpow__(x)
     return x ** exponent
 
 
-def sum(x, dim=None, keepdim=False):  # noqa: A001
-    return _t(x).sum(dim, keepdim)
+def sum(x, dim=None, keepdim=False, *, dtype=None):  # noqa: A001
+    return _t(x).sum(dim, keepdim, dtype=dtype)
 
 
-def mean(x, dim=None, keepdim=False):
-    return _t(x).mean(dim, keepdim)
+def mean(x, dim=None, keepdim=False, *, dtype=None):
+    return _t(x).mean(dim, keepdim, dtype=dtype)
 
 
-def var(x, dim=None, keepdim=False, unbiased=True):
-    return _t(x).var(dim, keepdim, unbiased)
+def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return _t(x).var(dim, unbiased, keepdim, correction=correction)
+
+
+def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return _t(x).std(dim, unbiased, keepdim, correction=correction)
 
 
 def max(x, dim=None, keepdim=False):  # noqa: A001
@@ -364,6 +353,97 @@ def argmin(x, dim=None, keepdim=False):
     return _t(x).argmin(dim, keepdim)
 
 
+def any(x, dim=None, keepdim=False):  # noqa: A001
+    return _t(x).any(dim, keepdim)
+
+
+def all(x, dim=None, keepdim=False):  # noqa: A001
+    return _t(x).all(dim, keepdim)
+
+
+def maximum(a, b):
+    return _t(a).max(_t(b))
+
+
+def minimum(a, b):
+    return _t(a).min(_t(b))
+
+
+def clamp(x, min=None, max=None):  # noqa: A002 - torch's names
+    return _t(x).clamp(min, max)
+
+
+clip = clamp
+
+
+def floor_divide(a, b):
+    return _t(a) // b
+
+
+def remainder(a, b):
+    return _t(a) % b
+
+
+def narrow(x, dim, start, length):
+    return _t(x).narrow(dim, start, length)
+
+
+def chunk(x, chunks, dim=0):
+    return _t(x).chunk(chunks, dim)
+
+
+def split(tensor, split_size_or_sections, dim=0):
+    return _t(tensor).split(split_size_or_sections, dim)
+
+
+def unbind(x, dim=0):
+    return _t(x).unbind(dim)
+
+
+def gather(x, dim, index):
+    return _t(x).gather(dim, index)
+
+
+def index_select(x, dim, index):
+    return _t(x).index_select(dim, index)
+
+
+def sort(x, dim=-1, descending=False, stable=False):
+    return _t(x).sort(dim, descending, stable)
+
+
+def argsort(x, dim=-1, descending=False, stable=False):
+    return _t(x).argsort(dim, descending, stable)
+
+
+def transpose(x, dim0, dim1):
+    return _t(x).transpose(dim0, dim1)
+
+
+def permute(x, dims):
+    return _t(x).permute(dims)
+
+
+def reshape(x, shape):
+    return _t(x).reshape(shape)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    return _t(x).flatten(start_dim, end_dim)
+
+
+def squeeze(x, dim=None):
+    return _t(x).squeeze(dim)
+
+
+def unsqueeze(x, dim):
+    return _t(x).unsqueeze(dim)
+
+
+def clone(x):
+    return _t(x).clone()
+
+
 def softmax(x, dim, dtype=None):
     x = _t(x) if dtype is None else _t(x).to(dtype)
     return x.softmax(dim)
@@ -375,16 +455,17 @@ def log_softmax(x, dim, dtype=None):
 
 
 def _triangle(name, x, diagonal):
-    """x times a constant 0/1 mask over its last two dims, so the gradient passes where
-    the mask is 1; a 1-D tensor has no triangle (NumPy would broadcast it to one)."""
+    """x with the entries outside the triangle of its last two dims set to 0 (a fill, not
+    a product: an inf there gives 0, not NaN); the gradient passes inside the triangle. A
+    1-D tensor has no triangle (NumPy would broadcast it to one)."""
     x = _t(x)
     if x.ndim < 2:
         raise RuntimeError(f"{name}: input tensor must have at least 2 dimensions, got "
                            f"shape {tuple(x.shape)}")
     if not x.requires_grad:  # a mask or data: no graph, and a bool mask stays bool
-        return Tensor(getattr(xp, name)(x.array, k=diagonal))
-    keep = getattr(xp, name)(xp.ones(x.shape[-2:], dtype=x.dtype), k=diagonal)
-    return x * Tensor(keep)
+        return Tensor._of(getattr(xp, name)(x.array, k=diagonal))
+    outside = ~getattr(xp, name)(xp.ones(x.shape[-2:], dtype=bool), k=diagonal)
+    return ops.MaskedFill.apply(x, Tensor._of(outside), value=0)
 
 
 def triu(x, diagonal=0):
@@ -408,15 +489,15 @@ def _joinable(name, tensors):
     if not tensors:
         error = ValueError if name == "cat" else RuntimeError  # torch's classes
         raise error(f"{name}(): expected a non-empty list of Tensors")
-    common = tensors[0]
+    common = tensors[0].array.dtype
     for t in tensors[1:]:
-        common = t if result_dtype(common, t) == t.dtype else common
-    return [t.to(common.dtype) for t in tensors]
+        common = promote_types(common, t.array.dtype)
+    return [t.to(common) for t in tensors]
 
 
 def cat(tensors, dim=0):
     tensors = _joinable("cat", tensors)
-    if any(t.ndim == 0 for t in tensors):
+    if builtins.any(t.ndim == 0 for t in tensors):
         raise RuntimeError("cat(): zero-dimensional tensors cannot be concatenated; "
                            "use stack(), or reshape them to (1,)")
     axis = dim_index(dim, tensors[0].ndim)
@@ -458,10 +539,7 @@ def where(condition, input=None, other=None):  # noqa: A002 - torch's argument n
                            f"tensor with dtype {condition.dtype}")
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
         input = tensor(input)
-    if not isinstance(input, Tensor):
-        other, input = _operands(other, input)
-    else:
-        input, other = _operands(input, other)
+    input, other = _operands(input, other)
     try:
         return ops.Where.apply(condition, input, other)
     except ValueError:  # NumPy's words; torch's class
@@ -484,11 +562,10 @@ def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
     if 0 < k < n and isinstance(keys, numpy.ndarray) and keys.dtype.kind == "f" \
             and not numpy.isnan(keys).any():  # NaN: the sort's order, below
         indices = numpy.moveaxis(_first_k(numpy.moveaxis(keys, dim, -1), int(k)), -1, dim)
-    else:
-        indices = xp.argsort(keys, axis=dim, kind="stable")
-        indices = xp.take(indices, xp.arange(int(k)), axis=dim)
-    values = ops.Gather.apply(x, Tensor(indices), axis=dim)
-    return _ValuesIndices(values, Tensor(indices.astype(numpy.int64)))
+    else:  # NaN is the largest value, as in torch
+        indices = xp.take(_order(x, dim, descending=largest), xp.arange(int(k)), axis=dim)
+    values = ops.Gather.apply(x, Tensor._of(indices), axis=dim)
+    return _ValuesIndices(values, Tensor._of(indices.astype(numpy.int64)))
 
 
 def _first_k(keys, k):
@@ -589,5 +666,7 @@ __all__ = [
     "ones_like", "pi", "pow", "rand", "randint", "randn", "softmax", "sqrt", "stack",
     "sum", "tanh", "tensor", "topk", "tril", "triu", "var", "where", "zeros",
     "zeros_like", "float32", "float64", "double", "int64", "long", "int32", "int16", "int8",
-    "uint8",
+    "uint8", "std", "any", "all", "maximum", "minimum", "clamp", "clip", "floor_divide",
+    "remainder", "narrow", "chunk", "split", "unbind", "gather", "index_select", "sort",
+    "argsort", "transpose", "permute", "reshape", "flatten", "squeeze", "unsqueeze", "clone",
 ]

@@ -14,8 +14,8 @@ same checks run on NumPy and on CuPy.
 
 import numpy
 
-from .autograd import Tensor
 from .backend import get_rng_state, manual_seed, set_rng_state, to_numpy
+from .tensor import Tensor
 
 GRAD_EPS = 1e-6  # the central-difference step, on float64 inputs
 GRAD_RTOL = 1e-6  # the largest relative error a gradient may show at that step

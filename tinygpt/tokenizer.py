@@ -26,9 +26,9 @@ from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 from tiktoken_ext.openai_public import r50k_pat_str
 
 from . import checks
-from .autograd import Tensor
 from .errors import TokenizerFilesError
 from .io.files import sha256_hex
+from .tensor import Tensor
 
 ENDOFTEXT = "<|endoftext|>"
 ENDOFTEXT_ID = 50256

@@ -18,14 +18,15 @@ import warnings
 import numpy
 from tqdm import tqdm  # (tqdm.auto warns in notebooks without ipywidgets; bars are terminal-only)
 
-from .autograd import Tensor, no_grad
 from .backend import check_device, xp
 from .checks import nonnegative_int, positive_int
 from .errors import TinygptError
+from .grad_mode import no_grad
 from .io.records import TrainingState
+from .loss import cross_entropy
 from .nn.utils import clip_grad_norm  # appendix D's clipping: torch.nn.utils.clip_grad_norm_
-from .ops import cross_entropy
 from .runtime import keep_freed_memory_for_reuse
+from .tensor import Tensor
 
 
 class TrainingDivergedError(TinygptError, RuntimeError):

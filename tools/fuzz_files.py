@@ -80,7 +80,6 @@ from tests.helpers.gpt2_fixtures import (  # noqa: E402
     gpt2_tensors,
     write_tf_checkpoint,
 )
-from tinygpt.autograd import Tensor  # noqa: E402
 from tinygpt.backend import get_rng_state, manual_seed  # noqa: E402
 from tinygpt.errors import TinygptError, UnsupportedDtypeError  # noqa: E402
 from tinygpt.io import checkpoint as ckpt_io  # noqa: E402
@@ -94,6 +93,7 @@ from tinygpt.io.tf_checkpoint import (  # noqa: E402
 )
 from tinygpt.model import GPTModel  # noqa: E402
 from tinygpt.optim import AdamW  # noqa: E402
+from tinygpt.tensor import Tensor  # noqa: E402
 from tinygpt.train import TrainingState  # noqa: E402
 
 KINDS = ("model", "checkpoint", "object", "tf", "tf_fixture")

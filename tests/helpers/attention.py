@@ -1,8 +1,8 @@
 """The middle of the book's MultiHeadAttention on ops.CausalAttention, for the tests that
 check the attention op (gradients, dropout, kernels) without building a whole model."""
 
-from tinygpt.autograd import Tensor
 from tinygpt.ops import CausalAttention
+from tinygpt.tensor import Tensor
 
 
 def multi_head_attention(queries, keys, values, num_heads, dropout_p=0.0):

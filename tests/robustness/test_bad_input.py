@@ -8,8 +8,8 @@ import pytest
 import tinygpt
 from tinygpt import AdamW, GPTModel
 from tinygpt.backend import asarray
+from tinygpt.loss import cross_entropy
 from tinygpt.model import validate_config
-from tinygpt.ops import cross_entropy
 
 from ..helpers.assertions import host
 
@@ -27,7 +27,7 @@ def model():
 
 
 def snapshot(model):
-    return {name: p.data.copy() for name, p in model.named_parameters()}
+    return {name: p.array.copy() for name, p in model.named_parameters()}
 
 
 def assert_unchanged(model, before):

@@ -12,15 +12,16 @@ import pytest
 
 import tinygpt
 from tinygpt import sampling
-from tinygpt.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
 from tinygpt.generation import generate_fast as generate
 from tinygpt.generation import generate_stream, generate_text_simple
+from tinygpt.grad_mode import enable_grad, is_grad_enabled, no_grad
 from tinygpt.kv_cache import CachedDecoder
+from tinygpt.loss import cross_entropy
 from tinygpt.model import GPTModel
 from tinygpt.nn import functional as F
 from tinygpt.nn.module import Parameter
-from tinygpt.ops import cross_entropy
 from tinygpt.optim import AdamW
+from tinygpt.tensor import Tensor
 from tinygpt.tokenizer import token_ids_to_text
 
 from ..helpers.assertions import host

@@ -552,7 +552,7 @@ def decode_stream(token_ids, tokenizer):
 
 def cmd_eval(args):
     from ..backend import manual_seed
-    from ..ops import perplexity
+    from ..loss import perplexity
     from ..tokenizer import get_tokenizer
     from ..train import calc_loss_loader
     from .workflow import read_text, split_loaders

@@ -69,12 +69,12 @@ from dataclasses import dataclass
 import numpy
 from safetensors import SafetensorError, safe_open
 
-from ..autograd import Tensor
 from ..backend import check_rng_state, get_rng, get_rng_state, set_rng_state, to_numpy
 from ..checks import int_problem
 from ..errors import CheckpointError, ModelFileNotCheckpointError
 from ..model import GPTModel, validate_config
 from ..optim import AdamW
+from ..tensor import Tensor
 from .files import (
     atomic_write,
     check_regular_file,

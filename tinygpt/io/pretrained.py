@@ -1210,8 +1210,8 @@ def assign(left, right):
     ``Parameter`` to put in the place of ``left``, after checking that the shapes match
     (ValueError "Shape mismatch. Left: ..., Right: ..." otherwise). The new parameter
     has ``left``'s dtype when ``left`` is a tensor (a float64 model stays float64)."""
-    from ..autograd import Tensor
     from ..nn import Parameter
+    from ..tensor import Tensor
     from ..tensors import tensor
 
     left_shape, right_shape = tuple(np.shape(left)), tuple(np.shape(right))

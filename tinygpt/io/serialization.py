@@ -59,9 +59,9 @@ from collections import Counter
 
 import numpy
 
-from ..autograd import Tensor
 from ..backend import ON_GPU, check_device, xp
 from ..errors import CheckpointError
+from ..tensor import Tensor
 from .checkpoint import (
     _CODES,
     _host_array,

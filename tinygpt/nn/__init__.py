@@ -17,9 +17,9 @@ from collections import OrderedDict
 import numpy
 
 from .. import ops
-from ..autograd import Tensor
 from ..backend import DEFAULT_DTYPE, check_device, get_rng, xp
 from ..checks import embedding_indices, shape
+from ..tensor import Tensor
 from . import functional, init, utils
 from .module import Module, Parameter
 
@@ -391,5 +391,5 @@ def _match_dtype(x, like):
         raise RuntimeError(f"expected a floating-point input like the parameters "
                            f"({like.dtype}), got dtype {x.dtype}; convert it, e.g. x.float()")
     if x.dtype != like.dtype:
-        return x.astype(like.dtype)
+        return x.to(like.dtype)
     return x

@@ -9,9 +9,10 @@ dim of ``cross_entropy``'s input is dim 1, so the book's
 import numpy
 
 from .. import ops
-from ..autograd import Tensor
 from ..backend import xp
 from ..checks import embedding_indices
+from ..loss import cross_entropy as _cross_entropy
+from ..tensor import Tensor
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
            "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "mse_loss",
@@ -32,7 +33,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
     ``reduction="mean"`` averages over the rows whose target is not ``ignore_index``
     (nan if there are none, as torch); ``"sum"`` adds them up.
-    The work is done by ``ops.cross_entropy`` on (rows, C) logits."""
+    The work is done by ``loss.cross_entropy`` on (rows, C) logits."""
     if weight is not None:
         raise NotImplementedError(
             "cross_entropy(weight=...) (per-class weights) is not supported by tinygpt; "
@@ -80,7 +81,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         logits = logits.permute(0, *range(2, logits.ndim), 1)
     rows = logits.reshape(-1, C)
     targets = targets.reshape(-1)
-    loss = ops.cross_entropy(rows, targets, ignore_index=ignore_index)
+    loss = _cross_entropy(rows, targets, ignore_index=ignore_index)
     if reduction == "sum":
         counted = int((targets.array != ignore_index).sum())
         if counted == 0:  # torch: 0 (the mean of nothing is nan), with zero gradients

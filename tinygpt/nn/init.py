@@ -12,8 +12,8 @@ import math
 
 import numpy
 
-from ..autograd import Tensor
 from ..backend import get_rng, xp
+from ..tensor import Tensor
 
 __all__ = ["calculate_gain", "constant_", "kaiming_normal_", "kaiming_uniform_", "normal_",
            "ones_", "uniform_", "xavier_normal_", "xavier_uniform_", "zeros_"]
@@ -61,7 +61,7 @@ def _fill(tensor, values):
     if not isinstance(tensor, Tensor):
         raise TypeError(f"nn.init fills a Tensor (e.g. a Parameter), got {type(tensor).__name__}")
     tensor.array[...] = xp.asarray(numpy.asarray(values), dtype=tensor.array.dtype)
-    tensor._bump_version("nn.init")  # an in-place change, as torch counts it
+    tensor._counter.bump("nn.init")  # an in-place change, as torch counts it
     return tensor
 
 

@@ -15,10 +15,9 @@ from collections import OrderedDict, namedtuple
 
 import numpy
 
-from ..autograd import Tensor, grad_array
 from ..backend import DEFAULT_DTYPE, to_numpy, xp
 from ..checks import rectangular
-from ..tensor_methods import to_arguments
+from ..tensor import Tensor, to_arguments
 
 
 class Parameter(Tensor):
@@ -307,7 +306,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:
-                grad_array(p)[...] = 0
+                p.grad.array[...] = 0
 
     # --- devices and dtypes -----------------------------------------------------------
     def to(self, *args, **kwargs):
@@ -326,7 +325,7 @@ class Module:
                 if p is not None and p.dtype.kind == "f" and p.dtype != dtype:
                     p.array = p.array.astype(dtype)
                     if p.grad is not None:
-                        p.grad = Tensor(grad_array(p).astype(dtype))
+                        p.grad = Tensor(p.grad.array.astype(dtype))
             for name, b in module._buffers.items():
                 if b is not None and b.dtype.kind == "f" and b.dtype != dtype:
                     module._buffers[name] = b.detach().to(dtype)
@@ -362,16 +361,16 @@ class Module:
         """Name -> Tensor for every parameter and persistent buffer, in registration
         order: each module's own parameters, then its buffers, then its children's.
 
-        As in torch the tensors share memory with the model (``Tensor(p.array)``): a
-        step of training changes them too, so copy what must stay (``v.clone()``)."""
+        As in torch the tensors share memory with the model (``p.detach()``): a step of
+        training changes them too, so copy what must stay (``v.clone()``)."""
         if destination is None:
             destination = OrderedDict()
         for name, p in self._parameters.items():
             if p is not None:
-                destination[prefix + name] = p if keep_vars else Tensor(p.array)
+                destination[prefix + name] = p if keep_vars else p.detach()
         for name, b in self._buffers.items():
             if b is not None and name not in self._non_persistent_buffers:
-                destination[prefix + name] = b if keep_vars else Tensor(b.array)
+                destination[prefix + name] = b if keep_vars else b.detach()
         for name, module in self.named_children():
             module.state_dict(destination, prefix + name + ".", keep_vars)
         return destination
@@ -462,7 +461,7 @@ class Module:
                 current.array = xp.asarray(array)
             else:
                 current.array[...] = xp.asarray(array, dtype=current.dtype)
-                current._bump_version("load_state_dict")
+                current._counter.bump("load_state_dict")
         return _IncompatibleKeys(missing, unexpected)
 
     def _state_value_problem(self, name, array):

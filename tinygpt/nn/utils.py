@@ -4,8 +4,8 @@ import math
 
 import numpy
 
-from ..autograd import Tensor, grad_array
 from ..backend import xp
+from ..tensor import Tensor
 
 __all__ = ["clip_grad_norm", "clip_grad_norm_"]
 
@@ -19,7 +19,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         total = ||(g_1, ..., g_n)||,  g_i <- g_i * min(1, max_norm / (total + 1e-6))"""
     if isinstance(parameters, Tensor):
         parameters = [parameters]
-    grads = [grad_array(p) for p in parameters if p.grad is not None]
+    grads = [p.grad.array for p in parameters if p.grad is not None]
     if not grads:
         return Tensor(xp.zeros((), dtype=xp.float32))
     norm_type = float(norm_type)
