@@ -31,7 +31,7 @@ imports them.
 import importlib as _importlib
 
 from . import nn, optim, utils
-from .backend import get_rng_state, set_rng_state
+from .backend import Generator, get_rng_state, set_rng_state
 from .cuda import overrides as _overrides  # the GPU kernels register for ops' layers
 from .data import GPTDatasetV1, create_dataloader_v1
 from .fast_path import use_fused
@@ -89,7 +89,7 @@ __all__ = sorted(set(_TORCH_NAMES) | set(_FROM_TRAIN) | {
     "load", "load_verdict", "load_weights_into_gpt", "manual_seed", "model_configs", "nn",
     "no_grad", "optim", "perplexity", "print_sampled_tokens", "save", "set_num_threads",
     "set_rng_state", "softmax_with_temperature", "text_to_token_ids", "token_ids_to_text",
-    "use_fused", "utils",
+    "use_fused", "utils", "Generator",
 })
 
 _MODULES = ("tokenizer", "data", "model", "train", "generation", "sampling", "autograd", "ops",

@@ -20,3 +20,13 @@ def compare_parameters(ours, ref, what, tol=TOL):
     ref_params = dict(ref.named_parameters())
     for name, p in ours.named_parameters():
         assert_close(f"{what} {name}", p, ref_params[name].detach().numpy(), tol)
+
+
+def error_class(call):
+    """The class of the exception ``call()`` raises (None if it returns): run it with
+    torch to learn which error tinygpt must raise."""
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - the class is what we compare
+        return type(exc)
+    return None

@@ -12,15 +12,9 @@ import tinygpt.nn as tnn
 from tinygpt.data import DataLoader, Dataset, create_dataloader_v1, default_collate
 from tinygpt.model import GPT_CONFIG_124M, validate_config
 
+from ..helpers.torch_twins import error_class as _torch_error
+
 torch = pytest.importorskip("torch")
-
-
-def _torch_error(call):
-    try:
-        call()
-    except Exception as exc:  # noqa: BLE001 - the class is what we compare
-        return type(exc)
-    return None
 
 
 # --- silent wrong results --------------------------------------------------------------

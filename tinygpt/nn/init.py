@@ -12,7 +12,7 @@ import math
 
 import numpy
 
-from ..backend import get_rng, xp
+from ..backend import Generator, resolve_rng, xp
 from ..tensor import Tensor
 
 __all__ = ["calculate_gain", "constant_", "kaiming_normal_", "kaiming_uniform_", "normal_",
@@ -66,10 +66,11 @@ def _fill(tensor, values):
 
 
 def _generator(generator):
-    if generator is not None and not isinstance(generator, numpy.random.Generator):
-        raise NotImplementedError("nn.init takes generator=None (tinygpt's generator, seeded "
-                                  "by manual_seed) or a numpy.random.Generator")
-    return get_rng() if generator is None else generator
+    if generator is not None and not isinstance(generator, (Generator, numpy.random.Generator)):
+        raise TypeError("nn.init takes generator=None (tinygpt's generator, seeded by "
+                        f"manual_seed), a tinygpt.Generator or a numpy.random.Generator, got "
+                        f"{type(generator).__name__}")
+    return resolve_rng(generator, "generator")
 
 
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
