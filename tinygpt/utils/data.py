@@ -4,6 +4,14 @@ The classes live in ``tinygpt/data.py`` beside the book's ``GPTDatasetV1``; this
 only gives them torch's address.
 """
 
-from ..data import DataLoader, Dataset, default_collate
+from ..data import (
+    DataLoader,
+    Dataset,
+    Subset,
+    default_collate,
+    default_convert,
+    random_split,
+)
 
-__all__ = ["DataLoader", "Dataset", "default_collate"]
+__all__ = ["DataLoader", "Dataset", "Subset", "default_collate", "default_convert",
+           "random_split"]
