@@ -17,7 +17,7 @@ Reading order, one floor at a time:
                    ops.py         each op's forward and backward, on arrays
                    backend.py     NumPy or CuPy, and the random generators
                    tensors.py     torch's functions: tensor, zeros, cat, where, ...
-                   nn/, optim.py  torch.nn's layers, AdamW
+                   nn/, optim/    torch.nn's layers, AdamW
     the floors     io/            file formats: checkpoints, torch.save, GPT-2's weights
                    cuda/          the GPU kernels in place of ops' layers, Philox
                    app/           the ``tinygpt`` command, its training runs, selftest

@@ -28,11 +28,11 @@ import math
 
 import numpy
 
-from . import cuda
-from .backend import ON_GPU, to_numpy, xp
-from .checks import real_problem, rectangular
-from .grad_mode import enable_grad
-from .tensor import Tensor
+from .. import cuda
+from ..backend import ON_GPU, to_numpy, xp
+from ..checks import real_problem, rectangular
+from ..grad_mode import enable_grad
+from ..tensor import Tensor
 
 CHUNK = 1 << 15
 
