@@ -695,3 +695,6 @@ def _number(value):
     if getattr(value, "ndim", None) == 0 and getattr(value, "dtype", None) is not None:
         return value.item()
     return value
+
+
+from . import lr_scheduler as lr_scheduler  # noqa: E402 - torch's address; it needs Optimizer
