@@ -312,7 +312,7 @@ class Generator:
     def get_state(self):
         """The stream's position and seed as a uint8 Tensor (45 bytes; torch's CPU state
         has another size and layout, so the two don't mix)."""
-        from .autograd import Tensor  # autograd imports this module
+        from .tensor import Tensor  # tensor imports this module
 
         state = self._rng.bit_generator.state
         fields = (state["state"]["state"], state["state"]["inc"], state["has_uint32"],
@@ -322,7 +322,7 @@ class Generator:
 
     def set_state(self, new_state):
         """Restore a state from ``get_state()``; returns this generator."""
-        from .autograd import Tensor
+        from .tensor import Tensor
 
         if not isinstance(new_state, Tensor):
             raise TypeError(f"expected a torch.ByteTensor, but got {type(new_state).__name__}")

@@ -596,6 +596,9 @@ class Tensor(TensorBase):
     def neg(self):
         return -self
 
+    def square(self):
+        return self * self
+
     def cos(self):  # cos and sin: rotary position embeddings
         return ops.Cos.apply(_floats(self))
 

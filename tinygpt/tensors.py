@@ -24,9 +24,9 @@ import types
 import numpy
 
 from . import backend, ops
-from .backend import DEFAULT_DTYPE, Device, check_device, get_rng, resolve_rng, xp
+from .backend import DEFAULT_DTYPE, Device, check_device, resolve_rng, xp
 from .checks import dim_index, nonnegative_int, positive_int, rectangular, shape
-from .dtypes import DTYPES, Size, dtype, promote_types
+from .dtypes import DTYPES, Size, dtype, promote_types, scalar_dtype
 from .printing import set_printoptions
 from .tensor import Tensor, _operands, _order, _ValuesIndices
 
@@ -107,13 +107,25 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
                                "overflow: the data holds nan or inf")
         array = array.astype(_dtype(dtype))
     elif not isinstance(data, (numpy.ndarray, xp.ndarray)):
-        if array.dtype.kind == "f":
-            array = array.astype(DEFAULT_DTYPE)  # Python floats: torch's default dtype
-        elif array.dtype.kind in "iu":
-            array = array.astype(numpy.int64)
+        array = array.astype(_inferred_dtype(data, array.dtype))
     else:
         array = array.copy()
     return _new(array, requires_grad, device)
+
+
+def _inferred_dtype(data, numpy_dtype):
+    """torch's dtype for a number or a nested list: Python floats give float32 (its
+    default), ints int64, bools bool, and NumPy numbers their own dtype, promoted
+    together (``[np.float32(1), np.float64(2)]`` is float64)."""
+    dtype, stack = None, [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, (list, tuple)):
+            stack.extend(value)
+            continue
+        one = value.dtype if isinstance(value, numpy.generic) else scalar_dtype(value)
+        dtype = one if dtype is None else promote_types(dtype, one)
+    return numpy_dtype if dtype is None else dtype
 
 
 def _odd_leaf(data):
@@ -211,23 +223,41 @@ def linspace(start, end, steps, dtype=None, device=None):
                 False, device)
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False):
-    """Uniform [0, 1) numbers from tinygpt's generator (seeded by ``manual_seed``)."""
-    values = get_rng().random(_size(size)).astype(_dtype(dtype, DEFAULT_DTYPE))
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Uniform [0, 1) numbers from tinygpt's generator (seeded by ``manual_seed``), or
+    from ``generator`` (a ``tinygpt.Generator``)."""
+    values = _stream(generator).random(_size(size)).astype(_dtype(dtype, DEFAULT_DTYPE))
     return _new(values, requires_grad, device)
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False):
-    """Standard normal numbers from tinygpt's generator."""
-    values = get_rng().standard_normal(_size(size)).astype(_dtype(dtype, DEFAULT_DTYPE))
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Standard normal numbers from tinygpt's generator (or ``generator``)."""
+    values = _stream(generator).standard_normal(_size(size)).astype(
+        _dtype(dtype, DEFAULT_DTYPE))
     return _new(values, requires_grad, device)
 
 
-def randint(low, high=None, size=(), dtype=None, device=None):
+def randint(low, high=None, size=(), *, generator=None, dtype=None, device=None):
     if high is None:
         low, high = 0, low
-    values = get_rng().integers(low, high, size=_size((size,)), dtype=numpy.int64)
+    values = _stream(generator).integers(low, high, size=_size((size,)), dtype=numpy.int64)
     return _new(values.astype(_dtype(dtype, numpy.int64)), False, device)
+
+
+def randperm(n, *, generator=None, dtype=None, device=None):
+    """0 .. n-1 in a random order, from tinygpt's generator (or ``generator``)."""
+    values = _stream(generator).permutation(nonnegative_int("n", n))
+    return _new(values.astype(_dtype(dtype, numpy.int64)), False, device)
+
+
+def _stream(generator):
+    """The NumPy stream a random function draws from: torch takes a Generator, not a
+    seed, for ``generator=``."""
+    if isinstance(generator, numbers.Integral):
+        raise TypeError(f"generator must be a tinygpt.Generator, got "
+                        f"{type(generator).__name__}; seed one with "
+                        "tinygpt.Generator().manual_seed(seed)")
+    return resolve_rng(generator, "generator")
 
 
 def manual_seed(seed):
@@ -442,6 +472,10 @@ def unsqueeze(x, dim):
 
 def clone(x):
     return _t(x).clone()
+
+
+def square(x):
+    return _t(x).square()
 
 
 def softmax(x, dim, dtype=None):
@@ -669,4 +703,5 @@ __all__ = [
     "uint8", "std", "any", "all", "maximum", "minimum", "clamp", "clip", "floor_divide",
     "remainder", "narrow", "chunk", "split", "unbind", "gather", "index_select", "sort",
     "argsort", "transpose", "permute", "reshape", "flatten", "squeeze", "unsqueeze", "clone",
+    "randperm", "square",
 ]
