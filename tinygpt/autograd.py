@@ -19,6 +19,8 @@ graph. Below the engine: torch.autograd's ``backward(inputs=)`` and ``grad``, an
 checks on what comes in.
 """
 
+import numpy
+
 from .backend import xp
 from .grad_mode import enable_grad, is_grad_enabled, no_grad  # noqa: F401  (torch.autograd's)
 from .versions import VersionCounter, check_saved, note_versions
@@ -250,7 +252,7 @@ def _own(array, given):
 def _holds_arrays(value):
     if isinstance(value, (tuple, list)):
         return any(_holds_arrays(v) for v in value)
-    return hasattr(value, "__array_interface__") or hasattr(value, "__cuda_array_interface__")
+    return isinstance(value, (xp.ndarray, numpy.ndarray, numpy.generic))
 
 
 def _edge(t):

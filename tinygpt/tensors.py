@@ -91,18 +91,19 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         data = data.array.copy()
     elif isinstance(data, (list, tuple)) and builtins.any(isinstance(v, Tensor) for v in data):
         data = [v.tolist() if isinstance(v, Tensor) else v for v in data]
-    if isinstance(data, (list, tuple)):
-        array = xp.asarray(rectangular(data, "tensor data", "pad the rows to one length"))
+    if isinstance(data, (list, tuple)):  # checked on the host, then copied over once
+        array = rectangular(data, "tensor data", "pad the rows to one length")
     else:
-        array = xp.asarray(backend.to_numpy(data) if not isinstance(data, xp.ndarray) else data)
+        array = data if isinstance(data, xp.ndarray) else numpy.asarray(backend.to_numpy(data))
     if array.dtype.kind == "O" and dtype is not None and _dtype(dtype).kind in "fb" and (
             isinstance(_odd_leaf(data), numbers.Integral)):
         # ints beyond int64, asked for as floats (or bools): torch converts them
-        array = xp.asarray(numpy.asarray(data, dtype=numpy.float64))
+        array = numpy.asarray(data, dtype=numpy.float64)
     if array.dtype.kind not in "biuf":
         _refuse_data(data, array.dtype, asked=dtype is not None)
     if dtype is not None:
-        if array.dtype.kind == "f" and _dtype(dtype).kind in "iu" and not xp.isfinite(array).all():
+        if array.dtype.kind == "f" and _dtype(dtype).kind in "iu" and not bool(
+                array.size == 0 or numpy.isfinite(backend.to_numpy(array)).all()):
             raise RuntimeError(f"value cannot be converted to type {_dtype(dtype)} without "
                                "overflow: the data holds nan or inf")
         array = array.astype(_dtype(dtype))
@@ -110,6 +111,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         array = array.astype(_inferred_dtype(data, array.dtype))
     else:
         array = array.copy()
+    array = xp.asarray(array)
     return _new(array, requires_grad, device)
 
 
@@ -125,7 +127,9 @@ def _inferred_dtype(data, numpy_dtype):
             continue
         one = value.dtype if isinstance(value, numpy.generic) else scalar_dtype(value)
         dtype = one if dtype is None else promote_types(dtype, one)
-    return numpy_dtype if dtype is None else dtype
+    if dtype is None:  # no numbers at all (tensor([])): float32, torch's default
+        return DEFAULT_DTYPE if numpy_dtype.kind == "f" else numpy_dtype
+    return dtype
 
 
 def _odd_leaf(data):

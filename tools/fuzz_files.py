@@ -80,7 +80,7 @@ from tests.helpers.gpt2_fixtures import (  # noqa: E402
     gpt2_tensors,
     write_tf_checkpoint,
 )
-from tinygpt.backend import get_rng_state, manual_seed  # noqa: E402
+from tinygpt.backend import get_rng_state, manual_seed, to_numpy  # noqa: E402
 from tinygpt.errors import TinygptError, UnsupportedDtypeError  # noqa: E402
 from tinygpt.io import checkpoint as ckpt_io  # noqa: E402
 from tinygpt.io.pretrained import load_tf_ckpt_into_gpt  # noqa: E402
@@ -114,7 +114,7 @@ ODD_VALUES = (-1, 0, 1.5, "16", None, True, [], {}, 10**30, -(2**63), float("nan
 
 
 def _array_canon(a):
-    a = numpy.ascontiguousarray(a.data if isinstance(a, Tensor) else a)
+    a = numpy.ascontiguousarray(to_numpy(a.array if isinstance(a, Tensor) else a))
     return [a.dtype.str, list(a.shape), hashlib.sha1(a.tobytes()).hexdigest()]
 
 
@@ -184,8 +184,8 @@ def make_originals(folder):
     optimizer = AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)
     for _ in range(2):
         for p in model.parameters():
-            p.grad = numpy.random.default_rng(len(p.shape)).standard_normal(p.shape).astype(
-                numpy.float32)
+            p.grad = tinygpt.tensor(numpy.random.default_rng(len(p.shape)).standard_normal(
+                p.shape).astype(numpy.float32))  # on the device, as torch wants a Tensor
         optimizer.step()
     optimizer.peak_lr = 4e-4
     state = TrainingState(epoch=1, batch_in_epoch=2, epoch_order=[2, 0, 1, 3], global_step=5,

@@ -53,7 +53,7 @@ def files(tmp_path_factory):
     model = GPTModel(CFG)
     optimizer = AdamW(model.parameters(), lr=1e-3)
     for p in model.parameters():
-        p.grad = np.full(p.shape, 0.5, dtype=np.float32)
+        p.grad = tinygpt.full(tuple(p.shape), 0.5)  # on the backend, as torch wants a Tensor
     optimizer.step()
     paths = {"model": folder / "model.safetensors", "checkpoint": folder / "ckpt.safetensors"}
     save_model(model, paths["model"])

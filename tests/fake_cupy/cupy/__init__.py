@@ -305,6 +305,14 @@ array, asarray, asanyarray, ascontiguousarray = (
 random, linalg, fft = _Namespace(numpy.random), _Namespace(numpy.linalg), _Namespace(numpy.fft)
 
 
+def _as_strided(x, shape=None, strides=None):
+    """cupy.lib.stride_tricks.as_strided: a view of a device array's memory."""
+    return ndarray._of(numpy.lib.stride_tricks.as_strided(_unwrap(x), shape, strides))
+
+
+lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(as_strided=_as_strided))
+
+
 def __getattr__(name):  # the rest of NumPy, forwarded; no CUDA kernels
     if name.startswith("__") or name in ("RawModule", "RawKernel", "ElementwiseKernel"):
         raise AttributeError(f"module 'cupy' (fake) has no attribute {name!r}")
