@@ -272,6 +272,11 @@ def _node(t):
 
 def _tensors_of(inputs):
     """An op's inputs as tensors: arrays and numbers wrapped like the first tensor."""
+    for t in inputs:
+        if not isinstance(t, TensorBase):
+            break
+    else:
+        return inputs  # the common case, first: it runs for every op
     first = next((t for t in inputs if isinstance(t, TensorBase)), None)
     if first is None:
         raise TypeError("Function.apply takes Tensors (at least one); wrap arrays with "

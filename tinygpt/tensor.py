@@ -18,7 +18,10 @@ from .autograd import TensorBase
 from .backend import DEFAULT_DTYPE, Device, check_device, device_name, get_rng, to_numpy, xp
 from .checks import dim_index, rectangular
 from .dtypes import Size, can_cast, float_result, result_type, torch_dtype
+from .grad_mode import is_grad_enabled
 from .printing import tensor_repr
+from .versions import VersionCounter
+from .views import share_storage
 
 
 class Tensor(TensorBase):
@@ -35,15 +38,18 @@ class Tensor(TensorBase):
         if requires_grad:
             self.requires_grad = True
 
-    @classmethod
-    def _of(cls, array):
-        """A Function's result as a Tensor: no copy and no checks."""
+    @staticmethod
+    def _of(array):
+        """A Function's result as a Tensor: no copy and no checks (it runs for every op)."""
         t = object.__new__(Tensor)
-        t._start(array if isinstance(array, xp.ndarray) else xp.asarray(array))
+        t.array = array if isinstance(array, xp.ndarray) else xp.asarray(array)  # 0-d results
+        t._grad = t.creator = t._view = None
+        t._requires_grad = False
+        t._counter = VersionCounter()
         return t
 
-    def _wrap(self, array):  # what autograd calls to make a result (a Tensor, never a
-        return Tensor._of(array)  # Parameter, whatever the class of the inputs)
+    def _wrap(self, array):  # what autograd calls to make a result: a Tensor, never a
+        return Tensor._of(array)  # Parameter, whatever the class of the inputs
 
     # --- what it is ---------------------------------------------------------------------
     @property
@@ -314,7 +320,7 @@ class Tensor(TensorBase):
 
     # --- indexing: x[i] is a view where torch's is (ints, slices, None, ...) ------------
     def __getitem__(self, index):
-        return ops.GetItem.apply(self, index=_index(self, index))
+        return _view(ops.GetItem, self, index=_index(self, index))
 
     def __setitem__(self, index, value):
         """``x[index] = value``, in place: a copy into the view ``x[index]`` (torch's
@@ -345,10 +351,12 @@ class Tensor(TensorBase):
     def reshape(self, *shape):
         """Another shape for the same elements: a view when the layout allows it (as
         torch's), else a copy."""
-        shape = _new_shape(self, shape)
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
         try:
-            return ops.Reshape.apply(self, shape=shape)
+            return _view(ops.Reshape, self, shape=tuple(map(int, shape)))
         except ValueError:  # NumPy's words; torch's error and class
+            _new_shape(self, shape)
             raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size "
                                f"{self.numel()}") from None
 
@@ -395,7 +403,7 @@ class Tensor(TensorBase):
         a, b = dim_index(dim0, n), dim_index(dim1, n)
         if order:  # a 0-d tensor takes dims 0 and -1 and stays as it is
             order[a], order[b] = order[b], order[a]
-        return ops.Transpose.apply(self, axes=tuple(order))
+        return _view(ops.Transpose, self, axes=tuple(order))
 
     swapaxes = swapdims = transpose
 
@@ -413,11 +421,11 @@ class Tensor(TensorBase):
         axes = tuple(dim_index(d, self.ndim) for d in dims)
         if len(set(axes)) != len(axes):
             raise RuntimeError("permute(): duplicate dims are not allowed.")
-        return ops.Transpose.apply(self, axes=axes)
+        return _view(ops.Transpose, self, axes=axes)
 
     @property
     def T(self):
-        return ops.Transpose.apply(self, axes=tuple(reversed(range(self.ndim))))
+        return _view(ops.Transpose, self, axes=tuple(reversed(range(self.ndim))))
 
     @property
     def mT(self):  # noqa: N802 - torch's name
@@ -439,7 +447,7 @@ class Tensor(TensorBase):
         dim's length)."""
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
             sizes = tuple(sizes[0])
-        return ops.Expand.apply(self, shape=_expanded_shape(self.shape, sizes))
+        return _view(ops.Expand, self, shape=_expanded_shape(self.shape, sizes))
 
     def expand_as(self, other):
         return self.expand(other.shape)
@@ -937,6 +945,16 @@ def _sizes(size):
     return tuple(int(n) for n in size)
 
 
+def _view(op, t, **options):
+    """A view op (reshape, transpose, x[i], expand): ``op.apply``, or without a graph to
+    record its forward and the shared storage alone (decoding makes thousands of them)."""
+    if t.requires_grad and is_grad_enabled():
+        return op.apply(t, **options)
+    out = Tensor._of(op().forward(t.array, **options))
+    share_storage(out, t, op, options)
+    return out
+
+
 # --- operators: promotion, broadcasting, torch's errors ---------------------------------
 
 
@@ -1259,9 +1277,7 @@ def _some_dim(t, dim, name):
 
 
 def _new_shape(t, shape):
-    """A reshape's target as ints, -1 inferred, checked with torch's errors."""
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
+    """A reshape's target as ints, checked with torch's errors."""
     shape = tuple(int(n) for n in shape)
     if shape.count(-1) > 1:
         raise RuntimeError("only one dimension can be inferred")
