@@ -11,9 +11,9 @@ import pytest
 import tinygpt
 from tinygpt import backend, ops
 from tinygpt.autograd import Function
+from tinygpt.backend import philox_uniforms as uniforms
 from tinygpt.backend import xp
 from tinygpt.cuda import overrides
-from tinygpt.cuda.philox import uniforms
 from tinygpt.loss import cross_entropy
 from tinygpt.tensor import Tensor
 

@@ -11,7 +11,8 @@ import pytest
 
 import tinygpt
 from tinygpt import backend, ops
-from tinygpt.cuda.philox import philox4x32, uniforms
+from tinygpt.backend import philox4x32
+from tinygpt.backend import philox_uniforms as uniforms
 from tinygpt.tensor import Tensor
 
 from .helpers.assertions import host

@@ -31,7 +31,7 @@ imports them.
 import importlib as _importlib
 
 from . import nn, optim, utils
-from .backend import Generator, get_rng_state, set_rng_state
+from .backend import get_rng_state, set_rng_state
 from .cuda import overrides as _overrides  # the GPU kernels register for ops' layers
 from .data import GPTDatasetV1, create_dataloader_v1
 from .fast_path import use_fused

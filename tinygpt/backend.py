@@ -20,7 +20,7 @@ from one of two sources (``set_dropout_rng`` or ``TINYGPT_DROPOUT_RNG``):
   on CuPy they are drawn on the CPU and copied over, which reproduces the CPU's masks
   exactly (slow: use it for parity runs);
 * ``"philox"`` (the default on CuPy): the counter-based Philox4x32-10 generator
-  (``tinygpt/cuda/philox.py``), computed where the data is, so masks are drawn on the GPU.
+  (``philox4x32`` below), computed where the data is, so masks are drawn on the GPU.
   Its whole state is a seed and a count of masks drawn; the NumPy twin gives the same
   masks on the CPU.
 
@@ -263,99 +263,6 @@ def get_rng():
     return _rng
 
 
-class Generator:
-    """torch.Generator's counterpart (``tinygpt.Generator``): a random stream of its own,
-    apart from the package generator, for ``DataLoader(generator=)``, ``random_split``,
-    ``multinomial`` and ``nn.init``.
-
-    ``Generator().manual_seed(42)`` seeds it (and returns it, as torch's does); two
-    generators with one seed draw the same numbers whatever ``tinygpt.manual_seed`` did.
-    Unseeded, it starts from torch's default seed, 67280421310721, so it repeats from run
-    to run as torch's does; ``seed()`` picks a seed from the operating system instead. The
-    numbers come from a NumPy PCG64 generator, so they are tinygpt's, not torch's.
-    ``get_state()`` is the stream's position as a uint8 Tensor (the seed included), which
-    ``set_state`` restores."""
-
-    DEFAULT_SEED = 67280421310721  # torch.Generator().initial_seed()
-    _STATE_BYTES = (16, 16, 1, 4, 8)  # PCG64 state, increment, has_uint32, uinteger; seed
-
-    def __init__(self, device="cpu"):
-        self.device = Device(device)
-        if self.device != "cpu":  # its numbers are drawn on the host on either backend
-            check_device(device)
-        self.manual_seed(self.DEFAULT_SEED)
-
-    def manual_seed(self, seed):
-        """Seed the stream: a Python int in [-2**63, 2**64 - 1], a negative one taken
-        modulo 2**64 as torch takes it; returns this generator."""
-        if isinstance(seed, numpy.integer):  # torch refuses them too, with this class
-            raise TypeError("an integer is required: Generator.manual_seed takes a Python "
-                            f"int; pass int(seed), not {type(seed).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise RuntimeError(f"manual_seed expected a long, but got {type(seed).__name__}")
-        if not -(1 << 63) <= seed < (1 << 64):
-            raise ValueError(f"Overflow when unpacking long long: seed {seed} is outside "
-                             "[-2**63, 2**64 - 1]")
-        self._seed = int(seed) % (1 << 64)
-        self._rng = numpy.random.default_rng(self._seed)
-        return self
-
-    def seed(self):
-        """Seed the stream from the operating system's entropy; returns the seed."""
-        self.manual_seed(int.from_bytes(os.urandom(8), "little"))
-        return self._seed
-
-    def initial_seed(self):
-        """The seed the stream started from."""
-        return self._seed
-
-    def get_state(self):
-        """The stream's position and seed as a uint8 Tensor (45 bytes; torch's CPU state
-        has another size and layout, so the two don't mix)."""
-        from .tensor import Tensor  # tensor imports this module
-
-        state = self._rng.bit_generator.state
-        fields = (state["state"]["state"], state["state"]["inc"], state["has_uint32"],
-                  state["uinteger"], self._seed)
-        raw = b"".join(int(v).to_bytes(n, "little") for v, n in zip(fields, self._STATE_BYTES))
-        return Tensor(numpy.frombuffer(raw, dtype=numpy.uint8).copy())
-
-    def set_state(self, new_state):
-        """Restore a state from ``get_state()``; returns this generator."""
-        from .tensor import Tensor
-
-        if not isinstance(new_state, Tensor):
-            raise TypeError(f"expected a torch.ByteTensor, but got {type(new_state).__name__}")
-        raw = to_numpy(new_state.array)
-        if raw.dtype != numpy.uint8:
-            raise TypeError("RNG state must be a torch.ByteTensor (a uint8 Tensor from "
-                            "get_state())")
-        if raw.size != sum(self._STATE_BYTES):
-            raise RuntimeError(f"Expected a tinygpt Generator state of size "
-                               f"{sum(self._STATE_BYTES)} but found the input RNG state size "
-                               f"to be {raw.size}")
-        raw, fields = raw.reshape(-1).tobytes(), []
-        for n in self._STATE_BYTES:
-            fields.append(int.from_bytes(raw[:n], "little"))
-            raw = raw[n:]
-        state, inc, has_uint32, uinteger, seed = fields
-        if inc % 2 == 0 or has_uint32 > 1:
-            raise RuntimeError("Invalid PCG64 state: not a state from Generator.get_state()")
-        rng = numpy.random.default_rng()
-        rng.bit_generator.state = {"bit_generator": "PCG64",
-                                   "state": {"state": state, "inc": inc},
-                                   "has_uint32": has_uint32, "uinteger": uinteger}
-        self._rng, self._seed = rng, seed
-        return self
-
-    def clone_state(self):
-        """A new Generator at this one's position."""
-        return Generator(self.device).set_state(self.get_state())
-
-    def __repr__(self):
-        return f"<tinygpt.Generator on {self.device}, initial_seed={self._seed}>"
-
-
 def resolve_rng(rng, name="rng"):
     """A NumPy Generator from ``rng``: None -> the package generator, an int seed >= 0 ->
     a new generator seeded with it (resolve once per generation, so steps draw successive
@@ -363,16 +270,16 @@ def resolve_rng(rng, name="rng"):
     ``name`` is the argument's name in errors."""
     if rng is None:
         return get_rng()  # looked up per call: manual_seed replaces the generator
-    if isinstance(rng, Generator):
-        return rng._rng  # drawing from it advances the tinygpt.Generator
+    if isinstance(getattr(rng, "stream", None), numpy.random.Generator):
+        return rng.stream  # a tinygpt.Generator: drawing from it advances it
     if isinstance(rng, numpy.random.Generator):
         return rng
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        from .checks import nonnegative_int  # checks imports this module
-
-        return numpy.random.default_rng(nonnegative_int(
-            name, rng, hint=f"; {name} is a seed (an integer >= 0), None (the package "
-            "generator), a tinygpt.Generator or a numpy.random.Generator"))
+        if rng < 0:
+            raise ValueError(f"{name} must be an integer >= 0, got {int(rng)}; {name} is a "
+                             "seed (an integer >= 0), None (the package generator), a "
+                             "tinygpt.Generator or a numpy.random.Generator")
+        return numpy.random.default_rng(int(rng))
     raise ValueError(
         f"{name} must be None (use tinygpt.backend.get_rng()), an int seed, a "
         f"tinygpt.Generator or a numpy.random.Generator, got {rng!r} ({type(rng).__name__})"
@@ -439,3 +346,64 @@ def set_rng_state(state):
     _rng, philox = _restored(state)
     if philox is not None:
         _philox.update(philox)
+
+
+# ----------------------------------------------------------------------------------
+# Philox4x32-10: the counter-based random numbers behind dropout on the GPU.
+#
+# A counter-based generator is a pure function, ``block = philox(counter, key)``: four
+# random 32-bit words for every 128-bit counter. Nothing has to be advanced in order, so
+# each GPU thread computes the random numbers of its own elements, and the backward pass
+# recomputes a dropout mask instead of storing it. (Salmon, Moraes, Dror and Shaw,
+# "Parallel random numbers: as easy as 1, 2, 3", SC 2011; cuRAND and PyTorch use the same
+# generator on GPUs.)
+#
+# tinygpt's dropout draw number ``d`` (the d-th mask since ``manual_seed(seed)``), for
+# element ``i`` of the flattened array:
+#
+#     key      = (seed mod 2^32, seed div 2^32)
+#     counter  = (i div 4 mod 2^32, i div 2^34, d mod 2^32, d div 2^32)
+#     u_i      = (word (i mod 4) of philox(counter, key)  >> 8) * 2^-24     in [0, 1)
+#     keep_i   = u_i >= p
+#
+# ``u_i`` has 24 random bits, so it is exact in float32. The CUDA kernels compute exactly
+# this (``kernels.cu``); the functions below are their twin in array code, run on the
+# CPU with NumPy, or on the GPU with CuPy by the tests that compare the two.
+
+# The multipliers and the key increments (Weyl sequence) of Philox4x32.
+M0, M1 = 0xD2511F53, 0xCD9E8D57
+W0, W1 = 0x9E3779B9, 0xBB67AE85
+ROUNDS = 10
+_LOW32 = 0xFFFFFFFF
+
+
+def philox4x32(counter, key, xp=numpy):
+    """Philox4x32-10 of each counter.
+
+    counter: four uint32 arrays of one shape (or Python ints); key: two Python ints.
+    Returns the four uint32 words of each block, as four arrays of that shape."""
+    u64 = numpy.uint64  # every operand uint64: NumPy 1.x turns uint64 (op) Python int into float64
+    c0, c1, c2, c3 = (xp.asarray(c, dtype=xp.uint64) for c in counter)
+    k0, k1 = int(key[0]) & _LOW32, int(key[1]) & _LOW32
+    m0, m1, low32, shift = u64(M0), u64(M1), u64(_LOW32), u64(32)
+    for r in range(ROUNDS):
+        if r > 0:
+            k0, k1 = (k0 + W0) & _LOW32, (k1 + W1) & _LOW32
+        p0 = c0 * m0  # 32 x 32 -> 64-bit products: exact in uint64
+        p1 = c2 * m1
+        c0, c1, c2, c3 = ((p1 >> shift) ^ c1 ^ u64(k0), p1 & low32,
+                          (p0 >> shift) ^ c3 ^ u64(k1), p0 & low32)
+    return tuple(c.astype(xp.uint32) for c in (c0, c1, c2, c3))
+
+
+def philox_uniforms(shape, seed, draw, xp=numpy):
+    """float32 uniforms in [0, 1) of dropout draw ``draw`` after ``manual_seed(seed)``."""
+    n = int(numpy.prod(shape, dtype=numpy.int64))
+    blocks = xp.arange((n + 3) // 4, dtype=xp.uint64)
+    draw = int(draw)
+    words = philox4x32(
+        (blocks & _LOW32, blocks >> 32, draw & _LOW32, (draw >> 32) & _LOW32),
+        (seed & _LOW32, (seed >> 32) & _LOW32), xp,
+    )
+    words = xp.stack(words, axis=-1).reshape(-1)[:n]  # element i: word i % 4 of block i // 4
+    return ((words >> 8).astype(xp.float32) * xp.float32(2.0**-24)).reshape(shape)

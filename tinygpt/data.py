@@ -28,10 +28,10 @@ import warnings
 
 import numpy as np
 
-from .backend import DEFAULT_DTYPE, ON_GPU, Generator, resolve_rng, to_numpy, xp
+from .backend import DEFAULT_DTYPE, ON_GPU, resolve_rng, to_numpy, xp
 from .checks import positive_int
 from .tensor import Tensor
-from .tensors import as_tensor, stack
+from .tensors import Generator, as_tensor, stack
 from .tokenizer import ENDOFTEXT, get_tokenizer
 
 

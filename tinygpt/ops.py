@@ -20,8 +20,14 @@ import math
 import numpy
 
 from .autograd import Function, TensorBase
-from .backend import DEFAULT_DTYPE, dropout_rng, get_rng, next_philox_draw, xp
-from .cuda.philox import uniforms as philox_uniforms
+from .backend import (
+    DEFAULT_DTYPE,
+    dropout_rng,
+    get_rng,
+    next_philox_draw,
+    philox_uniforms,
+    xp,
+)
 from .views import replay
 
 # ----------------------------------------------------------------------------------
@@ -1063,7 +1069,7 @@ def dropout_mask(shape, p, dtype):
     "numpy": float32 uniforms from the package's generator, whatever ``dtype`` is, so
     float32 and float64 models seeded alike drop the same entries (on CuPy they are
     drawn on the host and copied).
-    "philox": Philox uniforms (``cuda/philox.py``) computed where the data is; the
+    "philox": Philox uniforms (``backend.philox_uniforms``) computed where the data is; the
     kernels' own masks are these."""
     if dropout_rng() == "philox":
         keep = philox_uniforms(shape, *next_philox_draw(), xp) >= numpy.float32(p)

@@ -19,12 +19,13 @@ Differences from torch, all deliberate:
 import builtins
 import math
 import numbers
+import os
 import types
 
 import numpy
 
 from . import backend, ops
-from .backend import DEFAULT_DTYPE, Device, check_device, resolve_rng, xp
+from .backend import DEFAULT_DTYPE, Device, check_device, resolve_rng, to_numpy, xp
 from .checks import dim_index, nonnegative_int, positive_int, rectangular, shape
 from .dtypes import DTYPES, Size, dtype, promote_types, scalar_dtype
 from .printing import set_printoptions
@@ -262,6 +263,95 @@ def _stream(generator):
                         f"{type(generator).__name__}; seed one with "
                         "tinygpt.Generator().manual_seed(seed)")
     return resolve_rng(generator, "generator")
+
+
+class Generator:
+    """torch.Generator's counterpart (``tinygpt.Generator``): a random stream of its own,
+    apart from the package generator, for ``DataLoader(generator=)``, ``random_split``,
+    ``multinomial`` and ``nn.init``.
+
+    ``Generator().manual_seed(42)`` seeds it (and returns it, as torch's does); two
+    generators with one seed draw the same numbers whatever ``tinygpt.manual_seed`` did.
+    Unseeded, it starts from torch's default seed, 67280421310721, so it repeats from run
+    to run as torch's does; ``seed()`` picks a seed from the operating system instead. The
+    numbers come from a NumPy PCG64 generator, so they are tinygpt's, not torch's.
+    ``get_state()`` is the stream's position as a uint8 Tensor (the seed included), which
+    ``set_state`` restores. ``stream`` is the NumPy generator the numbers come from."""
+
+    DEFAULT_SEED = 67280421310721  # torch.Generator().initial_seed()
+    _STATE_BYTES = (16, 16, 1, 4, 8)  # PCG64 state, increment, has_uint32, uinteger; seed
+
+    def __init__(self, device="cpu"):
+        self.device = Device(device)
+        if self.device != "cpu":  # its numbers are drawn on the host on either backend
+            check_device(device)
+        self.manual_seed(self.DEFAULT_SEED)
+
+    def manual_seed(self, seed):
+        """Seed the stream: a Python int in [-2**63, 2**64 - 1], a negative one taken
+        modulo 2**64 as torch takes it; returns this generator."""
+        if isinstance(seed, numpy.integer):  # torch refuses them too, with this class
+            raise TypeError("an integer is required: Generator.manual_seed takes a Python "
+                            f"int; pass int(seed), not {type(seed).__name__}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise RuntimeError(f"manual_seed expected a long, but got {type(seed).__name__}")
+        if not -(1 << 63) <= seed < (1 << 64):
+            raise ValueError(f"Overflow when unpacking long long: seed {seed} is outside "
+                             "[-2**63, 2**64 - 1]")
+        self._seed = int(seed) % (1 << 64)
+        self.stream = numpy.random.default_rng(self._seed)
+        return self
+
+    def seed(self):
+        """Seed the stream from the operating system's entropy; returns the seed."""
+        self.manual_seed(int.from_bytes(os.urandom(8), "little"))
+        return self._seed
+
+    def initial_seed(self):
+        """The seed the stream started from."""
+        return self._seed
+
+    def get_state(self):
+        """The stream's position and seed as a uint8 Tensor (45 bytes; torch's CPU state
+        has another size and layout, so the two don't mix)."""
+        state = self.stream.bit_generator.state
+        fields = (state["state"]["state"], state["state"]["inc"], state["has_uint32"],
+                  state["uinteger"], self._seed)
+        raw = b"".join(int(v).to_bytes(n, "little") for v, n in zip(fields, self._STATE_BYTES))
+        return Tensor(numpy.frombuffer(raw, dtype=numpy.uint8).copy())
+
+    def set_state(self, new_state):
+        """Restore a state from ``get_state()``; returns this generator."""
+        if not isinstance(new_state, Tensor):
+            raise TypeError(f"expected a torch.ByteTensor, but got {type(new_state).__name__}")
+        raw = to_numpy(new_state.array)
+        if raw.dtype != numpy.uint8:
+            raise TypeError("RNG state must be a torch.ByteTensor (a uint8 Tensor from "
+                            "get_state())")
+        if raw.size != sum(self._STATE_BYTES):
+            raise RuntimeError(f"Expected a tinygpt Generator state of size "
+                               f"{sum(self._STATE_BYTES)} but found the input RNG state size "
+                               f"to be {raw.size}")
+        raw, fields = raw.reshape(-1).tobytes(), []
+        for n in self._STATE_BYTES:
+            fields.append(int.from_bytes(raw[:n], "little"))
+            raw = raw[n:]
+        state, inc, has_uint32, uinteger, seed = fields
+        if inc % 2 == 0 or has_uint32 > 1:
+            raise RuntimeError("Invalid PCG64 state: not a state from Generator.get_state()")
+        rng = numpy.random.default_rng()
+        rng.bit_generator.state = {"bit_generator": "PCG64",
+                                   "state": {"state": state, "inc": inc},
+                                   "has_uint32": has_uint32, "uinteger": uinteger}
+        self.stream, self._seed = rng, seed
+        return self
+
+    def clone_state(self):
+        """A new Generator at this one's position."""
+        return Generator(self.device).set_state(self.get_state())
+
+    def __repr__(self):
+        return f"<tinygpt.Generator on {self.device}, initial_seed={self._seed}>"
 
 
 def manual_seed(seed):
@@ -707,5 +797,5 @@ __all__ = [
     "uint8", "std", "any", "all", "maximum", "minimum", "clamp", "clip", "floor_divide",
     "remainder", "narrow", "chunk", "split", "unbind", "gather", "index_select", "sort",
     "argsort", "transpose", "permute", "reshape", "flatten", "squeeze", "unsqueeze", "clone",
-    "randperm", "square",
+    "randperm", "square", "Generator",
 ]

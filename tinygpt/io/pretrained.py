@@ -20,15 +20,10 @@ model plus one tensor.
 """
 
 import functools
-import http.client
 import json
 import math
 import os
 import re
-import socket
-import threading
-import urllib.error
-import urllib.request
 import warnings
 
 import numpy as np
@@ -41,6 +36,7 @@ from ..errors import (
     GPT2FilesMissingError,
     TFCheckpointError,
 )
+from .download import DEADLINE_BASE_S, SLOWEST_BYTES_PER_S, fetch, remote_size
 from .files import check_regular_file, sha256_hex
 from .progress import progress_bar
 from .tf_checkpoint import CheckpointReader
@@ -327,18 +323,6 @@ MAX_FILE_BYTES = {
 }
 # Exact sizes of the files whose sha256 we know.
 _KNOWN_SIZES = {KNOWN_SHA256["encoder.json"]: 1_042_301, KNOWN_SHA256["vocab.bpe"]: 456_318}
-# Without a ``deadline``, a file may take a minute plus its size at this (slow) rate.
-_DEADLINE_BASE_S, _SLOWEST_BYTES_PER_S = 60.0, 50_000
-
-_CHUNK = 1 << 20
-
-
-class _Retryable(Exception):
-    """A transfer that stopped early; trying again resumes it."""
-
-
-class _WrongFile(Exception):
-    """The server sends a file that can't be the right one (too large): try the next URL."""
 
 
 def _problem_of(exc, path):
@@ -421,239 +405,6 @@ def _urls_for(name, model_size, base_url, backup_url):
     return [f"{base.rstrip('/')}/{model_size}/{name}" for base in (base_url, backup_url) if base]
 
 
-def _header_int(text):
-    """A header's non-negative integer, or None if it is absent or not one."""
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        return None
-    return value if value >= 0 else None
-
-
-class _Deadline:
-    """The time one file may take, all its requests together.
-
-    ``timeout`` bounds each network read, so a server that sends a byte every few
-    seconds never trips it. This watchdog shuts the socket of every connection it
-    opened once the deadline passes, wherever the transfer waits (headers or body);
-    the read then ends and ``passed`` says why.
-    """
-
-    def __init__(self, seconds):
-        self.seconds = seconds
-        self.passed = False
-        self._sockets = []
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _expire(self):
-        with self._lock:
-            self.passed = True
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            _shut(sock)
-
-    def watch(self, sock):
-        with self._lock:
-            if not self.passed:
-                self._sockets.append(sock)
-                return
-        _shut(sock)
-
-    def cancel(self):
-        self._timer.cancel()
-        with self._lock:
-            self._sockets = []
-
-    def open(self, url, timeout, headers=None, method="GET"):
-        """urllib.request.urlopen whose connections this deadline can shut."""
-        request = urllib.request.Request(url, headers={"User-Agent": "tinygpt", **(headers or {})},
-                                         method=method)
-        handlers = [_WatchedHTTP(), _WatchedHTTPS()]
-        for handler in handlers:
-            handler.deadline = self
-        return urllib.request.build_opener(*handlers).open(request, timeout=timeout)
-
-
-def _shut(sock):
-    try:  # socket.socket's own shutdown, also for an SSL socket: the blocked read wakes up
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class _Watched:
-    """A urllib handler whose connections register their socket with ``self.deadline``."""
-
-    deadline = None
-
-    def do_open(self, http_class, req, **kwargs):
-        deadline = self.deadline
-
-        class Connection(http_class):
-            def connect(self):
-                super().connect()
-                deadline.watch(self.sock)
-
-        return super().do_open(Connection, req, **kwargs)
-
-
-class _WatchedHTTP(_Watched, urllib.request.HTTPHandler):
-    pass
-
-
-class _WatchedHTTPS(_Watched, urllib.request.HTTPSHandler):
-    pass
-
-
-def _remote_size(urls, timeout, seconds):
-    """Content-Length reported by the first URL that answers a HEAD request, or None."""
-    for url in urls:
-        deadline = _Deadline(seconds)
-        try:
-            with deadline.open(url, timeout, method="HEAD") as response:
-                length = _header_int(response.headers.get("Content-Length"))
-                if length is not None:
-                    return length
-        except (OSError, ValueError, http.client.HTTPException):
-            continue
-        finally:
-            deadline.cancel()
-    return None
-
-
-def _download(url, path, timeout, progress, max_bytes, deadline):
-    """Fetch ``url`` into ``path``, resuming ``path + '.part'`` with a Range request.
-
-    Never writes more than ``max_bytes`` (_WrongFile, the part removed) and stops when
-    ``deadline`` passes (_Retryable, the part kept for a later resume).
-    """
-    from tqdm import tqdm
-
-    name = os.path.basename(path)
-    part = path + ".part"
-    have = os.path.getsize(part) if os.path.isfile(part) else 0
-    if have >= max_bytes:  # the part can't be a prefix of the file: start over
-        os.remove(part)
-        have = 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
-    try:
-        response = deadline.open(url, timeout, headers)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # the .part is not a prefix of this file: start over
-            os.remove(part)
-            raise _Retryable(f"server refused to resume at byte {have} (HTTP 416)") from exc
-        raise
-    with response:
-        length = _header_int(response.headers.get("Content-Length"))
-        if response.status == 206:
-            match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
-            if not match or int(match.group(1)) != have:
-                os.remove(part)
-                raise _Retryable(f"server resumed at an unexpected place ({match and match[0]})")
-            total = int(match.group(2)) if match.group(2) != "*" else None
-            mode = "ab"
-        elif response.status == 200:  # a server that ignores Range sends it all again
-            have, total, mode = 0, length, "wb"
-        else:
-            raise _Retryable(f"unexpected HTTP status {response.status}")
-        if total is None and length is not None:
-            total = have + length
-        if total is not None and total > max_bytes:
-            raise _WrongFile(f"the server announces {total:,} bytes; {name} has at most "
-                             f"{max_bytes:,}")
-        received, too_many = have, False
-        with open(part, mode) as f, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=name, disable=not progress, leave=True,
-        ) as bar:
-            while not deadline.passed:
-                chunk = response.read1(_CHUNK)  # what one read gives: the deadline is checked
-                if not chunk:
-                    break
-                if received + len(chunk) > max_bytes:
-                    too_many = True
-                    break
-                f.write(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-    if too_many:
-        os.remove(part)
-        raise _WrongFile(f"the server sent more than {max_bytes:,} bytes, the most {name} "
-                         "can have; the partial file was deleted")
-    if deadline.passed:
-        raise _Retryable(f"stopped at the deadline ({deadline.seconds:g} s) after "
-                         f"{received:,} bytes")
-    size = os.path.getsize(part)
-    if total is not None and size != total:
-        raise _Retryable(f"connection ended after {size} of {total} bytes")
-    os.replace(part, path)
-
-
-def _why(exc):
-    """One network error in a user's words: "no network (name lookup failed)" for a host
-    name that does not resolve, else the error's own reason."""
-    reason = getattr(exc, "reason", exc)
-    if isinstance(reason, socket.gaierror):
-        return "no network (name lookup failed)"
-    if isinstance(reason, BaseException):
-        return f"{type(reason).__name__}: {reason}"
-    return f"{type(exc).__name__}: {reason}"
-
-
-def _fetch(name, folder, urls, timeout, retries, progress, max_bytes, seconds=None,
-           advice=None):
-    """Download one file, trying each URL ``retries + 1`` times; resumes across tries.
-
-    At most ``max_bytes`` are accepted, and all tries together stop after ``seconds``
-    (default: a minute plus ``max_bytes`` at 50 kB/s). The DownloadError ends with
-    ``advice`` (default: how to get GPT-2's files). "The Verdict" comes this way too.
-    """
-    if seconds is None:
-        seconds = _DEADLINE_BASE_S + max_bytes / _SLOWEST_BYTES_PER_S
-    path = os.path.join(folder, name)
-    tried = {}  # url -> what went wrong, each reason once, in order
-    deadline = _Deadline(seconds)
-    try:
-        for url in urls:
-            reasons = tried.setdefault(url, [])
-            for _ in range(retries + 1):
-                if deadline.passed:
-                    break
-                try:
-                    _download(url, path, timeout, progress, max_bytes, deadline)
-                    return
-                except urllib.error.HTTPError as exc:
-                    reason, final = f"HTTP {exc.code} {exc.reason}", 400 <= exc.code < 500
-                except (_WrongFile, _Retryable) as exc:
-                    reason, final = str(exc), isinstance(exc, _WrongFile)
-                except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError too
-                    reason, final = _why(exc), False
-                if reason not in reasons:
-                    reasons.append(reason)
-                if final:
-                    break  # not found, forbidden, too large: retrying this URL won't help
-    finally:
-        deadline.cancel()
-    lines = [f"{url}: {'; '.join(reasons)}" for url, reasons in tried.items() if reasons]
-    if deadline.passed:
-        lines.append(f"gave up: {name} did not arrive within its deadline of "
-                     f"{deadline.seconds:g} s")
-    offline = bool(tried) and all(reasons == ["no network (name lookup failed)"]
-                                  for reasons in tried.values())
-    if advice is None:
-        advice = ("Check the connection and run again (a partial file resumes), set "
-                  "TINYGPT_GPT2_URL / TINYGPT_GPT2_BACKUP_URL to a mirror, or copy OpenAI's "
-                  f"files ({', '.join(GPT2_FILES)}) into {folder} by hand.")
-    raise DownloadError(
-        f"could not download {name} into {folder}"
-        + (": no network (name lookup failed)" if offline else "")
-        + "; tried:\n  " + "\n  ".join(lines) + "\n" + advice
-    )
-
-
 def download_gpt2_files(model_size, models_dir=None, *, base_url=None, backup_url=None,
                         download=True, progress=True, timeout=60.0, retries=2,
                         known_sha256=None, deadline=None):
@@ -733,6 +484,13 @@ def _remove_if_empty(folders):
             return
 
 
+def _advice(folder):
+    """What to do when GPT-2's files will not download."""
+    return ("Check the connection and run again (a partial file resumes), set "
+            "TINYGPT_GPT2_URL / TINYGPT_GPT2_BACKUP_URL to a mirror, or copy OpenAI's "
+            f"files ({', '.join(GPT2_FILES)}) into {folder} by hand.")
+
+
 def _fetch_missing(folder, size, known, base_url, backup_url, timeout, retries, progress,
                    deadline):
     """The download loop of ``download_gpt2_files``: fetch each file that is missing, bad,
@@ -742,11 +500,11 @@ def _fetch_missing(folder, size, known, base_url, backup_url, timeout, retries, 
         path = os.path.join(folder, name)
         max_bytes = _max_bytes(folder, name, known)
         seconds = (deadline if deadline is not None
-                   else _DEADLINE_BASE_S + max_bytes / _SLOWEST_BYTES_PER_S)
+                   else DEADLINE_BASE_S + max_bytes / SLOWEST_BYTES_PER_S)
         why = _local_problem(folder, name, known)
         resumable = why is not None and why.startswith("truncated")
         if why is None and name in _SIZE_CHECKED_ONLINE:
-            remote = _remote_size(urls, timeout, min(seconds, _DEADLINE_BASE_S))
+            remote = remote_size(urls, timeout, min(seconds, DEADLINE_BASE_S))
             local = os.path.getsize(path)
             if remote is not None and remote != local and remote <= max_bytes:
                 why = f"{local} bytes, the server has {remote}"
@@ -758,7 +516,8 @@ def _fetch_missing(folder, size, known, base_url, backup_url, timeout, retries, 
                 os.replace(path, path + ".part")  # likely a prefix of the right file: resume
             else:
                 os.remove(path)
-        _fetch(name, folder, urls, timeout, retries, progress, max_bytes, seconds)
+        fetch(name, folder, urls, timeout, retries, progress, max_bytes, _advice(folder),
+              seconds)
         after = _local_problem(folder, name, known)
         if after is not None:
             raise DownloadError(

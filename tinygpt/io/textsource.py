@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import DownloadError, VerdictChecksumError, VerdictNotFoundError
+from .download import fetch
 from .files import regular_file_problem, sha256_hex
 
 VERDICT_FILENAME = "the-verdict.txt"
@@ -91,15 +92,13 @@ def _checksum_problem(path, data, origin):
 def download_verdict(dest_dir, url=None, timeout=DOWNLOAD_TIMEOUT_S, deadline=None):
     """Download "The Verdict" into ``dest_dir`` and return the file's path.
 
-    The transfer is GPT-2's (``pretrained._fetch``): at most ``VERDICT_MAX_BYTES``, each
+    The transfer is ``download.fetch``'s: at most ``VERDICT_MAX_BYTES``, each
     read waiting at most ``timeout`` seconds and all tries together ``deadline`` seconds
     (default: about a minute), into ``the-verdict.txt.part``, renamed into place when
     complete. Contents that are not the book's are deleted at once and raise
     ``VerdictChecksumError``; a failed transfer (the network, too many bytes, the
     deadline) raises ``DownloadError`` (an OSError).
     """
-    from .pretrained import _fetch
-
     url = verdict_url(url)
     dest_dir = Path(dest_dir)
     try:
@@ -107,8 +106,8 @@ def download_verdict(dest_dir, url=None, timeout=DOWNLOAD_TIMEOUT_S, deadline=No
     except OSError as exc:
         raise OSError(f"cannot create {dest_dir} to download {VERDICT_FILENAME} into ({exc}); "
                       f"set ${ENV_CACHE} to a writable folder") from exc
-    _fetch(VERDICT_FILENAME, os.fspath(dest_dir), [url], timeout, 1, False, VERDICT_MAX_BYTES,
-           deadline, advice="")
+    fetch(VERDICT_FILENAME, os.fspath(dest_dir), [url], timeout, 1, False, VERDICT_MAX_BYTES,
+          "", deadline)
     target = dest_dir / VERDICT_FILENAME
     data = target.read_bytes()  # at most VERDICT_MAX_BYTES
     if not is_verdict_bytes(data):

@@ -12,8 +12,9 @@ import math
 
 import numpy
 
-from ..backend import Generator, resolve_rng, xp
+from ..backend import resolve_rng, xp
 from ..tensor import Tensor
+from ..tensors import Generator
 
 __all__ = ["calculate_gain", "constant_", "kaiming_normal_", "kaiming_uniform_", "normal_",
            "ones_", "uniform_", "xavier_normal_", "xavier_uniform_", "zeros_"]
