@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tinygpt
-from tinygpt import AdamW, GPTModel, no_grad
+from tinygpt import AdamW, GPTModel, fused, no_grad
 from tinygpt.autograd import Function, sum_to_shape
 from tinygpt.grad_mode import enable_grad, is_grad_enabled
 from tinygpt.loss import cross_entropy
@@ -161,12 +161,11 @@ def test_no_grad_records_nothing(monkeypatch):
 
 def test_no_grad_does_not_save_arrays_for_backward():
     """Under no_grad, fused ops skip saving what backward needs (memory at eval time)."""
-    from tinygpt import ops
 
     q = k = v = Tensor(np.ones((1, 2, 3, 2)), requires_grad=True)  # (b, heads, T, head_dim)
     seen = []
 
-    class Spy(ops.CausalAttention):
+    class Spy(fused.FusedCausalAttention):
         def forward(self, *args, **kwargs):
             out = super().forward(*args, **kwargs)
             seen.append(self)

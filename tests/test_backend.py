@@ -74,7 +74,7 @@ def test_unknown_backend_and_dropout_generator():
     out = run(USE, TINYGPT_BACKEND="tpu")
     assert "TINYGPT_BACKEND must be 'numpy' or 'cupy', not 'tpu'" in out.stderr
     code = ("import tinygpt; from tinygpt import ops, autograd\n"
-            "ops.dropout(tinygpt.tensor([1.0, 2.0]), 0.5)")
+            "tinygpt.nn.functional.dropout(tinygpt.tensor([1.0, 2.0]), 0.5)")
     out = run(code, TINYGPT_BACKEND="numpy", TINYGPT_DROPOUT_RNG="mersenne")
     assert "TINYGPT_DROPOUT_RNG must be 'numpy' or 'philox', not 'mersenne'" in out.stderr
 

@@ -500,14 +500,15 @@ def test_selftest_passes(cli_env):
 
 def test_selftest_fails_loudly_on_a_wrong_gradient(monkeypatch, capsys):
     """The checker catches a 1% error in one op's backward, and the command exits 1."""
-    from tinygpt import ops
+    from tinygpt import fused
     from tinygpt.app import selftest
 
-    right = ops.GELU.backward
-    monkeypatch.setattr(ops.GELU, "backward", lambda self, dy: right(self, dy) * 1.01)
+    right = fused.FusedGELU.backward
+    monkeypatch.setattr(fused.FusedGELU, "backward", lambda self, dy: right(self, dy) * 1.01)
     results = {r.label.split()[-1]: r for r in selftest.run_checks() if r.group == "gradient"}
-    assert results["GELU"].status == "FAIL" and results["GELU"].error > 1e-3
-    assert results["GELU"].note.startswith("GELU: ") and "analytic" in results["GELU"].note
-    assert results["LayerNorm"].status == "PASS"
+    assert results["FusedGELU"].status == "FAIL" and results["FusedGELU"].error > 1e-3
+    assert results["FusedGELU"].note.startswith("FusedGELU: ")
+    assert "analytic" in results["FusedGELU"].note
+    assert results["FusedLayerNorm"].status == "PASS"
     assert cli.main(["selftest"]) == 1
-    assert "FAILED: gradient GELU" in capsys.readouterr().out
+    assert "FAILED: gradient FusedGELU" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tinygpt
-from tinygpt import backend, ops
+from tinygpt import backend, fused
 from tinygpt.kv_cache import CachedDecoder
 from tinygpt.loss import cross_entropy
 from tinygpt.optim import AdamW
@@ -80,19 +80,19 @@ def test_philox_is_the_dropout_generator():
 
 @pytest.mark.parametrize("shape", [(7,), (3, 5, 11), (64, 1000)])
 def test_dropout_kernel_equals_the_philox_twin(shape):
-    _check("dropout", lambda x: ops.Dropout.apply(x, p=0.3), _device(rng.standard_normal(shape)),
-           exact=True)
+    _check("dropout", lambda x: fused.FusedDropout.apply(x, p=0.3),
+           _device(rng.standard_normal(shape)), exact=True)
 
 
 def test_gelu():
     x = 4.0 * rng.standard_normal((33, 257))
-    _check("gelu", lambda t: ops.GELU.apply(t), _device(x))
+    _check("gelu", lambda t: fused.FusedGELU.apply(t), _device(x))
 
 
 @pytest.mark.parametrize("C", [5, 64, 768])
 def test_layer_norm(C):
     x, s, b = rng.standard_normal((3, 7, C)), rng.uniform(0.5, 2, C), rng.standard_normal(C)
-    _check("layer norm", lambda x, s, b: ops.LayerNorm.apply(x, s, b, eps=1e-5),
+    _check("layer norm", lambda x, s, b: fused.FusedLayerNorm.apply(x, s, b, eps=1e-5),
            _device(x, s, b))
 
 
@@ -121,7 +121,7 @@ def test_embedding_gradient_is_numpys_add_at_bit_for_bit():
     ids = rng.integers(0, 50, size=(4, 300))  # many repeats
     dy = rng.standard_normal((4, 300, 8)).astype(np.float32)
     t = Tensor(backend.asarray(weight), requires_grad=True)
-    ops.Embedding.apply(t, backend.asarray(ids)).backward(backend.asarray(dy))
+    fused.FusedEmbedding.apply(t, backend.asarray(ids)).backward(backend.asarray(dy))
     expected = np.zeros_like(weight)
     np.add.at(expected, ids.ravel(), dy.reshape(-1, 8))
     np.testing.assert_array_equal(host(t.grad), expected)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tinygpt
-from tinygpt import backend, ops
+from tinygpt import backend, fused, ops
 from tinygpt.autograd import Function
 from tinygpt.backend import philox_uniforms as uniforms
 from tinygpt.backend import xp
@@ -46,7 +46,7 @@ def _layer_norm_backward(dy, x, scale, mean, rstd):
 def _attention_forward(scores, scale, dropout_p=0.0, draw=None):
     T = scores.shape[-1]
     scores *= scale
-    scores += ops.causal_mask(T, T, scores.dtype)
+    scores += fused.causal_mask(T, T, scores.dtype)
     probs = ops.softmax_array(scores, out=scores)
     return probs, (_dropout(probs, dropout_p, draw) if dropout_p > 0.0 else probs)
 
@@ -84,13 +84,13 @@ def _embedding_backward(ids, dy, num_embeddings):
 
 
 def _gelu_backward(x, dy):
-    op = ops.GELU()
+    op = fused.FusedGELU()
     op.forward(x)
     return op.backward(dy)
 
 
 FAKE_KERNELS = types.SimpleNamespace(
-    dropout=_dropout, gelu_forward=lambda x: ops.GELU().forward(x),
+    dropout=_dropout, gelu_forward=lambda x: fused.FusedGELU().forward(x),
     gelu_backward=_gelu_backward, layer_norm_forward=_layer_norm_forward,
     layer_norm_backward=_layer_norm_backward, attention_softmax_forward=_attention_forward,
     attention_softmax_backward=_attention_backward, cross_entropy_forward=_cross_entropy_forward,
@@ -113,10 +113,11 @@ def fake_kernels(monkeypatch):
 def test_each_fused_layer_with_a_kernel_is_registered_once_tinygpt_is_imported():
     assert tinygpt is not None
     assert Function.kernels == {
-        ops.Dropout: overrides.DropoutKernel, ops.GELU: overrides.GELUKernel,
-        ops.LayerNorm: overrides.LayerNormKernel, ops.Embedding: overrides.EmbeddingKernel,
-        ops.CausalAttention: overrides.CausalAttentionKernel,
-        ops.CrossEntropy: overrides.CrossEntropyKernel}
+        fused.FusedDropout: overrides.DropoutKernel, fused.FusedGELU: overrides.GELUKernel,
+        fused.FusedLayerNorm: overrides.LayerNormKernel,
+        fused.FusedEmbedding: overrides.EmbeddingKernel,
+        fused.FusedCausalAttention: overrides.CausalAttentionKernel,
+        fused.FusedCrossEntropy: overrides.CrossEntropyKernel}
     for op, kernel in Function.kernels.items():
         assert issubclass(kernel, op)
 
@@ -124,19 +125,19 @@ def test_each_fused_layer_with_a_kernel_is_registered_once_tinygpt_is_imported()
 def test_the_op_itself_runs_where_the_kernels_are_off():
     x = xp.ones((2, 3), dtype=np.float32)
     if not backend.kernels_enabled():
-        assert type(ops.GELU.for_arrays(x)) is ops.GELU
+        assert type(fused.FusedGELU.for_arrays(x)) is fused.FusedGELU
     with backend.kernels_disabled():
-        assert type(ops.GELU.for_arrays(x)) is ops.GELU
-        out = ops.GELU.apply(Tensor(x, requires_grad=True))
-        assert type(out.grad_fn) is ops.GELU
+        assert type(fused.FusedGELU.for_arrays(x)) is fused.FusedGELU
+        out = fused.FusedGELU.apply(Tensor(x, requires_grad=True))
+        assert type(out.grad_fn) is fused.FusedGELU
 
 
 def test_the_kernel_is_chosen_per_call_and_backward_runs_on_the_same_object(fake_kernels):
     x32 = Tensor(xp.ones((2, 3), dtype=np.float32), requires_grad=True)
     x64 = Tensor(xp.ones((2, 3), dtype=np.float64), requires_grad=True)
-    out32, out64 = ops.GELU.apply(x32), ops.GELU.apply(x64)
+    out32, out64 = fused.FusedGELU.apply(x32), fused.FusedGELU.apply(x64)
     assert type(out32.grad_fn) is overrides.GELUKernel  # float32: the kernel
-    assert type(out64.grad_fn) is ops.GELU  # float64: the op
+    assert type(out64.grad_fn) is fused.FusedGELU  # float64: the op
     fake_kernels[0] = False  # the kernels turned off between forward and backward
     out32.sum().backward()
     assert_close("GELU grad", host(x32.grad), host(_gelu_backward(x32.array, x32.array * 0 + 1)),
@@ -155,16 +156,17 @@ def _run(fn, arrays, seed):
 
 rng = np.random.default_rng(0)
 CASES = {
-    "dropout": (lambda x: ops.Dropout.apply(x, p=0.3), [rng.standard_normal((5, 7))]),
-    "gelu": (lambda x: ops.GELU.apply(x), [3.0 * rng.standard_normal((4, 9))]),
-    "layer norm": (lambda x, s, b: ops.LayerNorm.apply(x, s, b, eps=1e-5),
+    "dropout": (lambda x: fused.FusedDropout.apply(x, p=0.3), [rng.standard_normal((5, 7))]),
+    "gelu": (lambda x: fused.FusedGELU.apply(x), [3.0 * rng.standard_normal((4, 9))]),
+    "layer norm": (lambda x, s, b: fused.FusedLayerNorm.apply(x, s, b, eps=1e-5),
                    [rng.standard_normal((2, 3, 8)), rng.uniform(0.5, 2, 8),
                     rng.standard_normal(8)]),
-    "attention": (lambda q, k, v: ops.CausalAttention.apply(q, k, v, dropout_p=0.25),
+    "attention": (lambda q, k, v: fused.FusedCausalAttention.apply(q, k, v, dropout_p=0.25),
                   [rng.standard_normal((2, 2, 6, 4)) for _ in range(3)]),
     "cross-entropy": (lambda z: cross_entropy(z, np.array([2, -100, 0, 4])),
                       [rng.standard_normal((4, 5))]),
-    "embedding": (lambda w: ops.Embedding.apply(w, xp.asarray(np.array([[1, 3, 1], [0, 1, 4]]))),
+    "embedding": (lambda w: fused.FusedEmbedding.apply(
+        w, xp.asarray(np.array([[1, 3, 1], [0, 1, 4]]))),
                   [rng.standard_normal((5, 3))]),
 }
 

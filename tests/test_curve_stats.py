@@ -80,7 +80,7 @@ def test_compact_tokenizer_renumbers_and_round_trips():
 
 
 def test_the_two_arms_masks_are_inverted_dropout_from_their_uniforms():
-    """f32 (shipped): ops.dropout_mask keeps u >= p for float32 uniforms u; f64 (the
+    """f32 (shipped): fused.dropout_mask keeps u >= p for float32 uniforms u; f64 (the
     bench's patch): the same from float64 uniforms."""
     import tinygpt
     from tinygpt.backend import get_rng
@@ -88,7 +88,7 @@ def test_the_two_arms_masks_are_inverted_dropout_from_their_uniforms():
     state, source = get_rng().bit_generator.state, tinygpt.backend.dropout_rng()
     tinygpt.backend.set_dropout_rng("numpy")  # the CPU's masks (CuPy's default is Philox)
     try:
-        for draw, dtype in ((tinygpt.ops.dropout_mask, np.float32),
+        for draw, dtype in ((tinygpt.fused.dropout_mask, np.float32),
                             (curve_stats.float64_dropout_mask, np.float64)):
             tinygpt.manual_seed(5)
             mask = tinygpt.backend.to_numpy(draw((200, 500), 0.1, np.float32))

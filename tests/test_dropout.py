@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import tinygpt
-from tinygpt import GPTModel, ops
+import tinygpt.nn.functional as F
+from tinygpt import GPTModel
 from tinygpt.nn import Dropout
 from tinygpt.tensor import Tensor
 
@@ -42,9 +43,9 @@ def test_rng_state_round_trip_repeats_the_mask():
     x = Tensor(x_like((32, 32)))
     tinygpt.manual_seed(5)
     state = tinygpt.get_rng_state()
-    first = ops.dropout(x, 0.3).data
+    first = F.dropout(x, 0.3).data
     tinygpt.set_rng_state(state)
-    np.testing.assert_array_equal(host(ops.dropout(x, 0.3).data), host(first))
+    np.testing.assert_array_equal(host(F.dropout(x, 0.3).data), host(first))
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
@@ -53,7 +54,7 @@ def test_fraction_dropped_is_p_and_kept_values_scale_exactly(p, dtype):
     n = 500_000
     x = x_like((n,), dtype)
     tinygpt.manual_seed(7)
-    y = host(ops.dropout(Tensor(x), p))
+    y = host(F.dropout(Tensor(x), p))
     assert y.dtype == dtype
     dropped = y == 0.0
     # the count of dropped entries is Binomial(n, p): allow 6 standard deviations
@@ -67,7 +68,7 @@ def test_fraction_dropped_is_p_and_kept_values_scale_exactly(p, dtype):
 def test_gradient_uses_the_same_mask():
     x = Tensor(x_like((20, 30), np.float64), requires_grad=True)
     tinygpt.manual_seed(9)
-    y = ops.dropout(x, 0.4)
+    y = F.dropout(x, 0.4)
     w = np.random.default_rng(1).standard_normal(y.shape)
     y.backward(w)
     mask = host(y) / host(x)  # 0 or 1/(1-p)
@@ -81,8 +82,8 @@ def test_eval_mode_and_p_zero_are_the_identity():
     drop.eval()
     state = tinygpt.get_rng_state()
     assert drop(x) is x
-    assert ops.dropout(x, 0.0) is x
-    assert ops.dropout(x, 0.7, training=False) is x
+    assert F.dropout(x, 0.0) is x
+    assert F.dropout(x, 0.7, training=False) is x
     assert tinygpt.get_rng_state() == state, "eval-mode dropout must not draw numbers"
 
 

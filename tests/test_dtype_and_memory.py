@@ -76,8 +76,8 @@ def test_every_activation_and_gradient_of_a_float32_model_is_float32(op_log):
     loss = cross_entropy(logits, targets)
     loss.backward()
     ops_seen = {name for name, _, _ in op_log}
-    for op in ("Embedding", "Add", "Dropout", "LayerNorm", "Linear", "CausalAttention",
-               "GELU", "Reshape", "CrossEntropy"):
+    for op in ("FusedEmbedding", "Add", "FusedDropout", "FusedLayerNorm", "FusedLinear",
+               "FusedCausalAttention", "FusedGELU", "Reshape", "FusedCrossEntropy"):
         assert op in ops_seen, f"{op} was not recorded; the spy missed part of the model"
     assert any(stage == "backward" for _, stage, _ in op_log)
     _assert_all_float32(op_log, "op outputs and gradients")

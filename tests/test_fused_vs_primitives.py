@@ -1,6 +1,6 @@
 """Each fused op equals the chain of primitive ops it replaces (values and gradients).
 
-The fused ops in tinygpt.ops hand-write their backward for speed; here the same
+The fused ops in tinygpt.fused hand-write their backward for speed; here the same
 maths is written with the primitives (which test_gradcheck.py checks one by one)
 and both are run in float64 on the same inputs with the same output weight. Forward
 values and every input gradient must agree to ~1e-12 of their scale.
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import tinygpt
+from tinygpt import fused as fused_ops
 from tinygpt import ops
 from tinygpt.loss import cross_entropy
 from tinygpt.tensor import Tensor
@@ -60,7 +61,7 @@ def test_layer_norm():
         return xc / (var + 1e-5).sqrt() * scale + shift
 
     def fused(x, scale, shift):
-        return ops.LayerNorm.apply(x, scale, shift, eps=1e-5)
+        return fused_ops.FusedLayerNorm.apply(x, scale, shift, eps=1e-5)
 
     arrays = [rng.standard_normal((2, 5, 8)) * 3 + 1, rng.standard_normal(8),
               rng.standard_normal(8)]
@@ -73,7 +74,8 @@ def test_gelu_tanh_form():
     def primitive(x):
         return 0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
 
-    assert_same("gelu", lambda x: ops.GELU.apply(x), primitive, [4 * rng.standard_normal((3, 7))])
+    assert_same("gelu", lambda x: fused_ops.FusedGELU.apply(x), primitive,
+                [4 * rng.standard_normal((3, 7))])
 
 
 def _softmax_primitive(x, axis=-1):
@@ -85,7 +87,7 @@ def _softmax_primitive(x, axis=-1):
 @pytest.mark.parametrize("axis", [-1, 1])
 def test_softmax(axis):
     arrays = [5 * rng.standard_normal((2, 4, 6))]
-    assert_same("softmax", lambda x: ops.softmax(x, axis=axis),
+    assert_same("softmax", lambda x: ops.Softmax.apply(x, axis=axis),
                 lambda x: _softmax_primitive(x, axis), arrays)
 
 
@@ -101,7 +103,7 @@ def _attention_primitive(q, k, v, n_heads, dropout_p=0.0):
     scores = qh @ kh.transpose(2, 3) * (1.0 / math.sqrt(D)) + mask  # (B, H, T, T)
     weights = _softmax_primitive(scores)
     if dropout_p > 0.0:
-        weights = weights * ops.dropout_mask(weights.shape, dropout_p, weights.dtype)
+        weights = weights * fused_ops.dropout_mask(weights.shape, dropout_p, weights.dtype)
     out = weights @ vh  # (B, H, T, D)
     return out.transpose(1, 2).reshape(B, T, C)
 
@@ -169,23 +171,77 @@ def test_cross_entropy_large_logits_stay_finite():
 def test_embedding_is_indexing():
     ids = np.array([[4, 1, 4, 4], [0, 1, 9, 4]])  # repeated ids must accumulate
     arrays = [rng.standard_normal((10, 3))]
-    assert_same("embedding", lambda w: ops.Embedding.apply(w, ids), lambda w: w[ids], arrays)
+    assert_same("embedding", lambda w: fused_ops.FusedEmbedding.apply(w, ids), lambda w: w[ids],
+                arrays)
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
 def test_linear_is_matmul_plus_bias(bias):
     x, w, b = rng.standard_normal((2, 3, 5)), rng.standard_normal((4, 5)), rng.standard_normal(4)
     if bias:
-        assert_same("linear", lambda x, w, b: ops.linear(x, w, b),
+        assert_same("linear", lambda x, w, b: fused_ops.FusedLinear.apply(x, w, b),
                     lambda x, w, b: x @ w.T + b, [x, w, b])
     else:
-        assert_same("linear", lambda x, w: ops.linear(x, w), lambda x, w: x @ w.T, [x, w])
+        assert_same("linear", lambda x, w: fused_ops.FusedLinear.apply(x, w), lambda x, w: x @ w.T,
+                    [x, w])
 
 
 def test_dropout_is_a_mask_multiply():
     x = rng.standard_normal((5, 6))
 
     def primitive(t):
-        return t * ops.dropout_mask(t.shape, 0.4, t.dtype)
+        return t * fused_ops.dropout_mask(t.shape, 0.4, t.dtype)
 
-    assert_same("dropout", lambda t: ops.Dropout.apply(t, p=0.4), primitive, [x], seed=5)
+    assert_same("dropout", lambda t: fused_ops.FusedDropout.apply(t, p=0.4), primitive, [x], seed=5)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adamw_update_equals_the_steps_of_adamw(amsgrad):
+    """fused.adamw_update (the fast path, in cache-sized slices) against Adam.step's
+    written-out steps (use_fused(False)): five steps of AdamW on the same gradients."""
+    import tinygpt
+
+    shapes = [(40_000,), (3, 7)]  # one parameter larger than a slice
+    results = []
+    for fused_path in (True, False):
+        params = [tinygpt.nn.Parameter(np.random.default_rng(i).standard_normal(s))
+                  for i, s in enumerate(shapes)]
+        opt = tinygpt.optim.AdamW(params, lr=1e-2, weight_decay=0.1, amsgrad=amsgrad)
+        with tinygpt.use_fused(fused_path):
+            for step in range(5):
+                for i, p in enumerate(params):
+                    p.grad = tinygpt.tensor(np.random.default_rng(100 * step + i)
+                                            .standard_normal(p.shape))
+                opt.step()
+        results.append([host(p) for p in params])
+    for i, (a, b) in enumerate(zip(*results)):
+        assert_close(f"parameter {i} after 5 AdamW steps", a, b, 1e-12)
+
+
+@pytest.mark.parametrize("shape,targets", [
+    ((6, 7), np.array([1, -100, 3, 6, 0, 2])),  # one ignored row
+    ((2, 4, 7), np.array([[1, 2, 3, 4], [5, 6, 0, -100]])),  # (B, T, V): the model's
+])
+def test_cross_entropy_books_steps_equal_the_fused_op(shape, targets):
+    """use_fused(False): F.cross_entropy on the flattened rows runs the book's steps
+    (log_softmax, the target's log-probability, mean, negate) on Tensors; they give the
+    fused op's loss and gradient (float64, 1e-9)."""
+    import tinygpt
+    import tinygpt.nn.functional as F
+
+    z = np.random.default_rng(0).standard_normal(shape)
+    results = {}
+    for fused_path in (True, False):
+        logits = Tensor(z, requires_grad=True)
+        with tinygpt.use_fused(fused_path):
+            loss = F.cross_entropy(logits.flatten(0, -2), Tensor(targets).flatten())
+        results[fused_path] = (loss.grad_fn.name(), host(loss), _grad_of(loss, logits))
+    assert results[True][0] == "NllLossBackward0"  # one fused op
+    assert results[False][0] == "MulBackward0"  # the last of the book's steps: * -1
+    assert_close("cross-entropy loss", results[False][1], results[True][1], 1e-9)
+    assert_close("cross-entropy dlogits", results[False][2], results[True][2], 1e-9)
+
+
+def _grad_of(loss, leaf):
+    loss.backward()
+    return host(leaf.grad)

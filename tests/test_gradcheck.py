@@ -15,12 +15,14 @@ Run with ``-s`` to see the worst relative error per op.
 import numpy as np
 import pytest
 
-from tinygpt import backend, ops
+import tinygpt
+import tinygpt.nn.functional as F
+from tinygpt import backend, fused, ops
 from tinygpt.autograd import Function
 from tinygpt.backend import asarray
 from tinygpt.loss import cross_entropy
 from tinygpt.tensor import Tensor
-from tinygpt.testing import CheckFailed, check_gradient
+from tinygpt.testing import CheckFailed, check_gradient, op_names
 
 from .helpers.assertions import assert_close, host
 from .helpers.attention import multi_head_attention
@@ -167,51 +169,52 @@ CASES = [
     ("Mean-axis-keepdims", lambda a: ops.Mean.apply(a, axis=-1, keepdims=True), [_n(2, 3, 4)]),
     ("Mean-axes", lambda a: ops.Mean.apply(a, axis=(0, 2)), [_n(2, 3, 4)]),
     # fused layers
-    ("Linear", lambda x, w, b: ops.Linear.apply(x, w, b), [_n(2, 3, 4), _n(5, 4), _n(5)]),
-    ("Linear-no-bias", lambda x, w: ops.Linear.apply(x, w), [_n(2, 3, 4), _n(5, 4)]),
-    ("Linear-2d", lambda x, w, b: ops.linear(x, w, b), [_n(3, 4), _n(2, 4), _n(2)]),
-    ("Embedding", lambda w: ops.Embedding.apply(w, IDS), [_n(10, 4)]),
-    ("LayerNorm", lambda x, s, b: ops.LayerNorm.apply(x, s, b, eps=1e-5),
+    ("FusedLinear", lambda x, w, b: fused.FusedLinear.apply(x, w, b),
+     [_n(2, 3, 4), _n(5, 4), _n(5)]),
+    ("FusedLinear-no-bias", lambda x, w: fused.FusedLinear.apply(x, w), [_n(2, 3, 4), _n(5, 4)]),
+    ("FusedLinear-2d", lambda x, w, b: F.linear(x, w, b), [_n(3, 4), _n(2, 4), _n(2)]),
+    ("FusedEmbedding", lambda w: fused.FusedEmbedding.apply(w, IDS), [_n(10, 4)]),
+    ("FusedLayerNorm", lambda x, s, b: fused.FusedLayerNorm.apply(x, s, b, eps=1e-5),
      [_n(2, 3, 6), _pos(6), _n(6)]),
-    ("LayerNorm-small-var", lambda x, s, b: ops.LayerNorm.apply(x, s, b, eps=1e-5),
+    ("FusedLayerNorm-small-var", lambda x, s, b: fused.FusedLayerNorm.apply(x, s, b, eps=1e-5),
      [0.05 * _n(4, 5), _n(5), _n(5)]),
-    ("GELU", lambda x: ops.GELU.apply(x), [3.0 * _n(4, 5)]),
-    ("Dropout", lambda x: ops.Dropout.apply(x, p=0.3), [_n(6, 7)]),
-    ("CausalAttention",
-     lambda q, k, v: ops.CausalAttention.apply(q, k, v), [_n(2, 2, 5, 4) for _ in range(3)]),
-    ("CausalAttention-kv-cache-shape",  # 2 queries against 5 keys: the last two positions
-     lambda q, k, v: ops.CausalAttention.apply(q, k, v), [_n(1, 2, 2, 3), _n(1, 2, 5, 3),
+    ("FusedGELU", lambda x: fused.FusedGELU.apply(x), [3.0 * _n(4, 5)]),
+    ("FusedDropout", lambda x: fused.FusedDropout.apply(x, p=0.3), [_n(6, 7)]),
+    ("FusedCausalAttention",
+     lambda q, k, v: fused.FusedCausalAttention.apply(q, k, v), [_n(2, 2, 5, 4) for _ in range(3)]),
+    ("FusedCausalAttention-kv-cache-shape",  # 2 queries against 5 keys: the last two positions
+     lambda q, k, v: fused.FusedCausalAttention.apply(q, k, v), [_n(1, 2, 2, 3), _n(1, 2, 5, 3),
                                                            _n(1, 2, 5, 3)]),
-    ("CausalAttention-multi-head",
+    ("FusedCausalAttention-multi-head",
      lambda q, k, v: multi_head_attention(q, k, v, num_heads=2),
      [_n(2, 5, 8), _n(2, 5, 8), _n(2, 5, 8)]),
-    ("CausalAttention-dropout",
+    ("FusedCausalAttention-dropout",
      lambda q, k, v: multi_head_attention(q, k, v, num_heads=4, dropout_p=0.25),
      [_n(2, 5, 8), _n(2, 5, 8), _n(2, 5, 8)]),
     ("Softmax", lambda x: ops.Softmax.apply(x), [_n(3, 6)]),
-    ("Softmax-axis0", lambda x: ops.softmax(x, dim=0), [_n(4, 2, 3)]),
+    ("Softmax-axis0", lambda x: tinygpt.softmax(x, dim=0), [_n(4, 2, 3)]),
     ("LogSoftmax", lambda x: ops.LogSoftmax.apply(x, axis=-1), [_n(3, 6)]),
     ("LogSoftmax-axis0", lambda x: x.log_softmax(0), [_n(4, 3)]),
-    ("CrossEntropy", lambda z: cross_entropy(z, np.array([2, 0, 6, 6, 1, 3])),
+    ("FusedCrossEntropy", lambda z: cross_entropy(z, np.array([2, 0, 6, 6, 1, 3])),
      [_n(6, 7)]),
-    ("CrossEntropy-ignore-index", lambda z: cross_entropy(z, TARGETS), [_n(8, 7)]),
-    ("CrossEntropy-3d-ignore-index", lambda z: cross_entropy(z, TARGETS_BT),
+    ("FusedCrossEntropy-ignore-index", lambda z: cross_entropy(z, TARGETS), [_n(8, 7)]),
+    ("FusedCrossEntropy-3d-ignore-index", lambda z: cross_entropy(z, TARGETS_BT),
      [_n(2, 4, 7)]),
-    ("CrossEntropy-custom-ignore",
+    ("FusedCrossEntropy-custom-ignore",
      lambda z: cross_entropy(z, np.array([6, 2, 6, 0]), ignore_index=6),
      [_n(4, 7)]),
     # the book after chapter 5 (appendix A's MLP) and Llama-style blocks
     ("Sigmoid", lambda x: x.sigmoid(), [_n(3, 5) * 4]),
-    ("SiLU", lambda x: ops.SiLU.apply(x), [_n(3, 5) * 3]),
+    ("FusedSiLU", lambda x: fused.FusedSiLU.apply(x), [_n(3, 5) * 3]),
     ("Cos", lambda x: x.cos(), [_n(4, 3)]),
     ("Sin", lambda x: x.sin(), [_n(4, 3)]),
     ("Rsqrt", lambda x: x.rsqrt(), [_pos(3, 4)]),
     ("RepeatInterleave", lambda x: x.repeat_interleave(3, dim=1), [_n(2, 4, 3)]),
     ("RepeatInterleave-flat", lambda x: x.repeat_interleave(2), [_n(2, 3)]),
-    ("BinaryCrossEntropy", lambda p, t: ops.BinaryCrossEntropy.apply(p, t),
+    ("FusedBinaryCrossEntropy", lambda p, t: fused.FusedBinaryCrossEntropy.apply(p, t),
      [_r.uniform(0.1, 0.9, (3, 4)), _r.uniform(0.0, 1.0, (3, 4))]),
-    ("BinaryCrossEntropyWithLogits",
-     lambda z, t: ops.BinaryCrossEntropyWithLogits.apply(z, t),
+    ("FusedBinaryCrossEntropyWithLogits",
+     lambda z, t: fused.FusedBinaryCrossEntropyWithLogits.apply(z, t),
      [_n(3, 4) * 3, _r.uniform(0.0, 1.0, (3, 4))]),
 ]
 
@@ -235,7 +238,7 @@ def test_gradient_matches_finite_differences(name, fn, arrays):
 
 def test_every_op_in_ops_has_a_gradient_check():
     """A new Function in ops.py must come with a case above."""
-    functions = set(ops.op_names())
+    functions = set(op_names())
     assert {"Exp", "Tanh", "Sqrt", "Sigmoid", "Rsqrt"} <= functions
     checked = {c[0].split("-")[0] for c in CASES}
     assert functions - checked == set(), f"ops without a gradient check: {functions - checked}"
@@ -288,7 +291,7 @@ def test_checker_catches_a_gradient_leaking_into_a_masked_entry():
 
 def test_checker_leaves_the_package_generator_as_it_was():
     state = backend.get_rng_state()
-    gradcheck("Dropout", lambda x: ops.Dropout.apply(x, p=0.5), _n(4, 3))
+    gradcheck("FusedDropout", lambda x: fused.FusedDropout.apply(x, p=0.5), _n(4, 3))
     assert backend.get_rng_state() == state
 
 

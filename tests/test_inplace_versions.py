@@ -10,9 +10,9 @@ import pytest
 
 import tinygpt
 from tinygpt import AdamW, GPTModel, no_grad
+from tinygpt.fused import FusedCausalAttention
 from tinygpt.kv_cache import CachedDecoder
 from tinygpt.loss import cross_entropy
-from tinygpt.ops import CausalAttention
 from tinygpt.tensor import Tensor
 
 from .helpers.assertions import host
@@ -136,7 +136,7 @@ def test_book_attention_steps_with_masked_fill_in_place_backprop_like_the_fused_
             attn_weights = (attn_scores / 3 ** 0.5).softmax(-1)
             context_vec = attn_weights @ values
         else:
-            context_vec = CausalAttention.apply(queries, keys, values)
+            context_vec = FusedCausalAttention.apply(queries, keys, values)
         (context_vec * context_vec).sum().backward()
         grads.append([host(t.grad) for t in (queries, keys, values)])
     for name, book, fused in zip("qkv", *grads):

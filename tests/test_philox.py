@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import tinygpt
-from tinygpt import backend, ops
+import tinygpt.nn.functional as F
+from tinygpt import backend, fused
 from tinygpt.backend import philox4x32
 from tinygpt.backend import philox_uniforms as uniforms
 from tinygpt.tensor import Tensor
@@ -76,7 +77,7 @@ def test_block_counter_uses_its_upper_word():
 def test_philox_masks_drop_p_and_scale_exactly(philox_masks, p):
     x = np.random.default_rng(0).uniform(0.5, 1.5, size=300_000).astype(np.float32)
     tinygpt.manual_seed(11)
-    y = host(ops.dropout(Tensor(backend.asarray(x)), p))
+    y = host(F.dropout(Tensor(backend.asarray(x)), p))
     dropped = y == 0.0
     assert abs(dropped.mean() - p) <= 6 * math.sqrt(p * (1 - p) / x.size)
     np.testing.assert_array_equal(y[~dropped], x[~dropped] * np.float32(1 / (1 - p)))
@@ -84,10 +85,10 @@ def test_philox_masks_drop_p_and_scale_exactly(philox_masks, p):
 
 def test_philox_masks_repeat_under_a_seed_and_differ_between_draws(philox_masks):
     tinygpt.manual_seed(3)
-    first = host(ops.dropout_mask((50, 40), 0.3, np.float32))
-    second = host(ops.dropout_mask((50, 40), 0.3, np.float32))
+    first = host(fused.dropout_mask((50, 40), 0.3, np.float32))
+    second = host(fused.dropout_mask((50, 40), 0.3, np.float32))
     tinygpt.manual_seed(3)
-    np.testing.assert_array_equal(host(ops.dropout_mask((50, 40), 0.3, np.float32)), first)
+    np.testing.assert_array_equal(host(fused.dropout_mask((50, 40), 0.3, np.float32)), first)
     assert not np.array_equal(first, second)
     # the mask is uniforms(draw) >= p: draw 0, then draw 1
     tinygpt.manual_seed(3)
@@ -97,13 +98,13 @@ def test_philox_masks_repeat_under_a_seed_and_differ_between_draws(philox_masks)
 
 def test_snapshot_restores_the_philox_draw(philox_masks):
     tinygpt.manual_seed(8)
-    ops.dropout_mask((10,), 0.5, np.float32)
+    fused.dropout_mask((10,), 0.5, np.float32)
     state = tinygpt.get_rng_state()
     assert state["philox"] == {"seed": 8, "draws": 1}
-    mask = host(ops.dropout_mask((1000,), 0.5, np.float32))
+    mask = host(fused.dropout_mask((1000,), 0.5, np.float32))
     tinygpt.manual_seed(99)
     tinygpt.set_rng_state(state)
-    np.testing.assert_array_equal(host(ops.dropout_mask((1000,), 0.5, np.float32)), mask)
+    np.testing.assert_array_equal(host(fused.dropout_mask((1000,), 0.5, np.float32)), mask)
 
 
 def test_old_snapshots_without_philox_still_restore():
@@ -127,7 +128,7 @@ def test_bad_philox_state_is_refused_before_anything_changes(bad):
 def test_dropout_gradient_uses_the_same_philox_mask(philox_masks):
     x = Tensor(backend.asarray(np.full((30, 40), 2.0)), requires_grad=True)
     tinygpt.manual_seed(2)
-    y = ops.dropout(x, 0.4)
+    y = F.dropout(x, 0.4)
     y.backward(backend.asarray(np.ones((30, 40))))
     np.testing.assert_array_equal(host(x.grad), host(y) / 2.0)
 

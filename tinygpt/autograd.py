@@ -77,7 +77,7 @@ class Function:
 
     def name(self):
         """torch's name for this op's node, as ``grad_fn=<MulBackward0>`` prints it."""
-        return f"{type(self).__name__}Backward0"
+        return f"{type(self).__name__.removeprefix('Fused')}Backward0"
 
     def __repr__(self):
         return f"<{self.name()} object at {id(self):#x}>"

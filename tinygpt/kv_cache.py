@@ -18,7 +18,7 @@ with no autograd graph. Only the attention differs, and only in where its keys a
 values come from: ``MultiHeadAttention.forward`` hands its head-split queries, keys
 and values to its layer of the cache (``KVCache.layers[i].attend``), which stores the
 new keys and values after the cached ones and attends over all of them with
-``ops.CausalAttention``, the fast path's own op.
+``fused.FusedCausalAttention``, the fast path's own op.
 
 Sliding window. GPT-2 has learned *absolute* position embeddings: once the
 sequence is longer than the window, every kept token moves one position to the
@@ -39,7 +39,7 @@ L the number of cached positions.
 
 import numpy
 
-from . import ops
+from . import fused
 from .backend import to_numpy, xp
 from .checks import positive_int, rectangular, token_ids
 from .cuda.decode import KernelDecodeStep
@@ -94,7 +94,7 @@ class CacheLayer:
         queries, keys, values: (b, num_heads, num_tokens, head_dim) Tensors of the
         positions [L, L + num_tokens), L = cache.length. Their keys and values are stored
         after the cached ones; then the queries attend to all L + num_tokens keys with
-        ``ops.CausalAttention``, whose mask lets each query see the keys up to its own
+        ``fused.FusedCausalAttention``, whose mask lets each query see the keys up to its own
         position. -> context_vec (b, num_heads, num_tokens, head_dim)."""
         if is_grad_enabled() and queries.requires_grad:
             raise RuntimeError("the KV cache is for decoding; run the model under "
@@ -105,7 +105,7 @@ class CacheLayer:
         cached_keys, cached_values = cache.keys[self.index], cache.values[self.index]
         cached_keys[:, :, start:end] = keys.array
         cached_values[:, :, start:end] = values.array
-        return ops.CausalAttention.apply(
+        return fused.FusedCausalAttention.apply(
             queries, cached_keys[:, :, :end], cached_values[:, :, :end])  # views: no copy
 
 

@@ -2,16 +2,17 @@
 
 ``cross_entropy(logits, targets)`` is the mean of -log(probability of the target token)
 over every position: the number ``train_model_simple`` brings down. Its work is done
-by one fused op (``ops.CrossEntropy``, forward and backward by hand). ``perplexity``
+by one fused op (``fused.FusedCrossEntropy``, forward and backward by hand). ``perplexity``
 is exp(loss): the number of tokens the model is as unsure between as if it picked
 uniformly among them.
 """
 
 import math
 
-from . import ops
+from . import fused
 from .backend import xp
 from .checks import integer, rectangular
+from .fast_path import is_fused_enabled
 from .tensor import Tensor
 
 
@@ -20,12 +21,29 @@ class TargetOutOfRangeError(IndexError, ValueError):
 
 
 def cross_entropy(logits, targets, ignore_index=-100):
-    """Mean cross-entropy of logits (N, V) or (B, T, V) against int targets (N,) or (B, T).
+    """5.1.2's loss: over every position, -log of the probability the model gives the
+    token that comes next, averaged. logits (N, V) or (B, T, V), targets (N,) or (B, T)
+    int ids; a position whose target is ``ignore_index`` does not count (nan if none
+    does, as torch). The book's ``F.cross_entropy(logits.flatten(0, 1),
+    targets.flatten())`` is this on the flattened rows."""
+    logits, targets = _checked(logits, targets, ignore_index)  # (N, V), (N,)
+    if is_fused_enabled():  # the fast path: the steps below as one fused op
+        return fused.FusedCrossEntropy.apply(logits, targets, ignore_index=ignore_index)
+    # The book's steps. Softmax then log, as log_softmax: the same numbers without
+    # exp overflowing or log(0) for a very unlikely token.
+    log_probas = logits.log_softmax(dim=-1)  # (N, V)
+    counted = targets != ignore_index  # (N,) the positions that count
+    rows = xp.arange(targets.shape[0])[counted]
+    target_log_probas = log_probas[rows, targets[counted]]  # (n,) the target's log-probability
+    avg_log_probas = target_log_probas.mean()  # ()
+    neg_avg_log_probas = avg_log_probas * -1  # the loss: lower is better
+    return neg_avg_log_probas
 
-    The book's ``F.cross_entropy(logits.flatten(0, 1), targets.flatten())`` is
-    ``cross_entropy(logits, targets)`` here (both shapes are accepted); targets must
-    have exactly logits' shape without the last axis ((3, 2) targets for (2, 3, V)
-    logits are refused, not flattened into the wrong pairs)."""
+
+def _checked(logits, targets, ignore_index):
+    """(logits as a (N, V) float Tensor, targets as an (N,) int array of the backend),
+    or a ValueError saying what does not fit ((3, 2) targets for (2, 3, V) logits are
+    refused, not flattened into the wrong pairs)."""
     if not isinstance(logits, Tensor):
         logits = Tensor(logits)
     targets = targets.array if isinstance(targets, Tensor) else targets
@@ -56,7 +74,7 @@ def cross_entropy(logits, targets, ignore_index=-100):
             f"target ids must lie in [0, {V}) or equal ignore_index={ignore_index}; "
             f"found {int(targets[bad][0])}"
         )
-    return ops.CrossEntropy.apply(logits, xp.asarray(targets), ignore_index=ignore_index)
+    return logits, xp.asarray(targets)
 
 
 def perplexity(loss):

@@ -21,7 +21,8 @@ GRAD_EPS = 1e-6  # the central-difference step, on float64 inputs
 GRAD_RTOL = 1e-6  # the largest relative error a gradient may show at that step
 GRAD_RESEED = 1234  # the package generator's seed before every evaluation (dropout masks repeat)
 
-__all__ = ["GRAD_EPS", "GRAD_RTOL", "CheckFailed", "assert_close", "check_gradient", "host"]
+__all__ = ["GRAD_EPS", "GRAD_RTOL", "CheckFailed", "assert_close", "check_gradient", "host",
+           "op_names"]
 
 
 class CheckFailed(AssertionError):
@@ -174,3 +175,16 @@ def _element_checks(name, i, g, rng, n_elements, numeric):
                 f"analytic gradient 0 but finite differences give {moved:.3e}",
                 abs(moved) / largest)
     return checks
+
+
+def op_names():
+    """The names of the ops the gradient checks walk: every public Function class of
+    ops.py and fused.py that has a gradient (a private base such as _DerivativeFromOutput
+    is no op of its own; floor division has no gradient, as in torch)."""
+    from . import fused, ops
+    from .autograd import Function
+
+    return sorted(name for module in (ops, fused) for name, obj in vars(module).items()
+                  if isinstance(obj, type) and issubclass(obj, Function)
+                  and obj.__module__ == module.__name__ and not name.startswith("_")
+                  and obj.differentiable)

@@ -23,10 +23,11 @@ from .checks import nonnegative_int, positive_int
 from .errors import TinygptError
 from .grad_mode import no_grad
 from .io.records import TrainingState
-from .loss import cross_entropy
+from .nn import functional as F
 from .nn.utils import clip_grad_norm  # appendix D's clipping: torch.nn.utils.clip_grad_norm_
 from .runtime import keep_freed_memory_for_reuse
 from .tensor import Tensor
+from .tensors import as_tensor
 
 
 class TrainingDivergedError(TinygptError, RuntimeError):
@@ -38,10 +39,12 @@ class TrainingDivergedError(TinygptError, RuntimeError):
 def calc_loss_batch(input_batch, target_batch, model, device=None):
     """Mean cross-entropy of one batch. ``device`` (the book's argument) must name where
     tinygpt computes ("cpu" on NumPy, "cuda" on CuPy) or be None; the batches may be
-    host arrays: the model copies them to the device."""
-    check_device(device)
-    logits = model(input_batch)
-    return cross_entropy(logits, target_batch)
+    Tensors, arrays or lists."""
+    input_batch = as_tensor(input_batch).to(device)  # (b, num_tokens)
+    target_batch = as_tensor(target_batch).to(device)  # (b, num_tokens): the next tokens
+    logits = model(input_batch)  # (b, num_tokens, vocab_size)
+    loss = F.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
+    return loss
 
 
 def calc_loss_loader(data_loader, model, device=None, num_batches=None):

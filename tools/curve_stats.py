@@ -7,9 +7,9 @@
 Arms (each run in its own process, one after the other):
 
 * ``f64``   tinygpt with masks from float64 NumPy uniforms (``Generator.random()``, what
-            ``ops.dropout_mask`` drew until this study; patched in here);
+            ``fused.dropout_mask`` drew until this study; patched in here);
 * ``f32``   tinygpt as shipped: masks from float32 uniforms (``Generator.random(dtype=
-            float32)``, the cheaper draw, which ``ops.dropout_mask`` returned to);
+            float32)``, the cheaper draw, which ``fused.dropout_mask`` returned to);
 * ``torch`` the book's PyTorch loop on the tests' reference model, torch's own masks.
 
 Every run is the chapter's 5.2 run (``bench_chapter.run_tinygpt`` / ``run_torch``):
@@ -67,7 +67,7 @@ SPIKE = 1.5  # a spike: train loss > 1.5x the previous evaluation's
 
 
 def float64_dropout_mask(shape, p, dtype):
-    """``ops.dropout_mask`` as it was during this study's first run: float64 uniforms."""
+    """``fused.dropout_mask`` as it was during this study's first run: float64 uniforms."""
     from tinygpt.backend import get_rng, xp
 
     keep = xp.asarray(get_rng().random(shape)) >= p
@@ -121,7 +121,7 @@ def run_arm(arm, text, seed, cfg, epochs=10, threads=1):
         import tinygpt.train
 
         if arm == "f64":
-            tinygpt.ops.dropout_mask = float64_dropout_mask
+            tinygpt.fused.dropout_mask = float64_dropout_mask
         simple, curves = tinygpt.train.train_model_simple, []
 
         def recording(*args, **kwargs):  # run_tinygpt keeps only the last losses

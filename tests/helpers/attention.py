@@ -1,7 +1,7 @@
-"""The middle of the book's MultiHeadAttention on ops.CausalAttention, for the tests that
-check the attention op (gradients, dropout, kernels) without building a whole model."""
+"""The middle of the book's MultiHeadAttention on fused.FusedCausalAttention, for the tests
+that check the attention op (gradients, dropout, kernels) without a whole model."""
 
-from tinygpt.ops import CausalAttention
+from tinygpt.fused import FusedCausalAttention
 from tinygpt.tensor import Tensor
 
 
@@ -16,5 +16,5 @@ def multi_head_attention(queries, keys, values, num_heads, dropout_p=0.0):
 
     queries, keys, values = (heads(t if isinstance(t, Tensor) else Tensor(t))
                              for t in (queries, keys, values))
-    context_vec = CausalAttention.apply(queries, keys, values, dropout_p=dropout_p)
+    context_vec = FusedCausalAttention.apply(queries, keys, values, dropout_p=dropout_p)
     return context_vec.transpose(1, 2).reshape(b, num_tokens, d_out)

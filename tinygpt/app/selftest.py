@@ -40,7 +40,7 @@ from ..backend import (
     set_rng_state,
     widest_float,
 )
-from ..testing import GRAD_EPS, CheckFailed, assert_close, check_gradient
+from ..testing import GRAD_EPS, CheckFailed, assert_close, check_gradient, op_names
 
 KV_CACHE_TOL = 1e-10  # float64 logits, cached against uncached (assert_close's tol)
 
@@ -67,7 +67,7 @@ class CheckResult:
 
 def _gradient_cases():
     """Op class name -> (fn, input arrays): small shapes where each op is smooth."""
-    from .. import ops
+    from .. import fused, ops
     from ..loss import cross_entropy
 
     r = numpy.random.default_rng(42)
@@ -99,16 +99,16 @@ def _gradient_cases():
         "Pow": (lambda a: a ** 3, [n(3, 2)]),
         "Abs": (lambda a: a.abs(), [n(3, 2)]),
         "Sigmoid": (lambda a: ops.Sigmoid.apply(a), [n(3, 2)]),
-        "SiLU": (lambda a: ops.SiLU.apply(a), [n(3, 2)]),
+        "FusedSiLU": (lambda a: fused.FusedSiLU.apply(a), [n(3, 2)]),
         "Sin": (lambda a: ops.Sin.apply(a), [n(3, 2)]),
         "Cos": (lambda a: ops.Cos.apply(a), [n(3, 2)]),
         "Rsqrt": (lambda a: ops.Rsqrt.apply(a), [pos(3, 2)]),
         "RepeatInterleave": (lambda a: ops.RepeatInterleave.apply(a, repeats=2, axis=1),
                              [n(2, 3)]),
-        "BinaryCrossEntropy": (lambda p, t: ops.BinaryCrossEntropy.apply(p, t),
+        "FusedBinaryCrossEntropy": (lambda p, t: fused.FusedBinaryCrossEntropy.apply(p, t),
                                [r.uniform(0.1, 0.9, size=(3, 2)), r.uniform(size=(3, 2))]),
-        "BinaryCrossEntropyWithLogits": (
-            lambda z, t: ops.BinaryCrossEntropyWithLogits.apply(z, t),
+        "FusedBinaryCrossEntropyWithLogits": (
+            lambda z, t: fused.FusedBinaryCrossEntropyWithLogits.apply(z, t),
             [n(3, 2), r.uniform(size=(3, 2))]),
         "SetItem": (lambda a, v: ops.SetItem.apply(a, v, index=(slice(0, 2), 1)),
                     [n(3, 4), n(2)]),
@@ -139,18 +139,19 @@ def _gradient_cases():
         "Remainder": (lambda a, b: a % b, [3.0 * n(3, 4), pos(3, 4) + 0.5]),
         "Sum": (lambda a: a.sum(axis=1), [n(2, 3, 4)]),
         "Mean": (lambda a: a.mean(axis=-1, keepdims=True), [n(2, 3, 4)]),
-        "Linear": (lambda x, w, b: ops.linear(x, w, b), [n(2, 3, 4), n(5, 4), n(5)]),
-        "Embedding": (lambda w: ops.Embedding.apply(w, ids), [n(8, 3)]),
-        "LayerNorm": (lambda x, s, b: ops.LayerNorm.apply(x, s, b, eps=1e-5),
+        "FusedLinear": (lambda x, w, b: fused.FusedLinear.apply(x, w, b),
+                        [n(2, 3, 4), n(5, 4), n(5)]),
+        "FusedEmbedding": (lambda w: fused.FusedEmbedding.apply(w, ids), [n(8, 3)]),
+        "FusedLayerNorm": (lambda x, s, b: fused.FusedLayerNorm.apply(x, s, b, eps=1e-5),
                       [n(2, 3, 6), pos(6), n(6)]),
-        "GELU": (lambda x: ops.GELU.apply(x), [3.0 * n(4, 5)]),
-        "Dropout": (lambda x: ops.Dropout.apply(x, p=0.3), [n(5, 6)]),
-        "Softmax": (lambda x: ops.softmax(x, axis=-1), [n(3, 5)]),
+        "FusedGELU": (lambda x: fused.FusedGELU.apply(x), [3.0 * n(4, 5)]),
+        "FusedDropout": (lambda x: fused.FusedDropout.apply(x, p=0.3), [n(5, 6)]),
+        "Softmax": (lambda x: ops.Softmax.apply(x, axis=-1), [n(3, 5)]),
         "LogSoftmax": (lambda x: x.log_softmax(-1), [n(3, 5)]),
-        "CausalAttention": (
-            lambda q, k, v: ops.CausalAttention.apply(q, k, v, dropout_p=0.2),
+        "FusedCausalAttention": (
+            lambda q, k, v: fused.FusedCausalAttention.apply(q, k, v, dropout_p=0.2),
             [n(2, 2, 4, 3), n(2, 2, 4, 3), n(2, 2, 4, 3)]),
-        "CrossEntropy": (lambda z: cross_entropy(z, targets), [n(6, 7)]),
+        "FusedCrossEntropy": (lambda z: cross_entropy(z, targets), [n(6, 7)]),
     }
 
 
@@ -162,12 +163,11 @@ def _scaled_columns(a, b):
 
 
 def check_gradients():
-    """One row per Function in tinygpt.ops (an op without a case here fails)."""
-    from .. import ops
-
+    """One row per Function in tinygpt.ops and tinygpt.fused (an op without a case here
+    fails)."""
     cases = _gradient_cases()
     rows = []
-    for name in ops.op_names():
+    for name in op_names():
         if name not in cases:
             rows.append(CheckResult("gradient", name, "FAIL", None,
                                     "no gradient case for this op in tinygpt/app/selftest.py"))

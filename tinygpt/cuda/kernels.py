@@ -4,12 +4,12 @@ The kernels' source is ``kernels.cu`` beside this file, compiled once per proces
 CuPy (NVRTC; CuPy caches the binary on disk). Each function here launches one kernel
 and does what a few lines of array code do elsewhere; those lines are its twin:
 
-    dropout                      ops.Dropout             x * dropout_mask(...)
-    gelu_forward / _backward     ops.GELU                the tanh formula
-    layer_norm_forward / _bwd    ops.LayerNorm           mean, var, xhat ...
-    attention_softmax_fwd/_bwd   ops.CausalAttention     scale, mask, softmax, dropout
-    cross_entropy_forward/_bwd   ops.CrossEntropy        logsumexp, softmax - onehot
-    embedding_backward           ops.Embedding           xp.add.at
+    dropout                      fused.FusedDropout             x * dropout_mask(...)
+    gelu_forward / _backward     fused.FusedGELU                the tanh formula
+    layer_norm_forward / _bwd    fused.FusedLayerNorm           mean, var, xhat ...
+    attention_softmax_fwd/_bwd   fused.FusedCausalAttention     scale, mask, softmax, dropout
+    cross_entropy_forward/_bwd   fused.FusedCrossEntropy        logsumexp, softmax - onehot
+    embedding_backward           fused.FusedEmbedding           xp.add.at
     adamw_update                 optim.AdamW             the chunked update
     decode_*                     kv_cache                one position of CachedDecoder
 

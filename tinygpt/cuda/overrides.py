@@ -14,7 +14,7 @@ numbers, one draw per call, so the backward redraws its mask instead of keeping 
 
 import math
 
-from .. import ops
+from .. import fused
 from ..autograd import Function
 from ..backend import dropout_rng, next_philox_draw
 from . import kernels
@@ -30,8 +30,8 @@ def override(op):
     return register
 
 
-@override(ops.Dropout)
-class DropoutKernel(ops.Dropout):
+@override(fused.FusedDropout)
+class DropoutKernel(fused.FusedDropout):
     """One kernel each way; the backward redraws the forward's mask."""
 
     @staticmethod
@@ -46,8 +46,8 @@ class DropoutKernel(ops.Dropout):
         return kernels.dropout(dy, self.p, self.draw)
 
 
-@override(ops.GELU)
-class GELUKernel(ops.GELU):
+@override(fused.FusedGELU)
+class GELUKernel(fused.FusedGELU):
     """One kernel each way; the backward recomputes tanh from x instead of keeping it."""
 
     @staticmethod
@@ -62,8 +62,8 @@ class GELUKernel(ops.GELU):
         return kernels.gelu_backward(self.x, dy)
 
 
-@override(ops.LayerNorm)
-class LayerNormKernel(ops.LayerNorm):
+@override(fused.FusedLayerNorm)
+class LayerNormKernel(fused.FusedLayerNorm):
     """One kernel each way; keeps x, mean and rstd (not xhat)."""
 
     @staticmethod
@@ -79,8 +79,8 @@ class LayerNormKernel(ops.LayerNorm):
         return kernels.layer_norm_backward(dy, self.x, self.scale, self.mean, self.rstd)
 
 
-@override(ops.Embedding)
-class EmbeddingKernel(ops.Embedding):
+@override(fused.FusedEmbedding)
+class EmbeddingKernel(fused.FusedEmbedding):
     """The op's forward; the backward sums rows by sorted id, with no atomics, so it
     gives the same bits every run."""
 
@@ -92,8 +92,8 @@ class EmbeddingKernel(ops.Embedding):
         return kernels.embedding_backward(self.ids, dy, self.weight_shape[0]), None
 
 
-@override(ops.CausalAttention)
-class CausalAttentionKernel(ops.CausalAttention):
+@override(fused.FusedCausalAttention)
+class CausalAttentionKernel(fused.FusedCausalAttention):
     """The op's two products, with one kernel each way for the lines between them:
     scale, causal mask, softmax and dropout (the backward redraws the mask). Training
     only: the queries are all the keys' positions."""
@@ -126,8 +126,8 @@ class CausalAttentionKernel(ops.CausalAttention):
         return d_scores @ self.keys, d_keys, d_values
 
 
-@override(ops.CrossEntropy)
-class CrossEntropyKernel(ops.CrossEntropy):
+@override(fused.FusedCrossEntropy)
+class CrossEntropyKernel(fused.FusedCrossEntropy):
     """One kernel each way; no host synchronisation and no (N, V) buffer kept."""
 
     @staticmethod

@@ -16,7 +16,7 @@ from collections import OrderedDict
 
 import numpy
 
-from .. import ops
+from .. import fused
 from ..backend import DEFAULT_DTYPE, check_device, get_rng, xp
 from ..checks import embedding_indices, shape
 from ..tensor import Tensor
@@ -164,7 +164,7 @@ class Linear(Module):
 
     def forward(self, x):
         weight = self.weight
-        return ops.linear(_match_dtype(x, weight), weight, self.bias)
+        return functional.linear(_match_dtype(x, weight), weight, self.bias)
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -195,7 +195,7 @@ class Embedding(Module):
 
     def forward(self, ids):
         ids = ids.array if isinstance(ids, Tensor) else xp.asarray(ids)
-        return ops.Embedding.apply(self.weight, embedding_indices(ids, self.num_embeddings))
+        return fused.FusedEmbedding.apply(self.weight, embedding_indices(ids, self.num_embeddings))
 
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}"
@@ -216,7 +216,7 @@ class Dropout(Module):
         self.p, self.inplace = float(p), False
 
     def forward(self, x):
-        return ops.dropout(x, self.p, self.training)
+        return functional.dropout(x, self.p, self.training)
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
@@ -331,7 +331,7 @@ class LayerNorm(Module):
                                f"input of size {list(x.shape)}")
         shift = self.bias if self.bias is not None else Tensor(
             xp.zeros(self.normalized_shape, dtype=self.weight.dtype))
-        return ops.LayerNorm.apply(x, self.weight, shift, eps=self.eps)
+        return fused.FusedLayerNorm.apply(x, self.weight, shift, eps=self.eps)
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine=True"
@@ -365,7 +365,7 @@ class RMSNorm(Module):
 
 
 class GELU(Module):
-    """torch.nn.GELU: ``approximate="tanh"`` is GPT-2's form (``ops.GELU``); torch's
+    """torch.nn.GELU: ``approximate="tanh"`` is GPT-2's form (``fused.FusedGELU``); torch's
     default, the exact erf form, is not implemented (say approximate="tanh")."""
 
     def __init__(self, approximate="none"):
@@ -374,7 +374,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, x):
-        return ops.GELU.apply(x)
+        return fused.FusedGELU.apply(x)
 
     def extra_repr(self):
         return f"approximate={self.approximate!r}"

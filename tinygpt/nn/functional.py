@@ -8,7 +8,7 @@ dim of ``cross_entropy``'s input is dim 1, so the book's
 
 import numpy
 
-from .. import ops
+from .. import fused, ops
 from ..backend import xp
 from ..checks import embedding_indices
 from ..loss import cross_entropy as _cross_entropy
@@ -136,13 +136,23 @@ def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
         )
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    return ops.dropout(_tensor(input), float(p), training)
+    x = _tensor(input)
+    if not training or p == 0.0:
+        return x
+    return fused.FusedDropout.apply(x, p=float(p))
 
 
 def linear(input, weight, bias=None):  # noqa: A002
-    """x W^T + b, weight (out, in)."""
-    return ops.linear(_tensor(input), _tensor(weight),
-                      None if bias is None else _tensor(bias))
+    """x W^T + b, weight (out, in): ``fused.FusedLinear``, one op."""
+    x, weight = _tensor(input), _tensor(weight)
+    x_shape, w_shape = x.array.shape, weight.array.shape  # the arrays': it runs per layer
+    if not x_shape or len(w_shape) != 2 or x_shape[-1] != w_shape[1]:
+        raise RuntimeError(f"linear: input of shape {tuple(x.shape)} cannot be multiplied by "
+                           f"a weight of shape {tuple(weight.shape)} (out, in): the input's "
+                           "last dim must be in")
+    if bias is None:
+        return fused.FusedLinear.apply(x, weight)
+    return fused.FusedLinear.apply(x, weight, _tensor(bias))
 
 
 def gelu(input, approximate="none"):  # noqa: A002
@@ -151,7 +161,7 @@ def gelu(input, approximate="none"):  # noqa: A002
     exact x * Phi(x) with the erf, which tinygpt does not have: it raises rather than
     give other numbers (the two differ by up to about 5e-4)."""
     gelu_approximation(approximate)
-    return ops.GELU.apply(_tensor(input))
+    return fused.FusedGELU.apply(_tensor(input))
 
 
 def gelu_approximation(approximate):
@@ -168,7 +178,7 @@ def gelu_approximation(approximate):
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # noqa: A002
     """(x - mean) / sqrt(var + eps) * weight + bias over the last dim (biased variance):
-    ``ops.LayerNorm``, one fused op. ``weight`` None is ones, ``bias`` None zeros."""
+    ``fused.FusedLayerNorm``, one fused op. ``weight`` None is ones, ``bias`` None zeros."""
     x = _tensor(input)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if len(shape) != 1:
@@ -187,12 +197,12 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # no
         if t.array.dtype != x_dtype:
             raise ValueError(f"layer_norm: input is {x.dtype} but {name} is {t.dtype}; "
                              f"convert one, e.g. input.to({t.dtype})")
-    return ops.LayerNorm.apply(x, weight, bias, eps=float(eps))
+    return fused.FusedLayerNorm.apply(x, weight, bias, eps=float(eps))
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
                                  is_causal=False, scale=None, enable_gqa=False):
-    """Causal attention, ``ops.CausalAttention`` (one fused op): softmax(query @ key^T /
+    """Causal attention, ``fused.FusedCausalAttention`` (one fused op): softmax(query @ key^T /
     sqrt(head_dim), later keys masked) with dropout ``dropout_p`` on the weights, @ value.
 
     query, key, value: (b, num_heads, num_tokens, head_dim) -> (b, num_heads, num_tokens,
@@ -238,7 +248,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if not q.dtype == k.dtype == v.dtype:
         raise ValueError(f"scaled_dot_product_attention: query, key and value must have one "
                          f"dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    return ops.CausalAttention.apply(q, k, v, dropout_p=float(dropout_p))
+    return fused.FusedCausalAttention.apply(q, k, v, dropout_p=float(dropout_p))
 
 
 def embedding(input, weight):  # noqa: A002
@@ -246,7 +256,7 @@ def embedding(input, weight):  # noqa: A002
     back into ``weight`` (repeated ids add up)."""
     ids = input.array if isinstance(input, Tensor) else Tensor(input).array
     weight = _tensor(weight)
-    return ops.Embedding.apply(weight, embedding_indices(ids, weight.shape[0]))
+    return fused.FusedEmbedding.apply(weight, embedding_indices(ids, weight.shape[0]))
 
 
 def silu(input, inplace=False):  # noqa: A002
@@ -254,7 +264,7 @@ def silu(input, inplace=False):  # noqa: A002
     if inplace:
         raise NotImplementedError("silu(inplace=True) is not supported by tinygpt; use the "
                                   "returned tensor")
-    return ops.SiLU.apply(_tensor(input))
+    return fused.FusedSiLU.apply(_tensor(input))
 
 
 def sigmoid(input):  # noqa: A002
@@ -290,7 +300,7 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):  # noqa:
     if bool(((values < 0) | (values > 1)).any()):
         raise ValueError("binary_cross_entropy: all elements of input should be between 0 "
                          "and 1 (apply sigmoid first, or use binary_cross_entropy_with_logits)")
-    losses = ops.BinaryCrossEntropy.apply(p, t)
+    losses = fused.FusedBinaryCrossEntropy.apply(p, t)
     if weight is not None:
         losses = losses * weight
     return _reduce(losses, reduction, "binary_cross_entropy")
@@ -306,7 +316,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
             "weight the positive examples with weight= instead"
         )
     z, t = _probability_pair(input, target, "binary_cross_entropy_with_logits")
-    losses = ops.BinaryCrossEntropyWithLogits.apply(z, t)
+    losses = fused.FusedBinaryCrossEntropyWithLogits.apply(z, t)
     if weight is not None:
         losses = losses * weight
     return _reduce(losses, reduction, "binary_cross_entropy_with_logits")

@@ -24,11 +24,10 @@ optimizer fails at ``step()`` with torch's KeyError; the switches newer than som
 dicts default as torch's do). Unlike torch's it checks everything first, raises
 ValueError listing what is wrong, and then changes nothing.
 
-On the CPU the update walks each parameter in slices of ``CHUNK`` elements, so the
-handful of elementwise passes run on data that sits in the CPU cache instead of
-streaming 163M floats from memory a dozen times. On a GPU each slice would be a dozen
-kernel launches, so there a parameter is one CUDA kernel (``cuda/kernels.adamw_update``,
-the same bits as the lines below), or with the kernels off, whole-tensor passes.
+``Adam.step`` writes the update's steps out; beside them, as in the model's layers, the
+fast path (the default; ``tinygpt.use_fused(False)`` turns it off) runs the same steps
+fused, in place and in cache-sized slices (``fused.adamw_update``), or on a GPU as one
+CUDA kernel per parameter (``cuda/kernels.adamw_update``, the same bits).
 
 SGD (appendix A): g <- g + weight_decay p; with momentum, b <- momentum b + (1 - dampening) g
 (b = g at the first step) and g <- b (nesterov: g + momentum b); then p <- p - lr g.
@@ -41,12 +40,12 @@ import math
 import numpy
 
 from .. import cuda
-from ..backend import ON_GPU, to_numpy, xp
+from ..backend import to_numpy, xp
 from ..checks import real_problem, rectangular
+from ..fast_path import is_fused_enabled
+from ..fused import adamw_update
 from ..grad_mode import enable_grad
 from ..tensor import Tensor
-
-CHUNK = 1 << 15
 
 
 class _MissingStateKey(ValueError, KeyError):
@@ -422,45 +421,27 @@ class Adam(Optimizer):
                 if wd != 0 and not decoupled:
                     grad = grad + wd * p.array  # the L2 penalty's gradient, a new array
                 p._counter.bump(f"{type(self).__name__}.step")  # in place, as torch's
+                m, v = state["exp_avg"], state["exp_avg_sq"]
                 vmax = state["max_exp_avg_sq"] if amsgrad else None
-                if vmax is None and cuda.available(p.array, grad) and p.array.flags.c_contiguous:
-                    cuda.kernels.adamw_update(p.array, grad, state["exp_avg"],
-                                              state["exp_avg_sq"], decay, beta1, beta2, eps,
-                                              step_size, bias2_sqrt)
+                if is_fused_enabled():  # the fast path: the steps below, fused in place
+                    if vmax is None and cuda.available(p.array, grad) and \
+                            p.array.flags.c_contiguous:
+                        cuda.kernels.adamw_update(p.array, grad, m, v, decay, beta1, beta2,
+                                                  eps, step_size, bias2_sqrt)
+                    else:
+                        scratch = adamw_update(p.array, grad, m, v, vmax, decay, beta1, beta2,
+                                               eps, step_size, bias2_sqrt, scratch)
                     continue
-                flat_p = p.array.reshape(-1)
-                flat_g = grad.reshape(-1)
-                flat_m = state["exp_avg"].reshape(-1)
-                flat_v = state["exp_avg_sq"].reshape(-1)
-                flat_vmax = None if vmax is None else vmax.reshape(-1)
-                chunk = flat_p.size if ON_GPU else CHUNK
-                if scratch is None or scratch.dtype != flat_p.dtype or scratch.size < chunk:
-                    scratch = xp.empty(chunk, dtype=flat_p.dtype)
-                for start in range(0, flat_p.size, chunk):
-                    end = min(start + chunk, flat_p.size)
-                    pp, g = flat_p[start:end], flat_g[start:end]
-                    m, v = flat_m[start:end], flat_v[start:end]
-                    tmp = scratch[: end - start]
-                    if decay != 1.0:
-                        pp *= decay
-                    # m <- m + (1 - beta1) (g - m)   (torch's lerp)
-                    xp.subtract(g, m, out=tmp)
-                    tmp *= 1.0 - beta1
-                    m += tmp
-                    # v <- beta2 v + (1 - beta2) g^2
-                    v *= beta2
-                    xp.multiply(g, g, out=tmp)
-                    tmp *= 1.0 - beta2
-                    v += tmp
-                    if flat_vmax is not None:  # amsgrad: divide by the largest v so far
-                        v = xp.maximum(flat_vmax[start:end], v, out=flat_vmax[start:end])
-                    # p <- p - step_size * m / (sqrt(v) / sqrt(bias2) + eps)
-                    xp.sqrt(v, out=tmp)
-                    tmp /= bias2_sqrt
-                    tmp += eps
-                    xp.divide(m, tmp, out=tmp)
-                    tmp *= step_size
-                    pp -= tmp
+                # The update's steps (Loshchilov & Hutter's AdamW, as torch computes it):
+                p.array *= decay  # decoupled weight decay: p <- p (1 - lr wd)
+                m += (1.0 - beta1) * (grad - m)  # m <- beta1 m + (1 - beta1) g
+                v *= beta2  # v <- beta2 v + (1 - beta2) g^2
+                v += (1.0 - beta2) * (grad * grad)
+                if vmax is not None:  # amsgrad: the largest v so far
+                    v = xp.maximum(vmax, v, out=vmax)
+                # p <- p - lr m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - beta1^t),
+                # v_hat = v / (1 - beta2^t); step_size and bias2_sqrt fold the two in
+                p.array -= step_size * m / (xp.sqrt(v) / bias2_sqrt + eps)
         return loss
 
 
