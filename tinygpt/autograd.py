@@ -23,7 +23,7 @@ import numpy
 
 from .backend import xp
 from .grad_mode import enable_grad, is_grad_enabled, no_grad  # noqa: F401  (torch.autograd's)
-from .versions import VersionCounter, check_saved, note_versions
+from .versions import check_saved, note_versions
 from .views import refresh, share_storage
 
 # --- 1. Function: one operation, and the graph it records -------------------------------
@@ -51,7 +51,7 @@ class Function:
     def apply(cls, *inputs, **options):
         tensors = _tensors_of(inputs)
         arrays = [t.array for t in tensors]
-        fn = cls() if cls not in Function.kernels else cls.for_arrays(*arrays, **options)
+        fn = cls() if cls not in Function.kernels else op_for(cls, arrays, options)
         fn.needs_grad = is_grad_enabled() and any([t.requires_grad for t in tensors])
         out = tensors[0]._wrap(fn.forward(*arrays, **options))
         if fn.view:
@@ -70,10 +70,7 @@ class Function:
 
     def release(self):
         """Drop the arrays forward saved: without retain_graph, an op's backward runs once."""
-        for key, value in list(vars(self).items()):
-            if key == "parents" or _holds_arrays(value):
-                delattr(self, key)
-        self.freed = True
+        _drop_saved(self)
 
     def name(self):
         """torch's name for this op's node, as ``grad_fn=<MulBackward0>`` prints it."""
@@ -81,15 +78,6 @@ class Function:
 
     def __repr__(self):
         return f"<{self.name()} object at {id(self):#x}>"
-
-    @classmethod
-    def for_arrays(cls, *arrays, **options):
-        """A new object to run this op on ``arrays``: the kernel class registered for it
-        in ``Function.kernels`` when that ``takes`` these arrays, else the op itself."""
-        kernel = Function.kernels.get(cls)
-        if kernel is not None and kernel.takes(*arrays, **options):
-            return kernel()
-        return cls()
 
 
 # --- 2. TensorBase: an array and its place in the graph ---------------------------------
@@ -104,12 +92,6 @@ class TensorBase:
     __slots__ = ("array", "_grad", "_requires_grad", "creator", "_counter", "_view",
                  "__weakref__")
     parents, freed = (), False
-
-    def _start(self, array):
-        self.array = array
-        self._grad = self.creator = self._view = None
-        self._requires_grad = False
-        self._counter = VersionCounter()
 
     @property
     def requires_grad(self):
@@ -195,20 +177,16 @@ def propagate(fn, grad, grads):
 def topological_order(nodes):
     """Every node behind ``nodes``, each after all the nodes it takes inputs from (an
     explicit stack, so deep graphs hit no recursion limit)."""
-    order, visited = [], set()
-    stack = [(node, False) for node in nodes]
+    order, visited, stack = [], set(), [(node, False) for node in nodes]
     while stack:
         node, expanded = stack.pop()
-        if expanded:
+        if expanded:  # every node it reads from is in the order: now it can go
             order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for parent in node.parents:
-            if parent is not None and id(parent) not in visited:
-                stack.append((parent, False))
+        elif id(node) not in visited:
+            visited.add(id(node))
+            stack.append((node, True))
+            stack.extend((p, False) for p in node.parents
+                         if p is not None and id(p) not in visited)
     return order
 
 
@@ -247,6 +225,24 @@ def _own(array, given):
         array = array.copy()
     given.add(id(array))
     return array
+
+
+def op_for(cls, arrays, options):
+    """A new object to run op ``cls`` on ``arrays``: the kernel class registered for it in
+    ``Function.kernels`` (cuda/overrides.py) when that ``takes`` these arrays, else the op."""
+    kernel = Function.kernels.get(cls)
+    if kernel is not None and kernel.takes(*arrays, **options):
+        return kernel()
+    return cls()
+
+
+def _drop_saved(fn):
+    """Forget the graph edges and every array ``fn`` saved (its small settings stay, so
+    it still prints its name), and mark it freed."""
+    for key, value in list(vars(fn).items()):
+        if key == "parents" or _holds_arrays(value):
+            delattr(fn, key)
+    fn.freed = True
 
 
 def _holds_arrays(value):

@@ -34,7 +34,10 @@ class Tensor(TensorBase):
     __array_priority__ = 1000
 
     def __init__(self, data, requires_grad=False, dtype=None):
-        self._start(_as_array(data, dtype))
+        self.array = _as_array(data, dtype)
+        self._grad = self.creator = self._view = None
+        self._requires_grad = False
+        self._counter = VersionCounter()  # shared with views (versions.py)
         if requires_grad:
             self.requires_grad = True
 

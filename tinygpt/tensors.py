@@ -572,14 +572,20 @@ def square(x):
     return _t(x).square()
 
 
-def softmax(x, dim, dtype=None):
-    x = _t(x) if dtype is None else _t(x).to(dtype)
-    return x.softmax(dim)
+def softmax(input, dim=None, dtype=None):  # noqa: A002 - torch's argument names
+    """exp(x) / sum(exp(x)) along ``dim`` (``Tensor.softmax``, the ``Softmax`` op):
+    torch.softmax, and torch.nn.functional.softmax, which is this same function."""
+    if dim is None:
+        raise TypeError("softmax needs dim= (which dim sums to 1), e.g. softmax(x, dim=-1)")
+    return _t(input).softmax(dim, dtype)
 
 
-def log_softmax(x, dim, dtype=None):
-    x = _t(x) if dtype is None else _t(x).to(dtype)
-    return x.log_softmax(dim)
+def log_softmax(input, dim=None, dtype=None):  # noqa: A002
+    """log(softmax(x)) along ``dim``, computed without overflow (``Tensor.log_softmax``);
+    also torch.nn.functional.log_softmax."""
+    if dim is None:
+        raise TypeError("log_softmax needs dim=, e.g. log_softmax(x, dim=-1)")
+    return _t(input).log_softmax(dim, dtype)
 
 
 def _triangle(name, x, diagonal):

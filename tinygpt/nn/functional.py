@@ -13,6 +13,7 @@ from ..backend import xp
 from ..checks import embedding_indices
 from ..loss import cross_entropy as _cross_entropy
 from ..tensor import Tensor
+from ..tensors import log_softmax, softmax  # torch.softmax and F.softmax are one function
 
 __all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
            "dropout", "embedding", "gelu", "layer_norm", "linear", "log_softmax", "mse_loss",
@@ -110,21 +111,6 @@ def relu(input):  # noqa: A002
     """max(x, 0); the gradient is 1 where x > 0 and 0 elsewhere (as torch, 0 at x = 0)."""
     x = _tensor(input)
     return x.masked_fill(x <= 0, 0.0)
-
-
-def softmax(input, dim=None, dtype=None):  # noqa: A002
-    """exp(x) / sum(exp(x)) along ``dim``."""
-    if dim is None:
-        raise TypeError("softmax needs dim= (which dim sums to 1), e.g. softmax(x, dim=-1)")
-    x = _tensor(input) if dtype is None else _tensor(input).to(dtype)
-    return x.softmax(dim)  # the dim checked there
-
-
-def log_softmax(input, dim=None, dtype=None):  # noqa: A002
-    if dim is None:
-        raise TypeError("log_softmax needs dim=, e.g. log_softmax(x, dim=-1)")
-    x = _tensor(input) if dtype is None else _tensor(input).to(dtype)
-    return x.log_softmax(dim)  # the dim checked there
 
 
 def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
