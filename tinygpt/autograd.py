@@ -45,6 +45,7 @@ class Function:
     reads_output = False  # backward reads the output (the in-place checks watch it too)
     view = False  # the output may share input 0's memory: then it is a view of it
     differentiable = True  # False: no gradient, as torch's floor division has none
+    torch_name = None  # torch's name for the node where ours differs (see name())
     kernels = {}  # op class -> the class that runs it on the GPU (tinygpt/cuda/overrides.py)
 
     @classmethod
@@ -74,7 +75,7 @@ class Function:
 
     def name(self):
         """torch's name for this op's node, as ``grad_fn=<MulBackward0>`` prints it."""
-        return f"{type(self).__name__.removeprefix('Fused')}Backward0"
+        return self.torch_name or f"{type(self).__name__.removeprefix('Fused')}Backward0"
 
     def __repr__(self):
         return f"<{self.name()} object at {id(self):#x}>"

@@ -46,8 +46,7 @@ class FusedSiLU(Function):
         s = self.s
         return dy * (s * (1.0 + self.x * (1.0 - s)))
 
-    def name(self):
-        return "SiluBackward0"
+    torch_name = "SiluBackward0"
 
 
 class FusedBinaryCrossEntropy(Function):
@@ -153,8 +152,7 @@ class FusedLayerNorm(Function):
         dshift = dy.reshape(-1, C).sum(axis=0) if shift_wanted else None
         return dx, dscale, dshift
 
-    def name(self):
-        return "NativeLayerNormBackward0"
+    torch_name = "NativeLayerNormBackward0"
 
 
 def _mean_last(x):
@@ -200,8 +198,7 @@ class FusedGELU(Function):
         inner *= dy
         return inner
 
-    def name(self):
-        return "GeluBackward0"
+    torch_name = "GeluBackward0"
 
 
 def dropout_mask(shape, p, dtype):
@@ -232,8 +229,7 @@ class FusedDropout(Function):
     def backward(self, dy):
         return dy * self.mask
 
-    def name(self):
-        return "MulBackward0"
+    torch_name = "MulBackward0"
 
 
 _causal_masks = {}
@@ -353,8 +349,7 @@ class FusedCrossEntropy(Function):
                 dz[~self.valid] = 0.0
         return dz, None
 
-    def name(self):
-        return "NllLossBackward0"
+    torch_name = "NllLossBackward0"
 
 
 def _rows(a):

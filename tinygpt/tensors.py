@@ -29,7 +29,7 @@ from .backend import DEFAULT_DTYPE, Device, check_device, resolve_rng, to_numpy,
 from .checks import dim_index, nonnegative_int, positive_int, rectangular, shape
 from .dtypes import DTYPES, Size, dtype, promote_types, scalar_dtype
 from .printing import set_printoptions
-from .tensor import Tensor, _operands, _order, _ValuesIndices
+from .tensor import Tensor, _where, first_k_mask  # noqa: F401 (sampling.py reads it here)
 
 pi, e, inf, nan = math.pi, math.e, math.inf, math.nan
 device = Device
@@ -665,63 +665,13 @@ def stack(tensors, dim=0):
 def where(condition, input=None, other=None):  # noqa: A002 - torch's argument names
     """``input`` where ``condition`` else ``other`` (numbers or tensors, broadcast);
     ``where(condition)`` alone gives the indices where it holds, one tensor per dim."""
-    condition = _t(condition)
-    if input is None and other is None:
-        return tuple(Tensor(i) for i in xp.nonzero(condition.array))
-    if condition.dtype.kind != "b":
-        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a "
-                           f"tensor with dtype {condition.dtype}")
-    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
-        input = tensor(input)
-    input, other = _operands(input, other)
-    try:
-        return ops.Where.apply(condition, input, other)
-    except ValueError:  # NumPy's words; torch's class
-        shapes = [list(t.shape) for t in (condition, input, other)]
-        raise RuntimeError(f"where: the shapes {shapes} do not broadcast") from None
+    return _where(condition, input, other)
 
 
 def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002
     """(values, indices) of the ``k`` largest (or smallest) entries along ``dim``,
-    largest first; among equal values the lower index comes first."""
-    x = _t(x)
-    dim = dim_index(dim, x.ndim)
-    n = x.shape[dim] if x.ndim else 1
-    if nonnegative_int("k", k) > n:  # k = 0 gives empty results, as in torch
-        raise RuntimeError(f"topk: selected index k out of range: k must be in [0, {n}] for "
-                           f"a dim of length {n}, got {k}")
-    if x.ndim == 0:  # torch gives the element itself, for k = 0 too
-        return _ValuesIndices(x.reshape(()), Tensor(xp.zeros((), dtype=numpy.int64)))
-    keys = -x.array if largest else x.array
-    if 0 < k < n and isinstance(keys, numpy.ndarray) and keys.dtype.kind == "f" \
-            and not numpy.isnan(keys).any():  # NaN: the sort's order, below
-        indices = numpy.moveaxis(_first_k(numpy.moveaxis(keys, dim, -1), int(k)), -1, dim)
-    else:  # NaN is the largest value, as in torch
-        indices = xp.take(_order(x, dim, descending=largest), xp.arange(int(k)), axis=dim)
-    values = ops.Gather.apply(x, Tensor._of(indices), axis=dim)
-    return _ValuesIndices(values, Tensor._of(indices.astype(numpy.int64)))
-
-
-def _first_k(keys, k):
-    """The first k of a stable argsort along the last axis (the k smallest keys, ties
-    in index order), in O(n) per row rather than a sort's O(n log n): the k-th smallest
-    value from a partition, every key below it, then the keys equal to it in index
-    order until k are chosen; only those k are sorted. (50,257 logits: ~10x faster.)"""
-    chosen = first_k_mask(keys, k)
-    candidates = numpy.nonzero(chosen)[-1].reshape(*keys.shape[:-1], k)  # index order
-    order = numpy.argsort(numpy.take_along_axis(keys, candidates, -1), axis=-1, kind="stable")
-    return numpy.take_along_axis(candidates, order, -1)
-
-
-def first_k_mask(keys, k):
-    """(..., n) host keys without NaN, 0 < k < n -> bool mask of the k smallest per row,
-    ties at the k-th value broken by index (the entries a stable argsort puts first)."""
-    kth = numpy.partition(keys, k - 1, axis=-1)[..., k - 1:k]
-    below, tied = keys < kth, keys == kth
-    slots = k - below.sum(axis=-1, keepdims=True)  # places left for keys tied at kth
-    if (tied.sum(axis=-1, keepdims=True) == slots).all():  # no tie to break
-        return below | tied
-    return below | (tied & (numpy.cumsum(tied, axis=-1) <= slots))
+    largest first; among equal values the lower index comes first (``Tensor.topk``)."""
+    return _t(x).topk(k, dim, largest, sorted)
 
 
 def multinomial(input, num_samples, replacement=False, generator=None):  # noqa: A002
