@@ -52,24 +52,27 @@ from .tensors import argmax, cat, multinomial, softmax, tensor, topk, where
 
 
 def generate_text_simple(model, idx, max_new_tokens, context_size):
-    """The book's greedy decoding loop (no cache).
+    """The book's greedy decoding loop (no cache), on tinygpt Tensors.
 
     idx: int (B, T) Tensor, array or list -> int64 (B, T + max_new_tokens), a Tensor for
     a Tensor, else a NumPy array.
-    Each step runs ``model(idx[:, -context_size:])`` and appends the argmax of the
-    last position (ties: the lowest id, like ``torch.argmax``). Unlike the book, the
-    loop puts the model in eval mode itself (restoring the previous mode after).
+    Each step runs the model on the last ``context_size`` tokens and appends the argmax
+    of the last position's probabilities (softmax keeps the logits' order, so it is the
+    most likely token; ties: the lowest id, like ``torch.argmax``). Unlike the book's,
+    the loop checks its arguments first (``_check_generate_args``) and runs the model in
+    eval mode (each submodule's previous mode comes back after each step).
     """
-    ids = _check_prompt(idx, model)
-    max_new_tokens = nonnegative_int("max_new_tokens", max_new_tokens)
-    window = _check_context_size(context_size, model)
-    with eval_mode(model), no_grad():
-        for _ in range(max_new_tokens):
-            idx_cond = ids[:, -window:]  # (B, <= window)
-            logits = model(idx_cond).array[:, -1, :]  # (B, V) last position
-            idx_next = to_numpy(xp.argmax(logits, axis=-1)).astype(numpy.int64)  # (B,)
-            ids = numpy.concatenate([ids, idx_next[:, None]], axis=1)
-    return _like_prompt(ids, idx)
+    prompt = idx  # the answer comes back in the prompt's kind
+    idx, context_size = _check_generate_args(model, idx, max_new_tokens, context_size)
+    for _ in range(max_new_tokens):
+        idx_cond = idx[:, -context_size:]  # the tokens the model can see, (B, <= context_size)
+        with no_grad(), eval_mode(model):
+            logits = model(idx_cond)  # (B, T, vocab)
+        logits = logits[:, -1, :]  # only the last position predicts the next token, (B, vocab)
+        probas = softmax(logits, dim=-1)  # (B, vocab)
+        idx_next = argmax(probas, dim=-1, keepdim=True)  # (B, 1) the most likely token
+        idx = cat((idx, idx_next), dim=1)  # (B, T + 1)
+    return _like_prompt(idx, prompt)
 
 
 # ----------------------------------------------------------------------------------
@@ -242,8 +245,11 @@ class UncachedDecoder:
 
 
 def _like_prompt(ids, idx):
-    """The generated ids (a NumPy array) as a Tensor if the prompt was one."""
-    return Tensor(ids) if isinstance(idx, Tensor) else ids
+    """The generated ids (a NumPy array or a Tensor) as a Tensor if the prompt ``idx``
+    was one, else as a NumPy array."""
+    if isinstance(idx, Tensor):
+        return ids if isinstance(ids, Tensor) else Tensor(ids)
+    return to_numpy(ids.array) if isinstance(ids, Tensor) else ids
 
 
 def _check_prompt(idx, model):
@@ -287,8 +293,10 @@ def _check_context_size(context_size, model):
     return min(context_size, int(model.cfg["context_length"]))
 
 
-def _check_generate_args(model, idx, max_new_tokens, context_size, temperature, top_k, eos_id):
-    """Listing 5.4's arguments checked: (idx as an int64 Tensor (B, T), the window)."""
+def _check_generate_args(model, idx, max_new_tokens, context_size, temperature=0.0,
+                         top_k=None, eos_id=None):
+    """The book loops' arguments checked (``generate_text_simple`` passes the first four):
+    (idx as an int64 Tensor (B, T), the window)."""
     ids = _check_prompt(idx, model)
     nonnegative_int("max_new_tokens", max_new_tokens)
     window = _check_context_size(context_size, model)
