@@ -30,8 +30,9 @@ from tinygpt.sampling import (  # noqa: E402
     sample_next_token,
     softmax,
     softmax_with_temperature,
+    top_k_filter,
 )
-from tinygpt.tensors import tensor, topk, where  # noqa: E402  torch's names
+from tinygpt.tensors import tensor, topk  # noqa: E402  torch's names
 
 VOCAB, INVERSE_VOCAB = TOY_VOCAB, TOY_INVERSE_VOCAB
 # What an LLM might output after "every effort moves you" (section 5.3.1).
@@ -123,9 +124,9 @@ def main(argv=None):
     top_logits, top_pos = topk(next_token_logits, 3)
     print("Top logits:", fmt(top_logits), "(the book: [6.7500, 6.2800, 4.5100])")
     print("Top positions:", fmt(top_pos), "(the book: [3, 7, 0])")
-    # below the 3rd largest logit: -inf, so softmax gives those tokens probability 0
-    new_logits = where(next_token_logits < top_logits[-1], tensor(float("-inf")),
-                       next_token_logits)
+    # below the 3rd largest logit (top_logits[-1]): -inf, so softmax gives those tokens
+    # probability 0; top_k_filter is the book's where(next_token_logits < top_logits[-1], ...)
+    new_logits = top_k_filter(next_token_logits, 3)
     print("masked logits:", fmt(new_logits))
     same = np.array_equal(np.asarray(new_logits), process_logits(logits, top_k=3))
     print("the fast path's process_logits(logits, top_k=3) gives the same:", same)

@@ -20,6 +20,7 @@ from tinygpt.sampling import (
     sample_next_token,
     softmax,
     softmax_with_temperature,
+    top_k_filter,
     validate_sampling_args,
 )
 from tinygpt.tensors import multinomial, tensor, topk
@@ -234,6 +235,52 @@ def test_top_k_keeps_values_and_vocab_size_k_is_noop():
     out = process_logits(x, top_k=4)
     np.testing.assert_array_equal(host(out[np.isfinite(out)]), host(x[np.isfinite(out)]))
     np.testing.assert_array_equal(host(process_logits(x, top_k=10)), x)
+
+
+def test_top_k_filter_holds_both_tie_rules():
+    logits = tensor(np.array([[1.0, 2.0, 2.0, 2.0, 0.0], [3.0, 1.0, 1.0, 0.0, 2.0]],
+                             dtype=np.float32))
+    book = top_k_filter(logits, 2)  # the book's: every logit tied at the 2nd largest stays
+    exact = top_k_filter(logits, 2, exact=True)  # exactly 2, the lowest ids among ties
+    assert np.isfinite(host(book)).tolist() == [[False, True, True, True, False],
+                                                [True, False, False, False, True]]
+    assert np.isfinite(host(exact)).tolist() == [[False, True, True, False, False],
+                                                 [True, False, False, False, True]]
+    for out in (book, exact):  # the kept logits are the logits themselves
+        kept = np.isfinite(host(out))
+        np.testing.assert_array_equal(host(out)[kept], host(logits)[kept])
+    # exact=True is the mask of the fast pipeline
+    np.testing.assert_array_equal(host(exact), process_logits(host(logits), top_k=2))
+    np.testing.assert_array_equal(host(top_k_filter(logits, 5)), host(logits))  # k = V
+    np.testing.assert_array_equal(host(top_k_filter(logits, 5, exact=True)), host(logits))
+
+
+def test_top_k_filter_book_rule_matches_torch_and_exact_rule_the_stable_sort():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3, 3, size=(16, 12)).astype(np.float32)  # many ties
+    x[rng.random(x.shape) < 0.1] = -np.inf
+    for k in [1, 2, 5, 12]:
+        ref = torch.tensor(x)
+        top_logits, _ = torch.topk(ref, k)
+        ref = torch.where(ref < top_logits[:, -1:], torch.tensor(float("-inf")), ref)
+        np.testing.assert_array_equal(host(top_k_filter(tensor(x), k)), ref.numpy())
+        order = np.argsort(-x, axis=1, kind="stable")[:, :k]
+        expected = np.full_like(x, -np.inf)
+        np.put_along_axis(expected, order, np.take_along_axis(x, order, 1), axis=1)
+        np.testing.assert_array_equal(host(top_k_filter(tensor(x), k, exact=True)), expected)
+    one_row = top_k_filter(LOGITS, 3)  # section 5.3.2's 1-D example
+    np.testing.assert_array_equal(host(one_row), host(process_logits(LOGITS, top_k=3)))
+
+
+@pytest.mark.parametrize("top_k,match", [(0, "top_k"), (10, "vocabulary size 9"),
+                                         (2.5, "top_k"), (None, "top_k")])
+def test_top_k_filter_bad_arguments(top_k, match):
+    for exact in (False, True):
+        with pytest.raises(ValueError, match=match):
+            top_k_filter(tensor(LOGITS), top_k, exact=exact)
+    with pytest.raises(ValueError, match="NaN"):
+        top_k_filter(tensor([1.0, float("nan")]), 1, exact=True)
 
 
 # ----------------------------------------------------------------------------- top-p

@@ -3,9 +3,9 @@
 ``generate_text_simple`` (section 4.7) and ``generate`` (listing 5.4) are the loops a
 learner reads in the book, on tinygpt Tensors: crop the sequence to the last
 ``context_size`` tokens, run the model, keep the last position's logits, choose the next
-token, append it, repeat. ``generate`` chooses with top-k (``topk`` + ``where``),
-temperature scaling, ``softmax`` and ``multinomial``, or ``argmax`` at temperature 0, and
-stops at ``eos_id``.
+token, append it, repeat. ``generate`` chooses with top-k (``sampling.top_k_filter``, the
+book's ``topk`` + ``where``), temperature scaling, ``softmax`` and ``multinomial``, or
+``argmax`` at temperature 0, and stops at ``eos_id``.
 
 ``generate_fast`` makes the same choices with what the command line and the demos need:
 
@@ -13,7 +13,8 @@ stops at ``eos_id``.
   token; past the context window the cache is re-primed on the sliding window, so the
   tokens equal the uncached loop's (``use_cache=False`` reruns the whole window);
 - top-p (nucleus) filtering after top-k and temperature (``tinygpt.sampling``), and
-  top-k that keeps exactly k tokens when logits tie at the k-th value;
+  top-k that keeps exactly k tokens when logits tie at the k-th value
+  (``top_k_filter``'s ``exact=True`` rule);
 - a seeded generator (``rng``); the draw is ``multinomial``'s, so for one generator state
   ``generate`` and ``generate_fast`` sample the same tokens from the same probabilities;
 - ``eos_id`` per row of a batch. A row that produces ``eos_id`` is finished; from then on
@@ -43,9 +44,9 @@ from .checks import nonnegative_int, positive_int, rectangular, token_ids
 from .grad_mode import no_grad
 from .kv_cache import CachedDecoder
 from .nn.module import eval_mode
-from .sampling import sample_next_token, validate_sampling_args
+from .sampling import sample_next_token, top_k_filter, validate_sampling_args
 from .tensor import Tensor
-from .tensors import argmax, cat, multinomial, softmax, tensor, topk, where
+from .tensors import argmax, cat, multinomial, softmax
 
 # ----------------------------------------------------------------------------------
 # The book's greedy loop.
@@ -83,10 +84,11 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
     """Listing 5.4: up to ``max_new_tokens`` tokens after the prompt ``idx`` (B, T).
 
     top_k: keep the logits at or above the k-th largest, the rest become -inf (logits
-    tied at the k-th value all stay, as in the book). temperature: 0 picks the most likely
-    token (greedy); > 0 divides the logits by it and draws the token with ``multinomial``
-    from tinygpt's generator (``manual_seed``). eos_id: stop, without appending it, when
-    it comes (one prompt only: ``generate_fast`` tracks it per row of a batch).
+    tied at the k-th value all stay, as in the book: ``top_k_filter``). temperature: 0
+    picks the most likely token (greedy); > 0 divides the logits by it and draws the
+    token with ``multinomial`` from tinygpt's generator (``manual_seed``). eos_id: stop,
+    without appending it, when it comes (one prompt only: ``generate_fast`` tracks it per
+    row of a batch).
     Returns an int64 Tensor (B, T + n), n <= max_new_tokens. A ``context_size`` above the
     model's ``context_length`` is clamped to it. Bad arguments raise ValueError.
     """
@@ -99,9 +101,7 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
         logits = logits[:, -1, :]  # only the last position predicts the next token, (B, vocab)
 
         if top_k is not None:  # top-k: logits below the k-th largest can never be drawn
-            top_logits, _ = topk(logits, top_k)
-            min_val = top_logits[:, -1:]  # (B, 1): each row against its own k-th largest
-            logits = where(logits < min_val, tensor(float("-inf")), logits)
+            logits = top_k_filter(logits, top_k)  # the book's topk + where, (B, vocab)
 
         if temperature > 0.0:  # flatter (T > 1) or sharper (T < 1), then a random draw
             logits = logits / temperature
@@ -134,7 +134,8 @@ def generate_fast(
     ``context_length``); a larger value is clamped to ``context_length``.
     temperature: 0 (default) = greedy; > 0 divides the logits before sampling (a
     temperature so small that the division would overflow acts as greedy, not NaN).
-    top_k: keep exactly the k most likely tokens (ties: lowest ids).  top_p: keep the
+    top_k: keep exactly the k most likely tokens (ties: lowest ids; ``top_k_filter``'s
+    ``exact=True`` rule).  top_p: keep the
     smallest most-likely set whose probability reaches p.  Both only matter when
     temperature > 0.
     eos_id: end-of-sequence token; finished rows are padded with it (module docstring).

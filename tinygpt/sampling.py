@@ -1,9 +1,11 @@
 """Decoding strategies of section 5.3: temperature scaling, top-k and top-p (nucleus) sampling.
 
 The book's helpers are here as the book writes them: ``softmax_with_temperature`` (scale,
-then ``softmax``) and ``print_sampled_tokens`` (``multinomial`` draws counted with
-``bincount``). Listing 5.4's own top-k is ``topk`` + ``where`` inside ``generate``
-(``tinygpt/generation.py``).
+then ``softmax``), ``print_sampled_tokens`` (``multinomial`` draws counted with
+``bincount``) and ``top_k_filter`` (section 5.3.2's ``topk`` + ``where``, which listing
+5.4's ``generate`` in ``tinygpt/generation.py`` calls). ``top_k_filter`` holds the one
+top-k rule, with the ties as its argument: ``exact=False`` keeps every logit tied at the
+k-th value (the book's), ``exact=True`` keeps exactly k (the fast pipeline's, below).
 
 The rest is the fast generator's step, in NumPy, no model: these functions turn
 next-token logits into filtered logits, exact probabilities or sampled token ids.
@@ -22,8 +24,8 @@ The pipeline, in the book's order (listing 5.4), then nucleus filtering on top::
 Tie-breaking rule (used everywhere, documented once): among equal logits the
 LOWER token id ranks first. Greedy decoding picks the first maximum, like
 ``torch.argmax``; top-k keeps exactly ``k`` tokens even when several logits tie at
-the k-th value (the book's ``logits < min_val`` test would keep them all); top-p
-grows its set in the same order.
+the k-th value (``top_k_filter(..., exact=True)``'s mask; the book's ``logits < min_val``
+test, ``exact=False``, would keep them all); top-p grows its set in the same order.
 
 Inputs are NumPy or CuPy arrays, lists, or tinygpt ``Tensor``s. The work is done on
 the host in NumPy; given a Tensor, a function answers with Tensors, otherwise with
@@ -102,6 +104,31 @@ def softmax_with_temperature(logits, temperature):
     return tensors.softmax(scaled_logits, dim=-1)
 
 
+def top_k_filter(logits, top_k, *, exact=False):
+    """Section 5.3.2's top-k: in each row, the logits below the ``top_k``-th largest become
+    -inf, so softmax gives them probability 0 and they are never drawn.
+
+    logits: (..., V) Tensor (or anything ``tensor`` takes) -> a new Tensor, same shape.
+    top_k: an integer, 1 <= top_k <= V.
+    exact: what happens to logits tied with the ``top_k``-th largest value:
+
+    - False, the book's steps (what listing 5.4's ``generate`` calls): ``topk`` finds the
+      k largest, the last of them is the row's ``min_val``, and ``where`` sets every logit
+      below it to -inf. Logits tied at ``min_val`` all stay: a row may keep more than k.
+    - True: exactly ``top_k`` per row stay, the ones ``topk`` returns (ties: the lowest
+      ids). This is the rule of ``process_logits``, ``generate_fast`` and the command
+      line, which call the same mask (``_top_k_mask``). The logits must not be NaN.
+    """
+    logits = tensors.as_tensor(logits)
+    top_k = _check_top_k(top_k, logits.shape[-1] if logits.ndim else 1)
+    if exact:
+        keep = Tensor(_top_k_mask(_no_nan(to_numpy(logits.array)), top_k))  # (..., V) bool
+        return tensors.where(keep, logits, tensors.tensor(float("-inf")))
+    top_logits, _ = tensors.topk(logits, top_k)  # (..., k) the k largest, largest first
+    min_val = top_logits[..., -1:]  # (..., 1): each row against its own k-th largest
+    return tensors.where(logits < min_val, tensors.tensor(float("-inf")), logits)
+
+
 # ----------------------------------------------------------------------------- arguments
 
 
@@ -117,13 +144,7 @@ def validate_sampling_args(temperature, top_k, top_p, vocab_size):
     """
     t = _check_temperature(temperature)
 
-    k = positive_int("top_k", top_k, optional=True, hint="; it is the number of candidates to "
-                     "keep, e.g. top_k=25 (top_k=None turns top-k filtering off)")
-    if k is not None and vocab_size is not None and k > int(vocab_size):
-        raise ValueError(
-            f"top_k={k} is larger than the vocabulary size {int(vocab_size)}; "
-            f"use top_k <= {int(vocab_size)} or top_k=None"
-        )
+    k = _check_top_k(top_k, vocab_size, optional=True)
 
     p = None
     if top_p is not None:
@@ -138,6 +159,19 @@ def validate_sampling_args(temperature, top_k, top_p, vocab_size):
                 "use top_p=None or 1.0 to disable nucleus filtering"
             )
     return t, k, p
+
+
+def _check_top_k(top_k, vocab_size, optional=False):
+    """top_k as an int in [1, vocab_size] (None skips the upper bound; with ``optional``,
+    top_k=None passes as None), or a ValueError that says how to fix it."""
+    k = positive_int("top_k", top_k, optional=optional, hint="; it is the number of "
+                     "candidates to keep, e.g. top_k=25 (top_k=None turns top-k filtering off)")
+    if k is not None and vocab_size is not None and k > int(vocab_size):
+        raise ValueError(
+            f"top_k={k} is larger than the vocabulary size {int(vocab_size)}; "
+            f"use top_k <= {int(vocab_size)} or top_k=None"
+        )
+    return k
 
 
 def _check_book_temperature(logits, temperature):
@@ -202,8 +236,7 @@ def _prepare(logits, temperature, top_k, top_p):
     if x.shape[-1] == 0:
         raise ValueError(f"logits have an empty vocabulary axis: shape {x.shape}")
     t, k, p = validate_sampling_args(temperature, top_k, top_p, x.shape[-1])
-    if np.isnan(x).any():
-        raise ValueError("logits contain NaN; check the model output (e.g. a diverged run)")
+    _no_nan(x)
     if np.isposinf(x).any():
         raise ValueError("logits contain +inf; check the model output")
     was_1d = x.ndim == 1
@@ -241,9 +274,19 @@ def _scale(x, t):
 
 
 def _top_k_mask(x, k):
-    """(B, V) -> (B, V) bool with exactly k True per row: the k largest logits, those
-    ``tensors.topk`` picks (logits tied at the k-th value: the lowest ids); k < V."""
+    """(..., V) host logits without NaN -> (..., V) bool with exactly k True per row: the
+    k largest logits, those ``tensors.topk`` picks (logits tied at the k-th value: the
+    lowest ids). The one rule of ``top_k_filter(..., exact=True)`` and ``process_logits``."""
+    if k >= x.shape[-1]:
+        return np.ones(x.shape, dtype=bool)
     return tensors.first_k_mask(-x, k)  # on the host: no round trip through the device
+
+
+def _no_nan(x):
+    """x, or a ValueError if it holds NaN (no token can rank against a NaN)."""
+    if x.dtype.kind == "f" and np.isnan(x).any():
+        raise ValueError("logits contain NaN; check the model output (e.g. a diverged run)")
+    return x
 
 
 def _nucleus_mask(x, p):
@@ -414,5 +457,6 @@ __all__ = [
     "sample_next_token",
     "softmax",
     "softmax_with_temperature",
+    "top_k_filter",
     "validate_sampling_args",
 ]
