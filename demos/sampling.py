@@ -28,11 +28,10 @@ from tinygpt.sampling import (  # noqa: E402
     print_sampled_tokens,
     process_logits,
     sample_next_token,
-    softmax,
     softmax_with_temperature,
     top_k_filter,
 )
-from tinygpt.tensors import tensor, topk  # noqa: E402  torch's names
+from tinygpt.tensors import softmax, tensor, topk  # noqa: E402  torch's names
 
 VOCAB, INVERSE_VOCAB = TOY_VOCAB, TOY_INVERSE_VOCAB
 # What an LLM might output after "every effort moves you" (section 5.3.1).
@@ -80,7 +79,8 @@ def main(argv=None):
     logits = NEXT_TOKEN_LOGITS
 
     heading("Greedy decoding (argmax)")
-    probas = softmax(logits)
+    next_token_logits = tensor(logits)
+    probas = softmax(next_token_logits, dim=0)
     print("probas:", fmt(probas))
     greedy_id = int(sample_next_token(logits, temperature=0.0)[0])
     print("next token:", INVERSE_VOCAB[greedy_id], "(the book: forward)")
@@ -120,7 +120,6 @@ def main(argv=None):
         print(f"T = {T:<4}: P(pizza) = {p:.6f}  (expected {1000 * p:.2f} per 1,000 draws)")
 
     heading("Top-k sampling, k = 3 (figure 5.15)")
-    next_token_logits = tensor(logits)
     top_logits, top_pos = topk(next_token_logits, 3)
     print("Top logits:", fmt(top_logits), "(the book: [6.7500, 6.2800, 4.5100])")
     print("Top positions:", fmt(top_pos), "(the book: [3, 7, 0])")
@@ -130,7 +129,7 @@ def main(argv=None):
     print("masked logits:", fmt(new_logits))
     same = np.array_equal(np.asarray(new_logits), process_logits(logits, top_k=3))
     print("the fast path's process_logits(logits, top_k=3) gives the same:", same)
-    topk_probas = softmax(np.asarray(new_logits))
+    topk_probas = softmax(new_logits, dim=0)
     print("top-k probas:", fmt(topk_probas))
     print("(the book:     [0.0615 0.0000 0.0000 0.5775 0.0000 0.0000 0.0000 0.3610 0.0000])")
 

@@ -1,5 +1,6 @@
 """Tests for tinygpt.sampling: the book's section 5.3 numbers and helpers
-(``softmax_with_temperature``, ``print_sampled_tokens``, ``topk``), exact top-k/top-p sets,
+(``softmax_with_temperature``, ``print_sampled_tokens``, ``topk``, ``top_k_filter``'s two tie
+rules), exact top-k/top-p sets,
 greedy decoding, argument checks, a chi-square test that sampling draws from the exact
 probabilities, and that the fast path draws what ``multinomial`` draws."""
 
@@ -12,13 +13,13 @@ import numpy as np
 import pytest
 
 from tinygpt import backend
+from tinygpt.ops import softmax_array
 from tinygpt.sampling import (
     TOP_P_TOLERANCE,
     next_token_probabilities,
     print_sampled_tokens,
     process_logits,
     sample_next_token,
-    softmax,
     softmax_with_temperature,
     top_k_filter,
     validate_sampling_args,
@@ -108,25 +109,26 @@ def test_wilson_hilferty_close_to_table():
 
 
 def test_softmax_book_example():
-    probs = softmax(LOGITS)
-    assert probs.dtype == np.float32
-    np.testing.assert_allclose(host(probs), BOOK_PROBS[1], atol=2e-6)
-    assert abs(float(probs.sum()) - 1.0) < 1e-6
-    assert int(np.argmax(probs)) == WORDS.index("forward")
+    import tinygpt
+
+    probas = tinygpt.softmax(tensor(LOGITS), dim=0)  # the book's torch.softmax(..., dim=0)
+    assert probas.dtype == np.float32
+    np.testing.assert_allclose(host(probas), BOOK_PROBS[1], atol=2e-6)
+    assert abs(float(probas.sum()) - 1.0) < 1e-6
+    assert int(tinygpt.argmax(probas)) == WORDS.index("forward")
+    np.testing.assert_array_equal(host(probas), softmax_array(LOGITS))  # the host pipeline's
 
 
-def test_softmax_stable_and_dtypes():
+def test_softmax_array_stable_and_dtypes():
     big = np.array([1000.0, 1001.0, -np.inf], dtype=np.float32)
-    p = softmax(big)
+    p = softmax_array(big)
     assert p.dtype == np.float32 and np.isfinite(p).all()
     np.testing.assert_allclose(
         host(p), [1 / (1 + math.e), math.e / (1 + math.e), 0.0], rtol=1e-6
     )
-    assert softmax(big.astype(np.float64)).dtype == np.float64
-    assert softmax([1.0, 2.0]).dtype == np.float32  # a list becomes float32, not float64
-    assert softmax(np.array([1, 2, 3])).dtype == np.float32
+    assert softmax_array(big.astype(np.float64)).dtype == np.float64
     x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
-    np.testing.assert_allclose(host(softmax(x, axis=0).sum(axis=0)), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(host(softmax_array(x, axis=0).sum(axis=0)), 1.0, rtol=1e-6)
 
 
 @pytest.mark.parametrize("T", [1, 0.1, 5])
@@ -295,7 +297,7 @@ def test_top_p_one_keeps_all_nonzero():
         host(process_logits(LOGITS, temperature=1.0, top_p=1.0)), LOGITS
     )
     np.testing.assert_allclose(
-        host(next_token_probabilities(LOGITS, 1.0, top_p=1.0)), host(softmax(LOGITS)), rtol=1e-7
+        host(next_token_probabilities(LOGITS, 1.0, top_p=1.0)), softmax_array(LOGITS), rtol=1e-7
     )
     # after top-k, p = 1 keeps exactly the top-k survivors
     assert kept_ids(LOGITS, temperature=1.0, top_k=3, top_p=1.0) == [0, 3, 7]
@@ -329,7 +331,7 @@ def test_top_p_is_smallest_set_reaching_p_random():
     logits = (2.0 * rng.standard_normal((50, 30))).astype(np.float32)
     for T, p in [(1.0, 0.3), (1.0, 0.9), (0.5, 0.95), (2.0, 0.6)]:
         kept = np.isfinite(process_logits(logits, temperature=T, top_p=p))
-        probs = softmax(logits.astype(np.float64) / T)
+        probs = softmax_array(logits.astype(np.float64) / T)
         for row in range(logits.shape[0]):
             mass = probs[row, kept[row]].sum()
             assert mass >= p - TOP_P_TOLERANCE
@@ -470,7 +472,7 @@ def test_sampling_one_uniform_per_row_and_rng_kinds():
     a = sample_next_token(x, 1.0, rng=np.random.default_rng(11))
     gen = np.random.default_rng(11)
     u = gen.random(6)
-    cdf = np.cumsum(softmax(LOGITS).astype(np.float64))
+    cdf = np.cumsum(softmax_array(LOGITS).astype(np.float64))
     expected = np.searchsorted(cdf, u * cdf[-1], side="right")
     np.testing.assert_array_equal(host(a[:, 0]), expected)
     # an int seed is a fresh generator each call
@@ -601,7 +603,7 @@ def test_bad_logits_and_rng_raise():
 
 
 def test_print_sampled_tokens(capsys):
-    probas = softmax(LOGITS)
+    probas = softmax_array(LOGITS)
     counts = print_sampled_tokens(probas, dict(enumerate(WORDS)))
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 9  # every word, zeros included
@@ -632,13 +634,13 @@ def test_print_sampled_tokens_counts_multinomial_draws(capsys):
 
 def test_print_sampled_tokens_bad_input():
     with pytest.raises(ValueError, match="no entry for token id 8"):
-        print_sampled_tokens(softmax(LOGITS), WORDS[:8])
+        print_sampled_tokens(softmax_array(LOGITS), WORDS[:8])
     with pytest.raises(ValueError, match="1-D"):
-        print_sampled_tokens(softmax(LOGITS)[None], WORDS)
+        print_sampled_tokens(softmax_array(LOGITS)[None], WORDS)
     with pytest.raises(ValueError, match="non-negative"):
-        print_sampled_tokens(-softmax(LOGITS), WORDS)
+        print_sampled_tokens(-softmax_array(LOGITS), WORDS)
     with pytest.raises(ValueError, match="num_samples"):
-        print_sampled_tokens(softmax(LOGITS), WORDS, num_samples=0)
+        print_sampled_tokens(softmax_array(LOGITS), WORDS, num_samples=0)
 
 
 # ----------------------------------------------------------------------------- demo

@@ -28,8 +28,8 @@ the k-th value (``top_k_filter(..., exact=True)``'s mask; the book's ``logits < 
 test, ``exact=False``, would keep them all); top-p grows its set in the same order.
 
 Inputs are NumPy or CuPy arrays, lists, or tinygpt ``Tensor``s. The work is done on
-the host in NumPy; given a Tensor, a function answers with Tensors, otherwise with
-NumPy arrays.
+the host in NumPy (its softmax is ``ops.softmax_array``, tinygpt's one softmax on raw
+arrays); given a Tensor, a function answers with Tensors, otherwise with NumPy arrays.
 
 Section 5.3's toy vocabulary of nine words is here too: ``TOY_VOCAB`` (word -> id),
 ``TOY_INVERSE_VOCAB`` (id -> word) and ``TOY_NEXT_TOKEN_LOGITS``, the logits the book
@@ -74,21 +74,7 @@ TOY_NEXT_TOKEN_LOGITS = np.array(
 )
 
 
-# ----------------------------------------------------------------------------- softmax
-
-
-def softmax(logits, axis=-1):
-    """Numerically stable softmax: exp(x - max) / sum(exp(x - max)) along ``axis``, on
-    the CPU (``ops.softmax_array``).
-
-    float32 in -> float32 out (float64 stays float64; lists and ints become float32).
-    ``-inf`` entries get probability 0. A slice that is entirely ``-inf`` has no
-    distribution and comes out as NaN.
-    """
-    x = _as_float_array(logits)
-    if x.ndim == 0:
-        raise ValueError("softmax needs logits with at least one axis, got a single number")
-    return _like_input(softmax_array(x, axis), logits)
+# ----------------------------------------------------------------------------- section 5.3
 
 
 def softmax_with_temperature(logits, temperature):
@@ -300,7 +286,7 @@ def _nucleus_mask(x, p):
     order = np.argsort(-x, axis=-1, kind="stable")  # (B, N) descending
     sorted_logits = np.take_along_axis(x, order, axis=-1)
     # float64 for the running sum: 50k float32 additions drift by more than the tolerance.
-    probs = softmax(sorted_logits.astype(np.float64), axis=-1)  # (B, N)
+    probs = softmax_array(sorted_logits.astype(np.float64), axis=-1)  # (B, N)
     cum = np.cumsum(probs, axis=-1)
     mass_before = np.concatenate([np.zeros_like(cum[:, :1]), cum[:, :-1]], axis=-1)
     keep_sorted = mass_before < p - TOP_P_TOLERANCE
@@ -366,7 +352,7 @@ def next_token_probabilities(logits, temperature, top_k=None, top_p=None):
         probs = np.zeros_like(x)
         probs[np.arange(x.shape[0]), np.argmax(x, axis=-1)] = 1.0
     else:
-        probs = softmax(_filter(x, t, k, p), axis=-1)
+        probs = softmax_array(_filter(x, t, k, p), axis=-1)
     return _like_input(probs[0] if was_1d else probs, logits)
 
 
@@ -392,7 +378,7 @@ def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, rng=None)
     if t == 0.0:
         ids = np.argmax(x, axis=-1)  # (B,) first maximum
     else:
-        probs = softmax(_filter(x, t, k, p), axis=-1)  # (B, V)
+        probs = softmax_array(_filter(x, t, k, p), axis=-1)  # (B, V)
         ids = to_numpy(tensors.multinomial(Tensor(probs), 1, generator=gen).array)[:, 0]
     ids = ids.astype(np.int64).reshape(-1, 1)  # (B, 1)
     return _like_input(ids[0] if was_1d else ids, logits)
@@ -455,7 +441,6 @@ __all__ = [
     "print_sampled_tokens",
     "process_logits",
     "sample_next_token",
-    "softmax",
     "softmax_with_temperature",
     "top_k_filter",
     "validate_sampling_args",
