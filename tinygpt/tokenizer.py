@@ -138,23 +138,31 @@ def text_to_token_ids(text, tokenizer):
 
 
 def token_ids_to_text(token_ids, tokenizer):
-    """Decode token ids of shape (1, n) or (n,) back to text.
+    """Decode token ids of shape (1, n) or (n,) back to text, the book's listing 5.1.
 
     Accepts a tinygpt ``Tensor``, a NumPy/CuPy array or a list (or anything with a
-    ``.data`` array). A leading batch dimension of 1 is dropped, like the book's
-    ``squeeze(0)``.
+    ``.data`` array); ``_one_sequence`` checks them (ValueError for another shape, ids
+    that are not integers or lie outside the vocabulary).
     """
+    token_ids = _one_sequence(token_ids, tokenizer)  # int64 Tensor (1, n)
+    flat = token_ids.squeeze(0)  # remove the batch dimension, (n,)
+    return tokenizer.decode(flat.tolist())
+
+
+def _one_sequence(token_ids, tokenizer):
+    """token_ids_to_text's input checked: one sequence of ids, shape (1, n) or (n,),
+    integers in [0, tokenizer.n_vocab) -> an int64 Tensor (1, n)."""
     if isinstance(token_ids, Tensor):
         token_ids = token_ids.array
     data = getattr(token_ids, "data", None)
     if not isinstance(token_ids, np.ndarray) and hasattr(data, "shape"):
         token_ids = data  # a tinygpt Tensor (a CuPy array's .data is a pointer, no shape)
     ids = checks.rectangular(token_ids, "token_ids")
-    if ids.ndim == 2 and ids.shape[0] == 1:
-        ids = ids[0]  # (1, n) -> (n,)
-    if ids.ndim != 1:
+    if ids.ndim == 1:
+        ids = ids[None, :]  # (n,) -> (1, n): one sequence either way
+    if ids.ndim != 2 or ids.shape[0] != 1:
         raise ValueError(
             f"token_ids_to_text decodes one sequence, shape (n,) or (1, n); got shape "
             f"{ids.shape}: pass one row at a time, e.g. token_ids[i]"
         )
-    return tokenizer.decode(checks.token_ids(ids, tokenizer.n_vocab).tolist())
+    return Tensor(checks.token_ids(ids, tokenizer.n_vocab))
