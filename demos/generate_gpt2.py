@@ -50,17 +50,17 @@ def verdict_losses(model, text=None, download=True, seed=123):
     """Exercise 5.5: (train loss, validation loss) of ``model`` on "The Verdict",
     with the chapter's split and loaders (batch 2, windows of 256, stride 256)."""
     from tinygpt.backend import manual_seed
-    from tinygpt.data import create_dataloader_v1
+    from tinygpt.data import create_dataloader_v1, train_val_split
     from tinygpt.io.textsource import load_verdict
     from tinygpt.train import calc_loss_loader
 
     if text is None:
         text = load_verdict(download=download)
-    split = int(0.90 * len(text))
+    train_data, val_data = train_val_split(text)
     manual_seed(seed)
-    train_loader = create_dataloader_v1(text[:split], batch_size=2, max_length=256,
+    train_loader = create_dataloader_v1(train_data, batch_size=2, max_length=256,
                                         stride=256, drop_last=True, shuffle=True, name="training")
-    val_loader = create_dataloader_v1(text[split:], batch_size=2, max_length=256, stride=256,
+    val_loader = create_dataloader_v1(val_data, batch_size=2, max_length=256, stride=256,
                                       drop_last=False, shuffle=False, name="validation")
     return calc_loss_loader(train_loader, model), calc_loss_loader(val_loader, model)
 

@@ -6,8 +6,8 @@
     python demos/train_verdict.py --resume runs/a/checkpoint.safetensors --epochs 10
 
 ``main(gpt_config, settings)`` takes the steps of the book's gpt_train.py in its order,
-each one call you can open: read the text, split it 90/10, ``create_dataloader_v1``
-twice, ``GPTModel``, ``AdamW``, train, ``plot_losses``, save. Around them,
+each one call you can open: read the text, split it 90/10 (``train_val_split``),
+``create_dataloader_v1`` twice, ``GPTModel``, ``AdamW``, train, ``plot_losses``, save. Around them,
 ``tinygpt.app.workflow.start_run`` keeps the run folder safe (the same guard as ``tinygpt
 train``: another run's folder is refused without --overwrite), saves a checkpoint after
 every epoch and on Ctrl-C, SIGTERM or SIGHUP (so --resume carries on exactly where the
@@ -30,7 +30,7 @@ import numpy
 from tinygpt import AdamW, GPTModel, manual_seed
 from tinygpt.app.options import add_training_options, settings_from
 from tinygpt.app.workflow import start_run, train_configs
-from tinygpt.data import create_dataloader_v1
+from tinygpt.data import create_dataloader_v1, train_val_split
 from tinygpt.errors import TinygptError
 from tinygpt.io.checkpoint import save_model
 from tinygpt.tokenizer import get_tokenizer
@@ -58,17 +58,16 @@ def main(gpt_config, settings, text=None, out=None, resume=None, overwrite=False
         text_data = run.text
 
         # 90% of the characters to train on, the rest to validate on.
-        train_ratio = 0.90
-        split_idx = int(train_ratio * len(text_data))
+        train_data, val_data = train_val_split(text_data, train_ratio=0.90)
 
         # Windows of context_length tokens, each starting where the last one ended.
         tokenizer = get_tokenizer()
         train_loader = create_dataloader_v1(
-            text_data[:split_idx], batch_size=settings["batch_size"],
+            train_data, batch_size=settings["batch_size"],
             max_length=gpt_config["context_length"], stride=gpt_config["context_length"],
             drop_last=True, shuffle=True, num_workers=0, name="training", tokenizer=tokenizer)
         val_loader = create_dataloader_v1(
-            text_data[split_idx:], batch_size=settings["batch_size"],
+            val_data, batch_size=settings["batch_size"],
             max_length=gpt_config["context_length"], stride=gpt_config["context_length"],
             drop_last=False, shuffle=False, num_workers=0, name="validation",
             tokenizer=tokenizer)

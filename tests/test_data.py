@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from tinygpt.backend import get_rng_state, manual_seed
-from tinygpt.data import DataLoader, GPTDatasetV1, create_dataloader_v1, default_collate
+from tinygpt.data import (
+    DataLoader,
+    GPTDatasetV1,
+    create_dataloader_v1,
+    default_collate,
+    train_val_split,
+)
 from tinygpt.tensor import Tensor
 from tinygpt.tokenizer import get_tokenizer
 
@@ -294,6 +300,15 @@ def test_book_loader_tokens_line_up_with_text(tok, book_split):
     x, y = next(iter(loader))
     assert x[0].tolist() == ids[:256] and y[0].tolist() == ids[1:257]
     assert x[1].tolist() == ids[256:512]
+
+
+def test_train_val_split_is_the_books(verdict_text, book_split):
+    assert train_val_split(verdict_text) == book_split  # train_ratio 0.90 by default
+    assert train_val_split(verdict_text, train_ratio=0.90) == book_split
+    assert train_val_split("abcdefghij", train_ratio=0.25) == ("ab", "cdefghij")
+    for bad in (0, 1, 1.5, -0.1, float("nan"), "0.9", None, True):
+        with pytest.raises(ValueError, match="train_ratio"):
+            train_val_split(verdict_text, train_ratio=bad)
 
 
 def test_create_dataloader_defaults(verdict_text):

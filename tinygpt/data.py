@@ -10,7 +10,8 @@ cuts a dataset into ``Subset``s, as torch's does.
 ``GPTDatasetV1`` is the book's listing 2.5: it cuts a token stream into input windows of
 ``max_length`` tokens, ``stride`` apart, each paired with the same window shifted one
 token to the right (the next-token targets). ``create_dataloader_v1`` wraps it in a
-loader the way the book does.
+loader the way the book does, and ``train_val_split`` is chapter 5's 90/10 split of the
+text that the two loaders (training, validation) are made from.
 
 For resuming training mid-epoch the order of a pass is explicit:
 ``order = loader.epoch_order()`` draws it and ``loader.iterate(order, k)`` replays it
@@ -29,7 +30,7 @@ import warnings
 import numpy as np
 
 from .backend import DEFAULT_DTYPE, ON_GPU, resolve_rng, to_numpy, xp
-from .checks import positive_int
+from .checks import positive_int, real_problem
 from .tensor import Tensor
 from .tensors import Generator, as_tensor, stack
 from .tokenizer import ENDOFTEXT, get_tokenizer
@@ -565,6 +566,22 @@ def _generator_stream(generator, caller):
                         f"tinygpt.Generator().manual_seed(42)) or None, got "
                         f"{type(generator).__name__}")
     return resolve_rng(generator, "generator")
+
+
+def train_val_split(text_data, train_ratio=0.90):
+    """Section 5.1.3's split of a text: (train_data, val_data), the first ``train_ratio``
+    of its characters to train on and the rest to validate on.
+
+    The cut is at character ``split_idx = int(train_ratio * len(text_data))``, wherever
+    that falls (inside a word too), as in the book. train_ratio: a number in (0, 1).
+    """
+    problem = real_problem("train_ratio", train_ratio, above=0.0, below=1.0)
+    if problem:
+        raise ValueError(f"{problem}: the share of the text to train on, e.g. 0.90")
+    split_idx = int(train_ratio * len(text_data))
+    train_data = text_data[:split_idx]
+    val_data = text_data[split_idx:]
+    return train_data, val_data
 
 
 def create_dataloader_v1(

@@ -45,7 +45,7 @@ import numpy
 
 from ..backend import manual_seed
 from ..checks import nonnegative_int, positive_int, real_problem
-from ..data import create_dataloader_v1
+from ..data import create_dataloader_v1, train_val_split
 from ..errors import ModelFileNotCheckpointError, RunFolderError
 from ..io.checkpoint import load_checkpoint, save_checkpoint, save_model, tinygpt_format
 from ..io.files import atomic_write_text, remove_stale_temporaries, sha256_hex
@@ -118,10 +118,11 @@ def read_text(path=None):
 
 def split_loaders(text, context, batch_size, tokenizer):
     """The chapter's (train_loader, val_loader): the first 90% of the characters to train
-    on (shuffled, the last partial batch dropped), the rest to validate on; windows of
+    on (shuffled, the last partial batch dropped), the rest to validate on
+    (``train_val_split``); windows of
     ``context`` tokens, each starting where the previous one ended."""
-    split_idx = int(0.90 * len(text))
-    parts = (("training", text[:split_idx], True), ("validation", text[split_idx:], False))
+    train_data, val_data = train_val_split(text)
+    parts = (("training", train_data, True), ("validation", val_data, False))
     return tuple(
         create_dataloader_v1(part, batch_size=batch_size, max_length=context, stride=context,
                              drop_last=train, shuffle=train, num_workers=0, name=name,
