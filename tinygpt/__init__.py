@@ -7,19 +7,22 @@ to PyTorch's names where the book calls PyTorch: ``import tinygpt as torch`` and
 Reading order, one floor at a time:
 
     the chapter    tokenizer.py   text to token ids and back (GPT-2's byte-pair encoding)
-                   data.py        GPTDatasetV1, create_dataloader_v1: sliding windows
+                   data.py        the 90/10 split, GPTDatasetV1, create_dataloader_v1
                    model.py       GPTModel and its parts: attention, layer norm, GELU
-                   train.py       the losses, train_model_simple, plot_losses
+                   loss.py        cross-entropy in the book's steps, perplexity
+                   train.py       calc_loss_batch, train_model_simple, plot_losses
                    generation.py  generate_text_simple, generate, generate_fast
                    kv_cache.py    the model's forward one new position at a time
                    sampling.py    temperature, top-k, top-p
-    the engine     autograd.py    Tensor, Function, backward
-                   ops.py         each op's forward and backward, on arrays
-                   backend.py     NumPy or CuPy, and the random generators
+    the engine     autograd.py    Function, the graph fields, backward (first 120 lines)
+                   ops.py         the primitive ops: forward and backward, on arrays
+                   fused.py       the fast path's fused ops, and AdamW's update
+                   tensor.py      the Tensor class; views.py, inplace.py, versions.py
+                   backend.py     NumPy or CuPy, and the random generators (Philox too)
                    tensors.py     torch's functions: tensor, zeros, cat, where, ...
                    nn/, optim/    torch.nn's layers, AdamW
     the floors     io/            file formats: checkpoints, torch.save, GPT-2's weights
-                   cuda/          the GPU kernels in place of ops' layers, Philox
+                   cuda/          the GPU kernels in place of the fused ops
                    app/           the ``tinygpt`` command, its training runs, selftest
 
 ``import tinygpt`` gives the book's names and torch's; the helpers stay in their modules
@@ -32,7 +35,7 @@ import importlib as _importlib
 
 from . import nn, optim, utils
 from .backend import get_rng_state, set_rng_state
-from .cuda import overrides as _overrides  # the GPU kernels register for ops' layers
+from .cuda import overrides as _overrides  # the GPU kernels register for the fused ops
 from .data import GPTDatasetV1, create_dataloader_v1
 from .fast_path import use_fused
 from .generation import generate, generate_text_simple

@@ -49,7 +49,7 @@ from tinygpt import tensors
 from tinygpt.backend import DEFAULT_DTYPE, resolve_rng, to_numpy
 from tinygpt.checks import positive_int, rectangular
 from tinygpt.ops import softmax_array
-from tinygpt.tensor import Tensor
+from tinygpt.tensor import Tensor, first_k_mask
 
 # A nucleus whose mass falls short of p by less than this counts as reaching p.
 # Probabilities computed from float32 logits are only good to ~1e-7, so a boundary
@@ -265,7 +265,7 @@ def _top_k_mask(x, k):
     lowest ids). The one rule of ``top_k_filter(..., exact=True)`` and ``process_logits``."""
     if k >= x.shape[-1]:
         return np.ones(x.shape, dtype=bool)
-    return tensors.first_k_mask(-x, k)  # on the host: no round trip through the device
+    return first_k_mask(-x, k)  # on the host: no round trip through the device
 
 
 def _no_nan(x):

@@ -29,7 +29,7 @@ from .backend import DEFAULT_DTYPE, Device, check_device, resolve_rng, to_numpy,
 from .checks import dim_index, nonnegative_int, positive_int, rectangular, shape
 from .dtypes import DTYPES, Size, dtype, promote_types, scalar_dtype
 from .printing import set_printoptions
-from .tensor import Tensor, _where, first_k_mask  # noqa: F401 (sampling.py reads it here)
+from .tensor import Tensor, _where
 
 pi, e, inf, nan = math.pi, math.e, math.inf, math.nan
 device = Device
