@@ -61,8 +61,42 @@ def test_table_reports_every_pair_and_counts_spikes():
                                        "seconds": 1.0}
     text = curve_stats.table(results, list(curve_stats.ARMS))
     for a, b in (("f64", "f32"), ("f64", "torch"), ("f32", "torch")):
-        assert text.count(f"| {a} vs {b} |") == 3
+        assert text.count(f"| {a} vs {b} |") == 4  # final train, final val, step 20, largest
     assert text.count("| 1/4 (") == 3  # one spike > 1.5 in each arm
+
+
+def test_the_printed_evaluations_give_epochs_and_steps():
+    printed = ("Ep 1 (Step 000000): Train loss 9.781, Val loss 9.933\n"
+               "Every effort moves you, and the\n"
+               "Ep 2 (Step 000010): Train loss 6.5, Val loss 7.25\n")
+    assert curve_stats.parse_evaluations(printed) == [(1, 0, 9.781, 9.933),
+                                                      (2, 10, 6.5, 7.25)]
+
+
+def test_summarize_reads_the_step_20_spike_and_the_epoch_of_the_val_minimum():
+    run = {"train": [10.0, 8.0, 7.0, 5.0, 9.0, 4.0], "val": [10.0, 8.0, 7.5, 6.0, 6.5, 7.0],
+           "epoch": [1, 1, 2, 2, 3, 4], "step": [0, 5, 10, 15, 20, 25]}
+    s = curve_stats.summarize(run)
+    assert s["spike20"] == pytest.approx(9.0 / 5.0)  # step 20 over step 15
+    assert s["spike"] == pytest.approx(1.8) and s["spike_step"] == 20
+    assert s["min_val_step"] == 15 and s["min_val_epoch"] == 2
+    old = curve_stats.summarize({"train": run["train"], "val": run["val"]})
+    assert old["min_val_epoch"] is None and old["spike20"] == pytest.approx(1.8)
+
+
+def test_the_table_gives_each_arms_range_and_the_epoch_of_the_val_minimum():
+    def run(final, best_epoch):
+        val = [7.0, 6.0, 5.0, 6.0]
+        val[best_epoch - 1] = 4.0
+        return {"train": [9.0, 6.0, 5.0, final], "val": val, "epoch": [1, 2, 3, 4],
+                "step": [0, 5, 10, 15], "seconds": 2.0}
+
+    results = {"f32": {"1": run(1.0, 2), "2": run(3.0, 3), "3": run(2.0, 3)}}
+    row = next(line for line in curve_stats.table(results, ["f32"]).splitlines()
+               if line.startswith("| f32 |"))
+    assert "| 2.000 ± 1.000 (1.000–3.000) |" in row  # final train: mean ± SD (min–max)
+    assert "| 3 (2–3) |" in row  # epoch of the lowest val loss: median (range)
+    assert "| - |" in row  # no evaluation at step 20
 
 
 def test_compact_tokenizer_renumbers_and_round_trips():

@@ -24,18 +24,23 @@ context 256, the 90/10 split, drop_rate 0.1, shuffled batches. Seeds 1..N. Model
   chapter's lr: train loss still ~5.0 after 10 epochs (seed 1), and 100-160 s a run.
 * ``124M``: the book's model (about 5 min a run here on two cores).
 
-Per run it records the curve and from it: the final train and val loss, and the largest
-spike, max over evaluations of train loss / previous evaluation's train loss. Results go
-to a JSON file (default ``tools/results/curve_stats-<config>.json``) after every run;
-runs already there are skipped, so the script can be stopped and rerun. It prints, as
-markdown, each arm's mean and SD, and for each pair of arms the difference of means with
-its 95% CI, Welch's t-test p and the Mann-Whitney U p (two-sided).
+Per run it records the curve (each evaluation's epoch, step, train and val loss) and from
+it: the final train and val loss, the largest spike (max over evaluations of train loss /
+previous evaluation's train loss), the step-20 spike (the evaluation at step 20 over the
+one at step 15, where the chapter's curves jump) and the epoch of the lowest val loss.
+Results go to a JSON file (default ``tools/results/curve_stats-<config>.json``) after
+every run, each run with its commit and date, and each sweep with its command and machine;
+runs already there are skipped, so the script can be stopped and rerun. ``--merge FILE``
+adds the runs of other result files (sweeps run side by side, one arm each). It prints,
+as markdown, each arm's mean, SD and range, and for each pair of arms the difference of
+means with its 95% CI, Welch's t-test p and the Mann-Whitney U p (two-sided).
 
 The torch loop prints its losses with three decimals and they are read from that print.
 """
 
 import argparse
 import contextlib
+import datetime
 import io
 import json
 import math
@@ -51,6 +56,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_chapter import CFG  # noqa: E402  (the 124M config)
+from machine import cpu_busy_fraction  # noqa: E402
+from record import commit, machine  # noqa: E402  (provenance, as bench results store it)
 
 SMALL = dict(CFG, n_layers=4, emb_dim=256, n_heads=4)
 WIDE = dict(CFG, n_layers=1)
@@ -58,7 +65,7 @@ WIDE = dict(CFG, n_layers=1)
 CONFIGS = {"small": SMALL, "compact": dict(WIDE, vocab_size=0), "124M": CFG}
 ARMS = ("f64", "f32", "torch")
 METRICS = (("final_train", "final train loss"), ("final_val", "final val loss"),
-           ("spike", "largest spike"))
+           ("spike20", "step-20 spike"), ("spike", "largest spike"))
 SPIKE = 1.5  # a spike: train loss > 1.5x the previous evaluation's
 
 
@@ -110,14 +117,14 @@ def run_arm(arm, text, seed, cfg, epochs=10, threads=1):
     if cfg["vocab_size"] == 0:
         cfg = use_compact_vocab(text, cfg)
 
+    printed = io.StringIO()
     if arm == "torch":
-        printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             seconds, _, _ = bench_chapter.run_torch(text, epochs, threads, seed, cfg=cfg)
-        pairs = re.findall(r"Train loss ([\d.]+), Val loss ([\d.]+)", printed.getvalue())
-        train, val = [float(t) for t, _ in pairs], [float(v) for _, v in pairs]
+        evals = parse_evaluations(printed.getvalue())
+        train, val = [t for _, _, t, _ in evals], [v for _, _, _, v in evals]
     else:
-        import tinygpt.ops
+        import tinygpt.fused
         import tinygpt.train
 
         if arm == "f64":
@@ -130,21 +137,41 @@ def run_arm(arm, text, seed, cfg, epochs=10, threads=1):
             return out
 
         tinygpt.train.train_model_simple = recording
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(printed):
             seconds, _, _ = bench_chapter.run_tinygpt(text, epochs, seed, cfg=cfg)
+        # the losses at full precision; the print gives each evaluation's epoch and step
         train, val = [float(x) for x in curves[0][0]], [float(x) for x in curves[0][1]]
-    return {"train": train, "val": val, "seconds": seconds}
+        evals = parse_evaluations(printed.getvalue())
+    if len(evals) != len(train):
+        raise RuntimeError(f"{arm}: {len(evals)} evaluation lines printed for "
+                           f"{len(train)} losses")
+    return {"train": train, "val": val, "epoch": [e for e, _, _, _ in evals],
+            "step": [s for _, s, _, _ in evals], "seconds": seconds}
+
+
+EVALUATION = re.compile(r"Ep (\d+) \(Step (\d+)\): Train loss ([\d.]+), Val loss ([\d.]+)")
+
+
+def parse_evaluations(printed):
+    """[(epoch, step, train loss, val loss)] from the chapter loop's printed lines
+    (``Ep 1 (Step 000000): Train loss 9.781, Val loss 9.933``; both engines print them)."""
+    return [(int(e), int(s), float(t), float(v)) for e, s, t, v in EVALUATION.findall(printed)]
 
 
 def summarize(run):
-    """The numbers compared across arms, from one run's curve."""
+    """The numbers compared across arms, from one run's curve. Runs stored before the
+    curve kept its epochs and steps have evaluations every 5 steps; their epoch is None."""
     train, val = run["train"], run["val"]
+    steps = run.get("step") or [5 * i for i in range(len(train))]
     ratios = [b / a for a, b in zip(train, train[1:])]
     worst = max(range(len(ratios)), key=ratios.__getitem__)
     best_val = min(range(len(val)), key=val.__getitem__)
+    at20 = steps.index(20) if 20 in steps[1:] else None
     return {"final_train": train[-1], "final_val": val[-1], "spike": ratios[worst],
-            "spike_step": 5 * (worst + 1), "min_val": val[best_val],
-            "min_val_step": 5 * best_val}
+            "spike_step": steps[worst + 1], "min_val": val[best_val],
+            "min_val_step": steps[best_val],
+            "min_val_epoch": run["epoch"][best_val] if run.get("epoch") else None,
+            "spike20": train[at20] / train[at20 - 1] if at20 is not None else None}
 
 
 # ----------------------------------------------------------------------------------
@@ -178,28 +205,38 @@ def mann_whitney(a, b):
     return float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
 
 
+def spread(xs, digits=3):
+    """``mean ± SD (min-max)`` of ``xs`` (SD 0 for one value)."""
+    m, sd = mean_sd(xs) if len(xs) > 1 else (xs[0], 0.0)
+    return f"{m:.{digits}f} ± {sd:.{digits}f} ({min(xs):.{digits}f}–{max(xs):.{digits}f})"
+
+
 def table(results, arms):
     """The markdown report of ``results`` ({arm: {seed: run}})."""
     rows = {arm: [summarize(r) for _, r in sorted(results[arm].items(), key=lambda kv:
                                                    int(kv[0]))] for arm in arms}
-    lines = ["| arm | runs | final train loss | final val loss | min val loss (step) "
-             "| largest spike | spikes > 1.5 (median size, steps) | s/run |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| arm | runs | final train loss | final val loss | min val loss (mean step) "
+             "| epoch of min val loss: median (range) | step-20 spike | largest spike "
+             "| spikes > 1.5 (median size; steps) | s/run |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for arm in arms:
         s = rows[arm]
         if not s:
             continue
-        cells = []
-        for key in ("final_train", "final_val", "min_val", "spike"):
-            m, sd = mean_sd([r[key] for r in s]) if len(s) > 1 else (s[0][key], 0.0)
-            cells.append(f"{m:.3f} ± {sd:.3f}")
-        cells[2] += f" ({mean_sd([r['min_val_step'] for r in s])[0]:.0f})" if len(s) > 1 \
-            else ""
+        cells = [spread([r[key] for r in s]) for key in ("final_train", "final_val")]
+        cells.append(f"{spread([r['min_val'] for r in s])} "
+                     f"({sum(r['min_val_step'] for r in s) / len(s):.0f})")
+        epochs = sorted(r["min_val_epoch"] for r in s if r["min_val_epoch"] is not None)
+        cells.append(f"{epochs[len(epochs) // 2]} ({epochs[0]}–{epochs[-1]})" if epochs
+                     else "-")
+        at20 = [r["spike20"] for r in s if r["spike20"] is not None]
+        cells.append(spread(at20, 2) if at20 else "-")
+        cells.append(spread([r["spike"] for r in s], 2))
         spikes = sorted(r["spike"] for r in s if r["spike"] > SPIKE)
         steps = sorted({r["spike_step"] for r in s if r["spike"] > SPIKE})
         med = f"{spikes[len(spikes) // 2]:.2f}" if spikes else "-"
         secs = sum(results[arm][k]["seconds"] for k in results[arm]) / len(s)
-        lines.append(f"| {arm} | {len(s)} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} "
+        lines.append(f"| {arm} | {len(s)} | {' | '.join(cells)} "
                      f"| {len(spikes)}/{len(s)} ({med}; {','.join(map(str, steps)) or '-'}) "
                      f"| {secs:.0f} |")
     lines += ["", "| comparison | metric | difference of means [95% CI] | Welch p "
@@ -209,7 +246,10 @@ def table(results, arms):
             if len(rows[a]) < 2 or len(rows[b]) < 2:
                 continue
             for key, name in METRICS:
-                xa, xb = [r[key] for r in rows[a]], [r[key] for r in rows[b]]
+                xa = [r[key] for r in rows[a] if r[key] is not None]
+                xb = [r[key] for r in rows[b] if r[key] is not None]
+                if len(xa) < 2 or len(xb) < 2:
+                    continue
                 d, (lo, hi), p = welch(xa, xb)
                 lines.append(f"| {a} vs {b} | {name} | {d:+.3f} [{lo:+.3f}, {hi:+.3f}] "
                              f"| {p:.3f} | {mann_whitney(xa, xb):.3f} |")
@@ -259,6 +299,10 @@ def check_uniforms(calls=200, seed=1, p=0.1):
 # The driver.
 
 
+def now():
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 def load(path):
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -272,8 +316,8 @@ def save(path, data):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--text", type=Path, default=os.environ.get("TINYGPT_DATA"),
-                        help="the-verdict.txt (default: $TINYGPT_DATA, else tinygpt's lookup)")
+    parser.add_argument("--text", type=Path, help="the-verdict.txt (default: tinygpt's "
+                        "lookup: the folder $TINYGPT_DATA names, its cache, the download)")
     parser.add_argument("--seeds", type=int, default=12, help="seeds 1..N per arm")
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--config", choices=sorted(CONFIGS), default="compact")
@@ -282,6 +326,8 @@ def main():
     parser.add_argument("--out", type=Path, help="results JSON "
                         "(default tools/results/curve_stats-<config>.json)")
     parser.add_argument("--report-only", action="store_true", help="print the table, run nothing")
+    parser.add_argument("--merge", type=Path, nargs="+", default=(), metavar="FILE",
+                        help="add the runs (and sweeps) of these result files to --out first")
     parser.add_argument("--check-uniforms", action="store_true",
                         help="test the float32 / float64 keep masks themselves, then stop")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -298,6 +344,7 @@ def main():
     if args.worker:
         text = Path(args.text).read_text(encoding="utf-8")
         run = run_arm(args.worker, text, args.seed, cfg, args.epochs, args.threads)
+        run["versions"] = machine()["versions"]  # numpy's, and torch's in its arm
         print(json.dumps(run))
         return
 
@@ -309,8 +356,19 @@ def main():
     data = load(out)
     key = f"{args.config}-epochs{args.epochs}"
     results = data.setdefault(key, {})
+    sweeps = data.setdefault("sweeps", {}).setdefault(key, [])
+    for other in map(load, args.merge):
+        for arm, runs in other.get(key, {}).items():
+            for seed, run in runs.items():
+                results.setdefault(arm, {}).setdefault(seed, run)
+        sweeps.extend(s for s in other.get("sweeps", {}).get(key, []) if s not in sweeps)
+    if args.merge:
+        save(out, data)
     for arm in arms:
         results.setdefault(arm, {})
+    sweep = {"command": " ".join(["python", *sys.argv]), "arms": arms, "seeds": args.seeds,
+             "commit": commit(), "machine": machine(cpu_busy_fraction(0.5)),
+             "started": now(), "runs": 0}
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads),
                OMP_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1",
                PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -327,7 +385,12 @@ def main():
                 env=worker_env, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise SystemExit(f"{arm} seed {seed} failed:\n{proc.stderr[-3000:]}")
-            results[arm][str(seed)] = json.loads(proc.stdout.strip().splitlines()[-1])
+            run = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[arm][str(seed)] = dict(run, commit=sweep["commit"], date=now())
+            sweep["runs"] += 1
+            sweep["wall_s"] = round(time.perf_counter() - started)
+            if sweep not in sweeps:
+                sweeps.append(sweep)
             save(out, data)
             s = summarize(results[arm][str(seed)])
             print(f"{arm:6} seed {seed:3}: train {s['final_train']:.3f} val "
