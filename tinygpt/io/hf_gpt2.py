@@ -35,6 +35,9 @@ from .files import atomic_write, atomic_write_text, check_regular_file, save_saf
 from .pretrained import (
     _short_repr,
     _size_for_emb_dim,
+    _weight_map_of,
+    as_gpt2_array,
+    by_gpt2_array,
     gpt2_param_paths,
     load_into_gpt,
     model_configs,
@@ -74,14 +77,15 @@ _ATTENTION_SETTINGS = {
 }
 
 
-def _hf_key(path):
-    """Book params path -> Hugging Face key without prefix."""
+def _hf_name(path, prefix=""):
+    """Book params path -> Hugging Face key; ``prefix`` ("transformer." or "") goes before
+    every key but lm_head.weight, which is outside the transformer."""
     if path == ("lm_head",):
         return "lm_head.weight"
     if path[0] == "blocks":
-        return f"h.{path[1]}." + ".".join(path[2:-1]) + "." + _LEAF[path[-1]]
-    return {"wte": "wte.weight", "wpe": "wpe.weight", "g": "ln_f.weight",
-            "b": "ln_f.bias"}[path[0]]
+        return f"{prefix}h.{path[1]}." + ".".join(path[2:-1]) + "." + _LEAF[path[-1]]
+    return prefix + {"wte": "wte.weight", "wpe": "wpe.weight", "g": "ln_f.weight",
+                     "b": "ln_f.bias"}[path[0]]
 
 
 def _locate(path):
@@ -145,7 +149,7 @@ class _SafetensorsSource:
                           f"{' ...' if len(unknown) > 6 else ''}", stacklevel=3)
 
     def _key(self, path):
-        return _hf_key(path) if path == ("lm_head",) else self.prefix + _hf_key(path)
+        return _hf_name(path, self.prefix)
 
     def shape_of(self, path):
         key = self._key(path)
@@ -347,40 +351,19 @@ def export_hf_gpt2(model, folder):
 
 
 def _hf_tensors(sd, L):
-    """The state dict ``sd`` (host arrays) under Hugging Face's GPT-2 names, Linear
-    weights as Conv1D (transposed); returns (tensors, whether the head is tied)."""
-    C = sd["tok_emb.weight"].shape[1]
-    P = _PREFIX
-    tensors = {P + "wte.weight": sd["tok_emb.weight"], P + "wpe.weight": sd["pos_emb.weight"]}
-
-    def conv1d(weight):  # Linear (out, in) -> Conv1D (in, out), contiguous for safetensors
-        return np.ascontiguousarray(weight.T)
-
-    for i in range(L):
-        t, h = f"trf_blocks.{i}.", f"{P}h.{i}."
-        qkv = ("W_query", "W_key", "W_value")
-        tensors[h + "ln_1.weight"] = sd[t + "norm1.scale"]
-        tensors[h + "ln_1.bias"] = sd[t + "norm1.shift"]
-        tensors[h + "attn.c_attn.weight"] = np.concatenate(
-            [sd[t + f"att.{m}.weight"].T for m in qkv], axis=1)  # (C, 3C)
-        if t + "att.W_query.bias" in sd:
-            tensors[h + "attn.c_attn.bias"] = np.concatenate([sd[t + f"att.{m}.bias"] for m in qkv])
-        else:  # qkv_bias=False is the same function as zero biases
-            tensors[h + "attn.c_attn.bias"] = np.zeros(3 * C, dtype=sd[t + "norm1.scale"].dtype)
-        tensors[h + "attn.c_proj.weight"] = conv1d(sd[t + "att.out_proj.weight"])
-        tensors[h + "attn.c_proj.bias"] = sd[t + "att.out_proj.bias"]
-        tensors[h + "ln_2.weight"] = sd[t + "norm2.scale"]
-        tensors[h + "ln_2.bias"] = sd[t + "norm2.shift"]
-        tensors[h + "mlp.c_fc.weight"] = conv1d(sd[t + "ff.layers.0.weight"])
-        tensors[h + "mlp.c_fc.bias"] = sd[t + "ff.layers.0.bias"]
-        tensors[h + "mlp.c_proj.weight"] = conv1d(sd[t + "ff.layers.2.weight"])
-        tensors[h + "mlp.c_proj.bias"] = sd[t + "ff.layers.2.bias"]
-    tensors[P + "ln_f.weight"] = sd["final_norm.scale"]
-    tensors[P + "ln_f.bias"] = sd["final_norm.shift"]
+    """The state dict ``sd`` (host arrays) under Hugging Face's GPT-2 names: the weight map
+    read backwards (Linear weights as Conv1D, query, key and value joined into c_attn);
+    returns (tensors, whether the head is tied)."""
     tied = bool(np.array_equal(sd["out_head.weight"], sd["tok_emb.weight"]))
-    if not tied:
-        tensors["lm_head.weight"] = sd["out_head.weight"]
-    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    tensors = {}
+    for path, shape, rows in by_gpt2_array(_weight_map_of(sd, L, untied_head=not tied)):
+        key = _hf_name(path, _PREFIX)
+        if path[-2:] == ("c_attn", "b") and rows[0].parameter not in sd:
+            # qkv_bias=False: zero biases compute the same function
+            tensors[key] = np.zeros(shape, dtype=sd["tok_emb.weight"].dtype)
+        else:
+            tensors[key] = as_gpt2_array([sd[row.parameter] for row in rows], rows)
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}  # for safetensors
     return tensors, tied
 
 

@@ -11,7 +11,9 @@ cache), the folder the command line and the demos use too.
 
 ``params`` is the book's nested layout (``params["blocks"][i]["attn"]["c_attn"]["w"]``,
 arrays squeezed, OpenAI's Conv1D ``(in, out)`` orientation). TensorFlow is not
-needed: ``tinygpt.io.tf_checkpoint`` reads the checkpoint.
+needed: ``tinygpt.io.tf_checkpoint`` reads the checkpoint. Which array becomes which
+GPTModel parameter, and how (as is, ``.T``, a third of c_attn), is written once, in
+``gpt2_weight_map``; every loader and check here and in ``hf_gpt2`` reads it.
 
 Holding ``params`` and a model at once costs twice the model's memory (12 GB for
 gpt2-xl). ``load_pretrained_gpt2`` / ``load_tf_ckpt_into_gpt`` stream instead:
@@ -19,12 +21,12 @@ each tensor is read, copied into the model and dropped, so loading needs the
 model plus one tensor.
 """
 
-import functools
 import json
 import math
 import os
 import re
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -244,7 +246,7 @@ def tensor_size_problems(settings, n_blocks, shape_of, name_of):
         return [f"n_layer={n_layer} but the file has {n_blocks} transformer block(s)"]
     V, T, C = settings["n_vocab"], settings["n_ctx"], settings["n_embd"]
     problems = []
-    for path, expected, _ in _iter_plan(n_layer, V, T, C, 4 * C):
+    for path, expected, _ in by_gpt2_array(gpt2_weight_map(n_layer, V, T, C, 4 * C)):
         found = shape_of(path)
         if found is None:
             problems.append(f"{name_of(path)} is missing")
@@ -718,18 +720,6 @@ def _format_path(path):
     return "params" + "".join(f"[{p!r}]" for p in path)
 
 
-def gpt2_param_paths(n_layer):
-    """Every leaf of the book's params layout, as key tuples."""
-    paths = [("wte",), ("wpe",)]
-    for i in range(n_layer):
-        for sub in (("ln_1", "g"), ("ln_1", "b"), ("attn", "c_attn", "w"),
-                    ("attn", "c_attn", "b"), ("attn", "c_proj", "w"), ("attn", "c_proj", "b"),
-                    ("ln_2", "g"), ("ln_2", "b"), ("mlp", "c_fc", "w"), ("mlp", "c_fc", "b"),
-                    ("mlp", "c_proj", "w"), ("mlp", "c_proj", "b")):
-            paths.append(("blocks", i, *sub))
-    return paths + [("g",), ("b",)]
-
-
 def load_gpt2_params_from_tf_ckpt(ckpt_path, settings):
     """Read OpenAI's checkpoint into the book's nested params dict (all in memory).
 
@@ -773,59 +763,103 @@ def _read_params(ckpt_path, settings, source, source_path=None):
     return params
 
 
-# ----------------------------------------------------------------- into a GPTModel
+# ----------------------------------------------------------------- the weight map
+#
+# Listing 5.5 as a table: which of OpenAI's GPT-2 weights becomes which GPTModel parameter,
+# and how. It is the one description of that map: load_weights_into_gpt (the book's params),
+# load_into_gpt (a TensorFlow checkpoint or a Hugging Face file, tensor by tensor), the size
+# checks made before a model is built, and export_hf_gpt2 (the map read backwards) all use it.
 
-def _third(j, transpose, array):
-    """Part j of 3 along the last axis (the q, k, v thirds of c_attn), optionally .T."""
-    n = array.shape[-1] // 3
-    part = array[..., j * n:(j + 1) * n]
-    return part.T if transpose else part
+QKV = ("W_query", "W_key", "W_value")  # c_attn's three thirds, in this order
 
 
-def _same(array):
+class WeightRow(NamedTuple):
+    """One GPTModel parameter and where GPT-2 keeps it."""
+
+    parameter: str  # GPTModel's name: "trf_blocks.0.att.W_query.weight"
+    path: tuple  # its array in the book's params: ("blocks", 0, "attn", "c_attn", "w")
+    shape: tuple  # that array's shape (a Conv1D weight squeezed to (in, out))
+    third: int | None = None  # c_attn: which of query, key, value (0, 1, 2) it holds
+    transposed: bool = False  # a Conv1D weight, (in, out): a Linear's is its .T
+
+
+def gpt2_weight_map(n_layers, V, T, C, H, untied_head=False):
+    """Every GPTModel parameter as a ``WeightRow``: the GPT-2 array it comes from and how,
+    for ``n_layers`` blocks, vocabulary V, context T, width C, feed-forward width H.
+
+    In the checkpoint's order (wte, wpe, each block's tensors in forward order, ln_f). An
+    array that feeds several parameters (c_attn; wte, when the output head is tied to it)
+    has a row for each. ``untied_head``: out_head comes from params["lm_head"] instead."""
+    yield WeightRow("tok_emb.weight", ("wte",), (V, C))
+    yield WeightRow("pos_emb.weight", ("wpe",), (T, C))
+    for b in range(n_layers):
+        t, blk = f"trf_blocks.{b}.", ("blocks", b)
+        c_attn, c_proj = blk + ("attn", "c_attn"), blk + ("attn", "c_proj")
+        c_fc, mlp_proj = blk + ("mlp", "c_fc"), blk + ("mlp", "c_proj")
+        yield WeightRow(t + "norm1.scale", blk + ("ln_1", "g"), (C,))
+        yield WeightRow(t + "norm1.shift", blk + ("ln_1", "b"), (C,))
+        for j, W in enumerate(QKV):
+            yield WeightRow(f"{t}att.{W}.weight", c_attn + ("w",), (C, 3 * C), j, True)
+        for j, W in enumerate(QKV):
+            yield WeightRow(f"{t}att.{W}.bias", c_attn + ("b",), (3 * C,), j)
+        yield WeightRow(t + "att.out_proj.weight", c_proj + ("w",), (C, C), transposed=True)
+        yield WeightRow(t + "att.out_proj.bias", c_proj + ("b",), (C,))
+        yield WeightRow(t + "norm2.scale", blk + ("ln_2", "g"), (C,))
+        yield WeightRow(t + "norm2.shift", blk + ("ln_2", "b"), (C,))
+        yield WeightRow(t + "ff.layers.0.weight", c_fc + ("w",), (C, H), transposed=True)
+        yield WeightRow(t + "ff.layers.0.bias", c_fc + ("b",), (H,))
+        yield WeightRow(t + "ff.layers.2.weight", mlp_proj + ("w",), (H, C), transposed=True)
+        yield WeightRow(t + "ff.layers.2.bias", mlp_proj + ("b",), (C,))
+    yield WeightRow("final_norm.scale", ("g",), (C,))
+    yield WeightRow("final_norm.shift", ("b",), (C,))
+    yield WeightRow("out_head.weight", ("lm_head",) if untied_head else ("wte",), (V, C))
+
+
+def as_parameter(array, row):
+    """The GPT-2 array at ``row.path`` as parameter ``row.parameter`` holds it: listing
+    5.5's ``np.split`` and ``.T`` (views: nothing is copied)."""
+    if row.third is not None:  # q_w, k_w, v_w = np.split(c_attn_w, 3, axis=-1)
+        array = np.split(array, 3, axis=-1)[row.third]
+    if row.transposed:  # OpenAI's Conv1D weight is (in, out), a Linear's (out, in)
+        array = array.T
     return array
 
 
-def _transpose(array):
-    return array.T  # Conv1D (in, out) -> Linear (out, in)
+def as_gpt2_array(arrays, rows):
+    """``as_parameter`` backwards: the GPT-2 array that ``rows`` (all the map's rows of
+    one path) come from, given their parameters' ``arrays`` in the same order."""
+    arrays = [a.T if row.transposed else a for a, row in zip(arrays, rows)]
+    if rows[0].third is not None:  # query, key and value side by side again
+        return np.concatenate(arrays, axis=-1)
+    return arrays[0]  # wte under weight tying feeds two parameters: tok_emb's is the one
 
 
-def _plan(n_layers, V, T, C, H, untied_head=False):
-    """[(params path, expected source shape, [(model key, transform)])] for a model
-    with vocab V, context T, width C, feed-forward width H."""
-    return list(_iter_plan(n_layers, V, T, C, H, untied_head))
+def by_gpt2_array(rows):
+    """The map's ``rows`` gathered by the GPT-2 array they read, as
+    ``[(path, shape, rows)]`` in the map's order: a loader reads each array once."""
+    arrays = {}
+    for row in rows:
+        arrays.setdefault(row.path, (row.path, row.shape, []))[2].append(row)
+    return list(arrays.values())
 
 
-def _iter_plan(n_layers, V, T, C, H, untied_head=False):
-    """``_plan`` one entry at a time (a check can stop early without building it all)."""
-    yield (("wte",), (V, C), [("tok_emb.weight", _same)]
-           + ([] if untied_head else [("out_head.weight", _same)]))  # weight tying
-    yield (("wpe",), (T, C), [("pos_emb.weight", _same)])
-    for i in range(n_layers):
-        b, t = ("blocks", i), f"trf_blocks.{i}."
-        qkv_w = [(t + f"att.{m}.weight", functools.partial(_third, j, True))
-                 for j, m in enumerate(("W_query", "W_key", "W_value"))]
-        qkv_b = [(t + f"att.{m}.bias", functools.partial(_third, j, False))
-                 for j, m in enumerate(("W_query", "W_key", "W_value"))]
-        yield from [
-            (b + ("ln_1", "g"), (C,), [(t + "norm1.scale", _same)]),
-            (b + ("ln_1", "b"), (C,), [(t + "norm1.shift", _same)]),
-            (b + ("attn", "c_attn", "w"), (C, 3 * C), qkv_w),
-            (b + ("attn", "c_attn", "b"), (3 * C,), qkv_b),
-            (b + ("attn", "c_proj", "w"), (C, C), [(t + "att.out_proj.weight", _transpose)]),
-            (b + ("attn", "c_proj", "b"), (C,), [(t + "att.out_proj.bias", _same)]),
-            (b + ("ln_2", "g"), (C,), [(t + "norm2.scale", _same)]),
-            (b + ("ln_2", "b"), (C,), [(t + "norm2.shift", _same)]),
-            (b + ("mlp", "c_fc", "w"), (C, H), [(t + "ff.layers.0.weight", _transpose)]),
-            (b + ("mlp", "c_fc", "b"), (H,), [(t + "ff.layers.0.bias", _same)]),
-            (b + ("mlp", "c_proj", "w"), (H, C), [(t + "ff.layers.2.weight", _transpose)]),
-            (b + ("mlp", "c_proj", "b"), (C,), [(t + "ff.layers.2.bias", _same)]),
-        ]
-    yield (("g",), (C,), [("final_norm.scale", _same)])
-    yield (("b",), (C,), [("final_norm.shift", _same)])
-    if untied_head:
-        yield (("lm_head",), (V, C), [("out_head.weight", _same)])
+def gpt2_param_paths(n_layer):
+    """Every leaf of the book's params layout (no "lm_head"), as key tuples."""
+    rows = gpt2_weight_map(n_layer, 0, 0, 0, 0)  # the sizes change shapes, not paths
+    return [path for path, _, _ in by_gpt2_array(rows)]
 
+
+def _weight_map_of(named_params, n_blocks, untied_head=False):
+    """``gpt2_weight_map`` with the sizes of the model whose ``named_parameters()`` are
+    ``named_params`` (a dict)."""
+    V, C = named_params["tok_emb.weight"].shape
+    T = named_params["pos_emb.weight"].shape[0]
+    ff = named_params.get("trf_blocks.0.ff.layers.0.weight")
+    H = ff.shape[0] if ff is not None else 4 * C
+    return gpt2_weight_map(n_blocks, V, T, C, H, untied_head)
+
+
+# ----------------------------------------------------------------- into a GPTModel
 
 def _fix_hint(C=None):
     name = _size_for_emb_dim(C) if C is not None else None
@@ -846,30 +880,23 @@ def load_into_gpt(gpt, source, n_blocks, shape_of, get, untied_head=False, check
     """
     params = dict(gpt.named_parameters())
     _check_config(params, getattr(gpt, "cfg", {}), source, n_blocks, shape_of)
-
-    V, C = params["tok_emb.weight"].shape
-    T = params["pos_emb.weight"].shape[0]
-    ff = params.get("trf_blocks.0.ff.layers.0.weight")
-    H = ff.shape[0] if ff is not None else 4 * C
-    plan = _plan(n_blocks, V, T, C, H, untied_head)
-
+    plan = by_gpt2_array(_weight_map_of(params, n_blocks, untied_head))
     _check_shapes(params, plan, source, shape_of)
 
     # All or nothing: every tensor is read and checked (a file's crc32c, NaN, infinity,
     # values the model's dtype can't hold) before the first weight changes, then read
     # again to copy. Reading twice keeps the peak at the model plus one tensor.
-    for path, _, targets in progress_bar(plan, desc="checking weights", unit="tensor"):
-        problem = _values_problem(get(path), params[targets[0][0]].array.dtype)
+    for path, _, rows in progress_bar(plan, desc="checking weights", unit="tensor"):
+        problem = _values_problem(get(path), params[rows[0].parameter].array.dtype)
         if problem:
             raise ValueError(f"cannot load {source} into this model (it is unchanged): "
                              f"{_format_path(path)} {problem}")
     if check_only:
         return gpt
-    for path, _, targets in progress_bar(plan, desc="loading weights", unit="tensor"):
+    for path, _, rows in progress_bar(plan, desc="loading weights", unit="tensor"):
         array = get(path)
-        for key, transform in targets:
-            param = params[key]
-            param.array[...] = asarray(transform(array))  # cast to the model's dtype in place
+        for row in rows:  # cast to the model's dtype in place
+            params[row.parameter].array[...] = asarray(as_parameter(array, row))
         del array
     return gpt
 
@@ -900,26 +927,28 @@ def _check_config(params, cfg, source, n_blocks, shape_of):
 
 
 def _check_shapes(params, plan, source, shape_of):
-    """Every tensor of ``plan`` is in the source with the shape the model needs, and
-    every parameter has a counterpart: else one ValueError listing the problems."""
+    """Every GPT-2 array of ``plan`` (``by_gpt2_array``'s list) is in the source with the
+    shape the model needs, and every parameter has a counterpart: else one ValueError
+    listing the problems."""
     problems, covered = [], set()
-    for path, expected, targets in plan:
+    for path, expected, rows in plan:
         found = shape_of(path)
         if found is None:
             problems.append(f"{_format_path(path)} is missing from {source}")
             continue
         if tuple(found) != expected:
             problems.append(f"{_format_path(path)}: {source} has shape {tuple(found)}, "
-                            f"the model needs {expected} (for {targets[0][0]})")
+                            f"the model needs {expected} (for {rows[0].parameter})")
             continue
         dummy = np.broadcast_to(np.zeros((), np.uint8), expected)  # shapes only, no memory
-        for key, transform in targets:
+        for row in rows:
+            key, gives = row.parameter, as_parameter(dummy, row).shape
             covered.add(key)
             if key not in params:
                 problems.append(f"model has no parameter {key!r} (for {_format_path(path)})")
-            elif transform(dummy).shape != params[key].shape:
+            elif gives != params[key].shape:
                 problems.append(f"{key!r}: model shape {params[key].shape}, "
-                                f"{_format_path(path)} gives {transform(dummy).shape}")
+                                f"{_format_path(path)} gives {gives}")
     problems += [f"model parameter {k!r} has no counterpart in GPT-2's weights"
                  for k in params if k not in covered]
     if problems:
@@ -985,6 +1014,7 @@ def load_weights_into_gpt(gpt, params):
     """Listing 5.5: put the weights of ``params`` (the book's nested dict from
     ``download_and_load_gpt2``) into GPTModel ``gpt`` with ``assign``.
 
+    The listing's assignments are the rows of ``gpt2_weight_map``, one per parameter.
     OpenAI's Conv1D weights are (in, out), a Linear's are (out, in): hence the ``.T``.
     c_attn holds query, key and value side by side: ``np.split`` cuts it in three. The
     output head reuses ``wte`` (weight tying) unless ``params`` has an untied ``"lm_head"``.
@@ -992,37 +1022,17 @@ def load_weights_into_gpt(gpt, params):
     problem raises ValueError naming the key before any weight changes.
     """
     params = _check_params(gpt, params)  # the same dict, every leaf a NumPy array
-    gpt.pos_emb.weight = assign(gpt.pos_emb.weight, params["wpe"])
-    gpt.tok_emb.weight = assign(gpt.tok_emb.weight, params["wte"])
-
-    for b in range(len(params["blocks"])):
-        block = params["blocks"][b]
-        att, ff = gpt.trf_blocks[b].att, gpt.trf_blocks[b].ff
-        q_w, k_w, v_w = np.split(block["attn"]["c_attn"]["w"], 3, axis=-1)
-        att.W_query.weight = assign(att.W_query.weight, q_w.T)
-        att.W_key.weight = assign(att.W_key.weight, k_w.T)
-        att.W_value.weight = assign(att.W_value.weight, v_w.T)
-        q_b, k_b, v_b = np.split(block["attn"]["c_attn"]["b"], 3, axis=-1)
-        att.W_query.bias = assign(att.W_query.bias, q_b)
-        att.W_key.bias = assign(att.W_key.bias, k_b)
-        att.W_value.bias = assign(att.W_value.bias, v_b)
-        att.out_proj.weight = assign(att.out_proj.weight, block["attn"]["c_proj"]["w"].T)
-        att.out_proj.bias = assign(att.out_proj.bias, block["attn"]["c_proj"]["b"])
-
-        ff.layers[0].weight = assign(ff.layers[0].weight, block["mlp"]["c_fc"]["w"].T)
-        ff.layers[0].bias = assign(ff.layers[0].bias, block["mlp"]["c_fc"]["b"])
-        ff.layers[2].weight = assign(ff.layers[2].weight, block["mlp"]["c_proj"]["w"].T)
-        ff.layers[2].bias = assign(ff.layers[2].bias, block["mlp"]["c_proj"]["b"])
-
-        norm1, norm2 = gpt.trf_blocks[b].norm1, gpt.trf_blocks[b].norm2
-        norm1.scale = assign(norm1.scale, block["ln_1"]["g"])
-        norm1.shift = assign(norm1.shift, block["ln_1"]["b"])
-        norm2.scale = assign(norm2.scale, block["ln_2"]["g"])
-        norm2.shift = assign(norm2.shift, block["ln_2"]["b"])
-
-    gpt.final_norm.scale = assign(gpt.final_norm.scale, params["g"])
-    gpt.final_norm.shift = assign(gpt.final_norm.shift, params["b"])
-    gpt.out_head.weight = assign(gpt.out_head.weight, params.get("lm_head", params["wte"]))
+    modules = dict(gpt.named_modules())  # "trf_blocks.0.att.out_proj" -> that Linear
+    rows = _weight_map_of(dict(gpt.named_parameters()), len(params["blocks"]),
+                          untied_head="lm_head" in params)
+    for row in rows:  # e.g. the row of "trf_blocks.0.att.out_proj.weight" is the book's
+        # gpt.trf_blocks[0].att.out_proj.weight = assign(
+        #     gpt.trf_blocks[0].att.out_proj.weight, params["blocks"][0]["attn"]["c_proj"]["w"].T)
+        right = _nested_get(params, row.path)
+        right = as_parameter(right, row)  # as is, or .T, or np.split's third of c_attn (.T)
+        module_name, name = row.parameter.rsplit(".", 1)
+        module = modules[module_name]
+        setattr(module, name, assign(getattr(module, name), right))
     return gpt
 
 
