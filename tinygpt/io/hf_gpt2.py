@@ -33,6 +33,7 @@ from ..backend import to_numpy
 from ..errors import FileFormatError
 from .files import atomic_write, atomic_write_text, check_regular_file, save_safetensors
 from .pretrained import (
+    _nested_set,
     _short_repr,
     _size_for_emb_dim,
     _weight_map_of,
@@ -285,13 +286,7 @@ def load_hf_gpt2_params(path):
     if source.untied_head():
         paths = paths + [("lm_head",)]
     for p in paths:
-        node = params
-        keys = p
-        if p[0] == "blocks":
-            node, keys = params["blocks"][p[1]], p[2:]
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = source.get(p)
+        _nested_set(params, p, source.get(p))
     return settings, params
 
 

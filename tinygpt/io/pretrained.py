@@ -752,14 +752,7 @@ def _read_params(ckpt_path, settings, source, source_path=None):
             )
         params = {"blocks": [{} for _ in range(n_layer)]}
         for name in sorted(expected):
-            path = _tf_name_to_path(name)
-            target = params
-            if path[0] == "blocks":
-                target = params["blocks"][path[1]]
-                path = path[2:]
-            for key in path[:-1]:
-                target = target.setdefault(key, {})
-            target[path[-1]] = _squeeze(reader.read(name))
+            _nested_set(params, _tf_name_to_path(name), _squeeze(reader.read(name)))
     return params
 
 
@@ -991,6 +984,15 @@ def _nested_get(params, path):
         else:
             return None
     return node
+
+
+def _nested_set(params, path, value):
+    """``_nested_get``'s counterpart: put ``value`` at ``path`` in the book's params, making
+    the dicts on the way (``params["blocks"]`` is already a list of one dict per block)."""
+    node = params
+    for key in path[:-1]:
+        node = node[key] if isinstance(node, list) else node.setdefault(key, {})
+    node[path[-1]] = value
 
 
 def assign(left, right):
