@@ -39,6 +39,7 @@ from .pretrained import (
     _weight_map_of,
     as_gpt2_array,
     by_gpt2_array,
+    config_from_hparams,
     gpt2_param_paths,
     load_into_gpt,
     model_configs,
@@ -309,11 +310,7 @@ def load_hf_gpt2(path, *, model_cls=None, drop_rate=0.0):
         from ..model import GPTModel as model_cls
     file, folder = _locate(path)
     source = _SafetensorsSource(file)
-    s = _settings(folder, source)
-    cfg = {"vocab_size": s["n_vocab"], "context_length": s["n_ctx"], "emb_dim": s["n_embd"],
-           "n_heads": s["n_head"], "n_layers": s["n_layer"], "drop_rate": float(drop_rate),
-           "qkv_bias": True}
-    gpt = model_cls(cfg)
+    gpt = model_cls(config_from_hparams(_settings(folder, source), drop_rate))
     load_into_gpt(gpt, file, source.n_blocks, source.shape_of, source.get,
                   untied_head=source.untied_head())
     gpt.eval()
