@@ -11,9 +11,15 @@ import pytest
 
 from tinygpt.grad_mode import no_grad
 from tinygpt.io.pretrained import (
+    _path_to_tf_name,
+    _squeezed_shape,
+    as_gpt2_array,
+    as_parameter,
+    by_gpt2_array,
     download_and_load_gpt2,
     gpt2_config,
     gpt2_model_size,
+    gpt2_weight_map,
     load_gpt2_params_from_tf_ckpt,
     load_pretrained_gpt2,
     load_tf_ckpt_into_gpt,
@@ -23,7 +29,12 @@ from tinygpt.io.pretrained import (
 from tinygpt.model import GPT_CONFIG_124M, GPTModel
 
 from .helpers.assertions import assert_close, host
-from .helpers.gpt2_fixtures import gpt2_tensors, write_gpt2_folder, write_tf_checkpoint
+from .helpers.gpt2_fixtures import (
+    gpt2_tensor_shapes,
+    gpt2_tensors,
+    write_gpt2_folder,
+    write_tf_checkpoint,
+)
 from .helpers.tools import REPO, load_script
 
 SMALL = {"n_vocab": 96, "n_ctx": 24}
@@ -118,6 +129,29 @@ def test_load_pretrained_gpt2_offline(folders):
     assert not gpt.training
     _, params = _load(folders, "gpt2-medium (355M)")
     assert np.array_equal(host(gpt.state_dict()["pos_emb.weight"]), params["wpe"])
+
+
+def test_the_weight_map_is_each_parameter_once_and_reads_backwards():
+    """gpt2_weight_map, the one map every loader uses: a row per GPTModel parameter, the
+    checkpoint's tensors and shapes (by the fixture's own list), and as_gpt2_array undoes
+    as_parameter (what export_hf_gpt2 relies on)."""
+    V, T, C, L = 20, 8, 16, 2
+    model = GPTModel(gpt2_config("gpt2-small", vocab_size=V, context_length=T, emb_dim=C,
+                                 n_heads=2, n_layers=L))
+    named = dict(model.named_parameters())
+    rows = list(gpt2_weight_map(L, V, T, C, 4 * C))
+    assert sorted(row.parameter for row in rows) == sorted(named)
+    gpt2 = [(_path_to_tf_name(path), shape) for path, shape, _ in by_gpt2_array(rows)]
+    assert gpt2 == [(name, _squeezed_shape(shape))
+                    for name, shape in gpt2_tensor_shapes(L, C, T, V)]
+    rng = np.random.default_rng(0)
+    for path, shape, group in by_gpt2_array(rows):
+        array = rng.standard_normal(shape)
+        parts = [as_parameter(array, row) for row in group]
+        assert [p.shape for p in parts] == [named[row.parameter].shape for row in group], path
+        assert np.array_equal(as_gpt2_array(parts, group), array), path
+    untied = list(gpt2_weight_map(L, V, T, C, 4 * C, untied_head=True))
+    assert untied[-1].parameter == "out_head.weight" and untied[-1].path == ("lm_head",)
 
 
 # ------------------------------------------------------------------ errors
