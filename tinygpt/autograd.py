@@ -50,7 +50,11 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **options):
-        tensors = _tensors_of(inputs)
+        tensors = inputs
+        for t in inputs:
+            if not isinstance(t, TensorBase):  # arrays or numbers: wrapped as tensors
+                tensors = _tensors_of(inputs)
+                break
         arrays = [t.array for t in tensors]
         fn = cls() if cls not in Function.kernels else op_for(cls, arrays, options)
         fn.needs_grad = is_grad_enabled() and any([t.requires_grad for t in tensors])
@@ -269,11 +273,6 @@ def _node(t):
 
 def _tensors_of(inputs):
     """An op's inputs as tensors: arrays and numbers wrapped like the first tensor."""
-    for t in inputs:
-        if not isinstance(t, TensorBase):
-            break
-    else:
-        return inputs  # the common case, first: it runs for every op
     first = next((t for t in inputs if isinstance(t, TensorBase)), None)
     if first is None:
         raise TypeError("Function.apply takes Tensors (at least one); wrap arrays with "

@@ -51,8 +51,8 @@ class Tensor(TensorBase):
         t._counter = VersionCounter()
         return t
 
-    def _wrap(self, array):  # what autograd calls to make a result: a Tensor, never a
-        return Tensor._of(array)  # Parameter, whatever the class of the inputs
+    _wrap = _of  # what autograd calls to make a result: a Tensor, never a Parameter,
+    # whatever the class of the inputs (t._wrap(array) is Tensor._of(array))
 
     # --- what it is ---------------------------------------------------------------------
     @property
@@ -961,10 +961,11 @@ def _sizes(size):
 def _view(op, t, **options):
     """A view op (reshape, transpose, x[i], expand): ``op.apply``, or without a graph to
     record its forward and the shared storage alone (decoding makes thousands of them)."""
-    if t.requires_grad and is_grad_enabled():
+    grad_enabled = is_grad_enabled()
+    if grad_enabled and t.requires_grad:
         return op.apply(t, **options)
     out = Tensor._of(op().forward(t.array, **options))
-    share_storage(out, t, op, options)
+    share_storage(out, t, op, options, grad_enabled)
     return out
 
 

@@ -17,10 +17,8 @@ import numpy
 class VersionCounter:
     """How many times a tensor's values were changed in place, and by which op last."""
 
-    __slots__ = ("value", "changed_by", "now_made_by")
-
-    def __init__(self):
-        self.value, self.changed_by, self.now_made_by = 0, None, None
+    # Class defaults, no __init__: every tensor gets a counter, few are ever bumped.
+    value, changed_by, now_made_by = 0, None, None
 
     def bump(self, changed_by, now_made_by=None):
         """One more in-place change, by the op named ``changed_by``; ``now_made_by``: the

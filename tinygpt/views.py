@@ -36,17 +36,20 @@ class View:
         self.base, self.ops, self.version, self.meta = base, ops, version, meta
 
 
-def share_storage(out, base, op, options):
+def share_storage(out, base, op, options, grad_enabled=None):
     """Make ``out``, the result of view op ``op`` on ``base``, a view of ``base``'s
     values: the same base, version counter and view chain (plus this op). A result that
-    does not share memory (NumPy had to copy, as torch's reshape does) is no view."""
-    if out.array.size and not xp.may_share_memory(out.array, base.array):
-        return
+    does not share memory (NumPy had to copy, as torch's reshape does) is no view.
+    ``grad_enabled``: is_grad_enabled(), when the caller has asked already."""
+    owner = out.array.base  # NumPy and CuPy give a view its base's owner: the cheap test
+    if owner is None or (owner is not base.array and owner is not base.array.base):
+        if out.array.size and not xp.may_share_memory(out.array, base.array):
+            return
     out._counter = base._counter
     above = base._view
     root, chain = (base, ()) if above is None else (above.base, above.ops)
     meta = None if above is None else above.meta
-    if meta is None and not is_grad_enabled():
+    if meta is None and not (is_grad_enabled() if grad_enabled is None else grad_enabled):
         meta = "no_grad"
     out._view = View(root, chain + ((op, options),), out._counter.value, meta)
 

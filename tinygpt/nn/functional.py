@@ -130,7 +130,8 @@ def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002
 
 def linear(input, weight, bias=None):  # noqa: A002
     """x W^T + b, weight (out, in): ``fused.FusedLinear``, one op."""
-    x, weight = _tensor(input), _tensor(weight)
+    x = input if isinstance(input, Tensor) else Tensor(input)  # inline: it runs per layer
+    weight = weight if isinstance(weight, Tensor) else Tensor(weight)
     x_shape, w_shape = x.array.shape, weight.array.shape  # the arrays': it runs per layer
     if not x_shape or len(w_shape) != 2 or x_shape[-1] != w_shape[1]:
         raise RuntimeError(f"linear: input of shape {tuple(x.shape)} cannot be multiplied by "
@@ -138,7 +139,7 @@ def linear(input, weight, bias=None):  # noqa: A002
                            "last dim must be in")
     if bias is None:
         return fused.FusedLinear.apply(x, weight)
-    return fused.FusedLinear.apply(x, weight, _tensor(bias))
+    return fused.FusedLinear.apply(x, weight, bias if isinstance(bias, Tensor) else Tensor(bias))
 
 
 def gelu(input, approximate="none"):  # noqa: A002
